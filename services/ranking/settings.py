@@ -1,0 +1,18 @@
+"""Settings of the ranking service (environment prefix CASCADE_RANKING_)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    """Scores candidates with the multi-task ONNX ranker."""
+
+    model_config = SettingsConfigDict(env_prefix="CASCADE_RANKING_", populate_by_name=True)
+
+    service_name: str = "ranking"
+    port: int = Field(default=8005, ge=1, le=65535)
+

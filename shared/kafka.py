@@ -1,0 +1,293 @@
+"""Kafka helpers: topic setup, an acks=all producer usable from asyncio, and the consumer loop.
+
+The consumer loop has one shape (poll a batch, handle it, commit only after the handler
+succeeded), so every worker gets at-least-once delivery; handlers make it exactly-once in effect
+by being idempotent. SIGTERM stops the loop after the batch in hand, with a final commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.structs import TopicPartition
+
+log = logging.getLogger(__name__)
+
+BatchHandler = Callable[[list[ConsumerRecord]], None]
+
+
+def ensure_topics(bootstrap: str, topics: dict[str, int], timeout_s: float = 10.0) -> None:
+    """Create topics (name -> partitions) that do not exist yet; existing ones are left alone."""
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap.split(","),
+        request_timeout_ms=int(timeout_s * 1000),
+        bootstrap_timeout_ms=int(timeout_s * 1000),
+    )
+    try:
+        existing = set(admin.list_topics())
+        new = [
+            NewTopic(name=name, num_partitions=parts, replication_factor=1)
+            for name, parts in topics.items()
+            if name not in existing
+        ]
+        if new:
+            try:
+                admin.create_topics(new, timeout_ms=int(timeout_s * 1000))
+            except TopicAlreadyExistsError:
+                pass  # another process created it between list and create: the goal is met
+    finally:
+        admin.close()
+
+
+def create_producer(bootstrap: str, **overrides: Any) -> KafkaProducer:
+    """A producer that only counts a message as sent once every in-sync replica has it."""
+    config: dict[str, Any] = {
+        "bootstrap_servers": bootstrap.split(","),
+        "acks": "all",
+        "linger_ms": 1,
+        "retries": 5,
+        "request_timeout_ms": 5000,
+        "max_block_ms": 5000,
+        "enable_idempotence": False,
+        # kafka-python blocks in the constructor until the broker answers (default 30 s):
+        # fail fast so a service with a dead broker starts and reports not-ready instead.
+        "bootstrap_timeout_ms": 3000,
+    }
+    config.update(overrides)
+    return KafkaProducer(**config)
+
+
+async def send_all(
+    producer: KafkaProducer,
+    topic: str,
+    messages: Sequence[tuple[bytes | None, bytes]],
+    timeout_s: float = 5.0,
+) -> None:
+    """Send (key, value) messages and return once the broker acknowledged all of them.
+
+    kafka-python's futures complete on its I/O thread; they are bridged into asyncio so the
+    event loop never blocks. Raises KafkaError (or TimeoutError) if any message failed.
+    """
+    loop = asyncio.get_running_loop()
+    waiters: list[asyncio.Future[Any]] = []
+    for key, value in messages:
+        waiter: asyncio.Future[Any] = loop.create_future()
+        kfut = producer.send(topic, key=key, value=value)
+        kfut.add_callback(_resolver(loop, waiter))
+        kfut.add_errback(_rejecter(loop, waiter))
+        waiters.append(waiter)
+    await asyncio.wait_for(asyncio.gather(*waiters), timeout_s)
+
+
+def _resolver(loop: asyncio.AbstractEventLoop, fut: asyncio.Future[Any]) -> Callable[[Any], None]:
+    def done(value: Any) -> None:
+        loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(value))
+
+    return done
+
+
+def _rejecter(
+    loop: asyncio.AbstractEventLoop, fut: asyncio.Future[Any]
+) -> Callable[[BaseException], None]:
+    def failed(exc: BaseException) -> None:
+        loop.call_soon_threadsafe(lambda: fut.done() or fut.set_exception(exc))
+
+    return failed
+
+
+class LazyProducer:
+    """Creates the producer on first use and again after a broker outage.
+
+    kafka-python's constructor fails when no broker answers; a service must still start and
+    report not-ready instead of crash-looping, so creation is deferred and retried.
+    """
+
+    def __init__(self, bootstrap: str, **overrides: Any) -> None:
+        self.bootstrap = bootstrap
+        self.overrides = overrides
+        self._producer: KafkaProducer | None = None
+        self._lock = threading.Lock()
+        self.last_error = "not connected yet"
+
+    def get(self) -> KafkaProducer:
+        """The live producer, creating it if needed; raises KafkaError when down."""
+        with self._lock:
+            if self._producer is None:
+                try:
+                    self._producer = create_producer(self.bootstrap, **self.overrides)
+                except (KafkaError, OSError) as exc:
+                    self.last_error = f"kafka unreachable at {self.bootstrap}: {exc!r}"
+                    raise
+                self.last_error = ""
+            return self._producer
+
+    def ready(self) -> tuple[bool, str]:
+        """Readiness probe: can we get a producer whose broker answers?"""
+        try:
+            producer = self.get()
+        except (KafkaError, OSError):
+            return False, self.last_error
+        if not producer.bootstrap_connected():
+            # The producer object survives broker restarts, but report the outage honestly.
+            return False, f"kafka unreachable at {self.bootstrap}"
+        return True, "ok"
+
+    def close(self) -> None:
+        """Flush and close the producer if one was created."""
+        with self._lock:
+            if self._producer is not None:
+                self._producer.close(timeout=5)
+                self._producer = None
+
+
+@dataclass
+class ConsumerLoopStats:
+    """Counters a worker exposes through its metrics and readiness."""
+
+    batches: int = 0
+    records: int = 0
+    failures: int = 0
+    last_error: str = ""
+    assigned: set[TopicPartition] = field(default_factory=set)
+
+
+class ConsumerLoop:
+    """Consumer-group loop: poll a batch, hand it to ``handler``, commit only after success.
+
+    On a handler failure nothing is committed and each partition is rewound to the first
+    record of the failed batch, so the batch is retried (after a back-off) instead of lost.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: Sequence[str],
+        group_id: str,
+        handler: BatchHandler,
+        *,
+        max_records: int = 2000,
+        poll_timeout_ms: int = 200,
+        session_timeout_ms: int = 10000,
+        heartbeat_interval_ms: int = 3000,
+        retry_backoff_s: float = 0.5,
+        consumer_overrides: dict[str, Any] | None = None,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topics = list(topics)
+        self.group_id = group_id
+        self.handler = handler
+        self.max_records = max_records
+        self.poll_timeout_ms = poll_timeout_ms
+        self.session_timeout_ms = session_timeout_ms
+        self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.retry_backoff_s = retry_backoff_s
+        self.consumer_overrides = consumer_overrides or {}
+        self.stats = ConsumerLoopStats()
+        self._stop = threading.Event()
+        self._consumer: KafkaConsumer | None = None
+
+    def _create_consumer(self) -> KafkaConsumer:
+        config: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap.split(","),
+            "group_id": self.group_id,
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "max_poll_records": self.max_records,
+            "session_timeout_ms": self.session_timeout_ms,
+            "heartbeat_interval_ms": self.heartbeat_interval_ms,
+            "bootstrap_timeout_ms": 3000,
+        }
+        config.update(self.consumer_overrides)
+        consumer = KafkaConsumer(**config)
+        consumer.subscribe(self.topics)
+        return consumer
+
+    def stop(self) -> None:
+        """Ask the loop to finish the batch in hand, commit and return."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        """True once stop() was called."""
+        return self._stop.is_set()
+
+    def install_signal_handlers(self) -> None:
+        """Make SIGTERM and SIGINT stop the loop gracefully (main thread only)."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stop())
+
+    def lag(self) -> int | None:
+        """Records between the committed position and the end of each assigned partition."""
+        consumer = self._consumer
+        if consumer is None:
+            return None
+        try:
+            parts = consumer.assignment()
+            if not parts:
+                return 0
+            ends = consumer.end_offsets(list(parts))
+            return sum(max(0, ends[tp] - consumer.position(tp)) for tp in parts)
+        except (KafkaError, AssertionError, OSError):
+            return None
+
+    def run(self) -> None:
+        """Run until stop(); reconnects while the broker is unreachable."""
+        while not self._stop.is_set():
+            try:
+                self._consumer = self._create_consumer()
+            except (KafkaError, OSError) as exc:
+                self.stats.last_error = f"kafka unreachable at {self.bootstrap}: {exc!r}"
+                log.warning("consumer cannot connect", extra={"error": self.stats.last_error})
+                self._stop.wait(self.retry_backoff_s * 4)
+                continue
+            try:
+                self._poll_until_stopped(self._consumer)
+            finally:
+                self._close(self._consumer)
+                self._consumer = None
+
+    def _poll_until_stopped(self, consumer: KafkaConsumer) -> None:
+        while not self._stop.is_set():
+            polled = consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=self.max_records)
+            self.stats.assigned = set(consumer.assignment())
+            if not polled:
+                continue
+            batch = [rec for records in polled.values() for rec in records]
+            if self._handle(batch):
+                consumer.commit()
+            else:
+                for tp, records in polled.items():
+                    consumer.seek(tp, records[0].offset)
+                self._stop.wait(self.retry_backoff_s)
+
+    def _handle(self, batch: list[ConsumerRecord]) -> bool:
+        start = time.perf_counter()
+        try:
+            self.handler(batch)
+        except Exception as exc:  # the batch is retried, never skipped; the error is kept
+            self.stats.failures += 1
+            self.stats.last_error = f"{type(exc).__name__}: {exc}"
+            log.exception("batch handler failed; batch will be retried")
+            return False
+        self.stats.batches += 1
+        self.stats.records += len(batch)
+        self.stats.last_error = ""
+        log.debug("batch handled", extra={"n": len(batch), "s": time.perf_counter() - start})
+        return True
+
+    def _close(self, consumer: KafkaConsumer) -> None:
+        try:
+            consumer.close(autocommit=False)
+        except (KafkaError, OSError) as exc:
+            log.warning("consumer close failed", extra={"error": repr(exc)})
