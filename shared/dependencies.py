@@ -34,7 +34,9 @@ class Dependencies:
         self.readiness.add(name, lambda: redis_ready(client), required)
         return client
 
-    def kafka_producer(self, bootstrap: str, name: str = "kafka", required: bool = True) -> LazyProducer:
+    def kafka_producer(
+        self, bootstrap: str, name: str = "kafka", required: bool = True
+    ) -> LazyProducer:
         """A producer created on first use; its broker connection is a readiness check."""
         producer = LazyProducer(bootstrap)
         self._producers.append(producer)

@@ -1,4 +1,4 @@
-"""Async HTTP client for service-to-service calls: pooled connections, hard timeouts, clear errors."""
+"""Async HTTP client for service-to-service calls: pooled connections, timeouts, clear errors."""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -91,8 +92,12 @@ async def send_all(
 
 
 def _resolver(loop: asyncio.AbstractEventLoop, fut: asyncio.Future[Any]) -> Callable[[Any], None]:
+    def settle(value: Any) -> None:
+        if not fut.done():
+            fut.set_result(value)
+
     def done(value: Any) -> None:
-        loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(value))
+        loop.call_soon_threadsafe(settle, value)
 
     return done
 
@@ -100,10 +105,23 @@ def _resolver(loop: asyncio.AbstractEventLoop, fut: asyncio.Future[Any]) -> Call
 def _rejecter(
     loop: asyncio.AbstractEventLoop, fut: asyncio.Future[Any]
 ) -> Callable[[BaseException], None]:
+    def settle(exc: BaseException) -> None:
+        if not fut.done():
+            fut.set_exception(exc)
+
     def failed(exc: BaseException) -> None:
-        loop.call_soon_threadsafe(lambda: fut.done() or fut.set_exception(exc))
+        loop.call_soon_threadsafe(settle, exc)
 
     return failed
+
+
+def _reachable(server: str, timeout_s: float = 0.3) -> bool:
+    host, _, port = server.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 class LazyProducer:
@@ -133,13 +151,13 @@ class LazyProducer:
             return self._producer
 
     def ready(self) -> tuple[bool, str]:
-        """Readiness probe: can we get a producer whose broker answers?"""
+        """Readiness probe: a producer exists and a bootstrap broker accepts connections."""
         try:
-            producer = self.get()
+            self.get()
         except (KafkaError, OSError):
             return False, self.last_error
-        if not producer.bootstrap_connected():
-            # The producer object survives broker restarts, but report the outage honestly.
+        # The producer object survives broker restarts; report an outage honestly meanwhile.
+        if not any(_reachable(server) for server in self.bootstrap.split(",")):
             return False, f"kafka unreachable at {self.bootstrap}"
         return True, "ok"
 
@@ -237,7 +255,7 @@ class ConsumerLoop:
             if not parts:
                 return 0
             ends = consumer.end_offsets(list(parts))
-            return sum(max(0, ends[tp] - consumer.position(tp)) for tp in parts)
+            return int(sum(max(0, ends[tp] - consumer.position(tp)) for tp in parts))
         except (KafkaError, AssertionError, OSError):
             return None
 

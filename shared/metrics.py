@@ -17,8 +17,24 @@ from prometheus_client import (
 
 # Buckets sized for a recommender's millisecond budgets, with a tail for stalls.
 LATENCY_BUCKETS = (
-    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075,
-    0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    0.0005,
+    0.001,
+    0.002,
+    0.003,
+    0.005,
+    0.0075,
+    0.01,
+    0.015,
+    0.02,
+    0.03,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
 )
 
 REQUEST_LATENCY = Histogram(
@@ -27,9 +43,7 @@ REQUEST_LATENCY = Histogram(
     ["service", "route", "method", "status"],
     buckets=LATENCY_BUCKETS,
 )
-REQUESTS_IN_FLIGHT = Gauge(
-    "cascade_http_requests_in_flight", "Requests being served.", ["service"]
-)
+REQUESTS_IN_FLIGHT = Gauge("cascade_http_requests_in_flight", "Requests being served.", ["service"])
 STAGE_LATENCY = Histogram(
     "cascade_stage_duration_seconds",
     "Latency of one pipeline stage or dependency call.",
@@ -43,7 +57,8 @@ SERVICE_INFO = Gauge(
     "cascade_service_up", "1 while the service process runs.", ["service", "version"]
 )
 DEPENDENCY_UP = Gauge(
-    "cascade_dependency_up", "1 when the last readiness check of a dependency passed.",
+    "cascade_dependency_up",
+    "1 when the last readiness check of a dependency passed.",
     ["service", "dependency"],
 )
 

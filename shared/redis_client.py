@@ -6,7 +6,9 @@ import redis
 import redis.asyncio as aioredis
 
 
-def create_async_redis(url: str, timeout_s: float = 0.5, max_connections: int = 64) -> aioredis.Redis:
+def create_async_redis(
+    url: str, timeout_s: float = 0.5, max_connections: int = 64
+) -> aioredis.Redis:
     """An asyncio Redis client; bytes in and out (callers choose their encodings)."""
     return aioredis.Redis.from_url(
         url,

@@ -9,11 +9,11 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import uvicorn
 from fastapi import FastAPI
-from fastapi.responses import ORJSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 
 from shared.dependencies import Dependencies
 from shared.logging import configure_logging, new_request_id, request_id_var
@@ -27,7 +27,7 @@ from shared.metrics import (
     render_metrics,
 )
 from shared.readiness import Readiness
-from shared.settings import ServiceSettings, SettingsT, load_settings
+from shared.settings import ServiceSettings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,6 @@ def create_app(
         description=description,
         version=VERSION,
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
     )
     app.state.settings = settings
     app.state.readiness = readiness
@@ -113,7 +112,7 @@ def create_app(
         """Readiness with the reason for every dependency; 503 until all required ones pass."""
         ready, details = await readiness.evaluate()
         body = {"ready": ready, "service": name, "checks": details}
-        return ORJSONResponse(body, status_code=200 if ready else 503)
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/metrics", tags=["ops"])
     async def metrics() -> Response:
@@ -124,8 +123,11 @@ def create_app(
     return app
 
 
+ServiceSettingsT = TypeVar("ServiceSettingsT", bound=ServiceSettings)
+
+
 def run_service(
-    settings_cls: type[SettingsT], build_app: Callable[[SettingsT], FastAPI]
+    settings_cls: type[ServiceSettingsT], build_app: Callable[[ServiceSettingsT], FastAPI]
 ) -> None:
     """Entry point of a service process: settings (exit on invalid), logging, uvicorn."""
     settings = load_settings(settings_cls)

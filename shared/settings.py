@@ -20,7 +20,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-SettingsT = TypeVar("SettingsT", bound="ServiceSettings")
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
 
 def platform_field(name: str, default: Any, service: str, description: str = "") -> Any:
@@ -108,7 +108,7 @@ def check_http_url(value: str) -> str:
     return value.rstrip("/")
 
 
-def _env_name(settings_cls: type[ServiceSettings], field: str) -> str:
+def _env_name(settings_cls: type[BaseSettings], field: str) -> str:
     """The environment variable a user would set for ``field`` of ``settings_cls``."""
     info = settings_cls.model_fields.get(field)
     if info is None:  # pydantic reports alias-read fields by the alias: already an env name
@@ -120,15 +120,13 @@ def _env_name(settings_cls: type[ServiceSettings], field: str) -> str:
     return f"{prefix}{field}".upper()
 
 
-def describe_validation_error(settings_cls: type[ServiceSettings], exc: ValidationError) -> str:
+def describe_validation_error(settings_cls: type[BaseSettings], exc: ValidationError) -> str:
     """One line per bad setting: the env var, the value given and what was wrong."""
     lines = []
     for err in exc.errors():
         field = str(err["loc"][0]) if err["loc"] else "?"
         value = err.get("input")
-        lines.append(
-            f"invalid setting {_env_name(settings_cls, field)}={value!r}: {err['msg']}"
-        )
+        lines.append(f"invalid setting {_env_name(settings_cls, field)}={value!r}: {err['msg']}")
     return "; ".join(lines)
 
 
@@ -137,7 +135,8 @@ def load_settings(settings_cls: type[SettingsT], **overrides: Any) -> SettingsT:
     try:
         return settings_cls(**overrides)
     except ValidationError as exc:
-        service = settings_cls.model_fields["service_name"].default
+        name_field = settings_cls.model_fields.get("service_name")
+        service = name_field.default if name_field else settings_cls.__name__
         sys.stderr.write(f"{service}: {describe_validation_error(settings_cls, exc)}\n")
         raise SystemExit(2) from None
 

@@ -84,7 +84,9 @@ def start_service(server_dir: Path) -> Iterator[ServiceStarter]:
     """Start Cascade services as real processes; returns their base URL; stops them after."""
     with ExitStack() as stack:
 
-        def starter(name: str, env: dict[str, str] | None = None, require_ready: bool = False) -> str:
+        def starter(
+            name: str, env: dict[str, str] | None = None, require_ready: bool = False
+        ) -> str:
             spec = service_spec(name, env, require_ready=require_ready)
             stack.enter_context(running(spec, server_dir / "logs"))
             return spec.url

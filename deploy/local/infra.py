@@ -65,8 +65,17 @@ def redis_spec(port: int, data_dir: Path, persist: bool = False) -> ProcessSpec:
     """A private redis-server on loopback (persistence only when a test needs restarts)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     argv = [
-        redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
-        "--protected-mode", "yes", "--daemonize", "no",
+        redis_binary(),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(data_dir),
+        "--protected-mode",
+        "yes",
+        "--daemonize",
+        "no",
     ]
     argv += ["--appendonly", "yes"] if persist else ["--save", "", "--appendonly", "no"]
 
@@ -83,11 +92,20 @@ def tansu_spec(port: int) -> ProcessSpec:
     """The Tansu Kafka-protocol broker (memory storage: a restart loses topics)."""
     url = f"tcp://127.0.0.1:{port}"
     argv = [
-        tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-        "--storage-engine", "memory://tansu/",
+        tansu_binary(),
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+        "--storage-engine",
+        "memory://tansu/",
     ]
     return ProcessSpec(
-        "kafka", argv, lambda: port_open("127.0.0.1", port), ready_timeout_s=20,
+        "kafka",
+        argv,
+        lambda: port_open("127.0.0.1", port),
+        ready_timeout_s=20,
         url=f"127.0.0.1:{port}",
     )
 
@@ -102,10 +120,18 @@ def mlflow_spec(port: int, data_dir: Path) -> ProcessSpec:
             "(make bootstrap does this), or set CASCADE_MLFLOW_URI to a server you already run"
         )
     argv = [
-        str(mlflow_bin), "server",
-        "--backend-store-uri", f"sqlite:///{(data_dir / 'mlflow.db').resolve()}",
-        "--artifacts-destination", str((data_dir / "artifacts").resolve()),
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        str(mlflow_bin),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{(data_dir / 'mlflow.db').resolve()}",
+        "--artifacts-destination",
+        str((data_dir / "artifacts").resolve()),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
     ]
     base = f"http://127.0.0.1:{port}"
     return ProcessSpec(
@@ -120,8 +146,11 @@ def prometheus_spec(port: int, config: Path, data_dir: Path) -> ProcessSpec | No
         return None
     data_dir.mkdir(parents=True, exist_ok=True)
     argv = [
-        binary, f"--config.file={config}", f"--storage.tsdb.path={data_dir}",
-        f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1d",
+        binary,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={data_dir}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--storage.tsdb.retention.time=1d",
     ]
     base = f"http://127.0.0.1:{port}"
     return ProcessSpec(

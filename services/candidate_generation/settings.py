@@ -1,4 +1,4 @@
-"""Settings of the candidate_generation service (environment prefix CASCADE_CANDIDATE_GENERATION_)."""
+"""Settings of the candidate_generation service (env prefix CASCADE_CANDIDATE_GENERATION_)."""
 
 from __future__ import annotations
 

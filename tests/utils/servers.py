@@ -26,7 +26,10 @@ def running(spec: ProcessSpec, log_dir: Path) -> Iterator[RunningProcess]:
 
 
 def service_spec(
-    name: str, env: dict[str, str] | None = None, port: int | None = None, require_ready: bool = False
+    name: str,
+    env: dict[str, str] | None = None,
+    port: int | None = None,
+    require_ready: bool = False,
 ) -> ProcessSpec:
     """A Cascade service as its own process (``python -m services.<name>``) on a free port."""
     port = port or free_port()

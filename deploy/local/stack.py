@@ -1,0 +1,142 @@
+"""What the local runtime runs: infrastructure first, then every service, as data.
+
+Ports and URLs come from the same settings classes the services read, so the runtime, the
+services and the Prometheus scrape config cannot disagree.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from deploy.local import infra
+from deploy.local.processes import ProcessSpec
+from shared.settings import ServiceSettings, load_settings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# Start order: stages before the gateway that calls them; the stream workers last.
+SERVICES: tuple[str, ...] = (
+    "feature_store",
+    "candidate_generation",
+    "filtering",
+    "ranking",
+    "reranking",
+    "gateway",
+    "events",
+)
+
+
+class RuntimeSettings(BaseSettings):
+    """Settings of the local runtime itself (prefix CASCADE_LOCAL_)."""
+
+    model_config = SettingsConfigDict(env_prefix="CASCADE_LOCAL_", extra="ignore")
+
+    service_name: str = "local-runtime"
+    run_dir: Path = REPO_ROOT / ".run"
+    redis_port: int = Field(default=6390, ge=1, le=65535)
+    kafka_port: int = Field(default=19092, ge=1, le=65535)
+    mlflow_port: int = Field(default=5050, ge=1, le=65535)
+    prometheus_port: int = Field(default=9090, ge=1, le=65535)
+    ready_timeout_s: float = Field(default=180.0, gt=0)
+    models_dir: Path = REPO_ROOT / "models"
+    data_dir: Path = REPO_ROOT / "data"
+    tiny: bool = False
+
+
+@dataclass(frozen=True)
+class Infra:
+    """Where the platform's dependencies are, and which of them we must start."""
+
+    redis_url: str
+    kafka_bootstrap: str
+    mlflow_uri: str
+    start: tuple[ProcessSpec, ...]
+
+
+def plan_infra(rt: RuntimeSettings) -> Infra:
+    """Use Redis/Kafka/MLflow given by env (CASCADE_REDIS_URL...), start the others ourselves."""
+    start: list[ProcessSpec] = []
+    redis_url = os.environ.get("CASCADE_REDIS_URL", "")
+    if not redis_url:
+        spec = infra.redis_spec(rt.redis_port, rt.run_dir / "redis")
+        start.append(spec)
+        redis_url = spec.url
+    kafka = os.environ.get("CASCADE_KAFKA_BOOTSTRAP", "")
+    if not kafka:
+        spec = infra.tansu_spec(rt.kafka_port)
+        start.append(spec)
+        kafka = spec.url
+    mlflow_uri = os.environ.get("CASCADE_MLFLOW_URI", "")
+    if not mlflow_uri:
+        spec = infra.mlflow_spec(rt.mlflow_port, rt.run_dir / "mlflow")
+        start.append(spec)
+        mlflow_uri = spec.url
+    return Infra(redis_url, kafka, mlflow_uri, tuple(start))
+
+
+def platform_env(inf: Infra) -> dict[str, str]:
+    """Environment every service process gets."""
+    return {
+        "CASCADE_REDIS_URL": inf.redis_url,
+        "CASCADE_KAFKA_BOOTSTRAP": inf.kafka_bootstrap,
+        "CASCADE_MLFLOW_URI": inf.mlflow_uri,
+        "MLFLOW_TRACKING_URI": inf.mlflow_uri,
+        "PYTHONPATH": str(REPO_ROOT),
+    }
+
+
+def service_settings(name: str, env: dict[str, str]) -> ServiceSettings:
+    """The settings ``services.<name>`` will see with ``env`` applied (for its port)."""
+    module = importlib.import_module(f"services.{name}.settings")
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        settings: ServiceSettings = load_settings(module.Settings)
+        return settings
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def service_spec(name: str, env: dict[str, str]) -> ProcessSpec:
+    """``python -m services.<name>`` with readiness taken from its /readyz."""
+    settings = service_settings(name, env)
+    base = f"http://{settings.host}:{settings.port}"
+    return ProcessSpec(
+        name,
+        [sys.executable, "-m", f"services.{name}"],
+        lambda: infra.http_ok(f"{base}/readyz"),
+        env=env,
+        cwd=REPO_ROOT,
+        ready_timeout_s=180,
+        url=base,
+    )
+
+
+def prometheus_config(targets: dict[str, str], path: Path, interval_s: int = 5) -> Path:
+    """Write a Prometheus config scraping every service's /metrics."""
+    lines = [
+        "global:",
+        f"  scrape_interval: {interval_s}s",
+        "scrape_configs:",
+    ]
+    for name, url in targets.items():
+        hostport = url.split("://", 1)[-1]
+        lines += [
+            f"  - job_name: {name}",
+            "    static_configs:",
+            f"      - targets: ['{hostport}']",
+        ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path

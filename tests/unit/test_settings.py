@@ -1,0 +1,83 @@
+"""Settings: env prefixes, platform-wide values, and one clear line for a bad setting."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from services.events.settings import Settings as EventsSettings
+from services.filtering.settings import Settings as FilteringSettings
+from shared.settings import load_settings, parse_bootstrap_servers
+from tests.utils.servers import REPO_ROOT
+
+
+def test_service_prefix_and_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CASCADE_FILTERING_PORT", "9123")
+    settings = load_settings(FilteringSettings)
+    assert settings.port == 9123
+    assert settings.service_name == "filtering"
+    assert settings.redis_url.startswith("redis://")
+
+
+def test_per_service_value_wins_over_platform_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CASCADE_REDIS_URL", "redis://platform:6379/0")
+    assert load_settings(FilteringSettings).redis_url == "redis://platform:6379/0"
+    monkeypatch.setenv("CASCADE_FILTERING_REDIS_URL", "redis://mine:6380/1")
+    assert load_settings(FilteringSettings).redis_url == "redis://mine:6380/1"
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "needle"),
+    [
+        ("CASCADE_FILTERING_PORT", "70000", "less than or equal to 65535"),
+        ("CASCADE_FILTERING_PORT", "eighty", "valid integer"),
+        ("CASCADE_FILTERING_REDIS_URL", "http://localhost:6379", "must start with redis://"),
+        ("CASCADE_FILTERING_REDIS_URL", "redis://localhost:99999/0", "port"),
+        ("CASCADE_FILTERING_LOG_LEVEL", "LOUD", "should match pattern"),
+    ],
+)
+def test_invalid_setting_exits_with_one_line_naming_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], env: str, value: str,
+    needle: str,
+) -> None:
+    monkeypatch.setenv(env, value)
+    with pytest.raises(SystemExit) as exc:
+        load_settings(FilteringSettings)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert err.startswith("filtering: invalid setting ")
+    assert env in err and needle in err
+
+
+@pytest.mark.parametrize("value", ["", "host", "host:", ":9092", "host:0", "a:1,b:x"])
+def test_bad_bootstrap_lists_are_rejected(value: str) -> None:
+    with pytest.raises(ValueError):
+        parse_bootstrap_servers(value)
+
+
+def test_bootstrap_list_is_normalised() -> None:
+    assert parse_bootstrap_servers(" a:1 , b:2 ") == "a:1,b:2"
+
+
+def test_kafka_setting_validated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CASCADE_KAFKA_BOOTSTRAP", "broker-without-port")
+    with pytest.raises(SystemExit):
+        load_settings(EventsSettings)
+
+
+def test_service_process_refuses_to_start_on_bad_setting() -> None:
+    """The real entry point exits at once with one line, instead of crash-looping."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "services.gateway"],
+        env={"CASCADE_GATEWAY_PORT": "70000", "PATH": "/usr/bin:/bin"},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert lines == [lines[0]] and "CASCADE_GATEWAY_PORT" in lines[0]
