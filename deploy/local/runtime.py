@@ -61,7 +61,7 @@ def read_state(run_dir: Path) -> dict[str, Any]:
 
 
 def model_jobs(rt: RuntimeSettings) -> list[Job]:
-    """Train (only when no exported model exists yet), then load the catalog into Redis."""
+    """Fetch the data, train (only when no exported model exists yet), load Redis."""
     models = rt.models_dir
     have_models = (models / "manifest.json").exists()
     train = [sys.executable, "-m", "training.pipeline", "--out", str(models)]
@@ -74,7 +74,9 @@ def model_jobs(rt: RuntimeSettings) -> list[Job]:
         "--data",
         str(rt.data_dir / "ml-100k"),
     ]
+    fetch = [sys.executable, "-m", "training.data.fetch", "--dest", str(rt.data_dir / "ml-100k")]
     return [
+        Job("data", fetch),
         Job("train", train, f"models found in {models}" if have_models else ""),
         Job("bootstrap", bootstrap),
     ]

@@ -1,0 +1,45 @@
+# Cascade: the two commands a newcomer needs are `make up` and `make test`.
+.PHONY: bootstrap up up-detached down status test test-fast lint data train bench loadtest clean
+
+PY := .venv/bin/python
+
+bootstrap:  ## install Debian packages and the .venv (idempotent)
+	@scripts/bootstrap.sh
+
+up: bootstrap  ## run the whole platform locally (trains on first run); Ctrl-C stops it
+	@$(PY) -m deploy.local up
+
+up-detached: bootstrap  ## same as up, but return once everything is ready
+	@$(PY) -m deploy.local up --detach
+
+down:  ## stop everything `up` started
+	@$(PY) -m deploy.local down
+
+status:  ## what runs where
+	@$(PY) -m deploy.local status
+
+test: bootstrap data  ## the whole test suite (starts its own Redis, broker and MLflow)
+	@$(PY) -m pytest
+
+test-fast: bootstrap  ## unit tests only
+	@$(PY) -m pytest tests/unit
+
+lint: bootstrap
+	@.venv/bin/ruff check .
+	@.venv/bin/mypy shared services deploy training loadtests
+
+data: bootstrap  ## MovieLens-100K into data/ml-100k (from the recbole wheel on PyPI)
+	@$(PY) -m training.data.fetch
+
+train: data  ## train, evaluate, export to models/ and register in MLflow ($$MLFLOW_TRACKING_URI)
+	@$(PY) -m training.pipeline
+
+bench: bootstrap data  ## benchmarks: writes reports/bench.json and prints a table
+	@$(PY) -m loadtests.bench
+
+loadtest: bootstrap  ## locust against a running gateway (make up first)
+	@.venv/bin/locust -f loadtests/locustfile.py --headless -u 50 -r 10 -t 60s \
+		--host $${CASCADE_GATEWAY_URL:-http://127.0.0.1:8000} --csv reports/locust
+
+clean:  ## remove generated models, reports and runtime state (keeps data/ and .venv)
+	rm -rf models reports .run

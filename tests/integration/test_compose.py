@@ -1,0 +1,121 @@
+"""docker-compose.yml cannot run here (no Docker engine), so it is validated instead.
+
+Checks: the compose-spec JSON schema and Debian's docker-compose parser accept it; every
+long-running service has a healthcheck; every depends_on uses a condition that fits its
+target; every Cascade service's ports and CASCADE_* variables match its settings class; and
+every service the local runtime starts is in compose and in Prometheus's scrape config.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from deploy.local.stack import SERVICES
+from shared.settings import ServiceSettings
+from tests.utils.servers import REPO_ROOT
+
+COMPOSE = REPO_ROOT / "docker-compose.yml"
+SCHEMA = Path(__file__).resolve().parents[1] / "fixtures" / "compose_spec.json"
+PLATFORM_VARS = {"CASCADE_LOG_JSON"}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
+    return data
+
+
+def _is_job(svc: dict[str, Any]) -> bool:
+    return (svc.get("labels") or {}).get("cascade.kind") == "job"
+
+
+def _cascade_services(compose: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
+    found = {}
+    for name, svc in compose["services"].items():
+        label = (svc.get("labels") or {}).get("cascade.service")
+        if label:
+            found[label] = (name, svc)
+    return found
+
+
+def _accepted_env_names(settings_cls: type[ServiceSettings]) -> set[str]:
+    prefix = str(settings_cls.model_config.get("env_prefix", "")).upper()
+    names = set()
+    for field, info in settings_cls.model_fields.items():
+        alias = info.validation_alias
+        choices = getattr(alias, "choices", None)
+        if choices:
+            names |= {str(c).upper() for c in choices}
+        else:
+            names.add(f"{prefix}{field}".upper())
+    return names
+
+
+def test_schema_valid(compose: dict[str, Any]) -> None:
+    schema = json.loads(SCHEMA.read_text())
+    jsonschema.Draft201909Validator(schema).validate(compose)
+
+
+def test_docker_compose_parses_it() -> None:
+    binary = shutil.which("docker-compose")
+    assert binary, "docker-compose (Debian package) missing: `make bootstrap` installs it"
+    proc = subprocess.run(
+        [binary, "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_every_service_has_healthcheck_and_conditions(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name, svc in services.items():
+        if not _is_job(svc):
+            assert svc.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+        for dep, cond in (svc.get("depends_on") or {}).items():
+            assert dep in services, f"{name} depends on unknown {dep}"
+            wanted = (
+                "service_completed_successfully" if _is_job(services[dep]) else "service_healthy"
+            )
+            assert cond["condition"] == wanted, f"{name} -> {dep}: {cond}"
+
+
+def test_ports_and_env_match_settings(compose: dict[str, Any]) -> None:
+    for label, (name, svc) in _cascade_services(compose).items():
+        settings_cls = importlib.import_module(f"services.{label}.settings").Settings
+        env = {k: str(v) for k, v in (svc.get("environment") or {}).items()}
+        accepted = _accepted_env_names(settings_cls) | PLATFORM_VARS
+        unknown = {k for k in env if k.startswith("CASCADE_") and k not in accepted}
+        assert not unknown, f"{name}: variables its settings do not read: {sorted(unknown)}"
+        port = env[f"CASCADE_{label.upper()}_PORT"]
+        assert port == str(settings_cls.model_fields["port"].default)
+        assert f"127.0.0.1:{port}/readyz" in " ".join(svc["healthcheck"]["test"])
+        for mapping in svc.get("ports", []):
+            assert str(mapping).split(":")[-1] == port, f"{name}: {mapping} vs {port}"
+        assert svc["command"] == [f"services.{label}"]
+
+
+def test_runtime_services_are_all_deployed(compose: dict[str, Any]) -> None:
+    deployed = _cascade_services(compose)
+    prom = yaml.safe_load((REPO_ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in prom["scrape_configs"]}
+    for name in SERVICES:
+        assert name in deployed, f"{name} missing from docker-compose.yml"
+        compose_name, svc = deployed[name]
+        port = svc["environment"][f"CASCADE_{name.upper()}_PORT"]
+        targets = jobs[name]["static_configs"][0]["targets"]
+        assert targets == [f"{compose_name}:{port}"]
+
+
+def test_serving_image_carries_no_torch() -> None:
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    assert not re.search(r"\[.*train.*\]", dockerfile), "serving image installs the train extra"
+    assert "find_spec('torch') is not None" in dockerfile  # the build fails if torch sneaks in
