@@ -1,18 +1,74 @@
-"""Events API: validates user events and writes them to Kafka."""
+"""Events API: validates user events and writes them to Kafka (acks=all, keyed by user_id).
+
+``POST /v1/events`` answers 202 only after the broker acknowledged the whole batch, 422 naming
+the bad field and index, or 503 with Retry-After while the broker is unreachable.
+"""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import asyncio
+import contextlib
+import logging
 
+from fastapi import FastAPI
+from kafka.errors import KafkaError
+
+from services.events.publisher import EventPublisher
+from services.events.routes import events
 from services.events.settings import Settings
+from services.events.topic_guard import TopicGuard
+from services.events.validation import BatchValidator
 from shared.dependencies import Dependencies
+from shared.kafka import LazyProducer
 from shared.service import create_app
+
+log = logging.getLogger(__name__)
 
 
 def build_app(settings: Settings) -> FastAPI:
     """The events app; connections open in the lifespan, not at import."""
 
     async def setup(app: FastAPI, deps: Dependencies) -> None:
-        app.state.producer = deps.kafka_producer(settings.kafka_bootstrap)
+        producer = _producer(settings, deps)
+        guard = TopicGuard(
+            settings.kafka_bootstrap,
+            {settings.topic: settings.event_partitions},
+            settings.topic_retry_s,
+            warm=lambda: producer.get().partitions_for(settings.topic),
+        )
+        deps.readiness.add("topic", guard.check)
+        deps.on_close(guard.stop)
+        guard.start()
+        app.state.validator = BatchValidator(settings.max_batch, settings.max_future_s)
+        app.state.publisher = EventPublisher(
+            producer, settings.topic, guard, settings.produce_timeout_s
+        )
 
-    return create_app(settings, setup, description=__doc__ or "")
+    app = create_app(settings, setup, description=__doc__ or "")
+    app.include_router(events.router)
+    return app
+
+
+def _producer(settings: Settings, deps: Dependencies) -> LazyProducer:
+    """A producer that gives up on a record when the API gives up on it (produce_timeout_s).
+
+    kafka-python would otherwise keep a record queued for 120 s and deliver it long after the
+    client was told 503; bounding delivery keeps "503" meaning "most likely not written".
+    """
+    delivery_ms = int(settings.produce_timeout_s * 1000)
+    producer = LazyProducer(
+        settings.kafka_bootstrap,
+        delivery_timeout_ms=delivery_ms,
+        request_timeout_ms=max(delivery_ms - 10, 100),
+    )
+
+    async def ready() -> tuple[bool, str]:
+        return await asyncio.to_thread(producer.ready)
+
+    async def close() -> None:
+        with contextlib.suppress(KafkaError):  # unsent records at shutdown were never 202'd
+            await asyncio.to_thread(producer.close)
+
+    deps.readiness.add("kafka", ready)
+    deps.on_close(close)
+    return producer

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings import KafkaBootstrap, ServiceSettings, kafka_field
+from shared import topics
+from shared.events import DEFAULT_MAX_BATCH, DEFAULT_MAX_FUTURE_S
+from shared.settings import KafkaBootstrap, ServiceSettings, kafka_field, platform_field
 
 
 class Settings(ServiceSettings):
@@ -16,3 +20,20 @@ class Settings(ServiceSettings):
     service_name: str = "events"
     port: int = Field(default=8001, ge=1, le=65535)
     kafka_bootstrap: KafkaBootstrap = kafka_field("events")
+    topic: str = Field(default=topics.EVENTS, min_length=1, description="topic events go to")
+    # Platform-wide so the events API and the offline sink create the topic alike.
+    event_partitions: Annotated[int, Field(ge=1, le=1024)] = platform_field(
+        "event_partitions", 6, "events", "partitions of the events topic when it is created"
+    )
+    max_batch: int = Field(default=DEFAULT_MAX_BATCH, ge=1, le=100_000)
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, description="413 above this")
+    max_future_s: float = Field(
+        default=DEFAULT_MAX_FUTURE_S, ge=0, description="allowed clock skew of event timestamps"
+    )
+    produce_timeout_s: float = Field(
+        default=5.0, gt=0, le=60, description="wait for the broker's acks before answering 503"
+    )
+    retry_after_s: int = Field(default=2, ge=1, description="Retry-After header of a 503")
+    topic_retry_s: float = Field(
+        default=2.0, gt=0, description="pause between attempts to create the topic while down"
+    )

@@ -42,7 +42,10 @@ async def test_send_all_waits_for_broker_ack(kafka_bootstrap: str, unique_topic:
     await send_all(producer, unique_topic, [(b"u1", b"a"), (b"u2", b"b")])
     seen: list[bytes] = []
     loop = ConsumerLoop(
-        kafka_bootstrap, [unique_topic], "ack-check", lambda b: seen.extend(r.value for r in b),
+        kafka_bootstrap,
+        [unique_topic],
+        "ack-check",
+        lambda b: seen.extend(r.value for r in b),
         **FAST_GROUP,
     )
     _run_until(loop, lambda: len(seen) >= 2)
@@ -56,15 +59,22 @@ def test_restart_resumes_from_committed_offset(kafka_bootstrap: str, unique_topi
     _produce(kafka_bootstrap, unique_topic, range(0, 300))
     first: list[int] = []
     loop = ConsumerLoop(
-        kafka_bootstrap, [unique_topic], "resume", lambda b: first.extend(int(r.value) for r in b),
-        max_records=50, **FAST_GROUP,
+        kafka_bootstrap,
+        [unique_topic],
+        "resume",
+        lambda b: first.extend(int(r.value) for r in b),
+        max_records=50,
+        **FAST_GROUP,
     )
     _run_until(loop, lambda: len(first) >= 300)
 
     _produce(kafka_bootstrap, unique_topic, range(300, 400))
     second: list[int] = []
     loop2 = ConsumerLoop(
-        kafka_bootstrap, [unique_topic], "resume", lambda b: second.extend(int(r.value) for r in b),
+        kafka_bootstrap,
+        [unique_topic],
+        "resume",
+        lambda b: second.extend(int(r.value) for r in b),
         **FAST_GROUP,
     )
     _run_until(loop2, lambda: len(second) >= 100)

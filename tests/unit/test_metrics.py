@@ -56,5 +56,7 @@ def test_request_metrics_use_route_template_and_text_format() -> None:
 def test_request_id_is_echoed_or_generated() -> None:
     app = create_app(Settings(service_name="rid-unit"))
     with TestClient(app) as client:
-        assert client.get("/healthz", headers={"x-request-id": "abc"}).headers["x-request-id"] == "abc"
+        assert (
+            client.get("/healthz", headers={"x-request-id": "abc"}).headers["x-request-id"] == "abc"
+        )
         assert len(client.get("/healthz").headers["x-request-id"]) == 32

@@ -31,7 +31,9 @@ async def test_required_failure_makes_not_ready_with_reason() -> None:
     ready, details = await r.evaluate()
     assert not ready
     assert details["redis"] == {
-        "ok": False, "required": True, "reason": "redis unreachable: connection refused"
+        "ok": False,
+        "required": True,
+        "reason": "redis unreachable: connection refused",
     }
 
 

@@ -39,7 +39,10 @@ def test_per_service_value_wins_over_platform_value(monkeypatch: pytest.MonkeyPa
     ],
 )
 def test_invalid_setting_exits_with_one_line_naming_it(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], env: str, value: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    env: str,
+    value: str,
     needle: str,
 ) -> None:
     monkeypatch.setenv(env, value)
