@@ -40,7 +40,9 @@ def _profile_bucket(field_name: str, token: str, n_buckets: int) -> int:
     return int(hash_buckets([token], n_buckets, f"profile:{field_name}", 1)[0, 0])
 
 
-def profile_hash(tokens: Sequence[Sequence[str]], cfg: FeatureConfig = DEFAULT_CONFIG) -> np.ndarray:
+def profile_hash(
+    tokens: Sequence[Sequence[str]], cfg: FeatureConfig = DEFAULT_CONFIG
+) -> np.ndarray:
     """[n, 4] int64 buckets of profile tokens (see ``profile_tokens``); fields hash apart."""
     out = np.empty((len(tokens), len(PROFILE_FIELDS)), dtype=np.int64)
     for r, row in enumerate(tokens):
@@ -74,7 +76,11 @@ def user_dense_columns(
     days = np.where(
         np.isnan(last_event_ts), 365.0, np.clip((now_ts - last_event_ts) / 86_400.0, 0.0, 365.0)
     )
-    cols = [np.log1p(n_events) / math.log(1000.0), np.asarray(mean) - 3.5, np.log1p(days) / math.log(366.0)]
+    cols = [
+        np.log1p(n_events) / math.log(1000.0),
+        np.asarray(mean) - 3.5,
+        np.log1p(days) / math.log(366.0),
+    ]
     return np.stack(cols, axis=1).astype(np.float32)
 
 
@@ -126,7 +132,9 @@ class ItemTable:
     rating_count: np.ndarray  # [n]
 
     @classmethod
-    def from_items(cls, items: Sequence[ItemFeatures], cfg: FeatureConfig = DEFAULT_CONFIG) -> ItemTable:
+    def from_items(
+        cls, items: Sequence[ItemFeatures], cfg: FeatureConfig = DEFAULT_CONFIG
+    ) -> ItemTable:
         """Encode a list of item records."""
         ids = [str(it.item_id) for it in items]
         n = len(items)

@@ -45,11 +45,15 @@ def build_schema(cfg: FeatureConfig, embedding_dim: int) -> FeatureSchema:
     models = {
         "user_tower": {
             "inputs": _user_inputs(cfg, "B"),
-            "outputs": [{"name": "user_embedding", "dtype": "float32", "shape": ["B", embedding_dim]}],
+            "outputs": [
+                {"name": "user_embedding", "dtype": "float32", "shape": ["B", embedding_dim]}
+            ],
         },
         "item_tower": {
             "inputs": _item_inputs(cfg, "B"),
-            "outputs": [{"name": "item_embedding", "dtype": "float32", "shape": ["B", embedding_dim]}],
+            "outputs": [
+                {"name": "item_embedding", "dtype": "float32", "shape": ["B", embedding_dim]}
+            ],
         },
         "ranker": {
             "inputs": _user_inputs(cfg, "U")
@@ -112,7 +116,9 @@ class FeatureSchema:
 
     def _model(self, model: str) -> dict[str, list[dict[str, Any]]]:
         if model not in self.models:
-            raise FeatureSchemaError(f"feature schema has no model {model!r}: {sorted(self.models)}")
+            raise FeatureSchemaError(
+                f"feature schema has no model {model!r}: {sorted(self.models)}"
+            )
         return self.models[model]
 
     def check_onnx_inputs(self, session_inputs: Iterable[Any], model: str) -> None:

@@ -59,12 +59,16 @@ class FeatureBuilder:
         self.user_hash = user_id_hash(self.user_ids, self.cfg)
         tokens = [
             profile_tokens(a, g, o, z)
-            for a, g, o, z in zip(u["age"], u["gender"], u["occupation"], u["zip_code"], strict=True)
+            for a, g, o, z in zip(
+                u["age"], u["gender"], u["occupation"], u["zip_code"], strict=True
+            )
         ]
         self.user_profile = profile_hash(tokens, self.cfg)
 
     # ---- event indexes ------------------------------------------------------------------
-    def _index_users(self, uidx: np.ndarray, iidx: np.ndarray, ts: np.ndarray, r: np.ndarray) -> None:
+    def _index_users(
+        self, uidx: np.ndarray, iidx: np.ndarray, ts: np.ndarray, r: np.ndarray
+    ) -> None:
         order = np.lexsort((ts, uidx))
         self.u_key = uidx[order] * _KEY + ts[order]
         self.u_item = iidx[order]
@@ -77,9 +81,13 @@ class FeatureBuilder:
         contrib = EVENT_WEIGHTS["rate"] * g / np.maximum(g.sum(axis=1, keepdims=True), 1.0)
         t0 = float(self.u_ts.min()) if len(self.u_ts) else 0.0
         growth = np.power(2.0, (self.u_ts - t0) / self.cfg.affinity_half_life_s)
-        self.u_cum_aff = np.vstack([np.zeros((1, g.shape[1])), np.cumsum(contrib * growth[:, None], axis=0)])
+        self.u_cum_aff = np.vstack(
+            [np.zeros((1, g.shape[1])), np.cumsum(contrib * growth[:, None], axis=0)]
+        )
 
-    def _index_items(self, uidx: np.ndarray, iidx: np.ndarray, ts: np.ndarray, r: np.ndarray) -> None:
+    def _index_items(
+        self, uidx: np.ndarray, iidx: np.ndarray, ts: np.ndarray, r: np.ndarray
+    ) -> None:
         del uidx
         order = np.lexsort((ts, iidx))
         self.i_key = iidx[order] * _KEY + ts[order]
@@ -106,7 +114,9 @@ class FeatureBuilder:
         hist_items = self.u_item[np.clip(pos, 0, None)] if len(self.u_item) else np.zeros_like(pos)
         hist = np.where(valid[..., None], self.item_hash[hist_items], 0)
         aff_raw = self.u_cum_aff[end] - self.u_cum_aff[start]
-        last_ts = np.where(count > 0, self.u_ts[np.clip(end - 1, 0, None)] if len(self.u_ts) else 0, np.nan)
+        last_ts = np.where(
+            count > 0, self.u_ts[np.clip(end - 1, 0, None)] if len(self.u_ts) else 0, np.nan
+        )
         rating_sum = self.u_cum_rating[end] - self.u_cum_rating[start]
         return {
             "user_id_hash": self.user_hash[uidx],
@@ -114,7 +124,12 @@ class FeatureBuilder:
             "hist_item_hash": hist.astype(np.int64),
             "user_genre_affinity": normalise_affinity(aff_raw),
             "user_dense": user_dense_columns(
-                count.astype(np.float64), rating_sum, count.astype(np.float64), last_ts, now_a, self.cfg
+                count.astype(np.float64),
+                rating_sum,
+                count.astype(np.float64),
+                last_ts,
+                now_a,
+                self.cfg,
             ),
             "time_cyc": cyclic_time(now_a),
         }
@@ -146,12 +161,19 @@ class FeatureBuilder:
         like = self.i_cum_like[hi] - self.i_cum_like[lo_total]
         return np.stack(counts, axis=1).astype(np.float64), like, total.astype(np.float64)
 
-    def ranker_item_inputs(self, iidx: np.ndarray, now: np.ndarray | float) -> dict[str, np.ndarray]:
+    def ranker_item_inputs(
+        self, iidx: np.ndarray, now: np.ndarray | float
+    ) -> dict[str, np.ndarray]:
         """Item-side ranker inputs (content + point-in-time counters) for items at times ``now``."""
         iidx = np.asarray(iidx, dtype=np.int64)
         counts, like, total = self.item_counters(iidx, now)
         feeds = self.item_inputs(iidx)
         feeds["item_dense"] = item_dense_columns(
-            counts, like, total, self.release_year[iidx], np.asarray(now, dtype=np.float64), self.cfg
+            counts,
+            like,
+            total,
+            self.release_year[iidx],
+            np.asarray(now, dtype=np.float64),
+            self.cfg,
         )
         return feeds

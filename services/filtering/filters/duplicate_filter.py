@@ -1,0 +1,25 @@
+"""DuplicateFilter: an item appears at most once in the list."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from services.filtering.filters.base import outcome
+from shared.pipeline.filter_input import FilterInput
+from shared.pipeline.types import Removed
+
+
+class DuplicateFilter:
+    """Keeps the first occurrence of each item id (merging already de-duplicates; this guards
+    lists that reach the filter from elsewhere, e.g. a fallback)."""
+
+    name = "duplicate"
+
+    def apply(self, batch: FilterInput) -> tuple[np.ndarray, Removed]:
+        """Remove the second and later occurrences."""
+        ids = np.asarray(batch.item_ids, dtype=object)
+        keep = np.zeros(len(ids), dtype=bool)
+        if len(ids):
+            _, first = np.unique(ids, return_index=True)
+            keep[first] = True
+        return outcome(batch, keep, self.name)

@@ -1,0 +1,1 @@
+"""Feature ingest worker: consumes ``events`` and updates the Redis online store."""

@@ -1,0 +1,1 @@
+"""Offline sink: the ``events`` topic appended to date-partitioned Parquet files."""

@@ -1,0 +1,64 @@
+"""Offline sink: consumes ``events`` (group ``offline-sink``) into date-partitioned Parquet.
+
+Offsets are committed only after the Parquet file is fsynced and atomically renamed, so a crash
+never loses an accepted event (it may write one twice; the DuckDB ``events`` view dedupes by
+event_id). Malformed messages go to ``events.dlq`` with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import FastAPI
+
+from services.offline_sink.buffered_loop import BufferedConsumerLoop
+from services.offline_sink.dead_letters import DeadLetterWriter
+from services.offline_sink.settings import Settings
+from services.offline_sink.sink import OfflineSink
+from services.offline_sink.worker import SinkWorker
+from shared.dependencies import Dependencies
+from shared.offline_store.writer import ParquetEventWriter
+from shared.service import create_app
+
+
+def build_worker(settings: Settings) -> tuple[SinkWorker, DeadLetterWriter]:
+    """The sink pipeline: consumer loop → OfflineSink (Parquet writer + dead letters)."""
+    dead_letters = DeadLetterWriter(
+        settings.kafka_bootstrap, settings.dlq_topic, settings.group_id, settings.dlq_timeout_s
+    )
+    sink = OfflineSink(ParquetEventWriter(settings.data_dir), dead_letters)
+    loop = BufferedConsumerLoop(
+        settings.kafka_bootstrap,
+        [settings.topic],
+        settings.group_id,
+        sink.handle,
+        max_records=settings.max_poll_records,
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=settings.heartbeat_interval_ms,
+        flush_records=settings.flush_events,
+        flush_interval_s=settings.flush_interval_s,
+    )
+    topics = {settings.topic: settings.event_partitions, settings.dlq_topic: 1}
+    return SinkWorker(loop, topics), dead_letters
+
+
+def build_app(settings: Settings) -> FastAPI:
+    """The sink's HTTP shell (/healthz, /readyz, /metrics) around the background worker."""
+
+    async def setup(app: FastAPI, deps: Dependencies) -> None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        worker, dead_letters = build_worker(settings)
+
+        async def ready() -> tuple[bool, str]:
+            return worker.ready()
+
+        async def stop() -> None:
+            await asyncio.to_thread(worker.stop)
+            await asyncio.to_thread(dead_letters.close)
+
+        deps.readiness.add("consumer", ready)
+        deps.on_close(stop)
+        worker.start()
+        app.state.worker = worker
+
+    return create_app(settings, setup, description=__doc__ or "")

@@ -1,0 +1,54 @@
+"""RerankChain: builds the re-rank state from the stage input and runs the re-rankers in order."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from shared.pipeline.items import mask_to_multi_hot
+from shared.pipeline.rerank_state import RerankInput, RerankState
+from shared.pipeline.stages import Reranker
+from shared.pipeline.types import Reranked
+
+EmbeddingLookup = Callable[[list[str]], np.ndarray]
+
+
+class RerankChain:
+    """Score adjusters first, then the selector (MMR), then slot-level policies (exploration)."""
+
+    def __init__(self, rerankers: Sequence[Reranker], embeddings: EmbeddingLookup | None) -> None:
+        self.rerankers = list(rerankers)
+        self.embeddings = embeddings
+
+    @property
+    def names(self) -> list[str]:
+        """Re-ranker names in the order they run."""
+        return [r.name for r in self.rerankers]
+
+    def state(self, inp: RerankInput) -> RerankState:
+        """The columns the re-rankers work on (embeddings looked up here, zeros if unknown)."""
+        emb = (
+            self.embeddings(inp.item_ids)
+            if self.embeddings is not None
+            else np.zeros((len(inp), 0), dtype=np.float32)
+        )
+        return RerankState(
+            item_ids=inp.item_ids,
+            base_score=inp.score,
+            genres=mask_to_multi_hot(inp.genre_mask),
+            added_ts=np.asarray(inp.added_ts, dtype=np.float64),
+            impressions=np.asarray(inp.impressions, dtype=np.int64),
+            embeddings=emb,
+            k=inp.k,
+            now=inp.now,
+            seed=inp.seed,
+            tunables=inp.tunables,
+        )
+
+    def rerank(self, inp: RerankInput) -> Reranked:
+        """Run every re-ranker; the served list with propensities and per-item adjustments."""
+        state = self.state(inp)
+        for r in self.rerankers:
+            r.rerank(state)
+        return state.result()

@@ -1,0 +1,45 @@
+"""ExplorationReranker: a few slots show an item drawn from just below the list, with its
+propensity recorded so off-policy evaluation can correct for it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shared.pipeline.rerank_state import RerankState
+
+
+class ExplorationReranker:
+    """Epsilon-style slots at evenly spaced positions; draws are uniform over the pool."""
+
+    name = "exploration"
+
+    def rerank(self, state: RerankState) -> None:
+        """Replace slot items with random picks from the next ``exploration_pool`` items."""
+        t = state.tunables
+        order = state.order if state.order is not None else state.top_active(state.k)
+        order = np.array(order[: state.k], dtype=np.int64)
+        slots = min(t.exploration_slots, len(order))
+        outside = state.active.copy()
+        outside[order] = False
+        ranked = state.top_active(len(state))
+        pool = ranked[outside[ranked]][: t.exploration_pool]
+        state.applied.append(self.name)
+        if slots == 0 or pool.size == 0:
+            state.order = order
+            return
+        rng = np.random.default_rng(state.seed)
+        chosen = rng.permutation(pool.size)[:slots]
+        for i, pos in enumerate(self.positions(len(order), slots)):
+            if rng.random() >= t.exploration_rate or i >= chosen.size:
+                state.propensity[order[pos]] = 1.0 - t.exploration_rate
+                continue
+            row = pool[chosen[i]]
+            state.propensity[row] = t.exploration_rate / pool.size
+            state.explored[row] = True
+            order[pos] = row
+        state.order = order
+
+    @staticmethod
+    def positions(k: int, slots: int) -> list[int]:
+        """Evenly spaced slot positions (never the first: the top pick stays exploitative)."""
+        return sorted({max(1, (k * (i + 1)) // (slots + 1)) for i in range(slots)} & set(range(k)))

@@ -1,0 +1,67 @@
+"""MMRReranker: maximal marginal relevance over genre and embedding similarity, genre-capped."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shared.pipeline.rerank_state import RerankState
+
+
+def similarity(genres: np.ndarray, emb: np.ndarray, emb_weight: float) -> np.ndarray:
+    """[n, n] item similarity: weighted cosine of embeddings (clipped at 0) and of genres."""
+    g = genres / np.maximum(np.linalg.norm(genres, axis=1, keepdims=True), 1e-6)
+    sim = (1.0 - emb_weight) * (g @ g.T)
+    if emb_weight > 0 and emb.size:
+        sim += emb_weight * np.clip(emb @ emb.T, 0.0, 1.0)
+    return sim.astype(np.float32)
+
+
+class MMRReranker:
+    """Greedy selection of k items maximising lambda * relevance - (1 - lambda) * redundancy.
+
+    Relevance is the current score min-max scaled over the pool (the top ``rerank_depth``);
+    redundancy is the highest similarity to an item already selected. An item whose genres
+    already fill ``genre_cap`` slots is skipped while any other item is left.
+    """
+
+    name = "mmr"
+
+    def rerank(self, state: RerankState) -> None:
+        """Fill ``state.order`` with the selected rows and record each one's redundancy."""
+        t = state.tunables
+        pool = state.top_active(t.rerank_depth)
+        k = min(state.k, len(pool))
+        rel = state.score[pool]
+        span = float(rel.max() - rel.min()) if len(pool) else 0.0
+        rel = (rel - rel.min()) / span if span > 0 else np.ones_like(rel)
+        genres = state.genres[pool] > 0
+        sim = similarity(state.genres[pool], state.embeddings[pool], t.mmr_embedding_weight)
+        picked, redundancy = self._select(rel, sim, genres, k, t.mmr_lambda, t.genre_cap)
+        state.order = pool[picked]
+        penalty = np.zeros(len(state), dtype=np.float32)
+        penalty[state.order] = -(1.0 - t.mmr_lambda) * redundancy
+        state.adjustments["mmr_redundancy"] = penalty
+        state.applied.append(self.name)
+
+    @staticmethod
+    def _select(
+        rel: np.ndarray, sim: np.ndarray, genres: np.ndarray, k: int, lam: float, cap: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        n = len(rel)
+        max_sim = np.zeros(n, dtype=np.float32)
+        taken = np.zeros(n, dtype=bool)
+        genre_count = np.zeros(genres.shape[1], dtype=np.int64)
+        picked = np.empty(k, dtype=np.int64)
+        redundancy = np.empty(k, dtype=np.float32)
+        for step in range(k):
+            mmr = lam * rel - (1.0 - lam) * max_sim
+            mmr[taken] = -np.inf
+            capped = (genres & (genre_count >= cap)[None, :]).any(axis=1)
+            if not np.all(taken | capped):  # the cap yields when nothing else is left
+                mmr[capped] = -np.inf
+            j = int(np.argmax(mmr))
+            picked[step], redundancy[step] = j, max_sim[j]
+            taken[j] = True
+            genre_count += genres[j]
+            np.maximum(max_sim, sim[j], out=max_sim)
+        return picked, redundancy

@@ -1,0 +1,298 @@
+"""Serving-side model loading: ONNX sessions, the item index, schema checks, warm-up, hot swap.
+
+Artifacts follow docs/training.md (a bundle folder with ``user_tower/``, ``item_index/`` and
+``ranker/``). Each ONNX model is checked against the ``feature_schema.json`` shipped with it and
+warmed up before a service reports ready; a new version is loaded beside the old one and swapped
+in only once it passed the same checks, so requests never see a half-loaded model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from shared.features.config import FEATURE_VERSION, FeatureConfig
+from shared.features.schema import FeatureSchema, FeatureSchemaError
+from shared.pipeline.item_index import ItemIndex
+
+log = logging.getLogger(__name__)
+
+PARTS = ("user_tower", "item_index", "ranker")
+
+
+class ModelLoadError(RuntimeError):
+    """A model bundle is missing, corrupt or does not match the serving code's features."""
+
+
+def create_session(path: Path, threads: int = 1) -> ort.InferenceSession:
+    """A CPU session; one intra-op thread because the cores are shared with other services."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"{path} is unreadable: {exc}") from exc
+    return data if isinstance(data, dict) else {}
+
+
+def _load_schema(folder: Path) -> FeatureSchema:
+    try:
+        schema = FeatureSchema.load(folder / "feature_schema.json")
+    except FeatureSchemaError as exc:
+        raise ModelLoadError(str(exc)) from exc
+    if schema.version != FEATURE_VERSION:
+        raise ModelLoadError(
+            f"{folder}: model built for feature version {schema.version}, "
+            f"serving code has {FEATURE_VERSION}"
+        )
+    return schema
+
+
+def warmup_feeds(schema: FeatureSchema, model: str, batch: int = 8) -> dict[str, np.ndarray]:
+    """Zero inputs of the right names, dtypes and shapes (symbolic user batch ``U`` = 1)."""
+    feeds = {}
+    for spec in schema.models[model]["inputs"]:
+        shape = [d if isinstance(d, int) else (1 if d == "U" else batch) for d in spec["shape"]]
+        feeds[spec["name"]] = np.zeros(shape, dtype=np.dtype(spec["dtype"]))
+    return feeds
+
+
+@dataclass
+class OnnxModel:
+    """One checked and warmed-up ONNX session with its schema's feature config."""
+
+    name: str
+    session: ort.InferenceSession
+    config: FeatureConfig
+    version: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the model; outputs by name."""
+        outs = self.session.run(self.output_names, feeds)
+        return dict(zip(self.output_names, outs, strict=True))
+
+
+def load_onnx(folder: Path, filename: str, model: str, version: str) -> OnnxModel:
+    """Load ``folder/filename``, check its inputs against the schema, warm it up."""
+    path = folder / filename
+    if not path.is_file():
+        raise ModelLoadError(f"model file not found: {path}")
+    schema = _load_schema(folder)
+    try:
+        session = create_session(path)
+    except Exception as exc:  # onnxruntime raises its own untyped errors for corrupt files
+        raise ModelLoadError(f"{path} is not a loadable ONNX model: {exc}") from exc
+    try:
+        schema.check_onnx_inputs(session.get_inputs(), model)
+    except FeatureSchemaError as exc:
+        raise ModelLoadError(f"{path}: {exc}") from exc
+    onnx_model = OnnxModel(model, session, schema.config, version)
+    feeds = warmup_feeds(schema, model)
+    for _ in range(3):  # first runs allocate arenas and pick kernels
+        onnx_model.run(feeds)
+    return onnx_model
+
+
+def _version_of(folder: Path) -> str:
+    """The bundle id of a model folder (manifest.json), else the folder's name."""
+    manifest = _read_json(folder / "manifest.json")
+    return str(manifest.get("bundle_id") or manifest.get("version") or folder.name)
+
+
+def ranker_blend(meta: dict[str, Any], heads: Iterable[str]) -> dict[str, float]:
+    """Default head weights from ranker_meta.json (several spellings), else equal weights."""
+    blend = meta.get("blend_weights") or meta.get("weights") or meta.get("blend") or {}
+    if isinstance(blend, dict) and isinstance(blend.get("weights"), dict):
+        blend = blend["weights"]
+    heads = list(heads)
+    if isinstance(blend, dict):
+        weights = {h: float(blend[h]) for h in heads if isinstance(blend.get(h), int | float)}
+        if weights:
+            return weights
+    return {h: 1.0 / len(heads) for h in heads}
+
+
+@dataclass
+class ModelBundle:
+    """The models one service serves; ``None`` for parts it did not ask for."""
+
+    bundle_id: str
+    user_tower: OnnxModel | None = None
+    item_tower: OnnxModel | None = None
+    index: ItemIndex | None = None
+    ranker: OnnxModel | None = None
+
+    def versions(self) -> dict[str, str]:
+        """Model name -> version, for responses and metrics."""
+        out = {}
+        for name in ("user_tower", "item_tower", "ranker"):
+            model = getattr(self, name)
+            if model is not None:
+                out[name] = model.version
+        if self.index is not None:
+            out["item_index"] = str(self.index.meta.get("version", self.bundle_id))
+        return out
+
+
+def load_bundle(paths: dict[str, Path], parts: Iterable[str]) -> ModelBundle:
+    """Load the requested parts (``user_tower``, ``item_index``, ``ranker``) from their folders."""
+    wanted = set(parts)
+    unknown = wanted - set(PARTS)
+    if unknown:
+        raise ModelLoadError(f"unknown model parts {sorted(unknown)}; known: {PARTS}")
+    missing = [p for p in wanted if p not in paths or not paths[p].is_dir()]
+    if missing:
+        raise ModelLoadError(f"model folders missing: {[str(paths.get(p, p)) for p in missing]}")
+    bundle = ModelBundle(bundle_id="")
+    if "user_tower" in wanted:
+        folder = paths["user_tower"]
+        bundle.user_tower = load_onnx(folder, "user_tower.onnx", "user_tower", _version_of(folder))
+    if "item_index" in wanted:
+        folder = paths["item_index"]
+        version = _version_of(folder)
+        bundle.item_tower = load_onnx(folder, "item_tower.onnx", "item_tower", version)
+        try:
+            index = ItemIndex.load(folder)
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise ModelLoadError(f"item index in {folder} is unusable: {exc}") from exc
+        index.meta["version"] = version
+        bundle.index = index
+    if "ranker" in wanted:
+        folder = paths["ranker"]
+        ranker = load_onnx(folder, "ranker.onnx", "ranker", _version_of(folder))
+        ranker.meta = _read_json(folder / "ranker_meta.json")
+        bundle.ranker = ranker
+    _check_pairing(bundle)
+    bundle.bundle_id = "+".join(sorted(set(bundle.versions().values())))
+    return bundle
+
+
+def _check_pairing(bundle: ModelBundle) -> None:
+    """A user tower only makes sense with the item index trained beside it."""
+    if bundle.user_tower is not None and bundle.item_tower is not None:
+        if bundle.user_tower.version != bundle.item_tower.version:
+            raise ModelLoadError(
+                f"user tower {bundle.user_tower.version} and item index "
+                f"{bundle.item_tower.version} come from different training runs"
+            )
+
+
+class ModelLocator:
+    """Where the models are: ``paths()`` per part and a cheap ``fingerprint()`` of the version."""
+
+    def paths(self) -> dict[str, Path]:
+        """Folder of each model part (may download first)."""
+        raise NotImplementedError
+
+    def fingerprint(self) -> str:
+        """Changes whenever the models behind this locator change."""
+        raise NotImplementedError
+
+
+class LocalModels(ModelLocator):
+    """A plain bundle folder (``models/``): the parts are its sub-folders."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def paths(self) -> dict[str, Path]:
+        """Sub-folders of the bundle."""
+        return {p: self.root / p for p in PARTS}
+
+    def fingerprint(self) -> str:
+        """Bundle ids of the parts (a re-published bundle has a new id)."""
+        return "|".join(_version_of(self.root / p) for p in PARTS)
+
+
+class ModelHolder:
+    """Loads a bundle off the event loop, serves it, and swaps in new versions when they appear.
+
+    ``current`` is replaced by one assignment, so a request holding the old bundle finishes on
+    it while the next request gets the new one.
+    """
+
+    def __init__(
+        self,
+        locator: ModelLocator,
+        parts: Iterable[str],
+        poll_s: float = 30.0,
+        on_swap: Callable[[ModelBundle], None] | None = None,
+    ) -> None:
+        self.locator = locator
+        self.parts = tuple(parts)
+        self.poll_s = poll_s
+        self.on_swap = on_swap
+        self.current: ModelBundle | None = None
+        self.error = "models not loaded yet"
+        self._fingerprint = ""
+        self._task: asyncio.Task[None] | None = None
+        self._swap_lock = threading.Lock()
+
+    def require(self) -> ModelBundle:
+        """The loaded bundle, or ModelLoadError while loading (or after a failed load)."""
+        bundle = self.current
+        if bundle is None:
+            raise ModelLoadError(self.error)
+        return bundle
+
+    def load_now(self) -> bool:
+        """Load (or reload when the fingerprint moved); True when a new bundle went live."""
+        with self._swap_lock:
+            try:
+                fingerprint = self.locator.fingerprint()
+                if self.current is not None and fingerprint == self._fingerprint:
+                    return False
+                bundle = load_bundle(self.locator.paths(), self.parts)
+            except Exception as exc:  # any failure keeps the old bundle serving
+                self.error = f"model load failed: {exc}"
+                log.error("model load failed", extra={"error": str(exc)})
+                return False
+            self.current, self._fingerprint, self.error = bundle, fingerprint, ""
+        log.info("models loaded", extra={"versions": bundle.versions()})
+        if self.on_swap is not None:
+            self.on_swap(bundle)
+        return True
+
+    async def start(self) -> None:
+        """Load in a worker thread, then keep polling for new versions in the background."""
+        self._task = asyncio.create_task(self._run(), name="model-holder")
+
+    async def _run(self) -> None:
+        await asyncio.to_thread(self.load_now)
+        while self.poll_s > 0:
+            await asyncio.sleep(self.poll_s if self.current else min(self.poll_s, 2.0))
+            await asyncio.to_thread(self.load_now)
+
+    async def stop(self) -> None:
+        """Stop polling."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def check(self) -> tuple[bool, str]:
+        """Readiness: ready once a bundle passed the schema check and warm-up."""
+        if self.current is None:
+            return False, self.error
+        return True, "ok " + ",".join(f"{k}={v}" for k, v in self.current.versions().items())

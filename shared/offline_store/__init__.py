@@ -1,0 +1,23 @@
+"""The offline event log: Parquet files partitioned by date, DuckDB views, point-in-time sets.
+
+- ``layout``: where files go and what columns they have.
+- ``writer``: durable appends (fsync + atomic rename), used by the offline sink.
+- ``log``: DuckDB views over the files (``events_raw``; ``events`` deduplicated by event_id).
+- ``pit``: the point-in-time training-set builder (features strictly before each label).
+"""
+
+from shared.offline_store.layout import EVENT_SCHEMA, events_glob, partition_dir
+from shared.offline_store.log import EventLog
+from shared.offline_store.pit import FEATURE_COLUMNS, build_training_set, to_feature_records
+from shared.offline_store.writer import ParquetEventWriter
+
+__all__ = [
+    "EVENT_SCHEMA",
+    "FEATURE_COLUMNS",
+    "EventLog",
+    "ParquetEventWriter",
+    "build_training_set",
+    "events_glob",
+    "partition_dir",
+    "to_feature_records",
+]

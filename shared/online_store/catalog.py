@@ -1,0 +1,120 @@
+"""Encodings of catalog records and user profiles, and the user segment rule."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from shared.features.item import genre_index
+from shared.features.profile import age_bucket
+from shared.online_store import keys
+from shared.online_store.types import ItemRecord, UserProfile
+
+UNKNOWN_SEGMENT = "unknown"
+
+
+def user_segment(age: float | None, gender: str | None) -> str:
+    """Popularity segment of a user: age bucket × gender, e.g. ``25-34|f``."""
+    if age is None and not gender:
+        return UNKNOWN_SEGMENT
+    sex = str(gender).strip().lower()[:1] if gender else "u"
+    return f"{age_bucket(age)}|{sex or 'u'}"
+
+
+def encode_item(item: ItemRecord) -> bytes:
+    """Catalog value of an item (compact JSON, regions sorted so equal records encode equal)."""
+    return orjson.dumps(
+        {
+            "t": item.title,
+            "g": list(item.genres),
+            "y": item.release_year,
+            "a": item.added_ts,
+            "r": item.age_restricted,
+            "rg": sorted(item.regions),
+        }
+    )
+
+
+def decode_item(item_id: str, raw: bytes) -> ItemRecord:
+    """Inverse of :func:`encode_item`."""
+    d = orjson.loads(raw)
+    return ItemRecord(
+        item_id=item_id,
+        title=d.get("t", ""),
+        genres=tuple(d.get("g", ())),
+        release_year=d.get("y"),
+        added_ts=float(d.get("a", 0.0)),
+        age_restricted=bool(d.get("r", False)),
+        regions=frozenset(d.get("rg", ())),
+    )
+
+
+@dataclass(frozen=True)
+class StaticItem:
+    """The parts of a catalog record the read path needs, decoded once and cached."""
+
+    record: ItemRecord
+    genre_cols: tuple[int, ...]
+
+
+def static_item(record: ItemRecord) -> StaticItem:
+    """Cacheable read-side form of a record."""
+    cols = tuple(sorted({i for g in record.genres if (i := genre_index(g)) is not None}))
+    return StaticItem(record, cols)
+
+
+def stage_items(pipe: Any, items: Sequence[ItemRecord]) -> None:
+    """Queue the writes of catalog records on a (sync or async) pipeline."""
+    if not items:
+        return
+    pipe.mset({keys.item(it.item_id): encode_item(it) for it in items})
+    pipe.sadd(keys.CATALOG_IDS, *[it.item_id for it in items])
+    pipe.zadd(keys.FRESH, {it.item_id: it.added_ts for it in items})
+    pipe.incr(keys.CATALOG_VERSION)
+
+
+def profile_mapping(profile: UserProfile) -> dict[str, str]:
+    """Hash fields of a user profile (absent values are not written)."""
+    fields = {
+        "age": profile.age,
+        "gender": profile.gender,
+        "occ": profile.occupation,
+        "zip": profile.zip_code,
+        "region": profile.region,
+    }
+    out = {k: str(v) for k, v in fields.items() if v is not None and v != ""}
+    out["seg"] = user_segment(profile.age, profile.gender)
+    return out
+
+
+def stage_users(pipe: Any, profiles: Sequence[UserProfile]) -> None:
+    """Queue the writes of user profiles on a (sync or async) pipeline."""
+    for p in profiles:
+        pipe.hset(keys.user_hash(p.user_id), mapping=profile_mapping(p))
+
+
+def _int_or_none(raw: bytes | None) -> int | None:
+    try:
+        return int(float(raw)) if raw else None
+    except ValueError:
+        return None
+
+
+def profile_from_hash(user_id: str, h: Mapping[bytes, bytes]) -> UserProfile:
+    """A user profile from the user hash (stats fields are ignored)."""
+
+    def text(field: bytes) -> str | None:
+        v = h.get(field)
+        return v.decode() if v else None
+
+    return UserProfile(
+        user_id=user_id,
+        age=_int_or_none(h.get(b"age")),
+        gender=text(b"gender"),
+        occupation=text(b"occ"),
+        zip_code=text(b"zip"),
+        region=text(b"region"),
+    )

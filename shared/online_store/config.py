@@ -1,0 +1,25 @@
+"""Store-level knobs that are not model features (retention, caps, trending decay, CTR prior)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Retention and scoring parameters of the online store.
+
+    Model features (windows, priors, affinity half-life) come from ``FeatureConfig``; these only
+    shape serving-side signals (trending, CTR for exploration) and how long state is kept.
+    """
+
+    dedupe_ttl_s: int = 86_400  # how long an event id is remembered: the replay horizon
+    history_cap: int = 100  # recent items kept per user (>= FeatureConfig.hist_len)
+    impressions_ttl_s: int = 7 * 86_400  # fatigue counts expire after a week without impressions
+    trending_half_life_s: float = 6 * 3_600.0
+    ctr_prior_rate: float = 0.05
+    ctr_prior_strength: float = 20.0
+    catalog_cache_size: int = 1_000_000  # decoded catalog entries a reader keeps in memory
+
+
+DEFAULT_STORE_CONFIG = StoreConfig()

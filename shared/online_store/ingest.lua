@@ -1,0 +1,185 @@
+-- Apply a batch of events to the online store atomically, each event at most once.
+--
+-- Redis runs a script to completion before anything else, so the dedupe mark of an event and
+-- its effects are written together: a worker that dies at any point either applied the whole
+-- batch or nothing of it, and a redelivered event finds its mark and is skipped.
+-- Feature semantics (flags, weights, affinity increments) are computed in Python
+-- (shared/online_store/effects.py); this script only applies them, aggregated per key.
+--
+-- ARGV: dedupe_ttl, hist_cap, trend_half_life, imp_ttl, n_rings, then per ring
+--       (granularity, slots, head_word, offset), then one JSON array of events, each
+--       [event_id, user_id, item_id, ts, flags, weight, value, affinity_increment, genre_cols]
+local ttl, hist_cap = tonumber(ARGV[1]), tonumber(ARGV[2])
+local trend_h, imp_ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
+local rings, p = {}, 6
+for r = 1, tonumber(ARGV[5]) do
+  rings[r] = {gran = tonumber(ARGV[p]), n = tonumber(ARGV[p + 1]),
+              head = tonumber(ARGV[p + 2]), off = tonumber(ARGV[p + 3])}
+  p = p + 4
+end
+local events = cjson.decode(ARGV[p])
+local INTERACTION, LIKE, IMPRESSION, CLICK, BLOCK, RATING = 1, 2, 4, 8, 16, 32
+local function has(flags, bit_) return bit.band(flags, bit_) ~= 0 end
+
+-- Trending scores are stored as w * 2^((ts - ref) / h); move ref forward (rescaling the whole
+-- set once) before the exponent could overflow.
+local max_ts = 0
+for _, e in ipairs(events) do
+  if e[4] > max_ts then max_ts = e[4] end
+end
+local ref = tonumber(redis.call('GET', 'trending:ref'))
+if ref == nil or max_ts - ref > 64 * trend_h then
+  local new_ref = math.floor(max_ts / 3600) * 3600
+  if ref ~= nil then
+    redis.call('ZUNIONSTORE', 'trending', 1, 'trending', 'WEIGHTS',
+               tostring(math.pow(2, (ref - new_ref) / trend_h)))
+  end
+  ref = new_ref
+  redis.call('SET', 'trending:ref', tostring(ref))
+end
+
+local items, users, segpop = {}, {}, {}
+local applied, dups, mask = 0, 0, {}
+
+local function item_state(iid)
+  local it = items[iid]
+  if it == nil then
+    it = {tot = {0, 0, 0, 0}, buckets = {}, trend = 0}
+    for r = 1, #rings do it.buckets[r] = {} end
+    items[iid] = it
+  end
+  return it
+end
+
+local function user_state(uid)
+  local u = users[uid]
+  if u == nil then
+    u = {key = '{u:' .. uid .. '}:', n = 0, nr = 0, rs = 0, last = 0, aff = {}, hist = false,
+         imp = false, seg = nil}
+    users[uid] = u
+  end
+  return u
+end
+
+local function add_popularity(u, iid, w)
+  if u.seg == nil then
+    u.seg = redis.call('HGET', u.key .. 'h', 'seg') or 'unknown'
+  end
+  for _, seg in ipairs({u.seg, 'all'}) do
+    local t = segpop[seg] or {}
+    t[iid] = (t[iid] or 0) + w
+    segpop[seg] = t
+  end
+end
+
+local function apply(e)
+  local uid, iid, ts, flags, w = e[2], e[3], e[4], e[5], e[6]
+  local value, aff, genres = e[7], e[8], e[9]
+  local u, it = user_state(uid), item_state(iid)
+  if has(flags, INTERACTION) then
+    it.tot[1] = it.tot[1] + 1
+    for r, ring in ipairs(rings) do
+      local b = math.floor(ts / ring.gran)
+      it.buckets[r][b] = (it.buckets[r][b] or 0) + 1
+    end
+    u.n = u.n + 1
+    if ts > u.last then u.last = ts end
+    -- History keeps the order of first interactions (as the offline log of ratings does).
+    if redis.call('SADD', u.key .. 'seen', iid) == 1 then
+      redis.call('LPUSH', u.key .. 'hist', iid)
+      u.hist = true
+    end
+  end
+  if has(flags, LIKE) then it.tot[2] = it.tot[2] + 1 end
+  if has(flags, IMPRESSION) then
+    it.tot[3] = it.tot[3] + 1
+    redis.call('HINCRBY', u.key .. 'imp', iid, 1)
+    u.imp = true
+  end
+  if has(flags, CLICK) then it.tot[4] = it.tot[4] + 1 end
+  if has(flags, BLOCK) then redis.call('SADD', u.key .. 'blk', iid) end
+  if has(flags, RATING) then
+    u.nr = u.nr + 1
+    u.rs = u.rs + value
+  end
+  if w > 0 then
+    it.trend = it.trend + w * math.pow(2, (ts - ref) / trend_h)
+    add_popularity(u, iid, w)
+  end
+  if aff > 0 then
+    for _, g in ipairs(genres) do u.aff[g] = (u.aff[g] or 0) + aff end
+  end
+end
+
+for _, e in ipairs(events) do
+  if redis.call('SET', 'ev:' .. e[1], '1', 'NX', 'EX', ttl) then
+    apply(e)
+    applied = applied + 1
+    mask[#mask + 1] = '1'
+  else
+    dups = dups + 1
+    mask[#mask + 1] = '0'
+  end
+end
+
+-- Item counters: move each ring's head (zeroing the slots it passes), then add the counts.
+local function flush_item(iid, it)
+  local key = 'ictr:' .. iid
+  local ops = {}
+  local function op(kind, word, v)
+    ops[#ops + 1] = kind; ops[#ops + 1] = 'u32'; ops[#ops + 1] = '#' .. word
+    ops[#ops + 1] = tostring(v)
+  end
+  local heads = {}
+  if it.tot[1] > 0 then  -- only interactions enter the rings
+    local get = {}
+    for _, ring in ipairs(rings) do
+      get[#get + 1] = 'GET'; get[#get + 1] = 'u32'; get[#get + 1] = '#' .. ring.head
+    end
+    heads = redis.call('BITFIELD', key, unpack(get))
+  end
+  for r, ring in ipairs(it.tot[1] > 0 and rings or {}) do
+    local head, new_head = heads[r], heads[r]
+    for b, _ in pairs(it.buckets[r]) do if b > new_head then new_head = b end end
+    if new_head > head then
+      if head > 0 then
+        local from = math.max(head + 1, new_head - ring.n + 1)
+        for b = from, new_head do op('SET', ring.off + b % ring.n, 0) end
+      end
+      op('SET', ring.head, new_head)
+    end
+    for b, c in pairs(it.buckets[r]) do
+      if b > new_head - ring.n then op('INCRBY', ring.off + b % ring.n, c) end
+    end
+  end
+  for k = 1, 4 do
+    if it.tot[k] > 0 then op('INCRBY', k - 1, it.tot[k]) end
+  end
+  if #ops > 0 then redis.call('BITFIELD', key, unpack(ops)) end
+  if it.trend > 0 then redis.call('ZINCRBY', 'trending', tostring(it.trend), iid) end
+end
+
+local function flush_user(u)
+  local h = u.key .. 'h'
+  if u.n > 0 then redis.call('HINCRBY', h, 'n', u.n) end
+  if u.nr > 0 then
+    redis.call('HINCRBY', h, 'nr', u.nr)
+    redis.call('HINCRBYFLOAT', h, 'rs', tostring(u.rs))
+  end
+  if u.last > 0 then
+    local old = tonumber(redis.call('HGET', h, 'last'))
+    if old == nil or u.last > old then redis.call('HSET', h, 'last', string.format('%.17g', u.last)) end
+  end
+  for g, v in pairs(u.aff) do
+    redis.call('HINCRBYFLOAT', h, 'a' .. g, string.format('%.17g', v))
+  end
+  if u.hist then redis.call('LTRIM', u.key .. 'hist', 0, hist_cap - 1) end
+  if u.imp then redis.call('EXPIRE', u.key .. 'imp', imp_ttl) end
+end
+
+for iid, it in pairs(items) do flush_item(iid, it) end
+for _, u in pairs(users) do flush_user(u) end
+for seg, t in pairs(segpop) do
+  for iid, w in pairs(t) do redis.call('ZINCRBY', 'segpop:' .. seg, tostring(w), iid) end
+end
+return {applied, dups, table.concat(mask)}

@@ -1,0 +1,218 @@
+"""Read side of the online store: one pipeline round trip per call, vectorised decoding."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import redis.asyncio as aioredis
+
+from shared.features.config import DEFAULT_CONFIG, FeatureConfig
+from shared.features.counters import smoothed_rate
+from shared.features.item import N_GENRES
+from shared.features.records import ItemFeatures, UserFeatures
+from shared.online_store import keys
+from shared.online_store.catalog import (
+    UNKNOWN_SEGMENT,
+    StaticItem,
+    decode_item,
+    profile_from_hash,
+    stage_items,
+    static_item,
+)
+from shared.online_store.config import DEFAULT_STORE_CONFIG, StoreConfig
+from shared.online_store.counter_layout import (
+    TOTAL_CLICKS,
+    TOTAL_IMPRESSIONS,
+    TOTAL_INTERACTIONS,
+    TOTAL_LIKES,
+    CounterLayout,
+)
+from shared.online_store.effects import affinity_at
+from shared.online_store.types import ItemBatch, ItemRecord, UserState
+
+_AFFINITY_FIELDS = [f"a{g}".encode() for g in range(N_GENRES)]
+_MISSING = StaticItem(ItemRecord(item_id=""), ())
+
+
+class OnlineStore:
+    """Batched async reads of user and item features (plus catalog writes for the item API).
+
+    Catalog records are nearly static, so decoded records are cached per process and dropped
+    whenever ``catalog:version`` moves (read in the same round trip as the counters).
+    """
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        config: FeatureConfig = DEFAULT_CONFIG,
+        store: StoreConfig = DEFAULT_STORE_CONFIG,
+    ) -> None:
+        self.redis = redis
+        self.config = config
+        self.store = store
+        self.layout = CounterLayout(config)
+        self._catalog: dict[str, StaticItem] = {}
+        self._catalog_version: bytes | None = None
+
+    # ---- users ------------------------------------------------------------------------
+    async def get_user(self, user_id: str, now: float) -> UserState:
+        """Profile, history, seen/blocked sets, fatigue counts and features of one user."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(keys.user_hash(user_id))
+        pipe.lrange(keys.user_history(user_id), 0, self.store.history_cap - 1)
+        pipe.smembers(keys.user_seen(user_id))
+        pipe.smembers(keys.user_blocked(user_id))
+        pipe.hgetall(keys.user_impressions(user_id))
+        h, hist, seen, blocked, imps = await pipe.execute()
+        return self._user_state(user_id, now, h, hist, seen, blocked, imps)
+
+    def _user_state(
+        self,
+        user_id: str,
+        now: float,
+        h: dict[bytes, bytes],
+        hist: list[bytes],
+        seen: set[bytes],
+        blocked: set[bytes],
+        imps: dict[bytes, bytes],
+    ) -> UserState:
+        profile = profile_from_hash(user_id, h)
+        stored = np.array([float(h.get(f, 0.0)) for f in _AFFINITY_FIELDS], dtype=np.float64)
+        last = h.get(b"last")
+        features = UserFeatures(
+            user_id=user_id,
+            age=profile.age,
+            gender=profile.gender,
+            occupation=profile.occupation,
+            zip_code=profile.zip_code,
+            history=tuple(i.decode() for i in reversed(hist)),
+            genre_affinity=affinity_at(stored, now, self.config.affinity_half_life_s).tolist()
+            if stored.any()
+            else None,
+            n_events=int(h.get(b"n", 0)),
+            rating_sum=float(h.get(b"rs", 0.0)),
+            n_ratings=int(h.get(b"nr", 0)),
+            last_event_ts=float(last) if last else None,
+        )
+        seg = h.get(b"seg")
+        return UserState(
+            features=features,
+            known=bool(h or hist or seen or blocked),
+            seen=frozenset(i.decode() for i in seen),
+            blocked=frozenset(i.decode() for i in blocked),
+            impressions={k.decode(): int(v) for k, v in imps.items()},
+            segment=seg.decode() if seg else UNKNOWN_SEGMENT,
+            region=profile.region,
+        )
+
+    # ---- items ------------------------------------------------------------------------
+    async def get_items(self, item_ids: Sequence[str], now: float) -> ItemBatch:
+        """Catalog attributes, windowed counters and smoothed CTR of ``item_ids``, in order."""
+        ids = list(item_ids)
+        if not ids:
+            return ItemBatch.empty()
+        missing = [i for i in dict.fromkeys(ids) if i not in self._catalog]
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(keys.CATALOG_VERSION)
+        pipe.mget([keys.item_counters(i) for i in ids])
+        if missing:
+            pipe.mget([keys.item(i) for i in missing])
+        replies = await pipe.execute()
+        if replies[0] != self._catalog_version:
+            await self._reset_catalog(replies[0], ids, missing, replies)
+        else:
+            self._cache_records(missing, replies[2] if missing else [])
+        return self._item_batch(ids, self.layout.decode(replies[1]), now)
+
+    async def _reset_catalog(
+        self, version: bytes | None, ids: list[str], missing: list[str], replies: list[object]
+    ) -> None:
+        """The catalog changed since entries were cached: drop them and refetch this batch's."""
+        self._catalog.clear()
+        self._catalog_version = version
+        if len(missing) == len(set(ids)):
+            self._cache_records(missing, replies[2])  # type: ignore[arg-type]
+            return
+        unique = list(dict.fromkeys(ids))
+        raws: Any = await self.redis.mget([keys.item(i) for i in unique])
+        self._cache_records(unique, raws)
+
+    def _cache_records(self, item_ids: list[str], raws: list[bytes | None]) -> None:
+        if len(self._catalog) + len(item_ids) > self.store.catalog_cache_size:
+            self._catalog.clear()
+        for item_id, raw in zip(item_ids, raws, strict=True):
+            if raw is not None:
+                self._catalog[item_id] = static_item(decode_item(item_id, raw))
+
+    def _item_batch(self, ids: list[str], words: np.ndarray, now: float) -> ItemBatch:
+        statics = [self._catalog.get(i, _MISSING) for i in ids]
+        windowed = self.layout.windowed(words, now)
+        c1h, c24h, c7d = (windowed[w].astype(np.float64).tolist() for w in ("1h", "24h", "7d"))
+        total = words[:, TOTAL_INTERACTIONS].astype(np.float64).tolist()
+        likes = words[:, TOTAL_LIKES].astype(np.float64).tolist()
+        features = [
+            ItemFeatures(
+                item_id=i,
+                genres=s.record.genres,
+                release_year=s.record.release_year,
+                count_1h=a, count_24h=b, count_7d=c, count_total=t,
+                like_count=lk, rating_count=t,
+            )  # fmt: skip
+            for i, s, a, b, c, t, lk in zip(ids, statics, c1h, c24h, c7d, total, likes, strict=True)
+        ]
+        ctr = smoothed_rate(
+            words[:, TOTAL_CLICKS],
+            words[:, TOTAL_IMPRESSIONS],
+            self.store.ctr_prior_rate,
+            self.store.ctr_prior_strength,
+        )
+        return ItemBatch(
+            item_ids=ids,
+            found=np.fromiter((s is not _MISSING for s in statics), dtype=bool, count=len(ids)),
+            features=features,
+            added_ts=np.array([s.record.added_ts for s in statics], dtype=np.float64),
+            age_restricted=np.array([s.record.age_restricted for s in statics], dtype=bool),
+            regions=[s.record.regions for s in statics],
+            ctr=np.asarray(ctr, dtype=np.float32),
+        )
+
+    async def put_items(self, items: Sequence[ItemRecord]) -> None:
+        """Add or replace catalog records (the item-add API and tests)."""
+        pipe = self.redis.pipeline(transaction=False)
+        stage_items(pipe, items)
+        await pipe.execute()
+
+    # ---- candidate lists --------------------------------------------------------------
+    async def trending(self, k: int, now: float) -> list[tuple[str, float]]:
+        """Top ``k`` items by time-decayed engagement, scores decayed to ``now``."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrevrange(keys.TRENDING, 0, max(k, 1) - 1, withscores=True)
+        pipe.get(keys.TRENDING_REF)
+        top, ref = await pipe.execute()
+        if not top or k <= 0:
+            return []
+        scale = 2.0 ** ((float(ref or now) - now) / self.store.trending_half_life_s)
+        return [(m.decode(), float(s) * scale) for m, s in top]
+
+    async def popular_in_segment(self, segment: str, k: int) -> list[tuple[str, float]]:
+        """Top ``k`` items by engagement of users in ``segment`` (``all``: every user)."""
+        if k <= 0:
+            return []
+        key = keys.segment_popularity(segment)
+        return _pairs(await self.redis.zrevrange(key, 0, k - 1, withscores=True))
+
+    async def fresh_items(self, k: int, now: float, max_age_s: float) -> list[tuple[str, float]]:
+        """Up to ``k`` items added in the last ``max_age_s`` s, newest first, as (id, added_ts)."""
+        if k <= 0:
+            return []
+        top = await self.redis.zrevrangebyscore(
+            keys.FRESH, now, now - max_age_s, start=0, num=k, withscores=True
+        )
+        return _pairs(top)
+
+
+def _pairs(reply: Any) -> list[tuple[str, float]]:
+    """(member, score) pairs of a WITHSCORES reply."""
+    return [(m.decode(), float(s)) for m, s in reply]

@@ -1,0 +1,111 @@
+"""Write side of the online store: events (ingest worker, bootstrap replay), catalog, profiles."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+
+import orjson
+import redis
+
+from shared.events import Event
+from shared.features.config import DEFAULT_CONFIG, FeatureConfig
+from shared.online_store import keys
+from shared.online_store.catalog import stage_items, stage_users, static_item
+from shared.online_store.config import DEFAULT_STORE_CONFIG, StoreConfig
+from shared.online_store.counter_layout import CounterLayout
+from shared.online_store.effects import script_events
+from shared.online_store.types import ItemRecord, UserProfile
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """Outcome of one batch: events applied now, and events already applied before."""
+
+    applied: int
+    duplicates: int
+    mask: bytes = b""  # per event of the batch: b"1" applied now, b"0" duplicate
+
+
+class GenreLookup:
+    """Item id → genre columns for affinity updates, cached and dropped when the catalog moves."""
+
+    def __init__(self, client: redis.Redis, max_size: int = 1_000_000) -> None:
+        self.client = client
+        self.max_size = max_size
+        self._cache: dict[str, tuple[int, ...]] = {}
+        self._version: bytes | None = None
+
+    def get(self, item_ids: set[str]) -> dict[str, tuple[int, ...]]:
+        """Genre columns of the known items among ``item_ids`` (one round trip)."""
+        missing = [i for i in item_ids if i not in self._cache]
+        pipe = self.client.pipeline(transaction=False)
+        pipe.get(keys.CATALOG_VERSION)
+        if missing:
+            pipe.mget([keys.item(i) for i in missing])
+        replies = pipe.execute()
+        if replies[0] != self._version:
+            self._cache.clear()
+            self._version = replies[0]
+            if len(missing) < len(item_ids):  # cached entries may be stale: fetch them all
+                return self.get(item_ids)
+        if len(self._cache) + len(missing) > self.max_size:
+            self._cache.clear()
+        for item_id, raw in zip(missing, replies[1] if missing else [], strict=True):
+            if raw is not None:
+                self._cache[item_id] = static_item(_decode_genres(item_id, raw)).genre_cols
+        return {i: self._cache[i] for i in item_ids if i in self._cache}
+
+
+def _decode_genres(item_id: str, raw: bytes) -> ItemRecord:
+    return ItemRecord(item_id=item_id, genres=tuple(orjson.loads(raw).get("g", ())))
+
+
+class StoreWriter:
+    """Applies events idempotently (one atomic script call per batch) and writes the catalog."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        config: FeatureConfig = DEFAULT_CONFIG,
+        store: StoreConfig = DEFAULT_STORE_CONFIG,
+    ) -> None:
+        self.client = client
+        self.config = config
+        self.store = store
+        self.layout = CounterLayout(config)
+        self.genres = GenreLookup(client, store.catalog_cache_size)
+        source = resources.files("shared.online_store").joinpath("ingest.lua").read_text()
+        self._script = client.register_script(source)
+        self._header = [
+            str(store.dedupe_ttl_s),
+            str(max(store.history_cap, config.hist_len)),
+            repr(store.trending_half_life_s),
+            str(store.impressions_ttl_s),
+            *self.layout.lua_args(),
+        ]
+
+    def apply_events(self, events: Sequence[Event]) -> ApplyResult:
+        """Apply a batch; events whose id was applied before (within the TTL) are skipped."""
+        if not events:
+            return ApplyResult(0, 0, b"")
+        genres = self.genres.get({e.item_id for e in events})
+        args = [*self._header, script_events(events, genres, self.config)]
+        applied, duplicates, mask = self._script(keys=[], args=args)
+        return ApplyResult(int(applied), int(duplicates), bytes(mask))
+
+    def put_items(self, items: Sequence[ItemRecord]) -> None:
+        """Add or replace catalog records."""
+        pipe = self.client.pipeline(transaction=False)
+        stage_items(pipe, items)
+        pipe.execute()
+
+    def put_users(self, profiles: Sequence[UserProfile]) -> None:
+        """Add or replace user profiles (their event-derived state is kept)."""
+        pipe = self.client.pipeline(transaction=False)
+        stage_users(pipe, profiles)
+        pipe.execute()

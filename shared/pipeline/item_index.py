@@ -1,0 +1,106 @@
+"""ItemIndex: the hnswlib ANN index over item embeddings, with id mapping and online adds."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import hnswlib
+import numpy as np
+
+
+class ItemIndex:
+    """Inner-product HNSW index; label r is row r of ``item_ids`` and of the embedding table.
+
+    Items added at run time get the next labels; the index and the embedding table grow by half
+    when full (hnswlib ``resize_index``), so no rebuild is ever needed.
+    """
+
+    def __init__(
+        self,
+        index: hnswlib.Index,
+        item_ids: list[str],
+        embeddings: np.ndarray,
+        meta: dict[str, Any],
+    ) -> None:
+        self.index = index
+        self.meta = meta
+        self.dim = int(embeddings.shape[1])
+        self.ef_search = int(meta.get("ef_search", 100))
+        self._ids = list(item_ids)
+        self._row = {item_id: r for r, item_id in enumerate(self._ids)}
+        self._emb = np.ascontiguousarray(embeddings, dtype=np.float32)
+        self._lock = threading.Lock()  # adds (and resizes) are serialised; queries are not
+
+    @classmethod
+    def load(cls, folder: Path) -> ItemIndex:
+        """Read item_ids.json, item_embeddings.npy, index_meta.json and hnsw_index.bin."""
+        meta = json.loads((folder / "index_meta.json").read_text())
+        ids = [str(i) for i in json.loads((folder / "item_ids.json").read_text())]
+        emb = np.load(folder / "item_embeddings.npy").astype(np.float32)
+        if emb.shape != (len(ids), int(meta["dim"])):
+            raise ValueError(
+                f"{folder}: embeddings {emb.shape} do not match {len(ids)} ids × dim {meta['dim']}"
+            )
+        index = hnswlib.Index(space=str(meta.get("space", "ip")), dim=int(meta["dim"]))
+        index.load_index(str(folder / "hnsw_index.bin"), max_elements=len(ids))
+        index.set_num_threads(1)
+        return cls(index, ids, emb, meta)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k labels and cosine similarities for each query row, best first."""
+        k = min(k, len(self._ids))
+        if k <= 0:
+            empty = np.zeros((len(queries), 0))
+            return empty.astype(np.int64), empty.astype(np.float32)
+        self.index.set_ef(max(self.ef_search, k))
+        labels, dist = self.index.knn_query(np.asarray(queries, dtype=np.float32), k=k)
+        return labels.astype(np.int64), (1.0 - dist).astype(np.float32)
+
+    def ids(self, labels: np.ndarray) -> list[str]:
+        """Item ids of labels."""
+        ids = self._ids
+        return [ids[i] for i in labels]
+
+    def rows(self, item_ids: Sequence[str]) -> np.ndarray:
+        """Labels of item ids (-1 for items not in the index)."""
+        get = self._row.get
+        return np.fromiter((get(i, -1) for i in item_ids), np.int64, len(item_ids))
+
+    def embeddings(self, item_ids: Sequence[str]) -> np.ndarray:
+        """[n, dim] embeddings of item ids; zero rows for items not in the index."""
+        rows = self.rows(item_ids)
+        out = self._emb[np.maximum(rows, 0)].copy()
+        out[rows < 0] = 0.0
+        return out
+
+    def add(self, item_ids: Sequence[str], vectors: np.ndarray) -> np.ndarray:
+        """Insert (or replace) items; returns their labels. Searchable as soon as this returns."""
+        vecs = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(item_ids), self.dim)
+        with self._lock:
+            labels = np.empty(len(item_ids), dtype=np.int64)
+            for j, item_id in enumerate(item_ids):
+                row = self._row.get(item_id)
+                if row is None:
+                    row = len(self._ids)
+                    self._ids.append(item_id)
+                    self._row[item_id] = row
+                labels[j] = row
+            self._grow(len(self._ids))
+            self._emb[labels] = vecs
+            self.index.add_items(vecs, labels, replace_deleted=False)
+        return labels
+
+    def _grow(self, needed: int) -> None:
+        if needed > self.index.get_max_elements():
+            self.index.resize_index(max(needed, int(self.index.get_max_elements() * 1.5) + 16))
+        if needed > len(self._emb):
+            bigger = np.zeros((max(needed, int(len(self._emb) * 1.5) + 16), self.dim), np.float32)
+            bigger[: len(self._emb)] = self._emb
+            self._emb = bigger

@@ -1,0 +1,155 @@
+"""The shared event schema, its Kafka encoding and the events API's batch validation."""
+
+from __future__ import annotations
+
+import base64
+import time
+
+import orjson
+import pytest
+from pydantic import ValidationError
+
+from services.events.validation import BatchValidator, InvalidBatchError
+from shared import topics
+from shared.events import (
+    Event,
+    EventBatch,
+    MalformedEventError,
+    decode_event,
+    encode_dead_letter,
+    encode_event,
+    validation_context,
+)
+
+
+def event(**overrides: object) -> dict[str, object]:
+    """A valid event as JSON-ready dict."""
+    base: dict[str, object] = {
+        "event_id": "e1", "user_id": "u1", "item_id": "i1", "type": "click",
+        "timestamp": time.time(),
+    }  # fmt: skip
+    return {**base, **overrides}
+
+
+def locs(exc: InvalidBatchError) -> list[list[object]]:
+    """The error locations of a rejected batch."""
+    return [err["loc"] for err in exc.errors]
+
+
+def test_topic_names() -> None:
+    assert (topics.EVENTS, topics.SERVED, topics.EVENTS_DLQ) == ("events", "served", "events.dlq")
+
+
+def test_encode_decode_round_trip_with_accepted_ts() -> None:
+    e = Event.model_validate(event(type="watch", value=31.5, request_id="r", position=3))
+    data = encode_event(e, accepted_ts=123.5)
+    back = decode_event(data)
+    assert back.accepted_ts == 123.5
+    assert back.model_copy(update={"accepted_ts": None}) == e
+    assert b"null" not in data  # unset optional fields are left out, not sent as null
+
+
+@pytest.mark.parametrize(
+    ("message", "field"),
+    [
+        (b"not json", "message"),
+        (b"[1, 2]", "message"),
+        (b"", "message"),
+        (orjson.dumps(event(type="purchase")), "type"),
+        (orjson.dumps({k: v for k, v in event().items() if k != "user_id"}), "user_id"),
+        (orjson.dumps(event(event_id="")), "event_id"),
+        (orjson.dumps(event(timestamp="yesterday")), "timestamp"),
+    ],
+)
+def test_decode_names_the_bad_field(message: bytes, field: str) -> None:
+    with pytest.raises(MalformedEventError) as info:
+        decode_event(message)
+    assert info.value.reason.startswith(field)
+    assert isinstance(info.value, ValueError)
+
+
+def test_decode_ignores_unknown_fields_for_forward_compatibility() -> None:
+    assert decode_event(orjson.dumps(event(new_field=1))).event_id == "e1"
+
+
+def test_batch_limit_and_future_timestamps_come_from_the_context() -> None:
+    now = 1_000_000.0
+    ctx = validation_context(max_batch=2, max_future_s=60, now=now)
+    EventBatch.model_validate({"events": [event(timestamp=now + 59)]}, context=ctx)
+    with pytest.raises(ValidationError) as info:
+        EventBatch.model_validate({"events": [event(timestamp=now + 61)]}, context=ctx)
+    assert info.value.errors()[0]["loc"] == ("events", 0, "timestamp")
+    with pytest.raises(ValidationError) as info:
+        EventBatch.model_validate({"events": [event()] * 3}, context=ctx)
+    assert info.value.errors()[0]["loc"] == ("events",)
+    assert "limit of 2" in info.value.errors()[0]["msg"]
+
+
+def test_validator_reports_field_and_index_of_every_bad_event() -> None:
+    validator = BatchValidator(max_batch=10, max_future_s=300)
+    body = orjson.dumps(
+        {
+            "events": [
+                event(),
+                {k: v for k, v in event().items() if k != "event_id"},
+                event(type="purchase"),
+                event(timestamp=time.time() + 3600),
+                event(position=-1),
+            ]
+        }
+    )
+    with pytest.raises(InvalidBatchError) as info:
+        validator.parse(body)
+    assert locs(info.value) == [
+        ["body", "events", 1, "event_id"],
+        ["body", "events", 2, "type"],
+        ["body", "events", 3, "timestamp"],
+        ["body", "events", 4, "position"],
+    ]
+    assert info.value.n_events == 5
+    assert all("input" not in err for err in info.value.errors)  # a bad batch is not echoed
+
+
+@pytest.mark.parametrize(
+    ("body", "loc"),
+    [
+        (b"{", ["body"]),
+        (b"[]", ["body"]),
+        (b'{"events": []}', ["body", "events"]),
+        (b'{"events": "x"}', ["body", "events"]),
+        (b'{"events": [], "extra": 1}', ["body", "events"]),
+    ],
+)
+def test_validator_rejects_malformed_bodies(body: bytes, loc: list[object]) -> None:
+    with pytest.raises(InvalidBatchError) as info:
+        BatchValidator(10, 300).parse(body)
+    assert locs(info.value)[0] == loc
+
+
+def test_oversized_batch_is_rejected_before_its_events_are_validated() -> None:
+    body = orjson.dumps({"events": [{"junk": k} for k in range(11)]})
+    with pytest.raises(InvalidBatchError) as info:
+        BatchValidator(10, 300).parse(body)
+    assert locs(info.value) == [["body", "events"]]
+    assert "exceeds the limit of 10" in info.value.errors[0]["msg"]
+
+
+def test_dead_letter_envelope_keeps_reason_origin_and_exact_bytes() -> None:
+    raw = b"\xff\xfenot an event"
+    letter = orjson.loads(
+        encode_dead_letter(
+            raw,
+            "message: bad",
+            source="offline-sink",
+            topic="events",
+            partition=2,
+            offset=7,
+            key=b"u1",
+        )  # fmt: skip
+    )
+    assert letter["reason"] == "message: bad"
+    assert (letter["source"], letter["topic"], letter["partition"], letter["offset"]) == (
+        "offline-sink", "events", 2, 7,
+    )  # fmt: skip
+    assert letter["key"] == "u1"
+    assert base64.b64decode(letter["value_b64"]) == raw

@@ -1,0 +1,81 @@
+"""Pipeline configuration: the full run (`make train`) and the tiny one used by tests."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class RetrievalConfig:
+    """Two-tower training knobs."""
+
+    dim: int = 64
+    epochs: int = 8
+    batch_size: int = 1024
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    temperature: float = 0.07
+    n_uniform_negatives: int = 256
+    max_train_rows: int | None = None
+    user_time: str = "event"  # "event" (point-in-time) or "last" (see retrieval.example_times)
+
+
+@dataclass
+class RankerConfig:
+    """Multi-task ranker training knobs."""
+
+    epochs: int = 2
+    batch_size: int = 1024
+    lr: float = 2e-3
+    n_hard_negatives: int = 2
+    n_random_negatives: int = 2
+    hard_pool: int = 100
+    focal_gamma: float = 0.0  # > 0 switches BCE to focal loss
+    like_weight: float = 1.0
+    max_train_rows: int | None = None
+
+
+@dataclass
+class PipelineConfig:
+    """Everything a run depends on; logged to MLflow as params."""
+
+    seed: int = 42
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    ranker: RankerConfig = field(default_factory=RankerConfig)
+    n_candidates: int = 200  # retrieval depth handed to the ranker
+    rerank_depth: int = 50  # MMR re-ranks this many top-ranked items
+    mmr_lambda: float = 0.9
+    hnsw_m: int = 16
+    hnsw_ef_construction: int = 200
+    hnsw_ef_search: int = 100
+    als_factors: int = 64
+    als_iterations: int = 15
+    als_regularization: float = 0.05
+    knn_neighbours: int = 100
+    max_eval_users: int | None = None
+    protocols: tuple[str, ...] = ("temporal", "recbole")
+    tiny: bool = False
+
+    def flat(self) -> dict[str, Any]:
+        """Flat dict for MLflow params."""
+        out: dict[str, Any] = {}
+        for k, v in asdict(self).items():
+            if isinstance(v, dict):
+                out.update({f"{k}.{kk}": vv for kk, vv in v.items()})
+            else:
+                out[k] = v
+        return out
+
+
+def tiny_config(seed: int = 42) -> PipelineConfig:
+    """A config that exercises every stage in seconds (tests, smoke runs)."""
+    return PipelineConfig(
+        seed=seed,
+        retrieval=RetrievalConfig(dim=32, epochs=2, n_uniform_negatives=64, max_train_rows=20_000),
+        ranker=RankerConfig(epochs=1, max_train_rows=20_000, hard_pool=50),
+        n_candidates=100,
+        als_iterations=3,
+        max_eval_users=150,
+        tiny=True,
+    )

@@ -1,0 +1,81 @@
+"""Train/validation/test splits: a global temporal split and RecBole's default protocol."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass
+class Split:
+    """Three disjoint interaction frames plus the times features may be computed at.
+
+    ``val_time``/``test_time`` are the "now" of evaluation queries: for the temporal split the
+    thresholds themselves, for RecBole's protocol (where time is shuffled) the end of the data.
+    """
+
+    name: str
+    train: pd.DataFrame
+    val: pd.DataFrame
+    test: pd.DataFrame
+    val_time: float
+    test_time: float
+    temporal: bool
+
+
+def temporal_split(
+    interactions: pd.DataFrame, val_frac: float = 0.1, test_frac: float = 0.1
+) -> Split:
+    """Global split by timestamp: every train event precedes every val event precedes every test.
+
+    Thresholds are timestamps, so events sharing a second never straddle a boundary.
+    """
+    ts = np.sort(interactions["timestamp"].to_numpy())
+    n = len(ts)
+    t_val = float(ts[int(n * (1.0 - val_frac - test_frac))])
+    t_test = float(ts[int(n * (1.0 - test_frac))])
+    t = interactions["timestamp"]
+    return Split(
+        name="temporal",
+        train=interactions[t < t_val].reset_index(drop=True),
+        val=interactions[(t >= t_val) & (t < t_test)].reset_index(drop=True),
+        test=interactions[t >= t_test].reset_index(drop=True),
+        val_time=t_val,
+        test_time=t_test,
+        temporal=True,
+    )
+
+
+def _recbole_counts(total: int, ratios: tuple[float, ...]) -> list[int]:
+    """RecBole 1.2 ``_calcu_split_ids``: floor each part, give the rest to train, then make
+    sure a non-empty fractional part gets at least one interaction while train keeps > 1."""
+    cnt = [int(r * total) for r in ratios]
+    cnt[0] = total - sum(cnt[1:])
+    for i in range(1, len(ratios)):
+        if cnt[0] <= 1:
+            break
+        if 0 < ratios[-i] * total < 1:
+            cnt[-i] += 1
+            cnt[0] -= 1
+    return cnt
+
+
+def recbole_split(
+    interactions: pd.DataFrame, ratios: tuple[float, float, float] = (0.8, 0.1, 0.1), seed: int = 0
+) -> Split:
+    """RecBole's default: per user, shuffle (RO) and cut 80/10/10 by ratio."""
+    rng = np.random.default_rng(seed)
+    parts: list[list[np.ndarray]] = [[], [], []]
+    for _, idx in interactions.groupby("user_id", sort=True).indices.items():
+        idx = rng.permutation(idx)
+        c = _recbole_counts(len(idx), ratios)
+        parts[0].append(idx[: c[0]])
+        parts[1].append(idx[c[0] : c[0] + c[1]])
+        parts[2].append(idx[c[0] + c[1] :])
+    frames = [
+        interactions.iloc[np.sort(np.concatenate(p))].reset_index(drop=True) for p in parts
+    ]
+    end = float(interactions["timestamp"].max()) + 1.0
+    return Split("recbole", frames[0], frames[1], frames[2], end, end, temporal=False)

@@ -1,0 +1,166 @@
+"""ONNX export with a parity check, the hnswlib index, and the on-disk model bundle."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from shared.features.schema import FeatureSchema
+from training.models.ranker import HEADS, RANKER_INPUTS, MMoERanker
+from training.models.two_tower import ITEM_INPUTS, USER_INPUTS, TwoTower
+
+log = logging.getLogger(__name__)
+OPSET = 17
+PARITY_TOL = 1e-4
+
+
+class ExportError(RuntimeError):
+    """An exported model disagrees with its PyTorch source or the schema."""
+
+
+def export_onnx(
+    module: nn.Module,
+    feeds: dict[str, np.ndarray],
+    input_names: tuple[str, ...],
+    output_names: tuple[str, ...],
+    dynamic: dict[str, dict[int, str]],
+    path: Path,
+) -> None:
+    """Trace ``module`` on ``feeds`` and write ONNX with named inputs/outputs."""
+    args = tuple(torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in input_names)
+    module.eval()
+    torch.onnx.export(
+        module, args, str(path), input_names=list(input_names), output_names=list(output_names),
+        dynamic_axes=dynamic, opset_version=OPSET, dynamo=False,
+    )  # fmt: skip
+
+
+@torch.no_grad()
+def parity(
+    module: nn.Module, path: Path, feeds: dict[str, np.ndarray], input_names: tuple[str, ...]
+) -> float:
+    """Max abs difference between onnxruntime and PyTorch outputs on ``feeds``."""
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {n: feeds[n] for n in input_names})
+    ref = module(*(torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in input_names))
+    ref_list = list(ref) if isinstance(ref, tuple) else [ref]
+    return max(float(np.max(np.abs(g - r.numpy()))) for g, r in zip(got, ref_list, strict=True))
+
+
+def export_two_tower(model: TwoTower, user_feeds: dict[str, np.ndarray],
+                     item_feeds: dict[str, np.ndarray], out: Path) -> dict[str, float]:  # fmt: skip
+    """user_tower.onnx + item_tower.onnx in ``out``; returns their parity figures."""
+    ut, it = out / "user_tower.onnx", out / "item_tower.onnx"
+    export_onnx(model.user_tower, user_feeds, USER_INPUTS, ("user_embedding",),
+                {n: {0: "B"} for n in (*USER_INPUTS, "user_embedding")}, ut)  # fmt: skip
+    export_onnx(model.item_tower, item_feeds, ITEM_INPUTS, ("item_embedding",),
+                {n: {0: "B"} for n in (*ITEM_INPUTS, "item_embedding")}, it)  # fmt: skip
+    return {
+        "parity_user_tower": parity(model.user_tower, ut, user_feeds, USER_INPUTS),
+        "parity_item_tower": parity(model.item_tower, it, item_feeds, ITEM_INPUTS),
+    }
+
+
+def export_ranker(model: MMoERanker, feeds: dict[str, np.ndarray], out: Path) -> dict[str, float]:
+    """ranker.onnx (user inputs batch U ∈ {1, N}, item inputs batch N); returns parity."""
+    path = out / "ranker.onnx"
+    dyn = {n: {0: "U"} for n in USER_INPUTS}
+    dyn.update({n: {0: "N"} for n in (*RANKER_INPUTS[len(USER_INPUTS) :], *HEADS, "score")})
+    export_onnx(model, feeds, RANKER_INPUTS, (*HEADS, "score"), dyn, path)
+    return {"parity_ranker": parity(model, path, feeds, RANKER_INPUTS)}
+
+
+def build_hnsw(
+    emb: np.ndarray, m: int, ef_construction: int, ef_search: int, path: Path, seed: int
+) -> dict[str, Any]:
+    """Inner-product hnswlib index over L2-normalised rows (label = row); returns index_meta."""
+    import hnswlib
+
+    index = hnswlib.Index(space="ip", dim=emb.shape[1])
+    index.init_index(max_elements=len(emb), ef_construction=ef_construction, M=m, random_seed=seed)
+    index.add_items(emb, np.arange(len(emb)), num_threads=1)  # 1 thread: deterministic build
+    index.set_ef(ef_search)
+    index.save_index(str(path))
+    return {
+        "library": "hnswlib", "space": "ip", "dim": int(emb.shape[1]), "n_items": int(len(emb)),
+        "M": m, "ef_construction": ef_construction, "ef_search": ef_search,
+        "label": "row index into item_ids.json / item_embeddings.npy",
+        "distance": "1 - inner product (= 1 - cosine: rows are L2-normalised)",
+    }  # fmt: skip
+
+
+def ann_recall(path: Path, emb: np.ndarray, queries: np.ndarray, k: int, ef: int) -> float:
+    """Recall of the saved index against exact inner-product search."""
+    import hnswlib
+
+    index = hnswlib.Index(space="ip", dim=emb.shape[1])
+    index.load_index(str(path))
+    index.set_ef(max(ef, k))
+    labels, _ = index.knn_query(queries, k=k)
+    exact = np.argsort(-(queries @ emb.T), axis=1)[:, :k]
+    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(labels, exact, strict=True)]))
+
+
+@dataclass
+class Bundle:
+    """Where each artifact of one training run lives before it is published."""
+
+    root: Path
+
+    @property
+    def user_tower(self) -> Path:
+        return self.root / "user_tower"
+
+    @property
+    def item_index(self) -> Path:
+        return self.root / "item_index"
+
+    @property
+    def ranker(self) -> Path:
+        return self.root / "ranker"
+
+    def parts(self) -> dict[str, Path]:
+        """Registered model name suffix → folder."""
+        return {"user-tower": self.user_tower, "item-index": self.item_index, "ranker": self.ranker}
+
+
+def new_bundle(parent: Path) -> Bundle:
+    """An empty bundle in a temporary folder next to ``parent`` (same filesystem for rename)."""
+    parent.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{parent.name}.tmp-", dir=parent.parent))
+    b = Bundle(tmp)
+    for p in b.parts().values():
+        p.mkdir()
+    return b
+
+
+def finish_bundle(b: Bundle, schema: FeatureSchema, manifest: dict[str, Any]) -> None:
+    """Write schema and manifest into the bundle root and each part."""
+    manifest = {**manifest, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    for folder in (b.root, *b.parts().values()):
+        schema.save(folder / "feature_schema.json")
+        (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+def publish_bundle(b: Bundle, out: Path) -> Path:
+    """Replace ``out`` with the finished bundle (rename: readers never see half a bundle)."""
+    old = out.with_name(f".{out.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if out.exists():
+        out.rename(old)
+    b.root.rename(out)
+    if old.exists():
+        shutil.rmtree(old)
+    return out
