@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[tuple[str, str]] = []
     _flatten("", report["results"], rows)
     width = max((len(k) for k, _ in rows), default=10)
-    sys.stdout.write("\n".join(f"{k:<{width}}  {v}" for k, v in rows) + f"\n\nwritten to {args.out}\n")
+    table = "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+    sys.stdout.write(f"{table}\n\nwritten to {args.out}\n")
     failed = [n for n, r in report["results"].items() if isinstance(r, dict) and "error" in r]
     return 1 if failed else 0
 

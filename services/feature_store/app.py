@@ -1,11 +1,17 @@
-"""Online feature store: batched user and item feature reads from Redis."""
+"""Online feature store: batched user and item feature reads from Redis, catalog writes.
+
+Reads go through ``shared.online_store.OnlineStore`` (one pipeline round trip per call); the
+routes only translate HTTP. The ingest worker (``services.ingest``) is the stream writer.
+"""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.feature_store.routes import catalog, features
 from services.feature_store.settings import Settings
 from shared.dependencies import Dependencies
+from shared.online_store import OnlineStore
 from shared.service import create_app
 
 
@@ -14,5 +20,9 @@ def build_app(settings: Settings) -> FastAPI:
 
     async def setup(app: FastAPI, deps: Dependencies) -> None:
         app.state.redis = deps.redis(settings.redis_url)
+        app.state.store = OnlineStore(app.state.redis, store=settings.store_config())
 
-    return create_app(settings, setup, description=__doc__ or "")
+    app = create_app(settings, setup, description=__doc__ or "")
+    app.include_router(features.router)
+    app.include_router(catalog.router)
+    return app
