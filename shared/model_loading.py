@@ -121,17 +121,19 @@ def _version_of(folder: Path) -> str:
     return str(manifest.get("bundle_id") or manifest.get("version") or folder.name)
 
 
-def ranker_blend(meta: dict[str, Any], heads: Iterable[str]) -> dict[str, float]:
-    """Default head weights from ranker_meta.json (several spellings), else equal weights."""
-    blend = meta.get("blend_weights") or meta.get("weights") or meta.get("blend") or {}
-    if isinstance(blend, dict) and isinstance(blend.get("weights"), dict):
-        blend = blend["weights"]
+def ranker_blend(meta: dict[str, Any], heads: Iterable[str]) -> dict[str, float] | None:
+    """Head weights from ranker_meta.json: a ``blend_weights`` dict, or ``<task>_weight`` keys
+    (``like_weight`` weighs ``p_like``; unnamed heads weigh 1). None: no weights shipped, use
+    the model's own ``score`` output."""
     heads = list(heads)
+    blend = meta.get("blend_weights") or meta.get("weights")
     if isinstance(blend, dict):
         weights = {h: float(blend[h]) for h in heads if isinstance(blend.get(h), int | float)}
-        if weights:
-            return weights
-    return {h: 1.0 / len(heads) for h in heads}
+        return weights or None
+    named = {h: meta.get(f"{h.removeprefix('p_')}_weight") for h in heads}
+    if not any(isinstance(w, int | float) for w in named.values()):
+        return None
+    return {h: float(w) if isinstance(w, int | float) else 1.0 for h, w in named.items()}
 
 
 @dataclass
@@ -214,16 +216,63 @@ class ModelLocator:
 class LocalModels(ModelLocator):
     """A plain bundle folder (``models/``): the parts are its sub-folders."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, parts: Iterable[str] = PARTS) -> None:
         self.root = Path(root)
+        self.parts = tuple(parts)
 
     def paths(self) -> dict[str, Path]:
         """Sub-folders of the bundle."""
-        return {p: self.root / p for p in PARTS}
+        return {p: self.root / p for p in self.parts}
 
     def fingerprint(self) -> str:
         """Bundle ids of the parts (a re-published bundle has a new id)."""
-        return "|".join(_version_of(self.root / p) for p in PARTS)
+        return "|".join(_version_of(self.root / p) for p in self.parts)
+
+
+def registered_name(part: str) -> str:
+    """MLflow registered model name of a part (``item_index`` -> ``cascade-item-index``)."""
+    return "cascade-" + part.replace("_", "-")
+
+
+class RegistryModels(ModelLocator):
+    """The versions behind an MLflow alias (``production``), downloaded into a local cache."""
+
+    def __init__(
+        self, uri: str, alias: str, cache_dir: str | Path, parts: Iterable[str] = PARTS
+    ) -> None:
+        self.uri = uri
+        self.alias = alias
+        self.cache_dir = Path(cache_dir)
+        self.parts = tuple(parts)
+
+    def paths(self) -> dict[str, Path]:
+        """Download (or reuse from the cache) the version behind the alias of each part."""
+        from shared import model_registry
+
+        return {
+            p: model_registry.resolve_and_download(
+                registered_name(p), self.alias, self.uri, self.cache_dir
+            ).path
+            for p in self.parts
+        }
+
+    def fingerprint(self) -> str:
+        """The registry versions behind the alias (one cheap call per part)."""
+        from shared import model_registry
+
+        return "|".join(
+            model_registry.current_version(registered_name(p), self.alias, self.uri)
+            for p in self.parts
+        )
+
+
+def locator_for(
+    models_dir: str | None, mlflow_uri: str, alias: str, cache_dir: str, parts: Iterable[str]
+) -> ModelLocator:
+    """A local folder when ``models_dir`` is set (tests, no-MLflow runs), else the registry."""
+    if models_dir:
+        return LocalModels(models_dir, parts)
+    return RegistryModels(mlflow_uri, alias, cache_dir, parts)
 
 
 class ModelHolder:
@@ -296,3 +345,33 @@ class ModelHolder:
         if self.current is None:
             return False, self.error
         return True, "ok " + ",".join(f"{k}={v}" for k, v in self.current.versions().items())
+
+
+def models_dir_field(service: str) -> Any:
+    """Setting: a local bundle folder; when set, MLflow is not used."""
+    from shared.settings import platform_field
+
+    return platform_field(
+        "models_dir", None, service, "local model bundle folder (unset: MLflow alias)"
+    )
+
+
+def model_alias_field(service: str) -> Any:
+    """Setting: the MLflow alias to serve."""
+    from shared.settings import platform_field
+
+    return platform_field("model_alias", "production", service, "MLflow alias to serve")
+
+
+def model_poll_field(service: str) -> Any:
+    """Setting: seconds between checks for a new model version (0: never)."""
+    from shared.settings import platform_field
+
+    return platform_field("model_poll_s", 30.0, service, "hot-swap poll interval, 0 = off")
+
+
+def model_cache_field(service: str) -> Any:
+    """Setting: where registry downloads are cached."""
+    from shared.settings import platform_field
+
+    return platform_field("model_cache_dir", ".cache/models", service, "model download cache")

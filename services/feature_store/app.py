@@ -6,7 +6,9 @@ routes only translate HTTP. The ingest worker (``services.ingest``) is the strea
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
 
 from services.feature_store.routes import catalog, features
 from services.feature_store.settings import Settings
@@ -25,4 +27,10 @@ def build_app(settings: Settings) -> FastAPI:
     app = create_app(settings, setup, description=__doc__ or "")
     app.include_router(features.router)
     app.include_router(catalog.router)
+
+    @app.exception_handler(RedisError)
+    async def redis_down(_: Request, exc: RedisError) -> JSONResponse:
+        """A dead Redis is a 503 the caller can fall back on, never a 500."""
+        return JSONResponse({"detail": f"redis unavailable: {exc}"}, status_code=503)
+
     return app

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.filtering.pipeline import build_filter_chain
+from services.filtering.routes import filter as filter_route
 from services.filtering.settings import Settings
-from shared.dependencies import Dependencies
 from shared.service import create_app
 
 
 def build_app(settings: Settings) -> FastAPI:
-    """The filtering app; connections open in the lifespan, not at import."""
-
-    async def setup(app: FastAPI, deps: Dependencies) -> None:
-        app.state.redis = deps.redis(settings.redis_url)
-
-    return create_app(settings, setup, description=__doc__ or "")
+    """The filtering app (stateless: no connections, no models)."""
+    app = create_app(settings, None, description=__doc__ or "")
+    app.state.filters = build_filter_chain(settings.disabled())
+    app.include_router(filter_route.router)
+    return app

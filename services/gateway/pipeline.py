@@ -17,6 +17,7 @@ from services.candidate_generation.pipeline import SOURCES, build_generator
 from services.candidate_generation.sources import SourceDeps
 from services.filtering.pipeline import FILTERS, build_filter_chain
 from services.ranking.ranker import MultiTaskRanker
+from services.reranking.chain import embedding_lookup
 from services.reranking.pipeline import RERANKERS, build_rerank_chain
 from shared.model_loading import ModelHolder
 from shared.pipeline.budget import LatencyBudget
@@ -33,17 +34,6 @@ STAGES = {
 ALL_MODEL_PARTS = ("user_tower", "item_index", "ranker")
 
 
-def index_embeddings(holder: ModelHolder):  # type: ignore[no-untyped-def]
-    """An embedding lookup over the loaded item index (zeros for unknown items)."""
-
-    def lookup(item_ids: list[str]):  # type: ignore[no-untyped-def]
-        index = holder.require().index
-        assert index is not None
-        return index.embeddings(item_ids)
-
-    return lookup
-
-
 def build_in_process(
     store: FeatureReader, holder: ModelHolder, budget: LatencyBudget, service: str = "inprocess"
 ) -> InProcessPipeline:
@@ -54,7 +44,7 @@ def build_in_process(
         generator=build_generator(deps, budget, service=service),
         filters=build_filter_chain(),
         scorer=SCORER(holder.require),
-        reranker=build_rerank_chain(index_embeddings(holder)),
+        reranker=build_rerank_chain(embedding_lookup(holder.require)),
         budget=budget,
         versions=lambda: holder.require().versions(),
         service=service,

@@ -2,17 +2,62 @@
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings import KafkaBootstrap, ServiceSettings, kafka_field
+from shared.model_loading import (
+    model_alias_field,
+    model_cache_field,
+    model_poll_field,
+    models_dir_field,
+)
+from shared.settings import (
+    HttpUrl,
+    KafkaBootstrap,
+    RedisUrl,
+    ServiceSettings,
+    kafka_field,
+    mlflow_field,
+    platform_field,
+    redis_url_field,
+)
+from shared.topics import SERVED
+
+
+def _stage_url(stage: str, port: int) -> Any:
+    """CASCADE_GATEWAY_<STAGE>_URL (or platform-wide CASCADE_<STAGE>_URL)."""
+    return platform_field(f"{stage}_url", f"http://127.0.0.1:{port}", "gateway", f"{stage} URL")
 
 
 class Settings(ServiceSettings):
-    """Orchestrates the request path: deadlines, fallbacks, experiments."""
+    """Orchestrates the request path: deadlines, fallbacks, the served-list log."""
 
     model_config = SettingsConfigDict(env_prefix="CASCADE_GATEWAY_", populate_by_name=True)
 
     service_name: str = "gateway"
     port: int = Field(default=8000, ge=1, le=65535)
+    mode: Literal["services", "in_process"] = Field(
+        default="services",
+        description="services: call the stage services; in_process: run every stage here",
+    )
+    redis_url: RedisUrl = redis_url_field("gateway")
     kafka_bootstrap: KafkaBootstrap = kafka_field("gateway")
+    candidate_generation_url: HttpUrl = _stage_url("candidate_generation", 8003)
+    filtering_url: HttpUrl = _stage_url("filtering", 8004)
+    ranking_url: HttpUrl = _stage_url("ranking", 8005)
+    reranking_url: HttpUrl = _stage_url("reranking", 8006)
+    latency_budget: str | None = Field(
+        default=None, description="latency budget YAML (default config/latency_budget.yaml)"
+    )
+    served_topic: str = Field(default=SERVED, min_length=1)
+    served_log: bool = Field(default=True, description="log served lists to Kafka")
+    served_queue: int = Field(default=10_000, ge=1, le=1_000_000)
+    trending_refresh_s: float = Field(default=30.0, gt=0)
+    # models, used only in in_process mode
+    mlflow_uri: str = mlflow_field("gateway")
+    models_dir: str | None = models_dir_field("gateway")
+    model_alias: str = model_alias_field("gateway")
+    model_poll_s: float = model_poll_field("gateway")
+    model_cache_dir: str = model_cache_field("gateway")

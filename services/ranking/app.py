@@ -4,11 +4,30 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.ranking.ranker import MultiTaskRanker
+from services.ranking.routes import rank
 from services.ranking.settings import Settings
+from shared.dependencies import Dependencies
+from shared.model_loading import ModelHolder, locator_for
 from shared.service import create_app
+
+MODEL_PARTS = ("ranker",)
 
 
 def build_app(settings: Settings) -> FastAPI:
-    """The ranking app; connections open in the lifespan, not at import."""
+    """The ranking app; the model loads (schema check, warm-up) in the lifespan."""
 
-    return create_app(settings, None, description=__doc__ or "")
+    async def setup(app: FastAPI, deps: Dependencies) -> None:
+        locator = locator_for(
+            settings.models_dir, settings.mlflow_uri, settings.model_alias,
+            settings.model_cache_dir, MODEL_PARTS,
+        )  # fmt: skip
+        holder = ModelHolder(locator, MODEL_PARTS, settings.model_poll_s)
+        deps.readiness.add("models", holder.check)
+        deps.on_close(holder.stop)
+        await holder.start()
+        app.state.ranker = MultiTaskRanker(holder.require)
+
+    app = create_app(settings, setup, description=__doc__ or "")
+    app.include_router(rank.router)
+    return app

@@ -4,15 +4,31 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.reranking.chain import embedding_lookup
+from services.reranking.pipeline import build_rerank_chain
+from services.reranking.routes import rerank
 from services.reranking.settings import Settings
 from shared.dependencies import Dependencies
+from shared.model_loading import ModelHolder, locator_for
 from shared.service import create_app
+
+MODEL_PARTS = ("item_index",)
 
 
 def build_app(settings: Settings) -> FastAPI:
-    """The reranking app; connections open in the lifespan, not at import."""
+    """The reranking app; item embeddings load in the lifespan."""
 
     async def setup(app: FastAPI, deps: Dependencies) -> None:
-        app.state.redis = deps.redis(settings.redis_url)
+        locator = locator_for(
+            settings.models_dir, settings.mlflow_uri, settings.model_alias,
+            settings.model_cache_dir, MODEL_PARTS,
+        )  # fmt: skip
+        holder = ModelHolder(locator, MODEL_PARTS, settings.model_poll_s)
+        deps.readiness.add("models", holder.check)
+        deps.on_close(holder.stop)
+        await holder.start()
+        app.state.chain = build_rerank_chain(embedding_lookup(holder.require), settings.disabled())
 
-    return create_app(settings, setup, description=__doc__ or "")
+    app = create_app(settings, setup, description=__doc__ or "")
+    app.include_router(rerank.router)
+    return app

@@ -6,12 +6,24 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from shared.model_loading import ModelBundle
 from shared.pipeline.items import mask_to_multi_hot
 from shared.pipeline.rerank_state import RerankInput, RerankState
 from shared.pipeline.stages import Reranker
 from shared.pipeline.types import Reranked
 
 EmbeddingLookup = Callable[[list[str]], np.ndarray]
+
+
+def embedding_lookup(models: Callable[[], ModelBundle]) -> EmbeddingLookup:
+    """Item embeddings from the loaded index (zero rows for items it does not hold)."""
+
+    def lookup(item_ids: list[str]) -> np.ndarray:
+        index = models().index
+        assert index is not None
+        return index.embeddings(item_ids)
+
+    return lookup
 
 
 class RerankChain:

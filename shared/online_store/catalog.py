@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import orjson
 
-from shared.features.item import genre_index
+from shared.features.item import genre_index, genre_multi_hot
 from shared.features.profile import age_bucket
 from shared.online_store import keys
 from shared.online_store.types import ItemRecord, UserProfile
@@ -58,12 +60,15 @@ class StaticItem:
 
     record: ItemRecord
     genre_cols: tuple[int, ...]
+    genre_vec: np.ndarray  # [N_GENRES] float32 multi-hot
+    year: float  # NaN when unknown
 
 
 def static_item(record: ItemRecord) -> StaticItem:
     """Cacheable read-side form of a record."""
     cols = tuple(sorted({i for g in record.genres if (i := genre_index(g)) is not None}))
-    return StaticItem(record, cols)
+    year = float(record.release_year) if record.release_year else math.nan
+    return StaticItem(record, cols, genre_multi_hot(record.genres), year)
 
 
 def stage_items(pipe: Any, items: Sequence[ItemRecord]) -> None:

@@ -60,7 +60,7 @@ class CounterLayout:
         self._ring_of = {gran: r for r, gran in enumerate(grans)}
 
     def decode(self, blobs: Sequence[bytes | None]) -> np.ndarray:
-        """[n, words] uint64 matrix of blobs (missing or short blobs read as zeros)."""
+        """[n, words] int64 matrix of blobs (missing or short blobs read as zeros)."""
         n, size = len(blobs), self.nbytes
         fixed = [b if b is not None and len(b) == size else _pad(b, size) for b in blobs]
         raw = np.frombuffer(b"".join(fixed), dtype=WORD) if n else np.zeros(0, WORD)
@@ -68,18 +68,33 @@ class CounterLayout:
 
     def windowed(self, words: np.ndarray, now: float) -> dict[str, np.ndarray]:
         """Per window name: [n] interaction counts in the window ending at ``now``."""
+        # int32 halves the memory traffic: counts < 2^31, bucket numbers < 2^31 (minutes
+        # until the year 6053).
+        rings = [self._ring_view(words, ring) for ring in self.rings]
         out: dict[str, np.ndarray] = {}
         for name, (window, gran) in self.config.windows.items():
-            ring = self.rings[self._ring_of[gran]]
-            head = words[:, ring.head_word : ring.head_word + 1]
-            slots = np.arange(ring.slots, dtype=np.int64)[None, :]
-            bucket = head - np.mod(head - slots, ring.slots)
+            bucket, counts = rings[self._ring_of[gran]]
             hi = int(now // gran)
             lo = hi - window // gran + 1
-            inside = (bucket >= lo) & (bucket <= hi) & (head > 0)
-            counts = words[:, ring.offset : ring.offset + ring.slots]
-            out[name] = np.where(inside, counts, 0).sum(axis=1)
+            # lo <= bucket <= hi as one unsigned comparison (never-written slots are -1).
+            inside = (bucket - np.int32(lo)).view(np.uint32) <= np.uint32(hi - lo)
+            out[name] = (counts * inside).sum(axis=1, dtype=np.int64)
         return out
+
+    @staticmethod
+    def _ring_view(words: np.ndarray, ring: Ring) -> tuple[np.ndarray, np.ndarray]:
+        """([n, slots] bucket number each slot holds, -1 if never written; [n, slots] counts).
+
+        Slot s holds ``head - ((head - s) mod slots)``, computed without a matrix-wide modulo:
+        ``head - head % slots + s``, minus one lap for the slots after the head's.
+        """
+        head = words[:, ring.head_word : ring.head_word + 1].astype(np.int32)
+        head_slot = head % ring.slots
+        slots = np.arange(ring.slots, dtype=np.int32)[None, :]
+        bucket = (head - head_slot) + slots - np.int32(ring.slots) * (slots > head_slot)
+        bucket[np.broadcast_to(head == 0, bucket.shape)] = -1
+        counts = words[:, ring.offset : ring.offset + ring.slots].astype(np.int32)
+        return bucket, counts
 
     def lua_args(self) -> list[str]:
         """Ring description passed to the ingest script: count, then (gran, slots, head, off)."""

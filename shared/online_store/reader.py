@@ -30,10 +30,10 @@ from shared.online_store.counter_layout import (
     CounterLayout,
 )
 from shared.online_store.effects import affinity_at
-from shared.online_store.types import ItemBatch, ItemRecord, UserState
+from shared.online_store.types import ItemBatch, ItemRecord, LazyItemFeatures, UserState
 
 _AFFINITY_FIELDS = [f"a{g}".encode() for g in range(N_GENRES)]
-_MISSING = StaticItem(ItemRecord(item_id=""), ())
+_MISSING = static_item(ItemRecord(item_id=""))
 
 
 class OnlineStore:
@@ -149,19 +149,10 @@ class OnlineStore:
     def _item_batch(self, ids: list[str], words: np.ndarray, now: float) -> ItemBatch:
         statics = [self._catalog.get(i, _MISSING) for i in ids]
         windowed = self.layout.windowed(words, now)
-        c1h, c24h, c7d = (windowed[w].astype(np.float64).tolist() for w in ("1h", "24h", "7d"))
-        total = words[:, TOTAL_INTERACTIONS].astype(np.float64).tolist()
-        likes = words[:, TOTAL_LIKES].astype(np.float64).tolist()
-        features = [
-            ItemFeatures(
-                item_id=i,
-                genres=s.record.genres,
-                release_year=s.record.release_year,
-                count_1h=a, count_24h=b, count_7d=c, count_total=t,
-                like_count=lk, rating_count=t,
-            )  # fmt: skip
-            for i, s, a, b, c, t, lk in zip(ids, statics, c1h, c24h, c7d, total, likes, strict=True)
-        ]
+        counts = np.column_stack(
+            [windowed["1h"], windowed["24h"], windowed["7d"], words[:, TOTAL_INTERACTIONS]]
+        ).astype(np.float64)
+        likes = words[:, TOTAL_LIKES].astype(np.float64)
         ctr = smoothed_rate(
             words[:, TOTAL_CLICKS],
             words[:, TOTAL_IMPRESSIONS],
@@ -171,11 +162,15 @@ class OnlineStore:
         return ItemBatch(
             item_ids=ids,
             found=np.fromiter((s is not _MISSING for s in statics), dtype=bool, count=len(ids)),
-            features=features,
+            features=LazyItemFeatures(len(ids), lambda: _features(ids, statics, counts, likes)),
             added_ts=np.array([s.record.added_ts for s in statics], dtype=np.float64),
             age_restricted=np.array([s.record.age_restricted for s in statics], dtype=bool),
             regions=[s.record.regions for s in statics],
             ctr=np.asarray(ctr, dtype=np.float32),
+            counts=counts,
+            like_count=likes,
+            release_year=np.array([s.year for s in statics], dtype=np.float64),
+            genres=np.stack([s.genre_vec for s in statics]),
         )
 
     async def put_items(self, items: Sequence[ItemRecord]) -> None:
@@ -211,6 +206,23 @@ class OnlineStore:
             keys.FRESH, now, now - max_age_s, start=0, num=k, withscores=True
         )
         return _pairs(top)
+
+
+def _features(
+    ids: list[str], statics: list[StaticItem], counts: np.ndarray, likes: np.ndarray
+) -> list[ItemFeatures]:
+    """Per-item records of a batch (built only when a caller iterates ``features``)."""
+    rows = counts.tolist()
+    return [
+        ItemFeatures(
+            item_id=i,
+            genres=s.record.genres,
+            release_year=s.record.release_year,
+            count_1h=c[0], count_24h=c[1], count_7d=c[2], count_total=c[3],
+            like_count=lk, rating_count=c[3],
+        )  # fmt: skip
+        for i, s, c, lk in zip(ids, statics, rows, likes.tolist(), strict=True)
+    ]
 
 
 def _pairs(reply: Any) -> list[tuple[str, float]]:

@@ -94,7 +94,7 @@ class StoreWriter:
         if not events:
             return ApplyResult(0, 0, b"")
         genres = self.genres.get({e.item_id for e in events})
-        args = [*self._header, script_events(events, genres, self.config)]
+        args: list[str | bytes] = [*self._header, script_events(events, genres, self.config)]
         applied, duplicates, mask = self._script(keys=[], args=args)
         return ApplyResult(int(applied), int(duplicates), bytes(mask))
 

@@ -1,0 +1,1 @@
+"""HTTP routes of candidate generation (translate HTTP to stage calls, nothing more)."""

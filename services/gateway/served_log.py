@@ -1,0 +1,74 @@
+"""ServedLog: the served lists go to Kafka from a background thread, never from the request.
+
+The request path only puts a serialised record on a bounded queue (put_nowait). When the
+broker is slow or down the queue fills and records are dropped and counted: a broker outage
+costs log records, never latency or errors.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from typing import Any
+
+import orjson
+from kafka.errors import KafkaError
+from prometheus_client import Counter
+
+from shared.kafka import LazyProducer
+
+log = logging.getLogger(__name__)
+
+SERVED_LOG = Counter(
+    "cascade_served_log_total", "Served-list records by outcome.", ["outcome"]
+)  # outcome: queued, sent, dropped (queue full), failed (broker error)
+
+_STOP = object()
+
+
+class ServedLog:
+    """Bounded queue + one sender thread (kafka-python's send may block on metadata)."""
+
+    def __init__(self, producer: LazyProducer, topic: str, max_queue: int = 10_000) -> None:
+        self.producer = producer
+        self.topic = topic
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
+        self._thread = threading.Thread(target=self._run, name="served-log", daemon=True)
+
+    def start(self) -> None:
+        """Start the sender thread."""
+        self._thread.start()
+
+    def log(self, user_id: str, record: dict[str, Any]) -> None:
+        """Queue one record (keyed by user id); drop it if the queue is full."""
+        try:
+            self._queue.put_nowait((user_id.encode(), orjson.dumps(record)))
+            SERVED_LOG.labels("queued").inc()
+        except queue.Full:
+            SERVED_LOG.labels("dropped").inc()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            key, value = item
+            try:
+                self.producer.get().send(self.topic, key=key, value=value)
+                SERVED_LOG.labels("sent").inc()
+            except (KafkaError, OSError) as exc:
+                SERVED_LOG.labels("failed").inc()
+                log.warning("served log send failed", extra={"error": repr(exc)})
+
+    async def stop(self) -> None:
+        """Let the thread finish what is queued (bounded by the producer's own timeouts)."""
+        if not self._thread.is_alive():
+            return
+        try:
+            self._queue.put_nowait(_STOP)
+        except queue.Full:
+            return  # daemon thread: it dies with the process
+        import asyncio
+
+        await asyncio.to_thread(self._thread.join, 5.0)
