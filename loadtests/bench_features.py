@@ -43,7 +43,9 @@ def _load(redis_url: str, data: Path) -> tuple[list[str], list[str], float]:
         from services.feature_store.bootstrap import bootstrap
 
         bootstrap(client, str(data), train_only=False, batch=5000)
-        items = [i.decode() for i in client.smembers(b"catalog:ids")]
+        items = sorted(
+            str(i, "utf-8") if isinstance(i, bytes) else i for i in client.smembers(b"catalog:ids")
+        )
         users = [str(u) for u in range(1, 944)]
         now = float(client.get(b"trending:ref") or time.time()) + 3600
     else:
@@ -86,7 +88,7 @@ async def _measure(redis_url: str, data: Path, calls: int, n_items: int) -> dict
     store = OnlineStore(client)
     rng = random.Random(5)
     try:
-        result = {
+        result: dict[str, Any] = {
             f"get_items_{n_items}": await _time(
                 lambda: store.get_items(rng.sample(items, n_items), now), calls
             ),

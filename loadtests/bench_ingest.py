@@ -78,11 +78,11 @@ def _applied(m: dict[str, float]) -> float:
 def _quantile(before: dict[str, float], after: dict[str, float], q: float) -> float:
     """histogram_quantile over the freshness buckets observed between two scrapes."""
     name = "cascade_feature_freshness_seconds_bucket"
-    buckets = []
+    buckets: list[tuple[float, float]] = []
     for key, value in after.items():
         if key.startswith(name):
-            le = key.split('le="')[1].rstrip('"}')
-            bound = float("inf") if le == "+Inf" else float(le)
+            label = key.split('le="')[1].rstrip('"}')
+            bound = float("inf") if label == "+Inf" else float(label)
             buckets.append((bound, value - before.get(key, 0)))
     buckets.sort()
     total = buckets[-1][1] if buckets else 0

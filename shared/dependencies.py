@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -35,10 +36,10 @@ class Dependencies:
         return client
 
     def kafka_producer(
-        self, bootstrap: str, name: str = "kafka", required: bool = True
+        self, bootstrap: str, name: str = "kafka", required: bool = True, **overrides: Any
     ) -> LazyProducer:
         """A producer created on first use; its broker connection is a readiness check."""
-        producer = LazyProducer(bootstrap)
+        producer = LazyProducer(bootstrap, **overrides)
         self._producers.append(producer)
 
         async def check() -> tuple[bool, str]:

@@ -165,7 +165,10 @@ class LazyProducer:
         """Flush and close the producer if one was created."""
         with self._lock:
             if self._producer is not None:
-                self._producer.close(timeout=5)
+                try:
+                    self._producer.close(timeout=5)
+                except KafkaError as exc:  # unflushed records to a dead broker: say so, go on
+                    log.warning("producer close failed", extra={"error": repr(exc)})
                 self._producer = None
 
 
@@ -177,14 +180,20 @@ class ConsumerLoopStats:
     records: int = 0
     failures: int = 0
     last_error: str = ""
+    commit_failures: int = 0
+    lag: int | None = None
     assigned: set[TopicPartition] = field(default_factory=set)
 
 
 class ConsumerLoop:
     """Consumer-group loop: poll a batch, hand it to ``handler``, commit only after success.
 
-    On a handler failure nothing is committed and each partition is rewound to the first
-    record of the failed batch, so the batch is retried (after a back-off) instead of lost.
+    Records may be gathered across polls (``flush_records`` / ``flush_interval_s``) so a sink
+    writes few large files; by default every poll is handled at once. On a handler failure
+    nothing is committed and each partition is rewound to the first record of the failed
+    batch, so the batch is retried (after a back-off) instead of lost. A failed commit (e.g.
+    after a rebalance) is logged, not fatal: the new owner re-reads those records and the
+    handlers are idempotent. On stop, what is held is handled and committed before closing.
     """
 
     def __init__(
@@ -199,6 +208,8 @@ class ConsumerLoop:
         session_timeout_ms: int = 10000,
         heartbeat_interval_ms: int = 3000,
         retry_backoff_s: float = 0.5,
+        flush_records: int = 1,
+        flush_interval_s: float = 0.0,
         consumer_overrides: dict[str, Any] | None = None,
     ) -> None:
         self.bootstrap = bootstrap
@@ -210,6 +221,8 @@ class ConsumerLoop:
         self.session_timeout_ms = session_timeout_ms
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.retry_backoff_s = retry_backoff_s
+        self.flush_records = flush_records
+        self.flush_interval_s = flush_interval_s
         self.consumer_overrides = consumer_overrides or {}
         self.stats = ConsumerLoopStats()
         self._stop = threading.Event()
@@ -275,19 +288,51 @@ class ConsumerLoop:
                 self._close(self._consumer)
                 self._consumer = None
 
+    @property
+    def connected(self) -> bool:
+        """True while a consumer exists (it reconnects by itself after a broker outage)."""
+        return self._consumer is not None
+
+    def pause(self, seconds: float) -> None:
+        """Sleep, waking early when stop() is called."""
+        self._stop.wait(seconds)
+
     def _poll_until_stopped(self, consumer: KafkaConsumer) -> None:
+        buffer: dict[TopicPartition, list[ConsumerRecord]] = {}
+        held, first_at = 0, 0.0
         while not self._stop.is_set():
-            polled = consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=self.max_records)
+            wait_s = self.poll_timeout_ms / 1000
+            if held:
+                wait_s = min(wait_s, max(0.0, first_at + self.flush_interval_s - time.monotonic()))
+            polled = consumer.poll(timeout_ms=int(wait_s * 1000), max_records=self.max_records)
             self.stats.assigned = set(consumer.assignment())
-            if not polled:
-                continue
-            batch = [rec for records in polled.values() for rec in records]
-            if self._handle(batch):
-                consumer.commit()
-            else:
-                for tp, records in polled.items():
-                    consumer.seek(tp, records[0].offset)
-                self._stop.wait(self.retry_backoff_s)
+            if polled and not held:
+                first_at = time.monotonic()
+            for tp, records in polled.items():
+                buffer.setdefault(tp, []).extend(records)
+                held += len(records)
+            due = held and time.monotonic() - first_at >= self.flush_interval_s
+            if held and (held >= self.flush_records or due):
+                self._flush(consumer, buffer)
+                buffer, held = {}, 0
+        if held:
+            self._flush(consumer, buffer)  # graceful stop: handle what was read, then commit
+
+    def _flush(
+        self, consumer: KafkaConsumer, buffer: dict[TopicPartition, list[ConsumerRecord]]
+    ) -> None:
+        batch = [rec for records in buffer.values() for rec in records]
+        if not self._handle(batch):
+            for tp, records in buffer.items():
+                consumer.seek(tp, records[0].offset)
+            self._stop.wait(self.retry_backoff_s)
+            return
+        try:
+            consumer.commit()
+        except KafkaError as exc:
+            self.stats.commit_failures += 1
+            log.warning("commit failed after a successful batch", extra={"error": repr(exc)})
+        self.stats.lag = self.lag()
 
     def _handle(self, batch: list[ConsumerRecord]) -> bool:
         start = time.perf_counter()

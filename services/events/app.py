@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 
 from fastapi import FastAPI
 from kafka.errors import KafkaError
@@ -21,8 +20,6 @@ from services.events.validation import BatchValidator
 from shared.dependencies import Dependencies
 from shared.kafka import LazyProducer
 from shared.service import create_app
-
-log = logging.getLogger(__name__)
 
 
 def build_app(settings: Settings) -> FastAPI:

@@ -104,7 +104,8 @@ class IngestWorker:
     def ready(self) -> tuple[bool, str]:
         """Readiness of the broker side (Redis has its own check)."""
         if not self.topics_ready.is_set():
-            return False, self.loop.stats.last_error or "creating topics"
+            waiting = f"creating topics on kafka at {self.settings.kafka_bootstrap}, no answer yet"
+            return False, self.loop.stats.last_error or waiting
         return self.loop.connected()
 
     def stop(self, timeout_s: float = 15.0) -> None:

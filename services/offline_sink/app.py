@@ -11,12 +11,13 @@ import asyncio
 
 from fastapi import FastAPI
 
-from services.offline_sink.buffered_loop import BufferedConsumerLoop
 from services.offline_sink.dead_letters import DeadLetterWriter
+from services.offline_sink.metrics import CONSUMER_LAG
 from services.offline_sink.settings import Settings
 from services.offline_sink.sink import OfflineSink
 from services.offline_sink.worker import SinkWorker
 from shared.dependencies import Dependencies
+from shared.kafka import ConsumerLoop
 from shared.offline_store.writer import ParquetEventWriter
 from shared.service import create_app
 
@@ -27,7 +28,7 @@ def build_worker(settings: Settings) -> tuple[SinkWorker, DeadLetterWriter]:
         settings.kafka_bootstrap, settings.dlq_topic, settings.group_id, settings.dlq_timeout_s
     )
     sink = OfflineSink(ParquetEventWriter(settings.data_dir), dead_letters)
-    loop = BufferedConsumerLoop(
+    loop = ConsumerLoop(
         settings.kafka_bootstrap,
         [settings.topic],
         settings.group_id,
@@ -38,6 +39,7 @@ def build_worker(settings: Settings) -> tuple[SinkWorker, DeadLetterWriter]:
         flush_records=settings.flush_events,
         flush_interval_s=settings.flush_interval_s,
     )
+    CONSUMER_LAG.set_function(lambda: float(loop.stats.lag or 0))
     topics = {settings.topic: settings.event_partitions, settings.dlq_topic: 1}
     return SinkWorker(loop, topics), dead_letters
 

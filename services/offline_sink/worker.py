@@ -7,8 +7,7 @@ import threading
 
 from kafka.errors import KafkaError
 
-from services.offline_sink.buffered_loop import BufferedConsumerLoop
-from shared.kafka import ensure_topics
+from shared.kafka import ConsumerLoop, ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +20,7 @@ class SinkWorker:
     """
 
     def __init__(
-        self, loop: BufferedConsumerLoop, topics: dict[str, int], retry_s: float = 2.0
+        self, loop: ConsumerLoop, topics: dict[str, int], retry_s: float = 2.0
     ) -> None:
         self.loop = loop
         self.topics = topics

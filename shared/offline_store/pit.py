@@ -153,9 +153,10 @@ class _Builder:
             out["rsum"][lab] = _cum0(self.fx.rating[rows])[end]
             out["nrat"][lab] = _cum0(self.fx.is_rating[rows])[end]
             last[lab] = np.where(end > 0, ts[np.maximum(end - 1, 0)] if len(ts) else 0.0, np.nan)
-            items = self.items[rows]
-            for i, e in zip(lab, end, strict=True):
-                history[i] = list(items[max(0, e - self.cfg.hist_len) : e])
+            first_pos, first_items = _first_occurrences(self.items[rows])
+            upto = np.searchsorted(first_pos, end, side="left")  # distinct items seen before t
+            for i, k in zip(lab, upto, strict=True):
+                history[i] = list(first_items[max(0, k - self.cfg.hist_len) : k])
             if affinity is not None:
                 affinity[lab] = self._affinity(rows, now[lab], end)
         return {
@@ -215,6 +216,19 @@ class _Builder:
         cols["item_impressions"] = pa.array(agg["imp"])
         cols["item_clicks"] = pa.array(agg["click"])
         return cols
+
+
+def _first_occurrences(items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (ascending) and ids of each item's first appearance in a time-ordered list.
+
+    The online history is the seen items in the order of their first interaction (a repeat
+    does not move an item), so the offline history is built the same way.
+    """
+    if not len(items):
+        return np.zeros(0, dtype=np.int64), items
+    _, first = np.unique(items.astype(str), return_index=True)
+    first.sort()
+    return first, items[first]
 
 
 def _codes(ev_ids: np.ndarray, label_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

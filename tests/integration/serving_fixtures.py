@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import hnswlib
@@ -21,8 +22,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from deploy.local.processes import ProcessSpec, RunningProcess, StartupError, start, stop, tail
 from shared.features import DEFAULT_CONFIG, GENRES, ItemFeatures, build_schema, encode_item_tower
 from shared.online_store.types import ItemBatch, ItemRecord, UserState
+from tests.utils.servers import running, service_spec
 
 REPO = Path(__file__).resolve().parents[2]
 DIM = 16
@@ -245,3 +248,66 @@ def trained_models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         f"tiny training failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     )
     yield out
+
+
+STAGE_SERVICES = ("candidate_generation", "filtering", "ranking", "reranking")
+
+
+@contextmanager
+def serving_stack(
+    env: dict[str, str],
+    log_dir: Path,
+    in_process_gateway: bool = False,
+    gateway_env: dict[str, str] | None = None,
+) -> Iterator[dict[str, RunningProcess]]:
+    """The four stage services and a gateway pointed at them, each a real process.
+
+    ``env`` carries the platform settings (CASCADE_REDIS_URL, CASCADE_MODELS_DIR, ...). With
+    ``in_process_gateway`` a second gateway runs every stage itself (mode in_process). Every
+    process is stopped on exit. Yields name -> RunningProcess (``.spec.url`` is its base URL).
+    """
+    with ExitStack() as stack:
+        procs: dict[str, RunningProcess] = {}
+        for name in STAGE_SERVICES:  # start all, then wait: the model loads overlap
+            procs[name] = stack.enter_context(_started(service_spec(name, env), log_dir))
+        for name in STAGE_SERVICES:
+            _wait_http(procs[name], "/readyz")
+        urls = {f"CASCADE_GATEWAY_{n.upper()}_URL": procs[n].spec.url for n in STAGE_SERVICES}
+        genv = {**env, **urls, **(gateway_env or {})}
+        procs["gateway"] = stack.enter_context(running(service_spec("gateway", genv), log_dir))
+        if in_process_gateway:
+            ienv = {**genv, "CASCADE_GATEWAY_MODE": "in_process"}
+            spec = service_spec("gateway", ienv)
+            spec.name = "gateway_in_process"
+            procs["gateway_in_process"] = stack.enter_context(running(spec, log_dir))
+            _wait_http(procs["gateway_in_process"], "/readyz")
+        yield procs
+
+
+@contextmanager
+def _started(spec: ProcessSpec, log_dir: Path) -> Iterator[RunningProcess]:
+    proc = start(spec, log_dir)
+    try:
+        yield proc
+    finally:
+        stop(proc)
+
+
+def _wait_http(proc: RunningProcess, path: str, timeout_s: float = 120.0) -> None:
+    """Wait until ``path`` answers 200 (readiness: models loaded and warmed up)."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            log = tail(proc.log_path)
+            raise StartupError(f"{proc.spec.name} exited; log {proc.log_path}:\n{log}")
+        try:
+            if httpx.get(proc.spec.url + path, timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise StartupError(f"{proc.spec.name} not ready; log {proc.log_path}:\n{tail(proc.log_path)}")

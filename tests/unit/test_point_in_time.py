@@ -63,7 +63,7 @@ def brute_force(events: list[Event], user: str, item: str, now: float) -> dict[s
         "user_n_events": len(mine),
         "user_rating_sum": float(sum(ratings)),
         "user_n_ratings": len(ratings),
-        "user_history": [e.item_id for e in mine][-cfg.hist_len :],
+        "user_history": list(dict.fromkeys(e.item_id for e in mine))[-cfg.hist_len :],
         "user_genre_affinity": aff,
         "item_count_1h": float(count_in_window(inter_ts, now, 3600, 60)),
         "item_count_7d": float(count_in_window(inter_ts, now, 604_800, 3600)),

@@ -1,0 +1,160 @@
+"""The feature_store service and the bootstrap job as real processes against a real Redis."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from deploy.local.processes import free_port
+from shared.events import Event
+from shared.online_store import ItemRecord, UserProfile
+from shared.online_store.writer import StoreWriter
+from tests.conftest import ServiceStarter
+from tests.utils.servers import REPO_ROOT
+
+pytestmark = pytest.mark.integration
+DB = 7  # a database of its own: other suites flush db 0
+
+
+def db_url(redis_url: str, db: int = DB) -> str:
+    return redis_url.rsplit("/", 1)[0] + f"/{db}"
+
+
+@pytest.fixture
+def service(redis_url: str, start_service: ServiceStarter) -> str:
+    client = redis.Redis.from_url(db_url(redis_url))
+    client.flushdb()
+    now = time.time()
+    writer = StoreWriter(client)
+    writer.put_items([ItemRecord("m1", "One", ("Comedy",), 1995, now - 10), ItemRecord("m2")])
+    writer.put_users([UserProfile("u1", age=40, gender="M")])
+    writer.apply_events(
+        [
+            Event(event_id=f"e{k}", user_id="u1", item_id="m1", type="click", timestamp=now - 5)
+            for k in range(3)
+        ]
+        + [Event(event_id="h", user_id="u1", item_id="m2", type="hide", timestamp=now - 1)]
+    )
+    client.close()
+    return start_service(
+        "feature_store", env={"CASCADE_REDIS_URL": db_url(redis_url)}, require_ready=True
+    )
+
+
+def test_user_and_item_features(service: str) -> None:
+    user = httpx.get(f"{service}/v1/users/u1/features").json()
+    assert user["known"] and user["segment"] == "35-44|m" and user["blocked"] == ["m2"]
+    assert user["features"]["history"] == ["m1"] and user["features"]["n_events"] == 3
+    assert not httpx.get(f"{service}/v1/users/ghost/features").json()["known"]
+    items = httpx.post(f"{service}/v1/items/features", json={"item_ids": ["m1", "zz", "m2"]})
+    body = items.json()
+    assert items.status_code == 200 and body["found"] == [True, False, True]
+    assert body["count_1h"] == [3.0, 0.0, 0.0] and body["genres"][0] == ["Comedy"]
+    assert len(body["ctr"]) == 3
+
+
+def test_add_item_then_fresh_and_candidate_lists(service: str) -> None:
+    resp = httpx.post(
+        f"{service}/v1/items",
+        json={"items": [{"item_id": "new1", "genres": ["Drama"], "regions": ["US"]}]},
+    )
+    assert resp.status_code == 201 and resp.json() == {"added": ["new1"]}
+    fresh = httpx.get(f"{service}/v1/fresh", params={"k": 1, "max_age_s": 60}).json()
+    assert fresh["items"][0]["item_id"] == "new1"
+    body = httpx.post(f"{service}/v1/items/features", json={"item_ids": ["new1"]}).json()
+    assert body["found"] == [True] and body["regions"] == [["US"]]
+    assert (
+        httpx.get(f"{service}/v1/trending", params={"k": 5}).json()["items"][0]["item_id"] == "m1"
+    )
+    popular = httpx.get(f"{service}/v1/popular", params={"segment": "35-44|m"}).json()
+    assert popular["items"] == [{"item_id": "m1", "score": 3.0}]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("POST", "/v1/items/features", {"item_ids": []}, "item_ids"),
+        ("POST", "/v1/items/features", {"item_ids": "m1"}, "item_ids"),
+        ("POST", "/v1/items/features", {"item_ids": ["m1"], "extra": 1}, "extra"),
+        ("POST", "/v1/items/features", {"item_ids": [f"i{k}" for k in range(2001)]}, "item_ids"),
+        ("POST", "/v1/items/features", {"item_ids": ["a b"]}, "item_ids"),
+        ("GET", "/v1/users/a%20b/features", None, "user_id"),
+        ("GET", "/v1/users/u1/features?now=-5", None, "now"),
+        ("GET", "/v1/trending?k=0", None, "k"),
+        ("GET", "/v1/fresh?max_age_s=abc", None, "max_age_s"),
+        ("POST", "/v1/items", {"items": [{"item_id": "x", "release_year": 3000}]}, "release_year"),
+        ("POST", "/v1/items", {"items": []}, "items"),
+    ],
+)
+def test_bad_input_is_422_naming_the_field(
+    service: str, method: str, path: str, body: object, field: str
+) -> None:
+    resp = httpx.request(method, f"{service}{path}", json=body)
+    assert resp.status_code == 422, resp.text
+    assert any(field in map(str, err["loc"]) for err in resp.json()["detail"]), resp.text
+
+
+def test_dead_redis_is_503_not_500(start_service: ServiceStarter) -> None:
+    base = start_service(
+        "feature_store", env={"CASCADE_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    )
+    ready = httpx.get(f"{base}/readyz", timeout=5)
+    assert ready.status_code == 503 and not ready.json()["checks"]["redis"]["ok"]
+    resp = httpx.post(f"{base}/v1/items/features", json={"item_ids": ["m1"]}, timeout=5)
+    assert resp.status_code == 503 and "redis" in resp.json()["detail"]
+
+
+def _tiny_movielens(root: Path) -> None:
+    """Three items, two users, four ratings in the GroupLens layout."""
+    root.mkdir()
+    flags = ["0"] * 19
+    rows = []
+    for item, title, genre in ((1, "A (1995)", 5), (2, "B (1990)", 8), (3, "C (1980)", 1)):
+        f = list(flags)
+        f[genre] = "1"
+        rows.append("|".join([str(item), title, "01-Jan-1995", "", "http://x", *f]))
+    (root / "u.item").write_text("\n".join(rows) + "\n", encoding="latin-1")
+    (root / "u.user").write_text("1|24|M|student|12345\n2|50|F|writer|54321\n")
+    (root / "u.data").write_text(
+        "1\t1\t5\t880000000\n1\t2\t3\t880000100\n2\t1\t4\t880000200\n2\t3\t2\t890000000\n"
+    )
+
+
+def test_bootstrap_job_loads_catalog_profiles_and_history(redis_url: str, tmp_path: Path) -> None:
+    url = db_url(redis_url, DB + 1)
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    data = tmp_path / "ml"
+    _tiny_movielens(data)
+    cmd = [
+        sys.executable,
+        "-m",
+        "services.feature_store.bootstrap",
+        "--data",
+        str(data),
+        "--redis-url",
+        url,
+    ]
+    for _ in range(2):  # a second run counts nothing twice
+        out = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+    assert "3 items, 2 users, 4 rating events (0 newly applied)" in out.stdout
+    assert client.scard(b"catalog:ids") == 3
+    assert client.hget(b"{u:1}:h", b"seg") == b"18-24|m"
+    assert client.lrange(b"{u:1}:hist", 0, -1) == [b"2", b"1"]
+    assert client.zscore(b"segpop:all", b"1") == 2.0
+    bad = subprocess.run(
+        [*cmd[:4], str(tmp_path / "missing"), *cmd[5:]],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 1 and "not found" in bad.stderr
+    client.close()

@@ -1,0 +1,169 @@
+"""The online store (writer script + async reader) against a real Redis."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import redis
+
+from shared.events import Event
+from shared.features.counters import count_in_window
+from shared.online_store import ItemRecord, OnlineStore, UserProfile
+from shared.online_store.writer import StoreWriter
+from shared.redis_client import create_async_redis
+
+pytestmark = pytest.mark.integration
+DB = 6  # a database of its own: other suites flush db 0
+
+
+def db_url(redis_url: str, db: int = DB) -> str:
+    """The same server, another database."""
+    return redis_url.rsplit("/", 1)[0] + f"/{db}"
+
+
+@pytest.fixture
+def writer(redis_url: str) -> Iterator[StoreWriter]:
+    client = redis.Redis.from_url(db_url(redis_url))
+    client.flushdb()
+    yield StoreWriter(client)
+    client.close()
+
+
+@pytest.fixture
+async def store(redis_url: str) -> OnlineStore:
+    client = create_async_redis(db_url(redis_url))
+    yield OnlineStore(client)
+    await client.aclose()
+
+
+def ev(user: str, item: str, kind: str, ts: float, value: float | None = None) -> Event:
+    return Event(
+        event_id=uuid.uuid4().hex, user_id=user, item_id=item, type=kind, value=value, timestamp=ts
+    )
+
+
+async def test_windows_match_offline_definition(writer: StoreWriter, store: OnlineStore) -> None:
+    """Counts per window equal shared.features.counters.count_in_window on the same events;
+    events older than a window do not enter it (and older than every ring only the total)."""
+    now = 1_750_000_000.0
+    hour, day = 3600, 86_400
+    ages = [10, 50 * 60, 61 * 60, 5 * hour, 23 * hour, 30 * hour, 6 * day, 8 * day, 30 * day]
+    writer.put_items([ItemRecord("m", genres=("Drama",))])
+    writer.apply_events([ev("u", "m", "click", now - a) for a in ages])
+    batch = await store.get_items(["m"], now)
+    ts = np.sort(np.array([now - a for a in ages]))
+    f = batch.features[0]
+    for name, got in (("1h", f.count_1h), ("24h", f.count_24h), ("7d", f.count_7d)):
+        window, gran = store.config.windows[name]
+        assert got == count_in_window(ts, now, window, gran), name
+    assert (f.count_1h, f.count_24h, f.count_7d, f.count_total) == (2, 5, 7, 9)
+    assert batch.counts is not None and batch.counts[0].tolist() == [2, 5, 7, 9]
+
+
+async def test_late_old_event_does_not_enter_rings(writer: StoreWriter, store: OnlineStore) -> None:
+    now = 1_750_000_000.0
+    writer.apply_events([ev("u", "m", "click", now - 60)])
+    writer.apply_events([ev("u", "m", "click", now - 9 * 86_400)])  # arrives after a newer one
+    writer.apply_events([ev("u", "m", "click", now - 2 * 3600)])
+    f = (await store.get_items(["m"], now)).features[0]
+    assert (f.count_1h, f.count_24h, f.count_7d, f.count_total) == (1, 2, 2, 3)
+    # Two hours later the head moves on: the old minute slots are cleared, not recounted.
+    writer.apply_events([ev("u", "m", "click", now + 2 * 3600)])
+    f = (await store.get_items(["m"], now + 2 * 3600 + 1)).features[0]
+    assert (f.count_1h, f.count_24h, f.count_total) == (1, 3, 4)
+
+
+async def test_duplicate_event_ids_count_once(writer: StoreWriter, store: OnlineStore) -> None:
+    now = time.time()
+    events = [ev("u1", "a", "click", now - 1) for _ in range(5)]
+    first = writer.apply_events(events)
+    again = writer.apply_events(events + events[:2])
+    assert (first.applied, first.duplicates) == (5, 0)
+    assert (again.applied, again.duplicates) == (0, 7)
+    assert again.mask == b"0" * 7
+    batch = await store.get_items(["a"], now)
+    assert batch.features[0].count_total == 5
+    user = await store.get_user("u1", now)
+    assert user.features.n_events == 5
+
+
+async def test_user_state_from_events(writer: StoreWriter, store: OnlineStore) -> None:
+    now = time.time()
+    writer.put_items([ItemRecord("a", genres=("Action",)), ItemRecord("b", genres=("Drama",))])
+    writer.put_users([UserProfile("u1", age=30, gender="F", region="DE")])
+    writer.apply_events(
+        [
+            ev("u1", "a", "click", now - 30),
+            ev("u1", "a", "watch", now - 20, 300.0),
+            ev("u1", "b", "rate", now - 10, 5.0),
+            ev("u1", "c", "impression", now - 5),
+            ev("u1", "c", "impression", now - 4),
+            ev("u1", "d", "hide", now - 3),
+            ev("u1", "e", "report", now - 2),
+        ]
+    )
+    user = await store.get_user("u1", now)
+    f = user.features
+    assert user.known and user.segment == "25-34|f" and user.region == "DE"
+    assert f.history == ("a", "b")  # order of first interaction, each item once
+    assert user.seen == {"a", "b"} and user.blocked == {"d", "e"}
+    assert user.impressions == {"c": 2}
+    assert (f.n_events, f.n_ratings, f.rating_sum) == (3, 1, 5.0)
+    assert f.last_event_ts == pytest.approx(now - 10)
+    assert f.genre_affinity is not None
+    aff = np.asarray(f.genre_affinity)
+    assert aff.argmax() == 1 and aff[8] > 0  # Action (click + watch) > Drama (rate)
+    unknown = await store.get_user("nobody", now)
+    assert not unknown.known and unknown.features.history == () and unknown.segment == "unknown"
+
+
+async def test_trending_popular_fresh(writer: StoreWriter, store: OnlineStore) -> None:
+    now = time.time()
+    writer.put_users([UserProfile("u1", age=20, gender="M")])
+    writer.put_items(
+        [ItemRecord(i, added_ts=now - age) for i, age in (("old", 30 * 86_400), ("new", 60))]
+    )
+    writer.apply_events([ev(f"x{k}", "steady", "click", now - 3 * 86_400) for k in range(20)])
+    writer.apply_events([ev(f"y{k}", "burst", "click", now - 60) for k in range(10)])
+    writer.apply_events([ev("u1", "liked", "like", now - 60)])
+    top = await store.trending(3, now)
+    assert top[0][0] == "burst" and top[0][1] == pytest.approx(10, rel=0.01)
+    assert [i for i, _ in top].index("steady") > [i for i, _ in top].index("burst")
+    assert await store.popular_in_segment("18-24|m", 5) == [("liked", 2.0)]
+    assert (await store.popular_in_segment("all", 1))[0] == ("steady", 20.0)
+    assert await store.fresh_items(5, now, 3600) == [("new", pytest.approx(now - 60))]
+    assert await store.trending(0, now) == []
+
+
+async def test_items_batch_catalog_and_cache(writer: StoreWriter, store: OnlineStore) -> None:
+    now = time.time()
+    writer.put_items(
+        [ItemRecord("a", "A", ("Comedy",), 1995, now, True, frozenset({"US"})), ItemRecord("b")]
+    )
+    batch = await store.get_items(["a", "zz", "b", "a"], now)
+    assert batch.found.tolist() == [True, False, True, True]
+    assert batch.age_restricted.tolist() == [True, False, False, True]
+    assert batch.regions[0] == {"US"} and batch.regions[1] == frozenset()
+    assert batch.features[0].genres == ("Comedy",) and batch.features[1].genres == ()
+    assert batch.ctr.dtype == np.float32 and batch.ctr[0] == pytest.approx(0.05)
+    table = batch.table()
+    assert table.genres.shape == (4, 19) and table.counts.shape == (4, 4)
+    # A catalog write elsewhere (another process) is seen at once: the cache follows the version.
+    writer.put_items([ItemRecord("a", "A2", ("Drama",))])
+    again = await store.get_items(["a"], now)
+    assert again.features[0].genres == ("Drama",) and not again.age_restricted[0]
+    assert len(await store.get_items([], now)) == 0
+
+
+async def test_ctr_is_smoothed(writer: StoreWriter, store: OnlineStore) -> None:
+    now = time.time()
+    writer.apply_events([ev("u", "a", "impression", now - 1) for _ in range(80)])
+    writer.apply_events([ev("u", "a", "click", now - 1) for _ in range(20)])
+    ctr = (await store.get_items(["a"], now)).ctr[0]
+    cfg = store.store
+    expected = (20 + cfg.ctr_prior_strength * cfg.ctr_prior_rate) / (80 + cfg.ctr_prior_strength)
+    assert ctr == pytest.approx(expected, rel=1e-6)
