@@ -60,7 +60,7 @@ class Settings(ServiceSettings):
     # kafka-python verifies CRCs in pure Python (about a third of the worker's CPU) unless the
     # crc32c package is installed; TCP already checksums loopback/LAN traffic.
     check_crcs: bool = Field(default=False, description="verify record CRCs on consume")
-    lag_interval_s: float = Field(default=2.0, gt=0, description="how often lag is measured")
+    lag_interval_s: float = Field(default=2.0, gt=0, description="lag gauge refresh period")
     dedupe_ttl_s: Annotated[int, Field(ge=60)] = _STORE["dedupe_ttl_s"]
     history_cap: Annotated[int, Field(ge=1, le=10_000)] = _STORE["history_cap"]
     impressions_ttl_s: Annotated[int, Field(ge=60)] = _STORE["impressions_ttl_s"]

@@ -6,7 +6,6 @@ import logging
 import socket
 import threading
 
-from kafka import KafkaConsumer
 from kafka.errors import KafkaError
 
 from services.ingest.dead_letters import DeadLetterSink
@@ -35,24 +34,6 @@ def broker_reachable(bootstrap: str, timeout_s: float = 0.5) -> bool:
     return False
 
 
-class IngestConsumerLoop(ConsumerLoop):
-    """ConsumerLoop that remembers its live consumer so readiness can ask the broker."""
-
-    consumer: KafkaConsumer | None = None
-
-    def _create_consumer(self) -> KafkaConsumer:
-        self.consumer = super()._create_consumer()
-        return self.consumer
-
-    def connected(self) -> tuple[bool, str]:
-        """(True, detail) while a consumer exists and reaches the broker, else the reason."""
-        if self.consumer is None or self._consumer is None:
-            return False, self.stats.last_error or "consumer not started yet"
-        if not broker_reachable(self.bootstrap):
-            return False, f"kafka unreachable at {self.bootstrap}"
-        return True, f"ok, {len(self.stats.assigned)} partitions assigned"
-
-
 class IngestWorker:
     """Creates the topics, then runs the consumer loop until ``stop()``."""
 
@@ -63,7 +44,7 @@ class IngestWorker:
         writer = StoreWriter(self.redis, store=settings.store_config())
         dlq = DeadLetterSink(self.producer, settings.dlq_topic)
         self.ingestor = EventIngestor(writer, dlq, lag_interval_s=settings.lag_interval_s)
-        self.loop = IngestConsumerLoop(
+        self.loop = ConsumerLoop(
             settings.kafka_bootstrap,
             [settings.topic],
             settings.group_id,
@@ -74,7 +55,8 @@ class IngestWorker:
             heartbeat_interval_ms=settings.heartbeat_interval_ms,
             consumer_overrides={"check_crcs": settings.check_crcs},
         )
-        self.ingestor.lag = self.loop.lag
+        # The loop measures lag after each committed batch; the handler only publishes it.
+        self.ingestor.lag = lambda: self.loop.stats.lag
         self.topics_ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ingest-consumer", daemon=True)
 
@@ -99,14 +81,18 @@ class IngestWorker:
             except (KafkaError, OSError) as exc:
                 self.loop.stats.last_error = f"kafka unreachable at {s.kafka_bootstrap}: {exc!r}"
                 log.warning("cannot create topics", extra={"error": self.loop.stats.last_error})
-                self.loop._stop.wait(2.0)
+                self.loop.pause(2.0)
 
     def ready(self) -> tuple[bool, str]:
         """Readiness of the broker side (Redis has its own check)."""
         if not self.topics_ready.is_set():
             waiting = f"creating topics on kafka at {self.settings.kafka_bootstrap}, no answer yet"
             return False, self.loop.stats.last_error or waiting
-        return self.loop.connected()
+        if not self.loop.connected:
+            return False, self.loop.stats.last_error or "consumer not started yet"
+        if not broker_reachable(self.settings.kafka_bootstrap):
+            return False, f"kafka unreachable at {self.settings.kafka_bootstrap}"
+        return True, f"ok, {len(self.loop.stats.assigned)} partitions assigned"
 
     def stop(self, timeout_s: float = 15.0) -> None:
         """Stop the loop (it commits what it handled), then close the clients."""
