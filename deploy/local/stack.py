@@ -30,6 +30,8 @@ SERVICES: tuple[str, ...] = (
     "reranking",
     "gateway",
     "events",
+    "ingest",
+    "offline_sink",
 )
 
 

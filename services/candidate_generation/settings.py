@@ -11,6 +11,7 @@ from shared.model_loading import (
     model_poll_field,
     models_dir_field,
 )
+from shared.pipeline.budget import latency_budget_field
 from shared.settings import RedisUrl, ServiceSettings, mlflow_field, redis_url_field
 
 _NAME = "candidate_generation"
@@ -31,9 +32,7 @@ class Settings(ServiceSettings):
     model_alias: str = model_alias_field(_NAME)
     model_poll_s: float = model_poll_field(_NAME)
     model_cache_dir: str = model_cache_field(_NAME)
-    latency_budget: str | None = Field(
-        default=None, description="latency budget YAML (default config/latency_budget.yaml)"
-    )
+    latency_budget: str | None = latency_budget_field(_NAME)
     disabled_sources: str = Field(default="", description="comma-separated kill switches")
 
     def disabled(self) -> frozenset[str]:

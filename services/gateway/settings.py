@@ -13,6 +13,7 @@ from shared.model_loading import (
     model_poll_field,
     models_dir_field,
 )
+from shared.pipeline.budget import latency_budget_field
 from shared.settings import (
     HttpUrl,
     KafkaBootstrap,
@@ -48,9 +49,7 @@ class Settings(ServiceSettings):
     filtering_url: HttpUrl = _stage_url("filtering", 8004)
     ranking_url: HttpUrl = _stage_url("ranking", 8005)
     reranking_url: HttpUrl = _stage_url("reranking", 8006)
-    latency_budget: str | None = Field(
-        default=None, description="latency budget YAML (default config/latency_budget.yaml)"
-    )
+    latency_budget: str | None = latency_budget_field("gateway")
     served_topic: str = Field(default=SERVED, min_length=1)
     served_log: bool = Field(default=True, description="log served lists to Kafka")
     served_queue: int = Field(default=10_000, ge=1, le=1_000_000)

@@ -103,6 +103,34 @@ def test_ports_and_env_match_settings(compose: dict[str, Any]) -> None:
         assert svc["command"] == [f"services.{label}"]
 
 
+def _connection_fields(settings_cls: type[ServiceSettings]) -> list[str]:
+    """Fields whose loopback default is wrong inside a container: they must be set."""
+    conn = {"redis_url", "kafka_bootstrap", "mlflow_uri"}
+    return [f for f in settings_cls.model_fields if f in conn or f.endswith("_url")]
+
+
+def test_every_connection_setting_points_at_a_compose_service(compose: dict[str, Any]) -> None:
+    """A service left on a 127.0.0.1 default would not reach Redis, Kafka, MLflow or a stage."""
+    hosts = set(compose["services"])
+    for label, (name, svc) in _cascade_services(compose).items():
+        settings_cls = importlib.import_module(f"services.{label}.settings").Settings
+        env = {k: str(v) for k, v in (svc.get("environment") or {}).items()}
+        for field in _connection_fields(settings_cls):
+            info = settings_cls.model_fields[field]
+            names = [str(c) for c in getattr(info.validation_alias, "choices", [])]
+            given = [env[n] for n in names if n in env]
+            assert given, f"{name}: {field} not set (would default to {info.default})"
+            host = re.split(r"[:/]", given[0].split("://", 1)[-1])[0]
+            assert host in hosts, f"{name}: {field}={given[0]} names no compose service"
+
+
+def test_latency_budget_ships_in_the_serving_image() -> None:
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    copied = re.search(r"COPY config/latency_budget.yaml (\S+)", dockerfile)
+    assert copied, "the serving image does not carry config/latency_budget.yaml"
+    assert f"CASCADE_LATENCY_BUDGET={copied.group(1)}" in dockerfile
+
+
 def test_runtime_services_are_all_deployed(compose: dict[str, Any]) -> None:
     deployed = _cascade_services(compose)
     prom = yaml.safe_load((REPO_ROOT / "deploy/prometheus/prometheus.yml").read_text())

@@ -7,7 +7,9 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -30,6 +32,18 @@ def _runtime(
         text=True,
         timeout=timeout,
     )
+
+
+def _recommend_until_whole(gateway: str, timeout_s: float = 20.0) -> dict[str, Any]:
+    """A recommendation through every stage (the first calls may still warm connections up)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        rec = httpx.get(f"{gateway}/v1/recommendations", params={"user_id": "1", "k": 5})
+        assert rec.status_code == 200, rec.text
+        body: dict[str, Any] = rec.json()
+        if not body["degraded"] or time.monotonic() > deadline:
+            return body
+        time.sleep(0.5)
 
 
 def test_up_ready_then_down_leaves_nothing(tmp_path: Path) -> None:
@@ -63,6 +77,9 @@ def test_up_ready_then_down_leaves_nothing(tmp_path: Path) -> None:
             ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
             assert ready.status_code == 200, (name, ready.text)
         assert "gateway" in up.stdout and str(ports["gateway"]) in up.stdout
+        gateway = f"http://127.0.0.1:{ports['gateway']}"
+        body = _recommend_until_whole(gateway)
+        assert len(body["items"]) == 5 and not body["degraded"], body["degraded_reasons"]
         status = _runtime(["status"], env, timeout=60)
         assert status.returncode == 0 and "DOWN" not in status.stdout
     finally:

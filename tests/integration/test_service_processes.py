@@ -16,11 +16,28 @@ from prometheus_client.parser import text_string_to_metric_families
 from deploy.local import infra
 from deploy.local.processes import free_port
 from tests.conftest import ServiceStarter
+from tests.integration.serving_fixtures import catalog, write_synthetic_bundle
 from tests.utils.servers import running
 
 pytestmark = pytest.mark.integration
 
-PLAIN_SERVICES = ["feature_store", "filtering", "reranking", "events", "gateway"]
+ALL_SERVICES = [
+    "feature_store",
+    "candidate_generation",
+    "filtering",
+    "ranking",
+    "reranking",
+    "gateway",
+    "events",
+    "ingest",
+    "offline_sink",
+]
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small model bundle (ONNX built without torch) for the services that load models."""
+    return write_synthetic_bundle(tmp_path_factory.mktemp("bundle"), catalog(60))
 
 
 def _wait_status(url: str, status: int, timeout_s: float = 30.0) -> httpx.Response:
@@ -33,13 +50,22 @@ def _wait_status(url: str, status: int, timeout_s: float = 30.0) -> httpx.Respon
     return resp
 
 
-@pytest.mark.parametrize("name", PLAIN_SERVICES)
+@pytest.mark.parametrize("name", ALL_SERVICES)
 def test_service_starts_ready_and_serves_metrics(
-    name: str, start_service: ServiceStarter, redis_url: str, kafka_bootstrap: str
+    name: str,
+    start_service: ServiceStarter,
+    redis_url: str,
+    kafka_bootstrap: str,
+    models_dir: Path,
+    tmp_path: Path,
 ) -> None:
-    base = start_service(
-        name, {"CASCADE_REDIS_URL": redis_url, "CASCADE_KAFKA_BOOTSTRAP": kafka_bootstrap}
-    )
+    env = {
+        "CASCADE_REDIS_URL": redis_url,
+        "CASCADE_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "CASCADE_MODELS_DIR": str(models_dir),
+        "CASCADE_OFFLINE_SINK_DATA_DIR": str(tmp_path / "events"),
+    }
+    base = start_service(name, env)
     assert httpx.get(f"{base}/healthz").json() == {"status": "ok", "service": name}
     ready = _wait_status(f"{base}/readyz", 200).json()
     assert ready["ready"] is True and ready["service"] == name

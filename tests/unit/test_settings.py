@@ -8,34 +8,34 @@ import sys
 import pytest
 
 from services.events.settings import Settings as EventsSettings
-from services.filtering.settings import Settings as FilteringSettings
+from services.feature_store.settings import Settings as FeatureStoreSettings
 from shared.settings import load_settings, parse_bootstrap_servers
 from tests.utils.servers import REPO_ROOT
 
 
 def test_service_prefix_and_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CASCADE_FILTERING_PORT", "9123")
-    settings = load_settings(FilteringSettings)
+    monkeypatch.setenv("CASCADE_FEATURE_STORE_PORT", "9123")
+    settings = load_settings(FeatureStoreSettings)
     assert settings.port == 9123
-    assert settings.service_name == "filtering"
+    assert settings.service_name == "feature_store"
     assert settings.redis_url.startswith("redis://")
 
 
 def test_per_service_value_wins_over_platform_value(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CASCADE_REDIS_URL", "redis://platform:6379/0")
-    assert load_settings(FilteringSettings).redis_url == "redis://platform:6379/0"
-    monkeypatch.setenv("CASCADE_FILTERING_REDIS_URL", "redis://mine:6380/1")
-    assert load_settings(FilteringSettings).redis_url == "redis://mine:6380/1"
+    assert load_settings(FeatureStoreSettings).redis_url == "redis://platform:6379/0"
+    monkeypatch.setenv("CASCADE_FEATURE_STORE_REDIS_URL", "redis://mine:6380/1")
+    assert load_settings(FeatureStoreSettings).redis_url == "redis://mine:6380/1"
 
 
 @pytest.mark.parametrize(
     ("env", "value", "needle"),
     [
-        ("CASCADE_FILTERING_PORT", "70000", "less than or equal to 65535"),
-        ("CASCADE_FILTERING_PORT", "eighty", "valid integer"),
-        ("CASCADE_FILTERING_REDIS_URL", "http://localhost:6379", "must start with redis://"),
-        ("CASCADE_FILTERING_REDIS_URL", "redis://localhost:99999/0", "port"),
-        ("CASCADE_FILTERING_LOG_LEVEL", "LOUD", "should match pattern"),
+        ("CASCADE_FEATURE_STORE_PORT", "70000", "less than or equal to 65535"),
+        ("CASCADE_FEATURE_STORE_PORT", "eighty", "valid integer"),
+        ("CASCADE_FEATURE_STORE_REDIS_URL", "http://localhost:6379", "must start with redis://"),
+        ("CASCADE_FEATURE_STORE_REDIS_URL", "redis://localhost:99999/0", "port"),
+        ("CASCADE_FEATURE_STORE_LOG_LEVEL", "LOUD", "should match pattern"),
     ],
 )
 def test_invalid_setting_exits_with_one_line_naming_it(
@@ -47,11 +47,11 @@ def test_invalid_setting_exits_with_one_line_naming_it(
 ) -> None:
     monkeypatch.setenv(env, value)
     with pytest.raises(SystemExit) as exc:
-        load_settings(FilteringSettings)
+        load_settings(FeatureStoreSettings)
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
-    assert err.startswith("filtering: invalid setting ")
+    assert err.startswith("feature_store: invalid setting ")
     assert env in err and needle in err
 
 
