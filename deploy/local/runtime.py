@@ -103,7 +103,7 @@ class LocalRuntime:
             raise StackError(str(exc)) from exc
         for spec in self.infra.start:
             self._start_and_wait(spec)
-        env = platform_env(self.infra)
+        env = platform_env(self.infra, self.rt.run_dir)
         for job in model_jobs(self.rt):
             self._run_job(job, env)
         specs = [service_spec(name, env) for name in SERVICES]

@@ -83,9 +83,10 @@ def plan_infra(rt: RuntimeSettings) -> Infra:
     return Infra(redis_url, kafka, mlflow_uri, tuple(start))
 
 
-def platform_env(inf: Infra) -> dict[str, str]:
-    """Environment every service process gets."""
+def platform_env(inf: Infra, run_dir: Path) -> dict[str, str]:
+    """Environment every service process gets (registry downloads cached under the run dir)."""
     return {
+        "CASCADE_MODEL_CACHE_DIR": str(run_dir / "model_cache"),
         "CASCADE_REDIS_URL": inf.redis_url,
         "CASCADE_KAFKA_BOOTSTRAP": inf.kafka_bootstrap,
         "CASCADE_MLFLOW_URI": inf.mlflow_uri,
