@@ -23,14 +23,15 @@ from deploy.local.processes import (
 )
 from deploy.local.stack import (
     REPO_ROOT,
-    SERVICES,
     Infra,
     RuntimeSettings,
     plan_infra,
     platform_env,
     prometheus_config,
-    service_spec,
+    service_specs,
 )
+from shared.model_loading import registered_name
+from shared.model_registry import ModelNotFoundError, RegistryUnavailableError, current_version
 
 STATE_FILE = "state.json"
 
@@ -60,10 +61,28 @@ def read_state(run_dir: Path) -> dict[str, Any]:
     return data
 
 
-def model_jobs(rt: RuntimeSettings) -> list[Job]:
-    """Fetch the data, train (only when no exported model exists yet), load Redis."""
+MODEL_PARTS = ("user_tower", "item_index", "ranker")
+
+
+def train_skip_reason(models: Path, mlflow_uri: str) -> str:
+    """Why training can be skipped ("" when it must run).
+
+    The services load what the registry's ``production`` alias names, so a bundle on disk is not
+    enough: a fresh registry (say ``.run/`` was removed) needs the models registered again.
+    """
+    if not (models / "manifest.json").exists():
+        return ""
+    try:
+        for part in MODEL_PARTS:
+            current_version(registered_name(part), "production", mlflow_uri)
+    except (ModelNotFoundError, RegistryUnavailableError):
+        return ""
+    return f"models found in {models} and registered at {mlflow_uri}"
+
+
+def model_jobs(rt: RuntimeSettings, mlflow_uri: str) -> list[Job]:
+    """Fetch the data, train (only when no registered model exists yet), load Redis."""
     models = rt.models_dir
-    have_models = (models / "manifest.json").exists()
     train = [sys.executable, "-m", "training.pipeline", "--out", str(models)]
     if rt.tiny:
         train.append("--tiny")
@@ -77,7 +96,7 @@ def model_jobs(rt: RuntimeSettings) -> list[Job]:
     fetch = [sys.executable, "-m", "training.data.fetch", "--dest", str(rt.data_dir / "ml-100k")]
     return [
         Job("data", fetch),
-        Job("train", train, f"models found in {models}" if have_models else ""),
+        Job("train", train, train_skip_reason(models, mlflow_uri)),
         Job("bootstrap", bootstrap),
     ]
 
@@ -104,9 +123,9 @@ class LocalRuntime:
         for spec in self.infra.start:
             self._start_and_wait(spec)
         env = platform_env(self.infra, self.rt.run_dir)
-        for job in model_jobs(self.rt):
+        for job in model_jobs(self.rt, self.infra.mlflow_uri):
             self._run_job(job, env)
-        specs = [service_spec(name, env) for name in SERVICES]
+        specs = service_specs(env)
         for spec in specs:
             self._launch(spec)
         for proc in self.running[len(self.infra.start) :]:

@@ -126,6 +126,22 @@ def service_spec(name: str, env: dict[str, str]) -> ProcessSpec:
     )
 
 
+# The stages the gateway calls: it is told where the runtime started them.
+GATEWAY_STAGES: tuple[str, ...] = ("candidate_generation", "filtering", "ranking", "reranking")
+
+
+def service_specs(env: dict[str, str]) -> list[ProcessSpec]:
+    """Every service in start order; the gateway gets its stages' addresses (unless set by env)."""
+    specs: dict[str, ProcessSpec] = {}
+    for name in SERVICES:
+        extra = {}
+        if name == "gateway":
+            wanted = {f"CASCADE_GATEWAY_{s.upper()}_URL": specs[s].url for s in GATEWAY_STAGES}
+            extra = {k: v for k, v in wanted.items() if k not in os.environ}
+        specs[name] = service_spec(name, {**env, **extra})
+    return list(specs.values())
+
+
 def prometheus_config(targets: dict[str, str], path: Path, interval_s: int = 5) -> Path:
     """Write a Prometheus config scraping every service's /metrics."""
     lines = [

@@ -1,10 +1,16 @@
-"""The local runtime (`make up` / `make down`): everything starts, reports ready, and stops
-without leaving a process behind."""
+"""The local runtime (`make up` / `make down`): everything starts, reports ready, serves a whole
+recommendation, and stops without leaving a process behind (via `down` and via Ctrl-C).
+
+The first test reuses the session's Redis and MLflow (the "already running elsewhere" path) and
+starts its own broker; the second starts its own Redis and broker, finds the models registered
+by the first (so it skips training), and is stopped with SIGINT as a user's Ctrl-C would.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -13,12 +19,48 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from deploy.local.processes import free_port, group_alive
 from deploy.local.stack import SERVICES
 from tests.utils.servers import REPO_ROOT
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One models folder for the module: the first `up` trains into it, the second reuses it."""
+    return tmp_path_factory.mktemp("runtime") / "models"
+
+
+def _env(run_dir: Path, models_dir: Path, **platform: str) -> tuple[dict[str, str], dict[str, int]]:
+    """A clean environment with private ports; ``platform`` names external servers."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("CASCADE_") and k != "MLFLOW_TRACKING_URI"
+    }
+    env.update(
+        {
+            "CASCADE_LOCAL_RUN_DIR": str(run_dir),
+            "CASCADE_LOCAL_MODELS_DIR": str(models_dir),
+            "CASCADE_LOCAL_REDIS_PORT": str(free_port()),
+            "CASCADE_LOCAL_KAFKA_PORT": str(free_port()),
+            "CASCADE_LOCAL_MLFLOW_PORT": str(free_port()),
+            "CASCADE_LOCAL_PROMETHEUS_PORT": str(free_port()),
+            # Tansu joins a consumer group in about half the session timeout.
+            "CASCADE_INGEST_SESSION_TIMEOUT_MS": "6000",
+            "CASCADE_INGEST_HEARTBEAT_INTERVAL_MS": "2000",
+            "CASCADE_OFFLINE_SINK_SESSION_TIMEOUT_MS": "6000",
+            "CASCADE_OFFLINE_SINK_HEARTBEAT_INTERVAL_MS": "2000",
+            "CASCADE_OFFLINE_SINK_DATA_DIR": str(run_dir / "events"),
+        }
+    )
+    env.update({f"CASCADE_{k.upper()}": v for k, v in platform.items()})
+    ports = {name: free_port() for name in SERVICES}
+    env.update({f"CASCADE_{name.upper()}_PORT": str(port) for name, port in ports.items()})
+    return env, ports
 
 
 def _runtime(
@@ -46,45 +88,72 @@ def _recommend_until_whole(gateway: str, timeout_s: float = 20.0) -> dict[str, A
         time.sleep(0.5)
 
 
-def test_up_ready_then_down_leaves_nothing(tmp_path: Path) -> None:
+def _check_serving(ports: dict[str, int]) -> None:
+    for name, port in ports.items():
+        ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+        assert ready.status_code == 200, (name, ready.text)
+    body = _recommend_until_whole(f"http://127.0.0.1:{ports['gateway']}")
+    assert len(body["items"]) == 5 and not body["degraded"], body["degraded_reasons"]
+
+
+def _assert_all_gone(processes: list[dict[str, Any]]) -> None:
+    leftovers = [p for p in processes if group_alive(p["pid"])]
+    assert not leftovers, f"still running after stop: {leftovers}"
+
+
+def test_up_with_external_redis_and_mlflow_then_down(
+    tmp_path: Path, models_dir: Path, redis_url: str, mlflow_tracking_uri: str
+) -> None:
     run_dir = tmp_path / "run"
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("CASCADE_") and k != "MLFLOW_TRACKING_URI"
-    }
-    env.update(
-        {
-            "CASCADE_LOCAL_RUN_DIR": str(run_dir),
-            "CASCADE_LOCAL_MODELS_DIR": str(tmp_path / "models"),
-            "CASCADE_LOCAL_REDIS_PORT": str(free_port()),
-            "CASCADE_LOCAL_KAFKA_PORT": str(free_port()),
-            "CASCADE_LOCAL_MLFLOW_PORT": str(free_port()),
-            "CASCADE_LOCAL_PROMETHEUS_PORT": str(free_port()),
-            "CASCADE_KAFKA_SESSION_TIMEOUT_MS": "6000",
-            "CASCADE_KAFKA_HEARTBEAT_INTERVAL_MS": "2000",
-        }
-    )
-    ports = {name: free_port() for name in SERVICES}
-    env.update({f"CASCADE_{name.upper()}_PORT": str(port) for name, port in ports.items()})
+    own_db = redis_url.rsplit("/", 1)[0] + "/7"  # a database no other test flushes
+    env, ports = _env(run_dir, models_dir, redis_url=own_db, mlflow_uri=mlflow_tracking_uri)
+    state: dict[str, Any] = {"processes": []}
     try:
         up = _runtime(["up", "--detach", "--tiny"], env, timeout=600)
         assert up.returncode == 0, up.stdout + up.stderr
         state = json.loads((run_dir / "state.json").read_text())
         names = {p["name"] for p in state["processes"]}
-        assert {"redis", "kafka", "mlflow", *SERVICES} <= names
-        for name, port in ports.items():
-            ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
-            assert ready.status_code == 200, (name, ready.text)
-        assert "gateway" in up.stdout and str(ports["gateway"]) in up.stdout
-        gateway = f"http://127.0.0.1:{ports['gateway']}"
-        body = _recommend_until_whole(gateway)
-        assert len(body["items"]) == 5 and not body["degraded"], body["degraded_reasons"]
+        assert {"kafka", *SERVICES} <= names
+        assert not {"redis", "mlflow"} & names, "started its own although one was given"
+        assert "train: running" in up.stdout
+        _check_serving(ports)
+        assert str(ports["gateway"]) in up.stdout
         status = _runtime(["status"], env, timeout=60)
         assert status.returncode == 0 and "DOWN" not in status.stdout
     finally:
         down = _runtime(["down"], env, timeout=120)
     assert down.returncode == 0, down.stderr
     assert not (run_dir / "state.json").exists()
-    leftovers = [p for p in state["processes"] if group_alive(p["pid"])]
-    assert not leftovers, f"still running after down: {leftovers}"
+    _assert_all_gone(state["processes"])
+    external = redis.Redis.from_url(own_db)
+    assert external.ping() and external.dbsize() > 0, "the given Redis was not used or was stopped"
+
+
+def test_foreground_up_stops_everything_on_ctrl_c(
+    tmp_path: Path, models_dir: Path, mlflow_tracking_uri: str
+) -> None:
+    run_dir = tmp_path / "run"
+    env, ports = _env(run_dir, models_dir, mlflow_uri=mlflow_tracking_uri)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deploy.local", "up"],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    out: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            out.append(line)
+            if "Ctrl-C stops everything" in line or "start failed" in line:
+                break
+        assert "Ctrl-C stops everything" in "".join(out), "".join(out)
+        assert any(line.startswith("train: skipped") for line in out), "".join(out)
+        state = json.loads((run_dir / "state.json").read_text())
+        assert {"redis", "kafka", *SERVICES} <= {p["name"] for p in state["processes"]}
+        _check_serving(ports)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, "".join(out) + rest
+    assert "stopped" in rest
+    assert not (run_dir / "state.json").exists()
+    _assert_all_gone(state["processes"])
