@@ -55,12 +55,29 @@ def _env(run_dir: Path, models_dir: Path, **platform: str) -> tuple[dict[str, st
             "CASCADE_OFFLINE_SINK_SESSION_TIMEOUT_MS": "6000",
             "CASCADE_OFFLINE_SINK_HEARTBEAT_INTERVAL_MS": "2000",
             "CASCADE_OFFLINE_SINK_DATA_DIR": str(run_dir / "events"),
+            # Functional checks, not a speed test: a loaded CI machine must not trip deadlines.
+            "CASCADE_LATENCY_BUDGET": str(_generous_budget(run_dir)),
         }
     )
     env.update({f"CASCADE_{k.upper()}": v for k, v in platform.items()})
     ports = {name: free_port() for name in SERVICES}
     env.update({f"CASCADE_{name.upper()}_PORT": str(port) for name, port in ports.items()})
     return env, ports
+
+
+def _generous_budget(run_dir: Path) -> Path:
+    """A latency budget of seconds per stage (the real budget is for benchmarks)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    stages = ("user_features", "candidates", "item_features", "filtering", "ranking", "reranking")
+    sources = ("two_tower", "item_to_item", "fresh_items", "segment_popular", "trending")
+    budget = {
+        "total_ms": 20_000,
+        "stages": dict.fromkeys(stages, 5_000),
+        "sources": dict.fromkeys(sources, 5_000),
+    }
+    path = run_dir / "latency_budget.yaml"
+    path.write_text(json.dumps(budget))  # JSON is YAML
+    return path
 
 
 def _runtime(
@@ -94,6 +111,18 @@ def _check_serving(ports: dict[str, int]) -> None:
         assert ready.status_code == 200, (name, ready.text)
     body = _recommend_until_whole(f"http://127.0.0.1:{ports['gateway']}")
     assert len(body["items"]) == 5 and not body["degraded"], body["degraded_reasons"]
+
+
+def _check_prometheus_scrapes(port: str, ports: dict[str, int], timeout_s: float = 30.0) -> None:
+    """Prometheus (installed by `make bootstrap`) scrapes every service and finds it up."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        targets = httpx.get(f"http://127.0.0.1:{port}/api/v1/targets", timeout=5).json()
+        health = {t["labels"]["job"]: t["health"] for t in targets["data"]["activeTargets"]}
+        if all(health.get(name) == "up" for name in ports) or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
+    assert health == dict.fromkeys(ports, "up"), health
 
 
 def _assert_all_gone(processes: list[dict[str, Any]]) -> None:
@@ -148,8 +177,11 @@ def test_foreground_up_stops_everything_on_ctrl_c(
         assert "Ctrl-C stops everything" in "".join(out), "".join(out)
         assert any(line.startswith("train: skipped") for line in out), "".join(out)
         state = json.loads((run_dir / "state.json").read_text())
-        assert {"redis", "kafka", *SERVICES} <= {p["name"] for p in state["processes"]}
+        assert {"redis", "kafka", "prometheus", *SERVICES} <= {
+            p["name"] for p in state["processes"]
+        }
         _check_serving(ports)
+        _check_prometheus_scrapes(env["CASCADE_LOCAL_PROMETHEUS_PORT"], ports)
     finally:
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=120)
