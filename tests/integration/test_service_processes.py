@@ -15,23 +15,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from deploy.local import infra
 from deploy.local.processes import free_port
+from deploy.local.stack import SERVICES
 from tests.conftest import ServiceStarter
 from tests.integration.serving_fixtures import catalog, write_synthetic_bundle
 from tests.utils.servers import running
 
 pytestmark = pytest.mark.integration
 
-ALL_SERVICES = [
-    "feature_store",
-    "candidate_generation",
-    "filtering",
-    "ranking",
-    "reranking",
-    "gateway",
-    "events",
-    "ingest",
-    "offline_sink",
-]
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +40,7 @@ def _wait_status(url: str, status: int, timeout_s: float = 30.0) -> httpx.Respon
     return resp
 
 
-@pytest.mark.parametrize("name", ALL_SERVICES)
+@pytest.mark.parametrize("name", SERVICES)
 def test_service_starts_ready_and_serves_metrics(
     name: str,
     start_service: ServiceStarter,
