@@ -110,12 +110,17 @@ def encode_event(event: Event, accepted_ts: float | None = None) -> bytes:
     return orjson.dumps(payload)
 
 
-def decode_event(data: bytes | None) -> Event:
-    """Parse a Kafka message value; raises MalformedEventError naming the bad field."""
+def decode_event(data: bytes | None, max_future_s: float | None = None) -> Event:
+    """Parse a Kafka message value; raises MalformedEventError naming the bad field.
+
+    With ``max_future_s`` a timestamp later than now + that is rejected, as the events API
+    does (consumers apply it to messages other producers wrote).
+    """
     if not data:
         raise MalformedEventError("message: empty value")
+    context = None if max_future_s is None else {"max_future_s": max_future_s}
     try:
-        return Event.model_validate_json(data)
+        return Event.model_validate_json(data, context=context)
     except ValidationError as exc:
         raise MalformedEventError(_describe(exc)) from None
 

@@ -115,13 +115,20 @@ def _rejecter(
     return failed
 
 
-def _reachable(server: str, timeout_s: float = 0.3) -> bool:
-    host, _, port = server.rpartition(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=timeout_s):
-            return True
-    except (OSError, ValueError):
-        return False
+def broker_reachable(bootstrap: str, timeout_s: float = 0.3) -> bool:
+    """True when any bootstrap server accepts a TCP connection.
+
+    kafka-python 3.0's ``bootstrap_connected()`` turns False once bootstrapping has finished,
+    so it cannot tell a live broker from a dead one; a connect is cheap and unambiguous.
+    """
+    for server in bootstrap.split(","):
+        host, _, port = server.rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=timeout_s):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
 
 
 class LazyProducer:
@@ -157,7 +164,7 @@ class LazyProducer:
         except (KafkaError, OSError):
             return False, self.last_error
         # The producer object survives broker restarts; report an outage honestly meanwhile.
-        if not any(_reachable(server) for server in self.bootstrap.split(",")):
+        if not broker_reachable(self.bootstrap):
             return False, f"kafka unreachable at {self.bootstrap}"
         return True, "ok"
 
@@ -185,6 +192,12 @@ class ConsumerLoopStats:
     assigned: set[TopicPartition] = field(default_factory=set)
 
 
+def lag_value(loop: ConsumerLoop) -> float:
+    """The loop's last measured lag for a gauge: NaN while the broker does not answer."""
+    lag = loop.stats.lag
+    return float("nan") if lag is None else float(lag)
+
+
 class ConsumerLoop:
     """Consumer-group loop: poll a batch, hand it to ``handler``, commit only after success.
 
@@ -210,6 +223,7 @@ class ConsumerLoop:
         retry_backoff_s: float = 0.5,
         flush_records: int = 1,
         flush_interval_s: float = 0.0,
+        lag_interval_s: float = 1.0,
         consumer_overrides: dict[str, Any] | None = None,
     ) -> None:
         self.bootstrap = bootstrap
@@ -223,6 +237,8 @@ class ConsumerLoop:
         self.retry_backoff_s = retry_backoff_s
         self.flush_records = flush_records
         self.flush_interval_s = flush_interval_s
+        self.lag_interval_s = lag_interval_s
+        self._lag_at = 0.0
         self.consumer_overrides = consumer_overrides or {}
         self.stats = ConsumerLoopStats()
         self._stop = threading.Event()
@@ -258,19 +274,35 @@ class ConsumerLoop:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stop())
 
-    def lag(self) -> int | None:
-        """Records between the committed position and the end of each assigned partition."""
+    def lag(self, timeout_ms: int = 1000) -> int | None:
+        """Records between this consumer's position and the end of each assigned partition.
+
+        The end is the high watermark of the latest fetch response (what Kafka's own
+        ``records-lag`` uses; no extra round trip), or a ListOffsets answer for a partition not
+        fetched yet (Tansu's is unreliable, hence not the first choice). Call it on the loop's
+        thread with nothing held: the position is then the committed offset, or the start of a
+        batch being retried. None when the broker did not answer.
+        """
         consumer = self._consumer
         if consumer is None:
             return None
         try:
-            parts = consumer.assignment()
-            if not parts:
-                return 0
-            ends = consumer.end_offsets(list(parts))
-            return int(sum(max(0, ends[tp] - consumer.position(tp)) for tp in parts))
+            parts = list(consumer.assignment())
+            ends = {tp: consumer.highwater(tp) for tp in parts}
+            unknown = [tp for tp, end in ends.items() if end is None]
+            if unknown:
+                ends.update(consumer.end_offsets(unknown, timeout_ms=timeout_ms))
+            pos = {tp: consumer.position(tp, timeout_ms=timeout_ms) or 0 for tp in parts}
+            return int(sum(max(0, (ends[tp] or 0) - pos[tp]) for tp in parts))
         except (KafkaError, AssertionError, OSError):
             return None
+
+    def _measure_lag(self) -> None:
+        """Refresh ``stats.lag`` every ``lag_interval_s`` (one broker round trip)."""
+        now = time.monotonic()
+        if now - self._lag_at >= self.lag_interval_s:
+            self._lag_at = now
+            self.stats.lag = self.lag()
 
     def run(self) -> None:
         """Run until stop(); reconnects while the broker is unreachable."""
@@ -315,6 +347,8 @@ class ConsumerLoop:
             if held and (held >= self.flush_records or due):
                 self._flush(consumer, buffer)
                 buffer, held = {}, 0
+            if not held:
+                self._measure_lag()  # also while idle or failing, so the gauge never goes stale
         if held:
             self._flush(consumer, buffer)  # graceful stop: handle what was read, then commit
 
@@ -325,6 +359,7 @@ class ConsumerLoop:
         if not self._handle(batch):
             for tp, records in buffer.items():
                 consumer.seek(tp, records[0].offset)
+            self._lag_at = 0.0  # the batch is back in the lag: show it at once
             self._stop.wait(self.retry_backoff_s)
             return
         try:
@@ -332,7 +367,6 @@ class ConsumerLoop:
         except KafkaError as exc:
             self.stats.commit_failures += 1
             log.warning("commit failed after a successful batch", extra={"error": repr(exc)})
-        self.stats.lag = self.lag()
 
     def _handle(self, batch: list[ConsumerRecord]) -> bool:
         start = time.perf_counter()

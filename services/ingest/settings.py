@@ -8,6 +8,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shared import topics
+from shared.events import DEFAULT_MAX_FUTURE_S
 from shared.online_store.config import StoreConfig
 from shared.settings import (
     KafkaBootstrap,
@@ -60,7 +61,13 @@ class Settings(ServiceSettings):
     # kafka-python verifies CRCs in pure Python (about a third of the worker's CPU) unless the
     # crc32c package is installed; TCP already checksums loopback/LAN traffic.
     check_crcs: bool = Field(default=False, description="verify record CRCs on consume")
-    lag_interval_s: float = Field(default=2.0, gt=0, description="lag gauge refresh period")
+    lag_interval_s: float = Field(default=1.0, gt=0, description="lag gauge refresh period")
+    dlq_timeout_s: float = Field(default=5.0, gt=0, description="wait for the DLQ's acks")
+    max_future_s: float = Field(
+        default=DEFAULT_MAX_FUTURE_S,
+        ge=0,
+        description="dead-letter events timestamped further ahead of this clock (as the API does)",
+    )
     dedupe_ttl_s: Annotated[int, Field(ge=60)] = _STORE["dedupe_ttl_s"]
     history_cap: Annotated[int, Field(ge=1, le=10_000)] = _STORE["history_cap"]
     impressions_ttl_s: Annotated[int, Field(ge=60)] = _STORE["impressions_ttl_s"]

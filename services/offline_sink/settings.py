@@ -9,6 +9,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shared import topics
+from shared.events import DEFAULT_MAX_FUTURE_S
 from shared.settings import KafkaBootstrap, ServiceSettings, kafka_field, platform_field
 
 
@@ -35,3 +36,8 @@ class Settings(ServiceSettings):
     session_timeout_ms: int = Field(default=10_000, ge=1000)
     heartbeat_interval_ms: int = Field(default=3000, ge=100)
     dlq_timeout_s: float = Field(default=5.0, gt=0, description="wait for the DLQ's acks")
+    max_future_s: float = Field(
+        default=DEFAULT_MAX_FUTURE_S,
+        ge=0,
+        description="dead-letter events timestamped further ahead of this clock (as the API does)",
+    )
