@@ -81,17 +81,20 @@ def test_malformed_message_goes_to_the_dead_letter_topic_and_the_sink_goes_on(
     producer = create_producer(kafka_bootstrap)
     producer.send(unique_topic, key=b"u1", value=b"{not json")
     producer.send(unique_topic, key=b"u2", value=orjson.dumps({"event_id": "x", "type": "buy"}))
+    future = {**make_events(1)[0], "user_id": "u3", "timestamp": time.time() + 86_400}
+    producer.send(unique_topic, key=b"u3", value=orjson.dumps(future))  # would be date=tomorrow
     good = make_events(5)
     for e in good:
         producer.send(unique_topic, key=str(e["user_id"]).encode(), value=orjson.dumps(e))
     producer.flush()
     producer.close()
     start_service("offline_sink", sink_env(kafka_bootstrap, unique_topic, tmp_path))
-    dead = read_topic(kafka_bootstrap, f"{unique_topic}.dlq", 2, timeout_s=30)
+    dead = read_topic(kafka_bootstrap, f"{unique_topic}.dlq", 3, timeout_s=30)
     letters = sorted((orjson.loads(r.value) for r in dead), key=lambda d: d["key"])  # type: ignore[attr-defined]
-    assert [d["key"] for d in letters] == ["u1", "u2"]
+    assert [d["key"] for d in letters] == ["u1", "u2", "u3"]
     assert letters[0]["reason"].startswith("message: Invalid JSON")
     assert letters[1]["reason"].startswith("user_id: Field required")
+    assert letters[2]["reason"].startswith("timestamp: Value error, lies more than 300 s")
     assert letters[1]["topic"] == unique_topic and letters[1]["source"].startswith("sink-")
     wait_for(lambda: EventLog(tmp_path).count() == 5, timeout_s=10)
 

@@ -153,3 +153,12 @@ def test_dead_letter_envelope_keeps_reason_origin_and_exact_bytes() -> None:
     )  # fmt: skip
     assert letter["key"] == "u1"
     assert base64.b64decode(letter["value_b64"]) == raw
+
+
+def test_consumers_can_reject_far_future_timestamps_as_the_api_does() -> None:
+    ahead = orjson.dumps(event(timestamp=time.time() + 3600))
+    assert decode_event(ahead).event_id == "e1"  # no limit: anything positive and finite
+    with pytest.raises(MalformedEventError) as info:
+        decode_event(ahead, max_future_s=300)
+    assert info.value.reason.startswith("timestamp: Value error, lies more than 300 s")
+    assert decode_event(orjson.dumps(event(timestamp=time.time() + 10)), max_future_s=300)
