@@ -104,7 +104,8 @@ def encode_event(event: Event, accepted_ts: float | None = None) -> bytes:
 
     ``accepted_ts``, when given, replaces the event's own (the events API stamps its clock).
     """
-    payload = event.model_dump(exclude_none=True)
+    # The field values themselves (pydantic keeps them in __dict__): a third of model_dump's cost.
+    payload = {k: v for k, v in event.__dict__.items() if v is not None}
     if accepted_ts is not None:
         payload["accepted_ts"] = accepted_ts
     return orjson.dumps(payload)

@@ -77,42 +77,54 @@ async def send_all(
 ) -> None:
     """Send (key, value) messages and return once the broker acknowledged all of them.
 
-    kafka-python's futures complete on its I/O thread; they are bridged into asyncio so the
-    event loop never blocks. Raises KafkaError (or TimeoutError) if any message failed.
+    kafka-python's futures complete on its I/O thread; one asyncio future per call is settled
+    from there when the last ack (or the first failure) arrives, so the event loop is woken
+    once per batch, not once per message. Raises KafkaError (or TimeoutError) if any failed.
     """
     loop = asyncio.get_running_loop()
-    waiters: list[asyncio.Future[Any]] = []
+    done: asyncio.Future[None] = loop.create_future()
+    acks = _AckCounter(loop, done, len(messages))
     for key, value in messages:
-        waiter: asyncio.Future[Any] = loop.create_future()
-        kfut = producer.send(topic, key=key, value=value)
-        kfut.add_callback(_resolver(loop, waiter))
-        kfut.add_errback(_rejecter(loop, waiter))
-        waiters.append(waiter)
-    await asyncio.wait_for(asyncio.gather(*waiters), timeout_s)
+        producer.send(topic, key=key, value=value).add_both(acks.settle)
+    await asyncio.wait_for(done, timeout_s)
 
 
-def _resolver(loop: asyncio.AbstractEventLoop, fut: asyncio.Future[Any]) -> Callable[[Any], None]:
-    def settle(value: Any) -> None:
-        if not fut.done():
-            fut.set_result(value)
+class _AckCounter:
+    """Counts a batch's delivery results (on kafka-python's thread) into one asyncio future."""
 
-    def done(value: Any) -> None:
-        loop.call_soon_threadsafe(settle, value)
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, done: asyncio.Future[None], expected: int
+    ) -> None:
+        self.loop = loop
+        self.done = done
+        self.pending = expected
+        self.failed = False
+        self._lock = threading.Lock()
+        if expected == 0:
+            done.set_result(None)
 
-    return done
+    def settle(self, result: Any) -> None:
+        """Callback and errback of every message's future (an exception means it failed)."""
+        with self._lock:
+            if self.failed:
+                return
+            if isinstance(result, BaseException):
+                self.failed = True
+                self.loop.call_soon_threadsafe(_set_exception, self.done, result)
+                return
+            self.pending -= 1
+            if self.pending == 0:
+                self.loop.call_soon_threadsafe(_set_result, self.done)
 
 
-def _rejecter(
-    loop: asyncio.AbstractEventLoop, fut: asyncio.Future[Any]
-) -> Callable[[BaseException], None]:
-    def settle(exc: BaseException) -> None:
-        if not fut.done():
-            fut.set_exception(exc)
+def _set_result(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
-    def failed(exc: BaseException) -> None:
-        loop.call_soon_threadsafe(settle, exc)
 
-    return failed
+def _set_exception(fut: asyncio.Future[None], exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)
 
 
 def broker_reachable(bootstrap: str, timeout_s: float = 0.3) -> bool:

@@ -61,6 +61,9 @@ class Settings(ServiceSettings):
     # kafka-python verifies CRCs in pure Python (about a third of the worker's CPU) unless the
     # crc32c package is installed; TCP already checksums loopback/LAN traffic.
     check_crcs: bool = Field(default=False, description="verify record CRCs on consume")
+    # A fetch waits up to this long for data; Tansu answers only then even when data is there,
+    # so it bounds freshness (kafka-python's default of 500 ms alone added ~250 ms at p50).
+    fetch_max_wait_ms: int = Field(default=50, ge=0, le=10_000, description="fetch long-poll")
     lag_interval_s: float = Field(default=1.0, gt=0, description="lag gauge refresh period")
     dlq_timeout_s: float = Field(default=5.0, gt=0, description="wait for the DLQ's acks")
     max_future_s: float = Field(

@@ -33,7 +33,10 @@ class IngestWorker:
             session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=settings.heartbeat_interval_ms,
             lag_interval_s=settings.lag_interval_s,
-            consumer_overrides={"check_crcs": settings.check_crcs},
+            consumer_overrides={
+                "check_crcs": settings.check_crcs,
+                "fetch_max_wait_ms": settings.fetch_max_wait_ms,
+            },
         )
         CONSUMER_LAG.set_function(lambda: lag_value(self.loop))
         topics = {settings.topic: settings.event_partitions, settings.dlq_topic: 1}
