@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from shared.kafka import create_producer, ensure_topics
 from shared.offline_store import EventLog
@@ -53,7 +54,7 @@ def test_every_accepted_event_is_in_the_parquet_log(
 ) -> None:
     env = {"CASCADE_KAFKA_BOOTSTRAP": kafka_bootstrap, "CASCADE_EVENTS_TOPIC": unique_topic}
     api = start_service("events", env, require_ready=True)
-    start_service("offline_sink", sink_env(kafka_bootstrap, unique_topic, tmp_path))
+    sink = start_service("offline_sink", sink_env(kafka_bootstrap, unique_topic, tmp_path))
     now = time.time()
     sent = make_events(200, ts=now) + make_events(100, ts=now - 2 * DAY)
     for k in range(0, len(sent), 100):
@@ -71,6 +72,15 @@ def test_every_accepted_event_is_in_the_parquet_log(
     assert missing_accepted == 0
     by_type = dict(con.execute("SELECT type, count(*) FROM events GROUP BY type").fetchall())
     assert by_type == {"impression": 60, "click": 60, "watch": 60, "like": 60, "rate": 60}
+    for base, name in ((api, "cascade_events_accepted_total"),
+                       (sink, "cascade_offline_sink_events_written_total")):  # fmt: skip
+        samples = {
+            s.labels["type"]: s.value
+            for f in text_string_to_metric_families(httpx.get(f"{base}/metrics").text)
+            for s in f.samples
+            if s.name == name
+        }
+        assert samples == dict.fromkeys(by_type, 60.0), (name, samples)  # in and out, per type
     assert not list(tmp_path.glob("date=*/.*"))  # no temporary files left visible
 
 
