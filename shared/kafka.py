@@ -22,6 +22,7 @@ from kafka.admin import NewTopic
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import TopicPartition
+from pydantic import AliasChoices, Field
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +203,24 @@ class ConsumerLoopStats:
     commit_failures: int = 0
     lag: int | None = None
     assigned: set[TopicPartition] = field(default_factory=set)
+
+
+def group_timing_field(service: str, name: str, default: int, low: int, high: int) -> Any:
+    """A consumer-group timing setting (``session_timeout_ms``, ``heartbeat_interval_ms``).
+
+    Readable as CASCADE_<SERVICE>_<NAME> or platform-wide as CASCADE_KAFKA_<NAME>: every
+    consumer of a Tansu broker wants the short values (it joins a group in about half the
+    session timeout), while real Kafka keeps the defaults.
+    """
+    upper = name.upper()
+    return Field(
+        default=default,
+        ge=low,
+        le=high,
+        validation_alias=AliasChoices(
+            f"CASCADE_{service.upper()}_{upper}", f"CASCADE_KAFKA_{upper}", name
+        ),
+    )
 
 
 def lag_value(loop: ConsumerLoop) -> float:

@@ -9,6 +9,7 @@ from pydantic_settings import SettingsConfigDict
 
 from shared import topics
 from shared.events import DEFAULT_MAX_FUTURE_S
+from shared.kafka import group_timing_field
 from shared.online_store.config import StoreConfig
 from shared.settings import (
     KafkaBootstrap,
@@ -53,8 +54,12 @@ class Settings(ServiceSettings):
     batch_size: int = Field(default=2000, ge=1, le=100_000, description="max records per batch")
     poll_timeout_ms: int = Field(default=100, ge=1, le=10_000)
     # Tansu joins a group in about half the session timeout: tests use 6000/2000.
-    session_timeout_ms: int = Field(default=10_000, ge=1000, le=300_000)
-    heartbeat_interval_ms: int = Field(default=3000, ge=100, le=100_000)
+    session_timeout_ms: int = group_timing_field(
+        "ingest", "session_timeout_ms", 10_000, 1000, 300_000
+    )
+    heartbeat_interval_ms: int = group_timing_field(
+        "ingest", "heartbeat_interval_ms", 3000, 100, 100_000
+    )
     event_partitions: Annotated[int, Field(ge=1, le=1024)] = platform_field(
         "event_partitions", 6, "ingest", "partitions of the events topic when it is created"
     )
