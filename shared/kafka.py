@@ -8,25 +8,29 @@ by being idempotent. SIGTERM stops the loop after the batch in hand, with a fina
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError, TopicAlreadyExistsError
-from kafka.structs import TopicPartition
+from kafka.structs import OffsetAndMetadata, TopicPartition
 from pydantic import AliasChoices, Field
 
 log = logging.getLogger(__name__)
 
-BatchHandler = Callable[[list[ConsumerRecord]], None]
+BatchHandler = Callable[[list[ConsumerRecord]], "Future[Any] | None"]
+"""Handles a batch: returns None when its effect is complete, or a Future that completes with
+it (meanwhile the loop polls and hands over the next batch; it commits only once it is done)."""
 
 
 def ensure_topics(bootstrap: str, topics: dict[str, int], timeout_s: float = 10.0) -> None:
@@ -205,6 +209,37 @@ class ConsumerLoopStats:
     assigned: set[TopicPartition] = field(default_factory=set)
 
 
+@dataclass(frozen=True)
+class _Span:
+    """Where a batch lies: first and next offset per partition, and how many records."""
+
+    start: dict[TopicPartition, int]
+    end: dict[TopicPartition, int]
+    records: int
+
+    def before(self, later: _Span | None) -> _Span:
+        """This span extended with a later batch's partitions that this one lacks (to rewind)."""
+        if later is None:
+            return self
+        start = {**{tp: o for tp, o in later.start.items() if tp not in self.start}, **self.start}
+        return _Span(start, self.end, self.records)
+
+    @classmethod
+    def of(cls, buffer: dict[TopicPartition, list[ConsumerRecord]]) -> _Span:
+        return cls(
+            start={tp: recs[0].offset for tp, recs in buffer.items()},
+            end={tp: recs[-1].offset + 1 for tp, recs in buffer.items()},
+            records=sum(len(recs) for recs in buffer.values()),
+        )
+
+
+def _drain(future: Future[Any]) -> None:
+    """Let a batch's write finish (or never start) before its records are read again."""
+    if not future.cancel():
+        with contextlib.suppress(Exception):
+            future.result()
+
+
 def group_timing_field(service: str, name: str, default: int, low: int, high: int) -> Any:
     """A consumer-group timing setting (``session_timeout_ms``, ``heartbeat_interval_ms``).
 
@@ -238,6 +273,11 @@ class ConsumerLoop:
     batch, so the batch is retried (after a back-off) instead of lost. A failed commit (e.g.
     after a rebalance) is logged, not fatal: the new owner re-reads those records and the
     handlers are idempotent. On stop, what is held is handled and committed before closing.
+
+    A handler may return a Future instead of finishing its effect (the ingest worker writes to
+    Redis on another thread): the loop then polls and hands over the next batch meanwhile, and
+    commits a batch's offsets, explicitly, only once its Future is done; if it failed, the loop
+    rewinds to it (re-reading what came after too). One batch is in flight at a time.
     """
 
     def __init__(
@@ -274,6 +314,7 @@ class ConsumerLoop:
         self.stats = ConsumerLoopStats()
         self._stop = threading.Event()
         self._consumer: KafkaConsumer | None = None
+        self._pending: tuple[Future[Any], _Span] | None = None
 
     def _create_consumer(self) -> KafkaConsumer:
         config: dict[str, Any] = {
@@ -311,8 +352,9 @@ class ConsumerLoop:
         The end is the high watermark of the latest fetch response (what Kafka's own
         ``records-lag`` uses; no extra round trip), or a ListOffsets answer for a partition not
         fetched yet (Tansu's is unreliable, hence not the first choice). Call it on the loop's
-        thread with nothing held: the position is then the committed offset, or the start of a
-        batch being retried. None when the broker did not answer.
+        thread with nothing held: the position is then past the batch whose write is in flight
+        (its records are added: not committed yet), or at the start of a batch being retried.
+        None when the broker did not answer.
         """
         consumer = self._consumer
         if consumer is None:
@@ -324,7 +366,8 @@ class ConsumerLoop:
             if unknown:
                 ends.update(consumer.end_offsets(unknown, timeout_ms=timeout_ms))
             pos = {tp: consumer.position(tp, timeout_ms=timeout_ms) or 0 for tp in parts}
-            return int(sum(max(0, (ends[tp] or 0) - pos[tp]) for tp in parts))
+            in_flight = self._pending[1].records if self._pending is not None else 0
+            return in_flight + int(sum(max(0, (ends[tp] or 0) - pos[tp]) for tp in parts))
         except (KafkaError, AssertionError, OSError):
             return None
 
@@ -367,6 +410,8 @@ class ConsumerLoop:
             wait_s = self.poll_timeout_ms / 1000
             if held:
                 wait_s = min(wait_s, max(0.0, first_at + self.flush_interval_s - time.monotonic()))
+            if self._pending is not None:
+                wait_s = 0.0  # a write is in flight: take what was fetched, do not wait for more
             polled = consumer.poll(timeout_ms=int(wait_s * 1000), max_records=self.max_records)
             self.stats.assigned = set(consumer.assignment())
             if polled and not held:
@@ -378,41 +423,81 @@ class ConsumerLoop:
             if held and (held >= self.flush_records or due):
                 self._flush(consumer, buffer)
                 buffer, held = {}, 0
+            elif not polled:
+                self._settle(consumer)  # nothing new: finish the write in flight and commit it
             if not held:
                 self._measure_lag()  # also while idle or failing, so the gauge never goes stale
         if held:
             self._flush(consumer, buffer)  # graceful stop: handle what was read, then commit
+        self._settle(consumer)
 
     def _flush(
         self, consumer: KafkaConsumer, buffer: dict[TopicPartition, list[ConsumerRecord]]
     ) -> None:
+        """Hand a batch over, then settle the previous one (its write overlapped this poll and
+        this batch's preparation), then commit this one or keep it in flight."""
         batch = [rec for records in buffer.values() for rec in records]
-        if not self._handle(batch):
-            for tp, records in buffer.items():
-                consumer.seek(tp, records[0].offset)
-            self._lag_at = 0.0  # the batch is back in the lag: show it at once
-            self._stop.wait(self.retry_backoff_s)
+        span = _Span.of(buffer)
+        outcome = self._handle(batch)
+        if not self._settle(consumer, then=span):  # the previous one failed: both are re-read
+            if isinstance(outcome, Future):
+                _drain(outcome)
             return
+        if outcome is False:
+            self._rewind(consumer, span)
+        elif outcome is None:
+            self._done(consumer, span)
+        else:
+            self._pending = (outcome, span)
+
+    def _handle(self, batch: list[ConsumerRecord]) -> Literal[False] | Future[Any] | None:
+        """False: failed at once; a Future: the effect completes later; None: done."""
         try:
-            consumer.commit()
+            result = self.handler(batch)
+        except Exception as exc:  # the batch is retried, never skipped; the error is kept
+            self._failed(exc)
+            return False
+        return result if isinstance(result, Future) else None
+
+    def _settle(self, consumer: KafkaConsumer, then: _Span | None = None) -> bool:
+        """Wait for the batch in flight, if any: commit it, or rewind to it (False), and to the
+        batch read ``then`` on partitions the failed one did not have."""
+        if self._pending is None:
+            return True
+        future, span = self._pending
+        self._pending = None
+        try:
+            future.result()
+        except Exception as exc:  # as for a synchronous failure: retried, never skipped
+            self._failed(exc)
+            self._rewind(consumer, span.before(then))
+            return False
+        self._done(consumer, span)
+        return True
+
+    def _done(self, consumer: KafkaConsumer, span: _Span) -> None:
+        """Commit a handled batch's offsets (explicit ones: a later batch may be in flight)."""
+        self.stats.batches += 1
+        self.stats.records += span.records
+        self.stats.last_error = ""
+        offsets = {tp: OffsetAndMetadata(end, "", -1) for tp, end in span.end.items()}
+        try:
+            consumer.commit(offsets)
         except KafkaError as exc:
             self.stats.commit_failures += 1
             log.warning("commit failed after a successful batch", extra={"error": repr(exc)})
 
-    def _handle(self, batch: list[ConsumerRecord]) -> bool:
-        start = time.perf_counter()
-        try:
-            self.handler(batch)
-        except Exception as exc:  # the batch is retried, never skipped; the error is kept
-            self.stats.failures += 1
-            self.stats.last_error = f"{type(exc).__name__}: {exc}"
-            log.exception("batch handler failed; batch will be retried")
-            return False
-        self.stats.batches += 1
-        self.stats.records += len(batch)
-        self.stats.last_error = ""
-        log.debug("batch handled", extra={"n": len(batch), "s": time.perf_counter() - start})
-        return True
+    def _rewind(self, consumer: KafkaConsumer, span: _Span) -> None:
+        """Read a failed batch again after a back-off (what came after it is re-read too)."""
+        for tp, offset in span.start.items():
+            consumer.seek(tp, offset)
+        self._lag_at = 0.0  # the batch is back in the lag: show it at once
+        self._stop.wait(self.retry_backoff_s)
+
+    def _failed(self, exc: Exception) -> None:
+        self.stats.failures += 1
+        self.stats.last_error = f"{type(exc).__name__}: {exc}"
+        log.error("batch handler failed; batch will be retried", exc_info=exc)
 
     def _close(self, consumer: KafkaConsumer) -> None:
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from concurrent.futures import Executor, Future
 
 from kafka.consumer.fetcher import ConsumerRecord
 
@@ -19,28 +20,44 @@ class EventIngestor:
     """Applies each consumed batch with one atomic store write; raising means 'retry the batch'.
 
     Malformed messages are dead-lettered before the write, so a committed batch never drops one.
+    With a ``writer_pool`` (one thread) the write runs there and a Future is returned: the
+    consumer loop polls and prepares the next batch meanwhile and commits this one only once
+    the Future is done, so Redis and Python work in parallel and the writes stay in order.
     """
 
     def __init__(
-        self, writer: StoreWriter, dead_letters: DeadLetterWriter, max_future_s: float | None
+        self,
+        writer: StoreWriter,
+        dead_letters: DeadLetterWriter,
+        max_future_s: float | None,
+        writer_pool: Executor | None = None,
     ) -> None:
         self.writer = writer
         self.dead_letters = dead_letters
         self.max_future_s = max_future_s
+        self.writer_pool = writer_pool
 
-    def __call__(self, records: list[ConsumerRecord]) -> None:
-        """Handle one batch (the ConsumerLoop commits only after this returns)."""
+    def __call__(self, records: list[ConsumerRecord]) -> Future[None] | None:
+        """Handle one batch: None once written, or the Future of its write."""
         BATCH_SIZE.observe(len(records))
         good, bad = decode_records(records, self.max_future_s)
         if bad:
             self.dead_letters.send(bad)
             DEAD_LETTERS.inc(len(bad))
         events = [event for _, event in good]
-        if events:
-            start = time.perf_counter()
-            result = self.writer.apply_events(events)
-            BATCH_WRITE.observe(time.perf_counter() - start)
-            self._observe(events, result, time.time())
+        if not events:
+            return None
+        args = self.writer.prepare(events)
+        if self.writer_pool is None:
+            self._write(events, args)
+            return None
+        return self.writer_pool.submit(self._write, events, args)
+
+    def _write(self, events: list[Event], args: list[str | bytes]) -> None:
+        start = time.perf_counter()
+        result = self.writer.apply_prepared(args)
+        BATCH_WRITE.observe(time.perf_counter() - start)
+        self._observe(events, result, time.time())
 
     @staticmethod
     def _observe(events: list[Event], result: ApplyResult, written_at: float) -> None:

@@ -63,6 +63,10 @@ class Settings(ServiceSettings):
     event_partitions: Annotated[int, Field(ge=1, le=1024)] = platform_field(
         "event_partitions", 6, "ingest", "partitions of the events topic when it is created"
     )
+    overlap_writes: bool = Field(
+        default=True,
+        description="write a batch to Redis on a second thread while the next one is prepared",
+    )
     # kafka-python verifies CRCs in pure Python (about a third of the worker's CPU) unless the
     # crc32c package is installed; TCP already checksums loopback/LAN traffic.
     check_crcs: bool = Field(default=False, description="verify record CRCs on consume")

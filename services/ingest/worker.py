@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 from services.ingest.ingestor import EventIngestor
 from services.ingest.metrics import CONSUMER_LAG
 from services.ingest.settings import Settings
@@ -22,7 +24,14 @@ class IngestWorker:
             settings.kafka_bootstrap, settings.dlq_topic, settings.group_id, settings.dlq_timeout_s
         )
         writer = StoreWriter(self.redis, store=settings.store_config())
-        self.ingestor = EventIngestor(writer, self.dead_letters, settings.max_future_s)
+        self.writer_pool = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-write")
+            if settings.overlap_writes
+            else None
+        )
+        self.ingestor = EventIngestor(
+            writer, self.dead_letters, settings.max_future_s, self.writer_pool
+        )
         self.loop = ConsumerLoop(
             settings.kafka_bootstrap,
             [settings.topic],
@@ -52,6 +61,8 @@ class IngestWorker:
 
     def stop(self, timeout_s: float = 15.0) -> None:
         """Stop the loop (it commits what it handled), then close the clients."""
-        self.worker.stop(timeout_s)
+        self.worker.stop(timeout_s)  # the loop settles the write in flight before it returns
+        if self.writer_pool is not None:
+            self.writer_pool.shutdown(wait=True)
         self.dead_letters.close()
         self.redis.close()
