@@ -8,24 +8,29 @@ by being idempotent. SIGTERM stops the loop after the batch in hand, with a fina
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError, TopicAlreadyExistsError
-from kafka.structs import TopicPartition
+from kafka.structs import OffsetAndMetadata, TopicPartition
+from pydantic import AliasChoices, Field
 
 log = logging.getLogger(__name__)
 
-BatchHandler = Callable[[list[ConsumerRecord]], None]
+BatchHandler = Callable[[list[ConsumerRecord]], "Future[Any] | None"]
+"""Handles a batch: returns None when its effect is complete, or a Future that completes with
+it (meanwhile the loop polls and hands over the next batch; it commits only once it is done)."""
 
 
 def ensure_topics(bootstrap: str, topics: dict[str, int], timeout_s: float = 10.0) -> None:
@@ -77,51 +82,70 @@ async def send_all(
 ) -> None:
     """Send (key, value) messages and return once the broker acknowledged all of them.
 
-    kafka-python's futures complete on its I/O thread; they are bridged into asyncio so the
-    event loop never blocks. Raises KafkaError (or TimeoutError) if any message failed.
+    kafka-python's futures complete on its I/O thread; one asyncio future per call is settled
+    from there when the last ack (or the first failure) arrives, so the event loop is woken
+    once per batch, not once per message. Raises KafkaError (or TimeoutError) if any failed.
     """
     loop = asyncio.get_running_loop()
-    waiters: list[asyncio.Future[Any]] = []
+    done: asyncio.Future[None] = loop.create_future()
+    acks = _AckCounter(loop, done, len(messages))
     for key, value in messages:
-        waiter: asyncio.Future[Any] = loop.create_future()
-        kfut = producer.send(topic, key=key, value=value)
-        kfut.add_callback(_resolver(loop, waiter))
-        kfut.add_errback(_rejecter(loop, waiter))
-        waiters.append(waiter)
-    await asyncio.wait_for(asyncio.gather(*waiters), timeout_s)
+        producer.send(topic, key=key, value=value).add_both(acks.settle)
+    await asyncio.wait_for(done, timeout_s)
 
 
-def _resolver(loop: asyncio.AbstractEventLoop, fut: asyncio.Future[Any]) -> Callable[[Any], None]:
-    def settle(value: Any) -> None:
-        if not fut.done():
-            fut.set_result(value)
+class _AckCounter:
+    """Counts a batch's delivery results (on kafka-python's thread) into one asyncio future."""
 
-    def done(value: Any) -> None:
-        loop.call_soon_threadsafe(settle, value)
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, done: asyncio.Future[None], expected: int
+    ) -> None:
+        self.loop = loop
+        self.done = done
+        self.pending = expected
+        self.failed = False
+        self._lock = threading.Lock()
+        if expected == 0:
+            done.set_result(None)
 
-    return done
+    def settle(self, result: Any) -> None:
+        """Callback and errback of every message's future (an exception means it failed)."""
+        with self._lock:
+            if self.failed:
+                return
+            if isinstance(result, BaseException):
+                self.failed = True
+                self.loop.call_soon_threadsafe(_set_exception, self.done, result)
+                return
+            self.pending -= 1
+            if self.pending == 0:
+                self.loop.call_soon_threadsafe(_set_result, self.done)
 
 
-def _rejecter(
-    loop: asyncio.AbstractEventLoop, fut: asyncio.Future[Any]
-) -> Callable[[BaseException], None]:
-    def settle(exc: BaseException) -> None:
-        if not fut.done():
-            fut.set_exception(exc)
-
-    def failed(exc: BaseException) -> None:
-        loop.call_soon_threadsafe(settle, exc)
-
-    return failed
+def _set_result(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
-def _reachable(server: str, timeout_s: float = 0.3) -> bool:
-    host, _, port = server.rpartition(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=timeout_s):
-            return True
-    except (OSError, ValueError):
-        return False
+def _set_exception(fut: asyncio.Future[None], exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)
+
+
+def broker_reachable(bootstrap: str, timeout_s: float = 0.3) -> bool:
+    """True when any bootstrap server accepts a TCP connection.
+
+    kafka-python 3.0's ``bootstrap_connected()`` turns False once bootstrapping has finished,
+    so it cannot tell a live broker from a dead one; a connect is cheap and unambiguous.
+    """
+    for server in bootstrap.split(","):
+        host, _, port = server.rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=timeout_s):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
 
 
 class LazyProducer:
@@ -157,7 +181,7 @@ class LazyProducer:
         except (KafkaError, OSError):
             return False, self.last_error
         # The producer object survives broker restarts; report an outage honestly meanwhile.
-        if not any(_reachable(server) for server in self.bootstrap.split(",")):
+        if not broker_reachable(self.bootstrap):
             return False, f"kafka unreachable at {self.bootstrap}"
         return True, "ok"
 
@@ -185,6 +209,61 @@ class ConsumerLoopStats:
     assigned: set[TopicPartition] = field(default_factory=set)
 
 
+@dataclass(frozen=True)
+class _Span:
+    """Where a batch lies: first and next offset per partition, and how many records."""
+
+    start: dict[TopicPartition, int]
+    end: dict[TopicPartition, int]
+    records: int
+
+    def before(self, later: _Span | None) -> _Span:
+        """This span extended with a later batch's partitions that this one lacks (to rewind)."""
+        if later is None:
+            return self
+        start = {**{tp: o for tp, o in later.start.items() if tp not in self.start}, **self.start}
+        return _Span(start, self.end, self.records)
+
+    @classmethod
+    def of(cls, buffer: dict[TopicPartition, list[ConsumerRecord]]) -> _Span:
+        return cls(
+            start={tp: recs[0].offset for tp, recs in buffer.items()},
+            end={tp: recs[-1].offset + 1 for tp, recs in buffer.items()},
+            records=sum(len(recs) for recs in buffer.values()),
+        )
+
+
+def _drain(future: Future[Any]) -> None:
+    """Let a batch's write finish (or never start) before its records are read again."""
+    if not future.cancel():
+        with contextlib.suppress(Exception):
+            future.result()
+
+
+def group_timing_field(service: str, name: str, default: int, low: int, high: int) -> Any:
+    """A consumer-group timing setting (``session_timeout_ms``, ``heartbeat_interval_ms``).
+
+    Readable as CASCADE_<SERVICE>_<NAME> or platform-wide as CASCADE_KAFKA_<NAME>: every
+    consumer of a Tansu broker wants the short values (it joins a group in about half the
+    session timeout), while real Kafka keeps the defaults.
+    """
+    upper = name.upper()
+    return Field(
+        default=default,
+        ge=low,
+        le=high,
+        validation_alias=AliasChoices(
+            f"CASCADE_{service.upper()}_{upper}", f"CASCADE_KAFKA_{upper}", name
+        ),
+    )
+
+
+def lag_value(loop: ConsumerLoop) -> float:
+    """The loop's last measured lag for a gauge: NaN while the broker does not answer."""
+    lag = loop.stats.lag
+    return float("nan") if lag is None else float(lag)
+
+
 class ConsumerLoop:
     """Consumer-group loop: poll a batch, hand it to ``handler``, commit only after success.
 
@@ -194,6 +273,11 @@ class ConsumerLoop:
     batch, so the batch is retried (after a back-off) instead of lost. A failed commit (e.g.
     after a rebalance) is logged, not fatal: the new owner re-reads those records and the
     handlers are idempotent. On stop, what is held is handled and committed before closing.
+
+    A handler may return a Future instead of finishing its effect (the ingest worker writes to
+    Redis on another thread): the loop then polls and hands over the next batch meanwhile, and
+    commits a batch's offsets, explicitly, only once its Future is done; if it failed, the loop
+    rewinds to it (re-reading what came after too). One batch is in flight at a time.
     """
 
     def __init__(
@@ -210,6 +294,7 @@ class ConsumerLoop:
         retry_backoff_s: float = 0.5,
         flush_records: int = 1,
         flush_interval_s: float = 0.0,
+        lag_interval_s: float = 1.0,
         consumer_overrides: dict[str, Any] | None = None,
     ) -> None:
         self.bootstrap = bootstrap
@@ -223,10 +308,13 @@ class ConsumerLoop:
         self.retry_backoff_s = retry_backoff_s
         self.flush_records = flush_records
         self.flush_interval_s = flush_interval_s
+        self.lag_interval_s = lag_interval_s
+        self._lag_at = 0.0
         self.consumer_overrides = consumer_overrides or {}
         self.stats = ConsumerLoopStats()
         self._stop = threading.Event()
         self._consumer: KafkaConsumer | None = None
+        self._pending: tuple[Future[Any], _Span] | None = None
 
     def _create_consumer(self) -> KafkaConsumer:
         config: dict[str, Any] = {
@@ -258,19 +346,37 @@ class ConsumerLoop:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stop())
 
-    def lag(self) -> int | None:
-        """Records between the committed position and the end of each assigned partition."""
+    def lag(self, timeout_ms: int = 1000) -> int | None:
+        """Records between this consumer's position and the end of each assigned partition.
+
+        The end is the high watermark of the latest fetch response (what Kafka's own
+        ``records-lag`` uses; no extra round trip), or a ListOffsets answer for a partition not
+        fetched yet (Tansu's is unreliable, hence not the first choice). Call it on the loop's
+        thread with nothing held: the position is then past the batch whose write is in flight
+        (its records are added: not committed yet), or at the start of a batch being retried.
+        None when the broker did not answer.
+        """
         consumer = self._consumer
         if consumer is None:
             return None
         try:
-            parts = consumer.assignment()
-            if not parts:
-                return 0
-            ends = consumer.end_offsets(list(parts))
-            return int(sum(max(0, ends[tp] - consumer.position(tp)) for tp in parts))
+            parts = list(consumer.assignment())
+            ends = {tp: consumer.highwater(tp) for tp in parts}
+            unknown = [tp for tp, end in ends.items() if end is None]
+            if unknown:
+                ends.update(consumer.end_offsets(unknown, timeout_ms=timeout_ms))
+            pos = {tp: consumer.position(tp, timeout_ms=timeout_ms) or 0 for tp in parts}
+            in_flight = self._pending[1].records if self._pending is not None else 0
+            return in_flight + int(sum(max(0, (ends[tp] or 0) - pos[tp]) for tp in parts))
         except (KafkaError, AssertionError, OSError):
             return None
+
+    def _measure_lag(self) -> None:
+        """Refresh ``stats.lag`` every ``lag_interval_s`` (one broker round trip)."""
+        now = time.monotonic()
+        if now - self._lag_at >= self.lag_interval_s:
+            self._lag_at = now
+            self.stats.lag = self.lag()
 
     def run(self) -> None:
         """Run until stop(); reconnects while the broker is unreachable."""
@@ -304,6 +410,8 @@ class ConsumerLoop:
             wait_s = self.poll_timeout_ms / 1000
             if held:
                 wait_s = min(wait_s, max(0.0, first_at + self.flush_interval_s - time.monotonic()))
+            if self._pending is not None:
+                wait_s = 0.0  # a write is in flight: take what was fetched, do not wait for more
             polled = consumer.poll(timeout_ms=int(wait_s * 1000), max_records=self.max_records)
             self.stats.assigned = set(consumer.assignment())
             if polled and not held:
@@ -315,39 +423,81 @@ class ConsumerLoop:
             if held and (held >= self.flush_records or due):
                 self._flush(consumer, buffer)
                 buffer, held = {}, 0
+            elif not polled:
+                self._settle(consumer)  # nothing new: finish the write in flight and commit it
+            if not held:
+                self._measure_lag()  # also while idle or failing, so the gauge never goes stale
         if held:
             self._flush(consumer, buffer)  # graceful stop: handle what was read, then commit
+        self._settle(consumer)
 
     def _flush(
         self, consumer: KafkaConsumer, buffer: dict[TopicPartition, list[ConsumerRecord]]
     ) -> None:
+        """Hand a batch over, then settle the previous one (its write overlapped this poll and
+        this batch's preparation), then commit this one or keep it in flight."""
         batch = [rec for records in buffer.values() for rec in records]
-        if not self._handle(batch):
-            for tp, records in buffer.items():
-                consumer.seek(tp, records[0].offset)
-            self._stop.wait(self.retry_backoff_s)
+        span = _Span.of(buffer)
+        outcome = self._handle(batch)
+        if not self._settle(consumer, then=span):  # the previous one failed: both are re-read
+            if isinstance(outcome, Future):
+                _drain(outcome)
             return
+        if outcome is False:
+            self._rewind(consumer, span)
+        elif outcome is None:
+            self._done(consumer, span)
+        else:
+            self._pending = (outcome, span)
+
+    def _handle(self, batch: list[ConsumerRecord]) -> Literal[False] | Future[Any] | None:
+        """False: failed at once; a Future: the effect completes later; None: done."""
         try:
-            consumer.commit()
+            result = self.handler(batch)
+        except Exception as exc:  # the batch is retried, never skipped; the error is kept
+            self._failed(exc)
+            return False
+        return result if isinstance(result, Future) else None
+
+    def _settle(self, consumer: KafkaConsumer, then: _Span | None = None) -> bool:
+        """Wait for the batch in flight, if any: commit it, or rewind to it (False), and to the
+        batch read ``then`` on partitions the failed one did not have."""
+        if self._pending is None:
+            return True
+        future, span = self._pending
+        self._pending = None
+        try:
+            future.result()
+        except Exception as exc:  # as for a synchronous failure: retried, never skipped
+            self._failed(exc)
+            self._rewind(consumer, span.before(then))
+            return False
+        self._done(consumer, span)
+        return True
+
+    def _done(self, consumer: KafkaConsumer, span: _Span) -> None:
+        """Commit a handled batch's offsets (explicit ones: a later batch may be in flight)."""
+        self.stats.batches += 1
+        self.stats.records += span.records
+        self.stats.last_error = ""
+        offsets = {tp: OffsetAndMetadata(end, "", -1) for tp, end in span.end.items()}
+        try:
+            consumer.commit(offsets)
         except KafkaError as exc:
             self.stats.commit_failures += 1
             log.warning("commit failed after a successful batch", extra={"error": repr(exc)})
-        self.stats.lag = self.lag()
 
-    def _handle(self, batch: list[ConsumerRecord]) -> bool:
-        start = time.perf_counter()
-        try:
-            self.handler(batch)
-        except Exception as exc:  # the batch is retried, never skipped; the error is kept
-            self.stats.failures += 1
-            self.stats.last_error = f"{type(exc).__name__}: {exc}"
-            log.exception("batch handler failed; batch will be retried")
-            return False
-        self.stats.batches += 1
-        self.stats.records += len(batch)
-        self.stats.last_error = ""
-        log.debug("batch handled", extra={"n": len(batch), "s": time.perf_counter() - start})
-        return True
+    def _rewind(self, consumer: KafkaConsumer, span: _Span) -> None:
+        """Read a failed batch again after a back-off (what came after it is re-read too)."""
+        for tp, offset in span.start.items():
+            consumer.seek(tp, offset)
+        self._lag_at = 0.0  # the batch is back in the lag: show it at once
+        self._stop.wait(self.retry_backoff_s)
+
+    def _failed(self, exc: Exception) -> None:
+        self.stats.failures += 1
+        self.stats.last_error = f"{type(exc).__name__}: {exc}"
+        log.error("batch handler failed; batch will be retried", exc_info=exc)
 
     def _close(self, consumer: KafkaConsumer) -> None:
         try:

@@ -4,81 +4,70 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from concurrent.futures import Executor, Future
 
 from kafka.consumer.fetcher import ConsumerRecord
 
-from services.ingest.dead_letters import DeadLetterSink
-from services.ingest.metrics import BATCH_SIZE, BATCH_WRITE, CONSUMER_LAG, EVENTS, FRESHNESS
-from shared.events import Event, MalformedEventError, decode_event
+from services.ingest.metrics import BATCH_SIZE, BATCH_WRITE, DEAD_LETTERS, EVENTS, FRESHNESS
+from shared.dead_letters import DeadLetterWriter, decode_records
+from shared.events import Event
 from shared.online_store.writer import ApplyResult, StoreWriter
 
-DeadLetters = list[tuple[ConsumerRecord, str]]
-
-
-def decode_batch(records: list[ConsumerRecord]) -> tuple[list[Event], DeadLetters]:
-    """Split a batch into decoded events and (record, reason) of malformed messages."""
-    events: list[Event] = []
-    bad: DeadLetters = []
-    for rec in records:
-        if not rec.value:
-            bad.append((rec, "empty message"))
-            continue
-        try:
-            events.append(decode_event(rec.value))
-        except MalformedEventError as exc:
-            bad.append((rec, exc.reason))
-    return events, bad
+_APPLIED = ord("1")  # the store's per-event mask: b"1" applied now, b"0" a duplicate
 
 
 class EventIngestor:
     """Applies each consumed batch with one atomic store write; raising means 'retry the batch'.
 
     Malformed messages are dead-lettered before the write, so a committed batch never drops one.
+    With a ``writer_pool`` (one thread) the write runs there and a Future is returned: the
+    consumer loop polls and prepares the next batch meanwhile and commits this one only once
+    the Future is done, so Redis and Python work in parallel and the writes stay in order.
     """
 
     def __init__(
         self,
         writer: StoreWriter,
-        dead_letters: DeadLetterSink,
-        lag: Callable[[], int | None] | None = None,
-        lag_interval_s: float = 2.0,
+        dead_letters: DeadLetterWriter,
+        max_future_s: float | None,
+        writer_pool: Executor | None = None,
     ) -> None:
         self.writer = writer
         self.dead_letters = dead_letters
-        self.lag = lag
-        self.lag_interval_s = lag_interval_s
-        self._lag_at = 0.0
+        self.max_future_s = max_future_s
+        self.writer_pool = writer_pool
 
-    def __call__(self, records: list[ConsumerRecord]) -> None:
-        """Handle one batch (the ConsumerLoop commits only after this returns)."""
+    def __call__(self, records: list[ConsumerRecord]) -> Future[None] | None:
+        """Handle one batch: None once written, or the Future of its write."""
         BATCH_SIZE.observe(len(records))
-        events, bad = decode_batch(records)
+        good, bad = decode_records(records, self.max_future_s)
         if bad:
             self.dead_letters.send(bad)
-        if events:
-            start = time.perf_counter()
-            result = self.writer.apply_events(events)
-            BATCH_WRITE.observe(time.perf_counter() - start)
-            self._observe(events, result, time.time())
-        self._update_lag()
+            DEAD_LETTERS.inc(len(bad))
+        events = [event for _, event in good]
+        if not events:
+            return None
+        args = self.writer.prepare(events)
+        if self.writer_pool is None:
+            self._write(events, args)
+            return None
+        return self.writer_pool.submit(self._write, events, args)
 
-    def _observe(self, events: list[Event], result: ApplyResult, written_at: float) -> None:
-        outcomes = Counter(
-            (e.type, "applied" if flag == 49 else "duplicate")  # 49: ord("1")
-            for e, flag in zip(events, result.mask, strict=True)
-        )
+    def _write(self, events: list[Event], args: list[str | bytes]) -> None:
+        start = time.perf_counter()
+        result = self.writer.apply_prepared(args)
+        BATCH_WRITE.observe(time.perf_counter() - start)
+        self._observe(events, result, time.time())
+
+    @staticmethod
+    def _observe(events: list[Event], result: ApplyResult, written_at: float) -> None:
+        """Outcome counters, and freshness of the events whose effect this write made readable
+        (a duplicate's effect was readable long before; it would only blur the histogram)."""
+        outcomes: Counter[tuple[str, str]] = Counter()
+        for e, flag in zip(events, result.mask, strict=True):
+            applied = flag == _APPLIED
+            outcomes[e.type, "applied" if applied else "duplicate"] += 1
+            if applied and e.accepted_ts is not None:
+                FRESHNESS.observe(max(0.0, written_at - e.accepted_ts))
         for (event_type, outcome), n in outcomes.items():
             EVENTS.labels(event_type, outcome).inc(n)
-        for e in events:
-            if e.accepted_ts is not None:
-                FRESHNESS.observe(max(0.0, written_at - e.accepted_ts))
-
-    def _update_lag(self) -> None:
-        now = time.monotonic()
-        if self.lag is None or now - self._lag_at < self.lag_interval_s:
-            return
-        self._lag_at = now
-        lag = self.lag()
-        if lag is not None:
-            CONSUMER_LAG.set(lag)

@@ -11,23 +11,23 @@ import asyncio
 
 from fastapi import FastAPI
 
-from services.offline_sink.dead_letters import DeadLetterWriter
 from services.offline_sink.metrics import CONSUMER_LAG
 from services.offline_sink.settings import Settings
 from services.offline_sink.sink import OfflineSink
-from services.offline_sink.worker import SinkWorker
+from shared.consumer_worker import ConsumerWorker
+from shared.dead_letters import DeadLetterWriter
 from shared.dependencies import Dependencies
-from shared.kafka import ConsumerLoop
+from shared.kafka import ConsumerLoop, lag_value
 from shared.offline_store.writer import ParquetEventWriter
 from shared.service import create_app
 
 
-def build_worker(settings: Settings) -> tuple[SinkWorker, DeadLetterWriter]:
+def build_worker(settings: Settings) -> tuple[ConsumerWorker, DeadLetterWriter]:
     """The sink pipeline: consumer loop → OfflineSink (Parquet writer + dead letters)."""
     dead_letters = DeadLetterWriter(
         settings.kafka_bootstrap, settings.dlq_topic, settings.group_id, settings.dlq_timeout_s
     )
-    sink = OfflineSink(ParquetEventWriter(settings.data_dir), dead_letters)
+    sink = OfflineSink(ParquetEventWriter(settings.data_dir), dead_letters, settings.max_future_s)
     loop = ConsumerLoop(
         settings.kafka_bootstrap,
         [settings.topic],
@@ -39,9 +39,9 @@ def build_worker(settings: Settings) -> tuple[SinkWorker, DeadLetterWriter]:
         flush_records=settings.flush_events,
         flush_interval_s=settings.flush_interval_s,
     )
-    CONSUMER_LAG.set_function(lambda: float(loop.stats.lag or 0))
+    CONSUMER_LAG.set_function(lambda: lag_value(loop))
     topics = {settings.topic: settings.event_partitions, settings.dlq_topic: 1}
-    return SinkWorker(loop, topics), dead_letters
+    return ConsumerWorker(loop, topics, name="offline-sink"), dead_letters
 
 
 def build_app(settings: Settings) -> FastAPI:
@@ -52,7 +52,7 @@ def build_app(settings: Settings) -> FastAPI:
         worker, dead_letters = build_worker(settings)
 
         async def ready() -> tuple[bool, str]:
-            return worker.ready()
+            return await asyncio.to_thread(worker.ready)  # it opens a TCP connection
 
         async def stop() -> None:
             await asyncio.to_thread(worker.stop)

@@ -9,6 +9,8 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shared import topics
+from shared.events import DEFAULT_MAX_FUTURE_S
+from shared.kafka import group_timing_field
 from shared.settings import KafkaBootstrap, ServiceSettings, kafka_field, platform_field
 
 
@@ -32,6 +34,15 @@ class Settings(ServiceSettings):
         default=5.0, gt=0, le=3600, description="...or once the oldest buffered event waited this"
     )
     max_poll_records: int = Field(default=2000, ge=1)
-    session_timeout_ms: int = Field(default=10_000, ge=1000)
-    heartbeat_interval_ms: int = Field(default=3000, ge=100)
+    session_timeout_ms: int = group_timing_field(
+        "offline_sink", "session_timeout_ms", 10_000, 1000, 300_000
+    )
+    heartbeat_interval_ms: int = group_timing_field(
+        "offline_sink", "heartbeat_interval_ms", 3000, 100, 100_000
+    )
     dlq_timeout_s: float = Field(default=5.0, gt=0, description="wait for the DLQ's acks")
+    max_future_s: float = Field(
+        default=DEFAULT_MAX_FUTURE_S,
+        ge=0,
+        description="dead-letter events timestamped further ahead of this clock (as the API does)",
+    )

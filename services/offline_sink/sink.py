@@ -8,7 +8,6 @@ from collections import Counter
 
 from kafka.consumer.fetcher import ConsumerRecord
 
-from services.offline_sink.dead_letters import DeadLetter, DeadLetterWriter
 from services.offline_sink.metrics import (
     DEAD_LETTERS,
     EVENTS_WRITTEN,
@@ -16,7 +15,7 @@ from services.offline_sink.metrics import (
     FLUSH_DURATION,
     FLUSH_SIZE,
 )
-from shared.events import MalformedEventError, decode_event
+from shared.dead_letters import DeadLetterWriter, decode_records
 from shared.offline_store.writer import LoggedEvent, ParquetEventWriter
 
 log = logging.getLogger(__name__)
@@ -29,20 +28,21 @@ class OfflineSink:
     any failure raises so the loop retries the batch instead of committing past it.
     """
 
-    def __init__(self, writer: ParquetEventWriter, dead_letters: DeadLetterWriter) -> None:
+    def __init__(
+        self,
+        writer: ParquetEventWriter,
+        dead_letters: DeadLetterWriter,
+        max_future_s: float | None = None,
+    ) -> None:
         self.writer = writer
         self.dead_letters = dead_letters
+        self.max_future_s = max_future_s
 
     def handle(self, records: list[ConsumerRecord]) -> None:
         """The ConsumerLoop handler."""
         start = time.perf_counter()
-        good: list[LoggedEvent] = []
-        bad: list[DeadLetter] = []
-        for rec in records:
-            try:
-                good.append(LoggedEvent(decode_event(rec.value), rec.partition, rec.offset))
-            except MalformedEventError as exc:
-                bad.append(DeadLetter(rec, exc.reason))
+        decoded, bad = decode_records(records, self.max_future_s)
+        good = [LoggedEvent(event, rec.partition, rec.offset) for rec, event in decoded]
         files = self.writer.write(good)
         self.dead_letters.send(bad)
         elapsed = time.perf_counter() - start

@@ -16,8 +16,6 @@ Usage (the training pipeline)::
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
-from typing import TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -29,9 +27,8 @@ from shared.features.counters import count_in_window
 from shared.features.item import N_GENRES, genre_multi_hot
 from shared.features.records import ItemFeatures, UserFeatures
 from shared.offline_store.effects import EventEffects, event_effects
-from shared.offline_store.log import EventLog
+from shared.offline_store.sources import EventSource, load
 
-EventSource: TypeAlias = str | Path | EventLog | pa.Table
 _AFFINITY_CHUNK = 512  # labels per decay matrix, bounding memory for very active users
 
 USER_COLUMNS = (
@@ -65,17 +62,10 @@ def build_training_set(
     id -> genre names) enables ``user_genre_affinity`` (raw, decayed to the label time); without
     it that column is null. Returns the label columns plus :data:`FEATURE_COLUMNS`.
     """
-    events = _load(source, end)
+    events = load(source, end)
     if labels is None:
         labels = _default_labels(events, label_types, start, end)
     return _Builder(events, item_genres, config).join(labels)
-
-
-def _load(source: EventSource, end: float | None) -> pa.Table:
-    if isinstance(source, pa.Table):
-        return source
-    log = source if isinstance(source, EventLog) else EventLog(source)
-    return log.read(end=end)
 
 
 def _default_labels(

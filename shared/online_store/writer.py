@@ -93,8 +93,17 @@ class StoreWriter:
         """Apply a batch; events whose id was applied before (within the TTL) are skipped."""
         if not events:
             return ApplyResult(0, 0, b"")
+        return self.apply_prepared(self.prepare(events))
+
+    def prepare(self, events: Sequence[Event]) -> list[str | bytes]:
+        """The script arguments of a non-empty batch (reads the catalog's genres: one round
+        trip). Split from the write so a worker can prepare one batch while the last is written.
+        """
         genres = self.genres.get({e.item_id for e in events})
-        args: list[str | bytes] = [*self._header, script_events(events, genres, self.config)]
+        return [*self._header, script_events(events, genres, self.config)]
+
+    def apply_prepared(self, args: list[str | bytes]) -> ApplyResult:
+        """Run the ingest script on prepared arguments: one atomic call."""
         applied, duplicates, mask = self._script(keys=[], args=args)
         return ApplyResult(int(applied), int(duplicates), bytes(mask))
 

@@ -167,3 +167,41 @@ def _wait_ready(base: str, timeout_s: float) -> None:
             return
         time.sleep(0.2)
     raise AssertionError(httpx.get(f"{base}/readyz", timeout=5).text)
+
+
+def test_a_frozen_broker_gives_503_and_no_accepted_event_is_ever_lost(tmp_path: Path) -> None:
+    """The broker stops answering (SIGSTOP: a hung broker or a partition) in the middle of a
+    stream of batches. The client gets 503 + Retry-After, retries the same batch, and in the
+    end every event ever answered 202 is on the topic (retried ones possibly twice)."""
+    port = free_port()
+    with running(infra.tansu_spec(port), tmp_path) as broker:
+        bootstrap = f"127.0.0.1:{port}"
+        env = {
+            "CASCADE_KAFKA_BOOTSTRAP": bootstrap,
+            "CASCADE_EVENTS_PRODUCE_TIMEOUT_S": "1",
+            "CASCADE_EVENTS_TOPIC_RETRY_S": "0.3",
+            "CASCADE_EVENTS_RETRY_AFTER_S": "1",
+        }
+        with running(service_spec("events", env, require_ready=True), tmp_path) as api:
+            batches = [make_events(20) for _ in range(12)]
+            accepted: list[str] = []
+            refused = 0
+            for n, batch in enumerate(batches):
+                if n == 4:
+                    os.kill(broker.pid, signal.SIGSTOP)
+                for _attempt in range(40):
+                    resp = post(api.spec.url, batch)
+                    if resp.status_code == 202:
+                        accepted += [str(e["event_id"]) for e in batch]
+                        break
+                    assert resp.status_code == 503, resp.text
+                    assert int(resp.headers["retry-after"]) == 1
+                    refused += 1
+                    if refused == 2:
+                        os.kill(broker.pid, signal.SIGCONT)
+                    time.sleep(0.2)
+                else:
+                    raise AssertionError(f"batch {n} never accepted after the broker came back")
+        assert refused >= 2
+        on_topic = {decode_event(r.value).event_id for r in read_topic(bootstrap, "events", 240)}  # type: ignore[attr-defined]
+        assert len(accepted) == 240 and set(accepted) <= on_topic

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import math
 import os
 import signal
 import time
@@ -16,10 +18,13 @@ import pytest
 import redis
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.structs import TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
+from deploy.local import infra
 from deploy.local.processes import free_port
+from shared.events import Event
 from shared.kafka import ensure_topics
-from shared.online_store import ItemRecord
+from shared.online_store import DEFAULT_STORE_CONFIG, ItemRecord, UserProfile
 from shared.online_store.counter_layout import TOTAL_INTERACTIONS, CounterLayout
 from shared.online_store.writer import StoreWriter
 from tests.conftest import ServiceStarter
@@ -27,10 +32,11 @@ from tests.utils.servers import running, service_spec
 
 pytestmark = pytest.mark.integration
 DB = 5  # a database of its own: other suites flush db 0
+REFERENCE_DB = 10  # the same events applied once, without a crash, for comparison
 
 
-def db_url(redis_url: str) -> str:
-    return redis_url.rsplit("/", 1)[0] + f"/{DB}"
+def db_url(redis_url: str, db: int = DB) -> str:
+    return redis_url.rsplit("/", 1)[0] + f"/{db}"
 
 
 def wait_until(check: Callable[[], Any], timeout_s: float = 30.0, what: str = "") -> Any:
@@ -43,11 +49,13 @@ def wait_until(check: Callable[[], Any], timeout_s: float = 30.0, what: str = ""
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what or check}")
 
 
-def event(user: str, item: str, kind: str, event_id: str | None = None) -> dict[str, Any]:
+def event(
+    user: str, item: str, kind: str, event_id: str | None = None, **extra: Any
+) -> dict[str, Any]:
     now = time.time()
     return {
         "event_id": event_id or uuid.uuid4().hex, "user_id": user, "item_id": item,
-        "type": kind, "timestamp": now - 1, "accepted_ts": now,
+        "type": kind, "timestamp": now - 1, "accepted_ts": now, **extra,
     }  # fmt: skip
 
 
@@ -56,7 +64,7 @@ class Stream:
 
     def __init__(self, bootstrap: str, redis_url: str, batch_size: int = 500) -> None:
         tag = uuid.uuid4().hex[:8]
-        self.topic, self.dlq = f"ingest-{tag}", f"ingest-{tag}.dlq"
+        self.topic, self.dlq, self.group = f"ingest-{tag}", f"ingest-{tag}.dlq", f"ingest-{tag}"
         ensure_topics(bootstrap, {self.topic: 3, self.dlq: 1})
         self.bootstrap = bootstrap
         self.producer = KafkaProducer(bootstrap_servers=bootstrap.split(","), linger_ms=5)
@@ -65,11 +73,12 @@ class Stream:
             "CASCADE_KAFKA_BOOTSTRAP": bootstrap,
             "CASCADE_INGEST_TOPIC": self.topic,
             "CASCADE_INGEST_DLQ_TOPIC": self.dlq,
-            "CASCADE_INGEST_GROUP_ID": f"ingest-{tag}",
+            "CASCADE_INGEST_GROUP_ID": self.group,
             "CASCADE_INGEST_BATCH_SIZE": str(batch_size),
             "CASCADE_INGEST_SESSION_TIMEOUT_MS": "6000",
             "CASCADE_INGEST_HEARTBEAT_INTERVAL_MS": "2000",
             "CASCADE_INGEST_EVENT_PARTITIONS": "3",
+            "CASCADE_INGEST_LAG_INTERVAL_S": "0.2",
         }
 
     def send(self, events: list[dict[str, Any]]) -> None:
@@ -89,6 +98,18 @@ class Stream:
         records = [r for rs in consumer.poll(timeout_ms=3000).values() for r in rs]
         consumer.close()
         return records
+
+    def committed(self) -> int:
+        """Offsets the worker's group committed, summed over the partitions."""
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.bootstrap.split(","), group_id=self.group,
+            enable_auto_commit=False,
+        )  # fmt: skip
+        try:
+            parts = [TopicPartition(self.topic, p) for p in range(3)]
+            return sum(consumer.committed(tp) or 0 for tp in parts)
+        finally:
+            consumer.close()
 
     def close(self) -> None:
         self.producer.close()
@@ -120,6 +141,16 @@ def trending_top(client: redis.Redis) -> str | None:
     return top[0].decode() if top else None
 
 
+def metrics(base: str) -> dict[str, float]:
+    """``name{label=value,...}`` -> value of every sample a process exports."""
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(httpx.get(f"{base}/metrics", timeout=5).text):
+        for s in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()) if k != "service")
+            out[f"{s.name}{{{labels}}}"] = s.value
+    return out
+
+
 def test_events_change_features_and_bad_messages_are_dead_lettered(
     stream: Stream, store_client: redis.Redis, start_service: ServiceStarter
 ) -> None:
@@ -132,38 +163,172 @@ def test_events_change_features_and_bad_messages_are_dead_lettered(
     assert trending_top(store_client) == "i1"
     stream.send_raw(b"{not json")
     stream.send_raw(orjson.dumps({"event_id": "x", "user_id": "u", "item_id": "i", "type": "buy"}))
+    # Another producer's far-future event would wipe i4's windows if applied.
+    stream.send([event("u9", "i4", "click", event_id="future", timestamp=time.time() + 86_400)])
     stream.send([event(f"b{k}", "i4", "click") for k in range(10)])  # a burst after the bad ones
     wait_until(lambda: trending_top(store_client) == "i4", what="burst moves i4 to the top")
     assert totals(store_client, ["i1", "i2", "i4"]) == [3, 1, 10]  # the duplicate counted once
-    letters = wait_until(lambda: len(stream.dead_letters()) == 2 and stream.dead_letters())
-    reasons = [dict(r.headers)["reason"].decode() for r in letters]
-    assert letters[0].value == b"{not json" and "json" in reasons[0].lower()
-    assert "type" in reasons[1]
-    metrics = httpx.get(f"{base}/metrics").text
-    assert "cascade_ingest_dead_letters_total 2.0" in metrics
-    assert 'cascade_ingest_events_total{outcome="duplicate",type="click"} 1.0' in metrics
-    assert "cascade_feature_freshness_seconds_count" in metrics
-    assert "cascade_ingest_consumer_lag" in metrics
+    letters = wait_until(lambda: len(stream.dead_letters()) == 3 and stream.dead_letters())
+    bodies = {orjson.loads(r.value)["reason"].split(":")[0]: orjson.loads(r.value) for r in letters}
+    assert bodies.keys() == {"message", "type", "timestamp"}  # the bad field of each
+    assert "in the future" in bodies["timestamp"]["reason"]
+    assert base64.b64decode(bodies["message"]["value_b64"]) == b"{not json"
+    bodies_list = list(bodies.values())
+    assert {b["source"] for b in bodies_list} == {stream.group}
+    assert {b["topic"] for b in bodies_list} == {stream.topic}
+    assert not store_client.exists(b"ev:future")
+    m = metrics(base)
+    assert m["cascade_ingest_dead_letters_total{}"] == 3
+    assert m["cascade_ingest_events_total{outcome=duplicate,type=click}"] == 1
+    assert m["cascade_ingest_events_total{outcome=applied,type=click}"] == 14
+    assert m["cascade_ingest_events_total{outcome=applied,type=hide}"] == 1
+    assert m["cascade_feature_freshness_seconds_count{}"] == 15  # applied events only
+    assert m["cascade_ingest_batch_write_seconds_count{}"] >= 1
+    wait_until(lambda: metrics(base)["cascade_ingest_consumer_lag{}"] == 0, what="lag 0")
 
 
-def test_sigkill_mid_stream_then_restart_counts_every_event_once(
-    stream: Stream, store_client: redis.Redis, server_dir: Path
+MIX = ("click", "impression", "impression", "like", "rate", "watch", "hide", "report")
+
+
+def mixed_events(n: int, items: list[str]) -> list[dict[str, Any]]:
+    """``n`` events of every type over 97 users, one second apart per 1000 events."""
+    out = []
+    base = time.time() - 120
+    for k in range(n):
+        kind = MIX[k % len(MIX)]
+        extra = {"value": float(1 + k % 5)} if kind in ("rate", "watch") else {}
+        e = event(f"u{k % 97}", items[(k * 7) % len(items)], kind, f"kill-{k}", **extra)
+        e["timestamp"] = base + k / 1000
+        out.append(e)
+    return out
+
+
+def snapshot(client: redis.Redis, at: float) -> dict[bytes, Any]:
+    """Every feature key's value (dedupe marks aside), trending scores decayed to ``at``."""
+    ref = float(client.get(b"trending:ref") or 0.0)
+    h = DEFAULT_STORE_CONFIG.trending_half_life_s
+    out: dict[bytes, Any] = {}
+    for key in client.scan_iter(count=2000):
+        if key.startswith(b"ev:") or key == b"trending:ref":
+            continue
+        kind = client.type(key)
+        if kind == b"string":
+            out[key] = client.get(key)
+        elif kind == b"hash":
+            out[key] = {f: _number_or_text(v) for f, v in client.hgetall(key).items()}
+        elif kind == b"list":
+            out[key] = client.lrange(key, 0, -1)
+        elif kind == b"set":
+            out[key] = client.smembers(key)
+        else:  # zset: trending is stored relative to trending:ref, so rescale it
+            scale = 2.0 ** ((ref - at) / h) if key == b"trending" else 1.0
+            out[key] = {m: s * scale for m, s in client.zrange(key, 0, -1, withscores=True)}
+    return out
+
+
+def _number_or_text(value: bytes) -> float | bytes:
+    try:
+        return float(value)
+    except ValueError:
+        return value  # profile fields (gender, segment, ...)
+
+
+def assert_same_state(got: dict[bytes, Any], want: dict[bytes, Any]) -> None:
+    """Equal keys and values; float sums may differ in the last bits (other order)."""
+    assert got.keys() == want.keys(), sorted(got.keys() ^ want.keys())[:10]
+    for key, value in want.items():
+        if isinstance(value, dict):
+            assert got[key].keys() == value.keys(), key
+            for f, v in value.items():
+                same = got[key][f] == v or (
+                    isinstance(v, float) and math.isclose(got[key][f], v, rel_tol=1e-9)
+                )
+                assert same, (key, f, got[key][f], v)
+        else:
+            assert got[key] == value, key
+
+
+def test_sigkill_between_write_and_commit_then_restart_applies_every_event_once(
+    stream: Stream, store_client: redis.Redis, redis_url: str, server_dir: Path
 ) -> None:
+    """The kill lands after the worker's Redis write and before its offset commit: Redis holds
+    writes for a moment (CLIENT PAUSE), the worker is frozen with its script call queued, the
+    script runs, and only then is the worker killed. The restarted worker reads that batch
+    again, and the store ends exactly as if every event had been applied once, no crash."""
     items = [f"k{k}" for k in range(40)]
-    events = [event(f"u{n % 97}", items[n % 40], "click", f"kill-{n}") for n in range(30_000)]
+    genres = (("Drama",), ("Comedy", "Action"))
+    catalog = [ItemRecord(i, genres=genres[k % 2]) for k, i in enumerate(items)]
+    profiles = [UserProfile(f"u{k}", age=20 + k % 40, gender="MF"[k % 2]) for k in range(0, 97, 3)]
+    events = mixed_events(12_000, items)
     replays = events[:300]  # the same ids again: at-least-once delivery from a client retry
+    reference = redis.Redis.from_url(db_url(redis_url, REFERENCE_DB))
+    reference.flushdb()
+    for client in (store_client, reference):
+        StoreWriter(client).put_items(catalog)
+        StoreWriter(client).put_users(profiles)
     stream.send(events + replays)
-    spec = service_spec("ingest", {**stream.env, "CASCADE_INGEST_BATCH_SIZE": "200"})
-    logs = server_dir / "logs"
-    with running(spec, logs) as first:
-        progress = wait_until(lambda: sum(totals(store_client, items)), what="first batches")
+    env = {**stream.env, "CASCADE_INGEST_BATCH_SIZE": "200"}
+    with running(service_spec("ingest", env), server_dir / "logs") as first:
+        wait_until(lambda: marks(store_client), what="first batches")
+        store_client.execute_command("CLIENT", "PAUSE", "1000", "WRITE")
+        time.sleep(0.3)  # the worker reaches its next write and waits there
+        os.killpg(first.pid, signal.SIGSTOP)
+        held = marks(store_client)
+        time.sleep(1.0)  # the pause ends: Redis runs the script the frozen worker queued
+        applied = wait_until(lambda: _stable(lambda: marks(store_client)), 10, "the held write")
         os.killpg(first.pid, signal.SIGKILL)
-    assert 0 < progress < len(events), "the kill must land mid-stream"
-    with running(service_spec("ingest", stream.env, port=free_port()), logs):
-        wait_until(lambda: sum(totals(store_client, items)) >= len(events), 60, "all events")
-        time.sleep(1.0)  # anything left to apply twice would show up now
-        assert totals(store_client, items) == [len(events) // 40] * 40
-        assert store_client.hget(b"{u:u0}:h", b"n") == str(30_000 // 97 + 1).encode()
+        first.popen.wait(5)
+    committed = stream.committed()
+    assert committed <= held < applied < len(events), (committed, held, applied)
+    with running(service_spec("ingest", env, port=free_port()), server_dir / "logs") as second:
+        wait_until(lambda: marks(store_client) == len(events), 60, "every event applied")
+        wait_until(lambda: metrics(second.spec.url)["cascade_ingest_consumer_lag{}"] == 0)
+        m = metrics(second.spec.url)
+    outcomes = {"applied": 0.0, "duplicate": 0.0}
+    for key, value in m.items():
+        if key.startswith("cascade_ingest_events_total{outcome="):
+            outcomes[key.split("=")[1].split(",")[0]] += value
+    assert outcomes["applied"] == len(events) - applied  # nothing applied twice...
+    assert outcomes["duplicate"] == (applied - committed) + len(replays)  # ...re-reads found
+    for k in range(0, len(events), 500):
+        StoreWriter(reference).apply_events([Event.model_validate(e) for e in events[k : k + 500]])
+    now = time.time()
+    assert_same_state(snapshot(store_client, now), snapshot(reference, now))
+    reference.close()
+
+
+def marks(client: redis.Redis) -> int:
+    """Dedupe marks in the store: the number of distinct events applied."""
+    return sum(1 for _ in client.scan_iter(b"ev:*", count=5000))
+
+
+def _stable(count: Callable[[], int], settle_s: float = 0.5) -> int:
+    """The count once it stopped moving for ``settle_s`` (0 while it still moves)."""
+    first = count()
+    time.sleep(settle_s)
+    return first if count() == first else 0
+
+
+def test_redis_outage_shows_as_lag_and_not_ready_then_the_backlog_drains(
+    stream: Stream, tmp_path: Path, start_service: ServiceStarter
+) -> None:
+    port = free_port()
+    env = {**stream.env, "CASCADE_REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+    base = start_service("ingest", env)
+    stream.send([event(f"u{k % 7}", f"i{k % 5}", "click") for k in range(500)])
+    wait_until(lambda: metrics(base)["cascade_ingest_consumer_lag{}"] == 500, what="the lag")
+    ready = httpx.get(f"{base}/readyz", timeout=5)
+    assert ready.status_code == 503 and not ready.json()["checks"]["redis"]["ok"]
+    assert not any(k.startswith("cascade_ingest_events_total") for k in metrics(base))
+    with running(infra.redis_spec(port, tmp_path / "redis"), tmp_path / "logs"):
+        wait_until(lambda: metrics(base)["cascade_ingest_consumer_lag{}"] == 0, what="drained")
+        m = metrics(base)
+        assert m["cascade_ingest_events_total{outcome=applied,type=click}"] == 500
+        assert m["cascade_feature_freshness_seconds_count{}"] == 500
+        client = redis.Redis(port=port)
+        assert totals(client, [f"i{k}" for k in range(5)]) == [100] * 5
+        client.close()
+        assert httpx.get(f"{base}/readyz", timeout=5).status_code == 200
 
 
 def test_worker_reports_not_ready_with_the_reason(

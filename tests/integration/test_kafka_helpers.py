@@ -113,3 +113,44 @@ def test_unreachable_broker_does_not_raise(unique_topic: str) -> None:
     loop.stop()
     thread.join(15)
     assert "kafka unreachable" in loop.stats.last_error
+
+
+def test_a_failed_write_in_flight_is_retried_with_what_came_after(
+    kafka_bootstrap: str, unique_topic: str
+) -> None:
+    """Handlers that return a Future (the write runs on another thread while the next batch is
+    read): a failed one rewinds to its batch, on every partition, and nothing is skipped."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from kafka import KafkaConsumer
+    from kafka.structs import TopicPartition
+
+    ensure_topics(kafka_bootstrap, {unique_topic: 3})
+    _produce(kafka_bootstrap, unique_topic, range(600))
+    written: list[int] = []
+    calls = {"n": 0}
+    pool = ThreadPoolExecutor(max_workers=1)
+
+    def write(values: list[int], fail: bool) -> None:
+        time.sleep(0.005)  # long enough for the next batch to be handed over meanwhile
+        if fail:
+            raise ConnectionError("redis write failed")
+        written.extend(values)
+
+    def handler(batch: list[ConsumerRecord]) -> Future[None]:
+        calls["n"] += 1
+        return pool.submit(write, [int(r.value) for r in batch], calls["n"] == 3)
+
+    group = f"async-{unique_topic}"
+    loop = ConsumerLoop(
+        kafka_bootstrap, [unique_topic], group, handler, max_records=25,
+        retry_backoff_s=0.05, **FAST_GROUP,
+    )  # fmt: skip
+    _run_until(loop, lambda: set(written) == set(range(600)))  # stopping settles the last
+    pool.shutdown()
+    assert loop.stats.failures == 1
+    consumer = KafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=group)
+    parts = [TopicPartition(unique_topic, p) for p in range(3)]
+    committed = sum(consumer.committed(tp) or 0 for tp in parts)
+    consumer.close()
+    assert committed == 600  # every batch committed once its write was done

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from shared.kafka import create_producer, ensure_topics
 from shared.offline_store import EventLog
@@ -53,7 +54,7 @@ def test_every_accepted_event_is_in_the_parquet_log(
 ) -> None:
     env = {"CASCADE_KAFKA_BOOTSTRAP": kafka_bootstrap, "CASCADE_EVENTS_TOPIC": unique_topic}
     api = start_service("events", env, require_ready=True)
-    start_service("offline_sink", sink_env(kafka_bootstrap, unique_topic, tmp_path))
+    sink = start_service("offline_sink", sink_env(kafka_bootstrap, unique_topic, tmp_path))
     now = time.time()
     sent = make_events(200, ts=now) + make_events(100, ts=now - 2 * DAY)
     for k in range(0, len(sent), 100):
@@ -71,6 +72,15 @@ def test_every_accepted_event_is_in_the_parquet_log(
     assert missing_accepted == 0
     by_type = dict(con.execute("SELECT type, count(*) FROM events GROUP BY type").fetchall())
     assert by_type == {"impression": 60, "click": 60, "watch": 60, "like": 60, "rate": 60}
+    for base, name in ((api, "cascade_events_accepted_total"),
+                       (sink, "cascade_offline_sink_events_written_total")):  # fmt: skip
+        samples = {
+            s.labels["type"]: s.value
+            for f in text_string_to_metric_families(httpx.get(f"{base}/metrics").text)
+            for s in f.samples
+            if s.name == name
+        }
+        assert samples == dict.fromkeys(by_type, 60.0), (name, samples)  # in and out, per type
     assert not list(tmp_path.glob("date=*/.*"))  # no temporary files left visible
 
 
@@ -81,17 +91,20 @@ def test_malformed_message_goes_to_the_dead_letter_topic_and_the_sink_goes_on(
     producer = create_producer(kafka_bootstrap)
     producer.send(unique_topic, key=b"u1", value=b"{not json")
     producer.send(unique_topic, key=b"u2", value=orjson.dumps({"event_id": "x", "type": "buy"}))
+    future = {**make_events(1)[0], "user_id": "u3", "timestamp": time.time() + 86_400}
+    producer.send(unique_topic, key=b"u3", value=orjson.dumps(future))  # would be date=tomorrow
     good = make_events(5)
     for e in good:
         producer.send(unique_topic, key=str(e["user_id"]).encode(), value=orjson.dumps(e))
     producer.flush()
     producer.close()
     start_service("offline_sink", sink_env(kafka_bootstrap, unique_topic, tmp_path))
-    dead = read_topic(kafka_bootstrap, f"{unique_topic}.dlq", 2, timeout_s=30)
+    dead = read_topic(kafka_bootstrap, f"{unique_topic}.dlq", 3, timeout_s=30)
     letters = sorted((orjson.loads(r.value) for r in dead), key=lambda d: d["key"])  # type: ignore[attr-defined]
-    assert [d["key"] for d in letters] == ["u1", "u2"]
+    assert [d["key"] for d in letters] == ["u1", "u2", "u3"]
     assert letters[0]["reason"].startswith("message: Invalid JSON")
     assert letters[1]["reason"].startswith("user_id: Field required")
+    assert letters[2]["reason"].startswith("timestamp: Value error, lies more than 300 s")
     assert letters[1]["topic"] == unique_topic and letters[1]["source"].startswith("sink-")
     wait_for(lambda: EventLog(tmp_path).count() == 5, timeout_s=10)
 

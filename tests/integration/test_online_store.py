@@ -167,3 +167,12 @@ async def test_ctr_is_smoothed(writer: StoreWriter, store: OnlineStore) -> None:
     cfg = store.store
     expected = (20 + cfg.ctr_prior_strength * cfg.ctr_prior_rate) / (80 + cfg.ctr_prior_strength)
     assert ctr == pytest.approx(expected, rel=1e-6)
+
+
+def test_offline_builder_reads_item_genres_from_the_online_catalog(
+    writer: StoreWriter, redis_url: str
+) -> None:
+    from shared.offline_store import catalog_item_genres
+
+    writer.put_items([ItemRecord("a", genres=("Action", "Drama")), ItemRecord("b")])
+    assert catalog_item_genres(db_url(redis_url), chunk=1) == {"a": ["Action", "Drama"], "b": []}

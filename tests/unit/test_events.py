@@ -153,3 +153,25 @@ def test_dead_letter_envelope_keeps_reason_origin_and_exact_bytes() -> None:
     )  # fmt: skip
     assert letter["key"] == "u1"
     assert base64.b64decode(letter["value_b64"]) == raw
+
+
+def test_consumers_can_reject_far_future_timestamps_as_the_api_does() -> None:
+    ahead = orjson.dumps(event(timestamp=time.time() + 3600))
+    assert decode_event(ahead).event_id == "e1"  # no limit: anything positive and finite
+    with pytest.raises(MalformedEventError) as info:
+        decode_event(ahead, max_future_s=300)
+    assert info.value.reason.startswith("timestamp: Value error, lies more than 300 s")
+    assert decode_event(orjson.dumps(event(timestamp=time.time() + 10)), max_future_s=300)
+
+
+def test_stream_consumers_take_group_timings_platform_wide(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.ingest.settings import Settings as IngestSettings
+    from services.offline_sink.settings import Settings as SinkSettings
+    from shared.settings import load_settings
+
+    monkeypatch.setenv("CASCADE_KAFKA_SESSION_TIMEOUT_MS", "6000")
+    monkeypatch.setenv("CASCADE_KAFKA_HEARTBEAT_INTERVAL_MS", "2000")
+    monkeypatch.setenv("CASCADE_OFFLINE_SINK_SESSION_TIMEOUT_MS", "7000")  # the service's own wins
+    ingest, sink = load_settings(IngestSettings), load_settings(SinkSettings)
+    assert (ingest.session_timeout_ms, ingest.heartbeat_interval_ms) == (6000, 2000)
+    assert (sink.session_timeout_ms, sink.heartbeat_interval_ms) == (7000, 2000)

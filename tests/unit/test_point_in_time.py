@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from shared.events import EVENT_TYPES, Event
@@ -13,7 +18,13 @@ from shared.features.affinity import EVENT_WEIGHTS, decay_affinity, update_affin
 from shared.features.config import DEFAULT_CONFIG
 from shared.features.counters import count_in_window
 from shared.features.item import genre_multi_hot
-from shared.offline_store import EventLog, ParquetEventWriter, build_training_set
+from shared.offline_store import (
+    EventLog,
+    ParquetEventWriter,
+    build_training_set,
+    impression_labels,
+    read_item_genres,
+)
 from shared.offline_store.writer import LoggedEvent, to_table
 
 T0 = 1_700_000_000.0
@@ -142,3 +153,69 @@ def test_labels_for_unknown_users_and_items_get_zero_features() -> None:
     row = build_training_set(events, labels).to_pylist()[0]
     assert row["user_n_events"] == 0 and row["user_history"] == []
     assert row["item_count_total"] == 0.0 and row["item_impressions"] == 0.0
+
+
+def _ev(eid: str, user: str, item: str, kind: str, ts: float, **extra: object) -> Event:
+    return Event(event_id=eid, user_id=user, item_id=item, type=kind, timestamp=ts, **extra)  # type: ignore[arg-type]
+
+
+SHOWN = [
+    _ev("s1", "u", "i0", "impression", T0, request_id="r1", position=0),
+    _ev("s2", "u", "i1", "impression", T0, request_id="r1", position=1),
+    _ev("s3", "v", "i0", "impression", T0 + 5, request_id="r2", position=0),
+    _ev("c0", "u", "i0", "click", T0 - 50),  # before the impression: not its outcome
+    _ev("c1", "u", "i0", "click", T0 + 30),  # within the horizon: s1 was clicked
+    _ev("l1", "u", "i0", "like", T0 + 4000),  # too late for a one-hour horizon
+    _ev("c2", "w", "i1", "click", T0 + 10),  # another user's click is not u's outcome
+    _ev("c3", "v", "i0", "watch", T0 + 5, value=30.0),  # at the very instant counts
+]
+
+
+def test_impression_labels_look_forward_within_the_horizon() -> None:
+    rows = impression_labels(as_table(SHOWN), outcomes=["click", "watch", "like"]).to_pylist()
+    got = {r["event_id"]: (r["label_click"], r["label_watch"], r["label_like"], r["label_any"])
+           for r in rows}  # fmt: skip
+    assert got == {"s1": (1, 0, 0, 1), "s2": (0, 0, 0, 0), "s3": (0, 1, 0, 1)}
+    assert [r["position"] for r in rows] == [0, 1, 0] and rows[0]["request_id"] == "r1"
+    later = impression_labels(as_table(SHOWN), outcomes=["like"], horizon_s=5000)
+    assert later.column("label_like").to_pylist() == [1, 0, 0]
+    assert impression_labels(as_table(SHOWN), start=T0 + 1).column("event_id").to_pylist() == ["s3"]
+
+
+def test_an_impression_label_never_leaks_into_its_features() -> None:
+    labels = impression_labels(as_table(SHOWN))
+    rows = {r["event_id"]: r for r in build_training_set(as_table(SHOWN), labels).to_pylist()}
+    s1 = rows["s1"]
+    assert s1["label_click"] == 1
+    assert s1["item_clicks"] == 1.0  # c0, before; c1 (the label) comes after
+    assert s1["user_n_events"] == 1 and s1["user_history"] == ["i0"]
+    # s3's label is c3, at the very same instant: not a feature of s3 (strictly before only).
+    assert rows["s3"]["item_count_total"] == 1.0 and rows["s3"]["user_n_events"] == 0
+
+
+def test_command_line_writes_the_training_set(tmp_path: Path) -> None:
+    log_dir, out = tmp_path / "events", tmp_path / "out" / "train.parquet"
+    ParquetEventWriter(log_dir).write([LoggedEvent(e, 0, k) for k, e in enumerate(SHOWN)])
+    genres = tmp_path / "genres.json"
+    genres.write_text(json.dumps({"i0": ["Action"], "i1": ["Comedy", "Drama"]}))
+    end = datetime.fromtimestamp(T0 + 1, UTC).isoformat()
+    argv = ["--events", str(log_dir), "--out", str(out), "--labels", "impressions",
+            "--item-genres", str(genres), "--end", end]  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "shared.offline_store", *argv],
+        capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["rows"] == 2 and summary["labels"] == "impressions"
+    written = pq.read_table(out)
+    labels = impression_labels(log_dir, end=T0 + 1)
+    want = build_training_set(log_dir, labels, item_genres=read_item_genres(genres))
+    assert written.to_pylist() == want.to_pylist()
+    assert written.column("user_genre_affinity").to_pylist()[0] is not None
+    missing = subprocess.run(
+        [sys.executable, "-m", "shared.offline_store", "--events", str(tmp_path / "nope"),
+         "--out", str(out)], capture_output=True, text=True, timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    assert missing.returncode == 1 and "no event log" in missing.stderr

@@ -1,4 +1,10 @@
-"""Sends records that cannot be used to the dead-letter topic, with the reason."""
+"""Dead letters: records on ``events`` that a consumer cannot use go to ``events.dlq``.
+
+Every consumer of the events topic (the ingest worker, the offline sink) decodes its records
+with :func:`decode_records` and forwards the bad ones with one :class:`DeadLetterWriter`, so
+the dead-letter topic holds one message format (``shared.events.encode_dead_letter``: the
+reason, who gave up, where the record was, and its exact bytes).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ from dataclasses import dataclass
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError
 
-from shared.events import encode_dead_letter
+from shared.events import Event, MalformedEventError, decode_event, encode_dead_letter
 from shared.kafka import LazyProducer, ensure_topics
 
 log = logging.getLogger(__name__)
@@ -24,11 +30,30 @@ class DeadLetter:
     reason: str
 
 
+def decode_records(
+    records: Sequence[ConsumerRecord], max_future_s: float | None = None
+) -> tuple[list[tuple[ConsumerRecord, Event]], list[DeadLetter]]:
+    """Split records into (record, event) pairs and dead letters naming the bad field.
+
+    ``max_future_s`` rejects timestamps further ahead of this clock than the events API
+    allows: another producer's far-future event would otherwise move the counter rings and
+    the trending reference ahead and silently wipe the windows.
+    """
+    good: list[tuple[ConsumerRecord, Event]] = []
+    bad: list[DeadLetter] = []
+    for rec in records:
+        try:
+            good.append((rec, decode_event(rec.value, max_future_s)))
+        except MalformedEventError as exc:
+            bad.append(DeadLetter(rec, exc.reason))
+    return good, bad
+
+
 class DeadLetterWriter:
     """Blocking writer (it runs on the consumer thread): returns once the broker has them all.
 
     A failure raises, so the consumer loop retries the whole batch rather than commit past a
-    record that is neither in the Parquet log nor in the dead-letter topic.
+    record that is neither applied nor in the dead-letter topic.
     """
 
     def __init__(self, bootstrap: str, topic: str, source: str, timeout_s: float) -> None:

@@ -1,0 +1,76 @@
+"""Runs a consumer loop on a background thread next to a service's HTTP shell."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from kafka.errors import KafkaError
+
+from shared.kafka import ConsumerLoop, broker_reachable, ensure_topics
+
+log = logging.getLogger(__name__)
+
+
+class ConsumerWorker:
+    """Creates the topics (retrying while the broker is down), then runs the loop until stop.
+
+    If the loop dies of an unexpected error it is logged and restarted after a pause: offsets
+    are only committed after a batch was handled, so a restart re-reads, never skips.
+    """
+
+    def __init__(
+        self, loop: ConsumerLoop, topics: dict[str, int], name: str, retry_s: float = 2.0
+    ) -> None:
+        self.loop = loop
+        self.topics = topics
+        self.retry_s = retry_s
+        self.error = ""
+        self.topics_ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        """Start the thread."""
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        """Stop the loop (it handles and commits what it holds) and wait for the thread."""
+        self.loop.stop()
+        self._thread.join(timeout_s)
+
+    def ready(self) -> tuple[bool, str]:
+        """Readiness of the broker side: topics there, consumer live, broker reachable."""
+        bootstrap = self.loop.bootstrap
+        if not self._thread.is_alive():
+            return False, f"consumer thread not running: {self.error}"
+        if not self.topics_ready.is_set():
+            return False, self.error or f"creating topics on kafka at {bootstrap}, no answer yet"
+        if not self.loop.connected:
+            return False, self.loop.stats.last_error or "consumer not started yet"
+        # The consumer object survives an outage; say so honestly meanwhile.
+        if not broker_reachable(bootstrap):
+            return False, f"kafka unreachable at {bootstrap}"
+        return True, f"ok, {len(self.loop.stats.assigned)} partition(s) assigned"
+
+    def _run(self) -> None:
+        while not self.loop.stopping and not self._ensure_topics():
+            self.loop.pause(self.retry_s)
+        while not self.loop.stopping:
+            try:
+                self.loop.run()
+            except Exception as exc:  # the loop must outlive a bug in one batch; it re-reads
+                self.error = f"{type(exc).__name__}: {exc}"
+                log.exception("consumer loop died; restarting")
+                self.loop.pause(self.retry_s)
+
+    def _ensure_topics(self) -> bool:
+        try:
+            ensure_topics(self.loop.bootstrap, self.topics, timeout_s=3.0)
+        except (KafkaError, OSError) as exc:
+            self.error = f"kafka unreachable at {self.loop.bootstrap}: {exc!r}"
+            self.loop.stats.last_error = self.error
+            log.warning("cannot create topics", extra={"error": self.error})
+            return False
+        self.error = ""
+        self.topics_ready.set()
+        return True
