@@ -34,6 +34,16 @@ class Settings(ServiceSettings):
     model_cache_dir: str = model_cache_field(_NAME)
     latency_budget: str | None = latency_budget_field(_NAME)
     disabled_sources: str = Field(default="", description="comma-separated kill switches")
+    read_cache_s: float = Field(
+        default=1.0, ge=0, le=60,
+        description="item counters and global lists reused this long (0: always read Redis)",
+    )  # fmt: skip
+    index_sync_s: float = Field(
+        default=2.0, gt=0, le=3600, description="how often catalog additions are indexed"
+    )
+    index_sync_lookback_s: float = Field(
+        default=7 * 86_400.0, gt=0, description="catalog additions this recent are synced"
+    )
 
     def disabled(self) -> frozenset[str]:
         """Names of switched-off sources."""

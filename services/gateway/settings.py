@@ -54,6 +54,21 @@ class Settings(ServiceSettings):
     served_log: bool = Field(default=True, description="log served lists to Kafka")
     served_queue: int = Field(default=10_000, ge=1, le=1_000_000)
     trending_refresh_s: float = Field(default=30.0, gt=0)
+    read_cache_s: float = Field(
+        default=1.0, ge=0, le=60,
+        description="item counters and global lists reused this long (0: always read Redis)",
+    )  # fmt: skip
+    # readiness: warm-up rounds through every stage before the gateway reports ready
+    warmup_connections: int = Field(
+        default=8, ge=1, le=64, description="concurrent warm-up calls (pooled connections)"
+    )
+    warmup_timeout_s: float = Field(default=2.0, gt=0, le=60, description="per warm-up call")
+    warmup_give_up_s: float = Field(
+        default=30.0, ge=0, le=3600, description="ready anyway (degraded) after this long"
+    )
+    index_sync_s: float = Field(
+        default=2.0, gt=0, le=3600, description="in_process: catalog additions indexed every"
+    )
     # models, used only in in_process mode
     mlflow_uri: str = mlflow_field("gateway")
     models_dir: str | None = models_dir_field("gateway")

@@ -7,7 +7,8 @@ Order (independent steps in parallel):
 Fallbacks (each marks the response degraded with the reason):
   user state     → served as an unknown user (conservative filters: no restricted items)
   candidates     → the trending list from the online store (then the last good trending list)
-  item features  → attributes unknown: restricted-if-unknown filters drop those items
+  item features  → the catalog attributes this process cached (counters zero); items it never
+                   saw count as unknown, and the restriction filters drop unknown items
   filtering      → the same filter chain, run here (restrictions are never skipped)
   ranking        → retrieval order
   re-ranking     → the top k by ranker score
@@ -146,8 +147,11 @@ class Orchestrator:
             return ItemColumns.from_batch(batch)
         except StageFailed as exc:
             run.failed(exc)
-            run.degrade("item_features", exc.reason, "attributes unknown: restricted dropped")
-            return ItemColumns.unknown(cands.item_ids)
+            batch = self.store.cached_items(cands.item_ids, now)
+            known = int(np.count_nonzero(batch.found))
+            fallback = f"cached attributes of {known}/{len(batch)} items, counters zero"
+            run.degrade("item_features", exc.reason, fallback)
+            return ItemColumns.from_batch(batch)
 
     async def _filter(self, run: RequestRun, user: UserState, items: ItemColumns) -> FilterResult:
         batch = FilterInput.build(items, FilterUser.from_state(user))

@@ -1,0 +1,101 @@
+"""Short-lived read caches of the serving processes (off unless a service turns them on).
+
+Every recommendation request reads the counters of ~500 candidates and three global lists
+(trending, popular in a segment, fresh items). Candidates concentrate on popular items, so
+at a few hundred requests per second the same counters are read from Redis many times a
+second. Serving keeps them for ``ttl_s`` (default 1 s in the gateway and candidate
+generation): a count may miss the events of the last second, a list may miss an item added
+in the last second. User state is never cached (seen, blocked, fatigue must be exact).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+import numpy as np
+
+
+class ListCache:
+    """Values by key, each reused for ``ttl_s`` seconds (monotonic clock)."""
+
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._values: dict[Hashable, tuple[float, Any]] = {}
+
+    def get(self, key: Hashable) -> Any | None:
+        """The cached value, or None when absent or expired (or caching is off)."""
+        hit = self._values.get(key)
+        if hit is None or time.monotonic() - hit[0] > self.ttl_s:
+            return None
+        return hit[1]
+
+    def put(self, key: Hashable, value: Any) -> None:
+        """Remember ``value`` (no-op when caching is off)."""
+        if self.ttl_s > 0:
+            self._values[key] = (time.monotonic(), value)
+
+    def clear(self) -> None:
+        """Forget everything (after this process wrote the data behind the lists)."""
+        self._values.clear()
+
+
+class CounterCache:
+    """Raw counter words per item (rows of ``CounterLayout.decode``), reused for ``ttl_s``.
+
+    Raw words, not windowed counts, are kept: the windows are summed at each read for the
+    read's own ``now``, so only events of the last ``ttl_s`` seconds can be missing.
+    """
+
+    def __init__(self, words: int, ttl_s: float, max_items: int = 20_000) -> None:
+        self.ttl_s = ttl_s
+        self.max_items = max_items
+        self._row: dict[str, int] = {}
+        self._words = np.zeros((0, words), dtype=np.int64)
+        self._fetched = np.zeros(0, dtype=np.float64)
+
+    @property
+    def enabled(self) -> bool:
+        """False when ``ttl_s`` is 0: every read goes to Redis."""
+        return self.ttl_s > 0
+
+    def read(self, item_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """([n, words] with the fresh rows filled, positions whose rows must be fetched)."""
+        n = len(item_ids)
+        out = np.zeros((n, self._words.shape[1]), dtype=np.int64)
+        if not self.enabled or not self._row:
+            return out, np.arange(n)
+        get = self._row.get
+        rows = np.fromiter((get(i, -1) for i in item_ids), np.int64, n)
+        hit = rows >= 0
+        hit[hit] = time.monotonic() - self._fetched[rows[hit]] <= self.ttl_s
+        out[hit] = self._words[rows[hit]]
+        return out, np.flatnonzero(~hit)
+
+    def store(self, item_ids: Sequence[str], words: np.ndarray) -> None:
+        """Remember freshly read rows (the whole cache is dropped when it would overflow)."""
+        if not self.enabled or not len(item_ids):
+            return
+        new = [i for i in dict.fromkeys(item_ids) if i not in self._row]
+        if len(self._row) + len(new) > self.max_items:
+            self._row.clear()
+            new = list(dict.fromkeys(item_ids))
+        if new:
+            start = len(self._row)
+            self._row.update((item_id, start + j) for j, item_id in enumerate(new))
+            self._grow(len(self._row))
+        rows = np.fromiter((self._row[i] for i in item_ids), np.int64, len(item_ids))
+        self._words[rows] = words
+        self._fetched[rows] = time.monotonic()
+
+    def _grow(self, needed: int) -> None:
+        """Capacity doubles, so filling the cache copies each row O(1) times."""
+        if needed <= len(self._fetched):
+            return
+        size = min(max(needed, 2 * len(self._fetched), 1024), max(self.max_items, needed))
+        words = np.zeros((size, self._words.shape[1]), dtype=np.int64)
+        words[: len(self._words)] = self._words
+        fetched = np.zeros(size, dtype=np.float64)
+        fetched[: len(self._fetched)] = self._fetched
+        self._words, self._fetched = words, fetched
