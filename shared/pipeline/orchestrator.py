@@ -154,6 +154,8 @@ class Orchestrator:
             return ItemColumns.from_batch(batch)
 
     async def _filter(self, run: RequestRun, user: UserState, items: ItemColumns) -> FilterResult:
+        if len(items) == 0:
+            return FilterResult(np.zeros(0, dtype=np.int64))
         batch = FilterInput.build(items, FilterUser.from_state(user))
         timeout = run.deadline_s("filtering")
         try:

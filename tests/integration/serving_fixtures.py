@@ -134,11 +134,12 @@ def catalog(n_items: int = 300, seed: int = 0, added_ts: float = 1.0) -> list[It
 
 
 def item_features(rec: ItemRecord, total: float = 0.0) -> ItemFeatures:
-    """Feature record of a catalog item (counters from ``total``)."""
+    """Feature record of a catalog item (counters from ``total``; as in the online store,
+    every interaction counts as a rating, so ``rating_count`` equals ``count_total``)."""
     return ItemFeatures(
         item_id=rec.item_id, genres=rec.genres, release_year=rec.release_year,
         count_1h=total / 100, count_24h=total / 10, count_7d=total / 3, count_total=total,
-        like_count=total / 4, rating_count=total / 2,
+        like_count=total / 4, rating_count=total,
     )  # fmt: skip
 
 
@@ -198,20 +199,31 @@ class MemoryStore:
         }
         self.users: dict[str, UserState] = {}
         self.fail: set[str] = set()  # method names that raise (to test fail-open)
+        self.delay_s: dict[str, float] = {}  # method name -> seconds it sleeps (to test timeouts)
+        self.segments: dict[str, list[tuple[str, float]]] | None = None  # per-segment popularity
+        self.calls: list[str] = []  # method names, in call order
         self._feature_cache: dict[str, ItemFeatures] = {}
 
     def _maybe_fail(self, method: str) -> None:
+        self.calls.append(method)
         if method in self.fail:
             raise ConnectionError(f"{method}: store unavailable")
 
+    async def _maybe_wait(self, method: str) -> None:
+        import asyncio
+
+        self._maybe_fail(method)
+        if method in self.delay_s:
+            await asyncio.sleep(self.delay_s[method])
+
     async def get_user(self, user_id: str, now: float) -> UserState:
-        self._maybe_fail("get_user")
+        await self._maybe_wait("get_user")
         from shared.features import UserFeatures
 
         return self.users.get(user_id) or UserState(UserFeatures(user_id=user_id), known=False)
 
     async def get_items(self, item_ids: Sequence[str], now: float) -> ItemBatch:
-        self._maybe_fail("get_items")
+        await self._maybe_wait("get_items")
         return self._batch(item_ids, with_counts=True)
 
     def cached_items(self, item_ids: Sequence[str], now: float) -> ItemBatch:
@@ -256,21 +268,23 @@ class MemoryStore:
         return [(i, self.popularity.get(i, 0.0)) for i in ranked[:k]]
 
     async def trending(self, k: int, now: float) -> list[tuple[str, float]]:
-        self._maybe_fail("trending")
+        await self._maybe_wait("trending")
         return self._top(k)
 
     async def popular_in_segment(self, segment: str, k: int) -> list[tuple[str, float]]:
-        self._maybe_fail("popular_in_segment")
+        await self._maybe_wait("popular_in_segment")
+        if self.segments is not None:
+            return self.segments.get(segment, [])[:k]
         return self._top(k)[::-1][:k]
 
     async def fresh_items(self, k: int, now: float, max_age_s: float) -> list[tuple[str, float]]:
-        self._maybe_fail("fresh_items")
+        await self._maybe_wait("fresh_items")
         fresh = [r for r in self.items.values() if now - r.added_ts <= max_age_s]
         fresh.sort(key=lambda r: -r.added_ts)
         return [(r.item_id, r.added_ts) for r in fresh[:k]]
 
     async def put_items(self, items: Sequence[ItemRecord]) -> None:
-        self._maybe_fail("put_items")
+        await self._maybe_wait("put_items")
         for r in items:
             self.items[r.item_id] = r
             self._feature_cache.pop(r.item_id, None)
@@ -421,3 +435,12 @@ def live_stack(
             yield stack
             if stack.redis is not redis_proc:  # restarted by a test: stop that one too
                 stop(stack.redis)
+
+
+def load_models(bundle: Path, parts: Sequence[str] = ("user_tower", "item_index", "ranker")) -> Any:
+    """A ModelHolder with ``bundle`` loaded (schema-checked and warmed up), no polling."""
+    from shared.model_loading import LocalModels, ModelHolder
+
+    holder = ModelHolder(LocalModels(bundle, parts), parts, poll_s=0)
+    assert holder.load_now(), holder.error
+    return holder
