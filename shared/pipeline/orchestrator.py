@@ -6,7 +6,8 @@ Order (independent steps in parallel):
 
 Fallbacks (each marks the response degraded with the reason):
   user state     → served as an unknown user (conservative filters: no restricted items)
-  candidates     → the trending list from the online store (then the last good trending list)
+  candidates     → the trending list from the online store (then the last good trending list);
+                   also when every source failed and no candidate is left
   item features  → the catalog attributes this process cached (counters zero); items it never
                    saw count as unknown, and the restriction filters drop unknown items
   filtering      → the same filter chain, run here (restrictions are never skipped)
@@ -115,10 +116,16 @@ class Orchestrator:
         timeout = run.deadline_s("candidates")
         try:
             work = self.stages.candidates(req.user_id, now, req.tunables, user, timeout)
-            return await run.call("candidates", work, timeout)
+            cands = await run.call("candidates", work, timeout)
         except StageFailed as exc:
             run.failed(exc)
             return await self._trending_fallback(run, exc.reason, now, req.tunables)
+        errors = [f"{name}: {st.error}" for name, st in cands.status.items() if st.error]
+        if len(cands) == 0 and errors:  # every source failed open: nothing to rank
+            reason = "no candidates, sources failed (" + "; ".join(errors)[:300] + ")"
+            run.failed(StageFailed("candidates", reason, "empty"))
+            return await self._trending_fallback(run, reason, now, req.tunables)
+        return cands
 
     async def _trending_fallback(
         self, run: RequestRun, reason: str, now: float, tunables: Tunables

@@ -259,3 +259,14 @@ async def test_deadline_exhaustion_skips_the_rest(store: Any, models: Any) -> No
         len(rec.item_ids) == 10
         and rec.item_ids == [p[0] for p in orch.last_trending if p[0] in rec.item_ids][:10]
     )
+
+
+async def test_no_candidates_because_every_source_failed(pipeline: Any, store: MemoryStore) -> None:
+    orch, _ = pipeline
+    await orch.refresh_trending(NOW)
+    store.fail = {"get_user", "trending", "popular_in_segment", "fresh_items"}
+    rec = await orch.recommend(req())
+    reasons = {d.split(":")[0]: d for d in rec.degraded}
+    assert "no candidates, sources failed" in reasons["candidates"]
+    assert reasons["candidates"].endswith("fallback: last known trending list")
+    assert len(rec.item_ids) == 10
