@@ -64,7 +64,7 @@ class Settings(ServiceSettings):
     )
     warmup_timeout_s: float = Field(default=2.0, gt=0, le=60, description="per warm-up call")
     warmup_give_up_s: float = Field(
-        default=30.0, ge=0, le=3600, description="ready anyway (degraded) after this long"
+        default=10.0, ge=0, le=3600, description="ready anyway (degraded) after this long"
     )
     index_sync_s: float = Field(
         default=2.0, gt=0, le=3600, description="in_process: catalog additions indexed every"

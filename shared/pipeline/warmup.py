@@ -108,7 +108,9 @@ class GatewayWarmUp:
     """Runs warm-up rounds in the background until one succeeds; a readiness check.
 
     After ``give_up_s`` without a whole round the gateway reports ready anyway (and says why):
-    a stage that is down must degrade answers, not keep the whole platform out of service.
+    a stage that is down must degrade answers, not keep the whole platform out of service. The
+    rounds go on in the background (every ``retry_s``) until one succeeds, so a stage that
+    comes up late still meets warm connections.
     """
 
     def __init__(
@@ -117,8 +119,9 @@ class GatewayWarmUp:
         store: FeatureReader,
         copies: int = 8,
         timeout_s: float = 2.0,
-        give_up_s: float = 30.0,
+        give_up_s: float = 10.0,
         before: Callable[[], Awaitable[object]] | None = None,
+        retry_s: float = 0.5,
     ) -> None:
         self.stages = stages
         self.store = store
@@ -126,6 +129,7 @@ class GatewayWarmUp:
         self.copies = copies
         self.timeout_s = timeout_s
         self.give_up_s = give_up_s
+        self.retry_s = retry_s
         self.done = False
         self.reason = "warm-up not started"
         self._task: asyncio.Task[None] | None = None
@@ -146,15 +150,13 @@ class GatewayWarmUp:
                 self.done, self.reason = True, f"ok: every stage answered ({ms:.0f} ms round)"
                 log.info("warm-up done", extra={"round_ms": round(ms, 1)})
                 return
-            self.reason = "warming up: " + "; ".join(failures)
-            if time.monotonic() - start > self.give_up_s:
-                self.done = True
-                self.reason = f"warm-up incomplete after {self.give_up_s:.0f} s: " + "; ".join(
-                    failures
-                )
-                log.warning("warm-up gave up", extra={"failures": failures})
-                return
-            await asyncio.sleep(0.5)
+            gave_up = self.done or time.monotonic() - start > self.give_up_s
+            if gave_up and not self.done:
+                log.warning("warm-up incomplete: ready anyway", extra={"failures": failures})
+            self.done = gave_up
+            prefix = f"warm-up incomplete after {self.give_up_s:.0f} s" if gave_up else "warming up"
+            self.reason = f"{prefix}: " + "; ".join(failures)
+            await asyncio.sleep(self.retry_s)
 
     async def _before(self) -> list[str]:
         if self.before is None:

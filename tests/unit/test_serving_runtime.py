@@ -166,3 +166,19 @@ def test_wire_rejects_inconsistent_columns() -> None:
     inp["score"] = inp["score"][:2]
     with pytest.raises(ValidationError, match="score has 2 entries, item_ids has 3"):
         RerankBody.model_validate(inp)
+
+
+async def test_warm_up_goes_on_after_giving_up(models: Any) -> None:
+    store = MemoryStore(ITEMS)
+    stages = _Broken(build_in_process(store, models, LatencyBudget()).orchestrator.stages)
+    warm = GatewayWarmUp(stages, store, copies=1, give_up_s=0.1, retry_s=0.05)  # type: ignore[arg-type]
+    warm.start()
+    await asyncio.sleep(0.5)
+    assert (await warm.check())[1].startswith("warm-up incomplete")
+    stages.broken = False  # a stage that comes up late still gets warm connections
+    for _ in range(50):
+        if (await warm.check())[1].startswith("ok"):
+            break
+        await asyncio.sleep(0.05)
+    assert (await warm.check())[1].startswith("ok: every stage answered")
+    await warm.stop()
