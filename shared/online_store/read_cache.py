@@ -42,39 +42,44 @@ class ListCache:
 
 
 class CounterCache:
-    """Raw counter words per item (rows of ``CounterLayout.decode``), reused for ``ttl_s``.
+    """Per-item counter features (``OnlineStore.counter_features`` rows), reused for ``ttl_s``.
 
-    Raw words, not windowed counts, are kept: the windows are summed at each read for the
-    read's own ``now``, so only events of the last ``ttl_s`` seconds can be missing.
+    A row is reused only while ``now`` stays in the time buckets it was computed for (the
+    windows end at the current bucket), so a cached row equals what the same raw counters
+    would give at the read's ``now``: only the events of the last ``ttl_s`` can be missing.
     """
 
-    def __init__(self, words: int, ttl_s: float, max_items: int = 20_000) -> None:
+    def __init__(self, width: int, ttl_s: float, max_items: int = 100_000) -> None:
         self.ttl_s = ttl_s
         self.max_items = max_items
         self._row: dict[str, int] = {}
-        self._words = np.zeros((0, words), dtype=np.int64)
+        self._values = np.zeros((0, width), dtype=np.float64)
         self._fetched = np.zeros(0, dtype=np.float64)
+        self._bucket = np.zeros(0, dtype=np.int64)
 
     @property
     def enabled(self) -> bool:
         """False when ``ttl_s`` is 0: every read goes to Redis."""
         return self.ttl_s > 0
 
-    def read(self, item_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """([n, words] with the fresh rows filled, positions whose rows must be fetched)."""
+    def read(self, item_ids: Sequence[str], bucket: int) -> tuple[np.ndarray, np.ndarray]:
+        """([n, width] with the fresh rows filled, positions whose rows must be fetched)."""
         n = len(item_ids)
-        out = np.zeros((n, self._words.shape[1]), dtype=np.int64)
+        out = np.zeros((n, self._values.shape[1]), dtype=np.float64)
         if not self.enabled or not self._row:
             return out, np.arange(n)
         get = self._row.get
         rows = np.fromiter((get(i, -1) for i in item_ids), np.int64, n)
         hit = rows >= 0
-        hit[hit] = time.monotonic() - self._fetched[rows[hit]] <= self.ttl_s
-        out[hit] = self._words[rows[hit]]
+        known = rows[hit]
+        hit[hit] = (time.monotonic() - self._fetched[known] <= self.ttl_s) & (
+            self._bucket[known] == bucket
+        )
+        out[hit] = self._values[rows[hit]]
         return out, np.flatnonzero(~hit)
 
-    def store(self, item_ids: Sequence[str], words: np.ndarray) -> None:
-        """Remember freshly read rows (the whole cache is dropped when it would overflow)."""
+    def store(self, item_ids: Sequence[str], values: np.ndarray, bucket: int) -> None:
+        """Remember freshly computed rows (the whole cache is dropped when it would overflow)."""
         if not self.enabled or not len(item_ids):
             return
         new = [i for i in dict.fromkeys(item_ids) if i not in self._row]
@@ -86,16 +91,17 @@ class CounterCache:
             self._row.update((item_id, start + j) for j, item_id in enumerate(new))
             self._grow(len(self._row))
         rows = np.fromiter((self._row[i] for i in item_ids), np.int64, len(item_ids))
-        self._words[rows] = words
+        self._values[rows] = values
         self._fetched[rows] = time.monotonic()
+        self._bucket[rows] = bucket
 
     def _grow(self, needed: int) -> None:
         """Capacity doubles, so filling the cache copies each row O(1) times."""
         if needed <= len(self._fetched):
             return
         size = min(max(needed, 2 * len(self._fetched), 1024), max(self.max_items, needed))
-        words = np.zeros((size, self._words.shape[1]), dtype=np.int64)
-        words[: len(self._words)] = self._words
-        fetched = np.zeros(size, dtype=np.float64)
-        fetched[: len(self._fetched)] = self._fetched
-        self._words, self._fetched = words, fetched
+        values = np.zeros((size, self._values.shape[1]), dtype=np.float64)
+        values[: len(self._values)] = self._values
+        self._values = values
+        self._fetched = np.concatenate([self._fetched, np.zeros(size - len(self._fetched))])
+        self._bucket = np.concatenate([self._bucket, np.zeros(size - len(self._bucket), np.int64)])

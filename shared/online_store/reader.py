@@ -33,6 +33,8 @@ from shared.online_store.read_cache import CounterCache, ListCache
 from shared.online_store.types import ItemBatch, ItemRecord, LazyItemFeatures, UserState
 
 _AFFINITY_FIELDS = [f"a{g}".encode() for g in range(N_GENRES)]
+# Columns of OnlineStore.counter_features (what the read cache keeps per item).
+COUNTER_FEATURES = ("count_1h", "count_24h", "count_7d", "total", "likes", "clicks", "impressions")
 
 
 class OnlineStore:
@@ -57,7 +59,8 @@ class OnlineStore:
         self.layout = CounterLayout(config)
         self._catalog = CatalogColumns()
         self._catalog_version: bytes | None = None
-        self._counters = CounterCache(self.layout.words, cache_ttl_s)
+        self._counters = CounterCache(len(COUNTER_FEATURES), cache_ttl_s)
+        self._finest = min(ring.granularity for ring in self.layout.rings)
         self._lists = ListCache(cache_ttl_s)
 
     # ---- users ------------------------------------------------------------------------
@@ -117,9 +120,11 @@ class OnlineStore:
         ids = list(item_ids)
         if not ids:
             return ItemBatch.empty()
-        words, stale = self._counters.read(ids)
+        bucket = int(now // self._finest)  # cached rows are valid within one time bucket
+        values, stale = self._counters.read(ids, bucket)
         stale_ids = [ids[j] for j in stale]
-        missing = [i for i in dict.fromkeys(ids) if i not in self._catalog]
+        rows = self._catalog.rows(ids)
+        missing = list(dict.fromkeys(ids[j] for j in np.flatnonzero(rows == 0)))
         pipe = self.redis.pipeline(transaction=False)
         pipe.get(keys.CATALOG_VERSION)
         if missing:
@@ -133,10 +138,10 @@ class OnlineStore:
         else:
             self._cache_records(missing, records)
         if stale_ids:
-            fetched = self.layout.decode(rest[-1])
-            words[stale] = fetched
-            self._counters.store(stale_ids, fetched)
-        return self._item_batch(ids, words, now)
+            fetched = self.counter_features(self.layout.decode(rest[-1]), now)
+            values[stale] = fetched
+            self._counters.store(stale_ids, fetched, bucket)
+        return self._item_batch(ids, values)
 
     async def _reset_catalog(
         self, version: bytes | None, ids: list[str], missing: list[str], records: list[Any]
@@ -185,22 +190,24 @@ class OnlineStore:
         ids = list(item_ids)
         if not ids:
             return ItemBatch.empty()
-        return self._item_batch(ids, np.zeros((len(ids), self.layout.words), np.int64), now)
+        return self._item_batch(ids, np.zeros((len(ids), len(COUNTER_FEATURES))))
 
-    def _item_batch(self, ids: list[str], words: np.ndarray, now: float) -> ItemBatch:
+    def counter_features(self, words: np.ndarray, now: float) -> np.ndarray:
+        """[n, len(COUNTER_FEATURES)] counts at ``now`` from decoded counter words."""
+        windowed = self.layout.windowed(words, now)
+        totals = words[:, [TOTAL_INTERACTIONS, TOTAL_LIKES, TOTAL_CLICKS, TOTAL_IMPRESSIONS]]
+        return np.column_stack([windowed["1h"], windowed["24h"], windowed["7d"], totals]).astype(
+            np.float64
+        )
+
+    def _item_batch(self, ids: list[str], values: np.ndarray) -> ItemBatch:
         cat = self._catalog
         rows = cat.rows(ids)
         records = [cat.records[r] for r in rows.tolist()]
-        windowed = self.layout.windowed(words, now)
-        counts = np.column_stack(
-            [windowed["1h"], windowed["24h"], windowed["7d"], words[:, TOTAL_INTERACTIONS]]
-        ).astype(np.float64)
-        likes = words[:, TOTAL_LIKES].astype(np.float64)
+        counts = np.ascontiguousarray(values[:, :4])
+        likes = values[:, 4].copy()
         ctr = smoothed_rate(
-            words[:, TOTAL_CLICKS],
-            words[:, TOTAL_IMPRESSIONS],
-            self.store.ctr_prior_rate,
-            self.store.ctr_prior_strength,
+            values[:, 5], values[:, 6], self.store.ctr_prior_rate, self.store.ctr_prior_strength
         )
         return ItemBatch(
             item_ids=ids,

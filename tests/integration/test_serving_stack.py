@@ -361,3 +361,44 @@ def test_feature_store_fault_degrades_and_recovers(live_stack: LiveStack, fault:
         assert {"user_features", "item_features"} <= set(stages), body["degraded_reasons"]
         assert body["cold_start"] == "unknown_user"
     eventually(lambda: _is_whole(live_stack), 60)
+
+
+# ---- the serving read path of the online store -----------------------------------------------
+
+
+async def test_read_cache_and_preload_give_what_redis_holds(live_stack: LiveStack) -> None:
+    """The gateway's reader (catalog preloaded, 1 s counter cache) answers exactly what a
+    plain reader does; a new event shows up once the cache entry is older than its TTL."""
+    import numpy as np
+
+    from shared.online_store import OnlineStore
+    from shared.redis_client import create_async_redis
+
+    client = create_async_redis(live_stack.env["CASCADE_REDIS_URL"])
+    try:
+        plain, cached = OnlineStore(client), OnlineStore(client, cache_ttl_s=0.3)
+        assert await cached.preload_catalog() > 500
+        ids = [m.decode() for m in await client.srandmember("catalog:ids", 200)] + ["ghost"]
+        now = time.time()
+        for _ in range(2):  # second round: served from the caches
+            a, b = await plain.get_items(ids, now), await cached.get_items(ids, now)
+            assert a.found.tolist() == b.found.tolist() and not b.found[-1]
+            np.testing.assert_array_equal(a.counts, b.counts)
+            np.testing.assert_array_equal(a.genres, b.genres)
+            assert a.regions == b.regions and list(a.features) == list(b.features)
+        before = (await cached.get_items(ids[:1], now)).counts[0, 0]
+        StoreWriter(_store(live_stack)).apply_events(
+            [
+                Event(
+                    event_id=f"c-{uuid.uuid4().hex}",
+                    user_id="9",
+                    item_id=ids[0],
+                    type="click",
+                    timestamp=now,
+                )
+            ]  # fmt: skip
+        )
+        time.sleep(0.4)
+        assert (await cached.get_items(ids[:1], now)).counts[0, 0] == before + 1
+    finally:
+        await client.aclose()

@@ -103,19 +103,20 @@ async def test_warm_up_gives_up_and_says_why(models: Any) -> None:
 def test_counter_cache_reuses_rows_for_the_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = {"t": 100.0}
     monkeypatch.setattr(read_cache.time, "monotonic", lambda: clock["t"])
-    cache = CounterCache(words=3, ttl_s=1.0, max_items=4)
-    words, fetch = cache.read(["a", "b"])
-    assert fetch.tolist() == [0, 1] and not words.any()
-    cache.store(["a", "b"], np.array([[1, 2, 3], [4, 5, 6]]))
-    words, fetch = cache.read(["b", "c", "a"])
-    assert fetch.tolist() == [1] and words[[0, 2]].tolist() == [[4, 5, 6], [1, 2, 3]]
+    cache = CounterCache(width=3, ttl_s=1.0, max_items=4)
+    values, fetch = cache.read(["a", "b"], bucket=7)
+    assert fetch.tolist() == [0, 1] and not values.any()
+    cache.store(["a", "b"], np.array([[1, 2, 3], [4, 5, 6]]), bucket=7)
+    values, fetch = cache.read(["b", "c", "a"], bucket=7)
+    assert fetch.tolist() == [1] and values[[0, 2]].tolist() == [[4, 5, 6], [1, 2, 3]]
+    assert cache.read(["a"], bucket=8)[1].tolist() == [0]  # a new time bucket: recompute
     clock["t"] += 1.5  # expired
-    assert cache.read(["a"])[1].tolist() == [0]
-    cache.store(["c", "d", "e"], np.ones((3, 3), int))  # overflow: starts over
-    assert cache.read(["a", "e"])[1].tolist() == [0]
-    off = CounterCache(words=3, ttl_s=0.0)
-    off.store(["a"], np.ones((1, 3), int))
-    assert off.read(["a"])[1].tolist() == [0]  # ttl 0: always read Redis
+    assert cache.read(["a"], bucket=7)[1].tolist() == [0]
+    cache.store(["c", "d", "e"], np.ones((3, 3)), bucket=7)  # overflow: starts over
+    assert cache.read(["a", "e"], bucket=7)[1].tolist() == [0]
+    off = CounterCache(width=3, ttl_s=0.0)
+    off.store(["a"], np.ones((1, 3)), bucket=7)
+    assert off.read(["a"], bucket=7)[1].tolist() == [0]  # ttl 0: always read Redis
 
 
 def test_list_cache(monkeypatch: pytest.MonkeyPatch) -> None:
