@@ -46,10 +46,17 @@ class _Transport(Protocol):
 
 
 class _AiohttpTransport:
-    """aiohttp session created on first use (it must be created inside a running loop)."""
+    """aiohttp session created on first use (it must be created inside a running loop).
 
-    def __init__(self, max_connections: int) -> None:
+    A call that misses its deadline is not cancelled: the server does the work anyway, and
+    cancelling would close the pooled connection, so the next call pays for a new one (under
+    overload that churn is a measurable share of the gateway's CPU). The late answer is read
+    and dropped in the background, for at most ``linger_s``.
+    """
+
+    def __init__(self, max_connections: int, linger_s: float = 5.0) -> None:
         self.max_connections = max_connections
+        self.linger_s = linger_s
         self._session: aiohttp.ClientSession | None = None
 
     def _get(self) -> aiohttp.ClientSession:
@@ -67,8 +74,19 @@ class _AiohttpTransport:
         headers: dict[str, str], timeout_s: float,
     ) -> tuple[int, bytes]:  # fmt: skip
         """One request under an overall deadline (connect + send + whole body)."""
+        call = asyncio.ensure_future(self._call(method, url, content, params, headers))
         try:
-            async with asyncio.timeout(timeout_s):
+            return await asyncio.wait_for(asyncio.shield(call), timeout_s)
+        except (TimeoutError, asyncio.CancelledError):  # our deadline, or the caller's
+            call.add_done_callback(_discard)  # finishes (or gives up) in the background
+            raise
+
+    async def _call(
+        self, method: str, url: str, content: bytes | None, params: dict[str, Any] | None,
+        headers: dict[str, str],
+    ) -> tuple[int, bytes]:  # fmt: skip
+        try:
+            async with asyncio.timeout(self.linger_s):
                 async with self._get().request(
                     method, url, data=content, params=params, headers=headers
                 ) as resp:
@@ -80,6 +98,12 @@ class _AiohttpTransport:
         """Close the session (and its connections)."""
         if self._session is not None:
             await self._session.close()
+
+
+def _discard(task: asyncio.Future[tuple[int, bytes]]) -> None:
+    """Retrieve a late call's outcome so asyncio does not report it as never retrieved."""
+    if not task.cancelled():
+        task.exception()
 
 
 class _HttpxTransport:

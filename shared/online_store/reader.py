@@ -133,6 +133,7 @@ class OnlineStore:
             pipe.mget([keys.item_counters(i) for i in stale_ids])
         version, *rest = await pipe.execute()
         records = rest[0] if missing else []
+        unchanged = version == self._catalog_version and not missing  # rows still valid
         if version != self._catalog_version:
             await self._reset_catalog(version, ids, missing, records)
         else:
@@ -141,7 +142,7 @@ class OnlineStore:
             fetched = self.counter_features(self.layout.decode(rest[-1]), now)
             values[stale] = fetched
             self._counters.store(stale_ids, fetched, bucket)
-        return self._item_batch(ids, values)
+        return self._item_batch(ids, values, rows if unchanged else None)
 
     async def _reset_catalog(
         self, version: bytes | None, ids: list[str], missing: list[str], records: list[Any]
@@ -190,7 +191,7 @@ class OnlineStore:
         ids = list(item_ids)
         if not ids:
             return ItemBatch.empty()
-        return self._item_batch(ids, np.zeros((len(ids), len(COUNTER_FEATURES))))
+        return self._item_batch(ids, np.zeros((len(ids), len(COUNTER_FEATURES))), None)
 
     def counter_features(self, words: np.ndarray, now: float) -> np.ndarray:
         """[n, len(COUNTER_FEATURES)] counts at ``now`` from decoded counter words."""
@@ -200,9 +201,11 @@ class OnlineStore:
             np.float64
         )
 
-    def _item_batch(self, ids: list[str], values: np.ndarray) -> ItemBatch:
+    def _item_batch(self, ids: list[str], values: np.ndarray, rows: np.ndarray | None) -> ItemBatch:
+        """The batch from counter feature rows; ``rows`` are the catalog rows when known (no
+        record was added since they were looked up)."""
         cat = self._catalog
-        rows = cat.rows(ids)
+        rows = cat.rows(ids) if rows is None else rows
         records = [cat.records[r] for r in rows.tolist()]
         counts = np.ascontiguousarray(values[:, :4])
         likes = values[:, 4].copy()
