@@ -35,9 +35,9 @@ class ItemBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     item_id: str = Field(pattern=ID_PATTERN)
-    title: str = Field("", max_length=500)
+    title: str = Field(default="", max_length=500)
     genres: list[str] = Field(default_factory=list, max_length=19)
-    release_year: int | None = Field(None, ge=1800, le=2200)
+    release_year: int | None = Field(default=None, ge=1800, le=2200)
     age_restricted: bool = False
     regions: list[str] = Field(default_factory=list, max_length=300)
 

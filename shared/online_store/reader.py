@@ -171,7 +171,7 @@ class OnlineStore:
         The version is read first: a catalog write during the load moves it, and the next
         ``get_items`` then drops what was loaded here.
         """
-        version = await self.redis.get(keys.CATALOG_VERSION)
+        version: Any = await self.redis.get(keys.CATALOG_VERSION)
         ids: list[str] = []
         async for member in self.redis.sscan_iter(keys.CATALOG_IDS, count=chunk):
             ids.append(member.decode())

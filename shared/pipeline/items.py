@@ -37,7 +37,7 @@ def genre_mask(genres: tuple[str, ...]) -> int:
 def mask_to_multi_hot(masks: np.ndarray) -> np.ndarray:
     """[n] int64 masks → [n, N_GENRES] float32 multi-hot (equal to ``genre_multi_hot``)."""
     m = np.asarray(masks, dtype=np.int64)
-    return ((m[:, None] & _BITS[None, :]) != 0).astype(np.float32)
+    return np.asarray((m[:, None] & _BITS[None, :]) != 0, dtype=np.float32)
 
 
 def multi_hot_to_mask(genres: np.ndarray) -> np.ndarray:

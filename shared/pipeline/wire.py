@@ -78,8 +78,8 @@ class FilterUserBody(_Body):
 
     seen: list[str] = Field(default_factory=list, max_length=100_000)
     blocked: list[str] = Field(default_factory=list, max_length=100_000)
-    age: int | None = Field(None, ge=0, le=150)
-    region: str | None = Field(None, max_length=64)
+    age: int | None = Field(default=None, ge=0, le=150)
+    region: str | None = Field(default=None, max_length=64)
 
 
 class FilterBody(_Body):
@@ -241,7 +241,7 @@ class RerankBody(_Body):
     impressions: list[int]
     k: int = Field(ge=1, le=1000)
     now: float = Field(gt=0)
-    seed: int = Field(0, ge=0, lt=2**64)
+    seed: int = Field(default=0, ge=0, lt=2**64)
     tunables: Tunables = DEFAULT_TUNABLES
 
     @model_validator(mode="after")
