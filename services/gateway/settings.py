@@ -13,6 +13,7 @@ from shared.model_loading import (
     model_poll_field,
     models_dir_field,
 )
+from shared.online_store.read_cache import read_cache_field
 from shared.pipeline.budget import latency_budget_field
 from shared.settings import (
     HttpUrl,
@@ -54,10 +55,7 @@ class Settings(ServiceSettings):
     served_log: bool = Field(default=True, description="log served lists to Kafka")
     served_queue: int = Field(default=10_000, ge=1, le=1_000_000)
     trending_refresh_s: float = Field(default=30.0, gt=0)
-    read_cache_s: float = Field(
-        default=1.0, ge=0, le=60,
-        description="item counters and global lists reused this long (0: always read Redis)",
-    )  # fmt: skip
+    read_cache_s: float = read_cache_field()
     # readiness: warm-up rounds through every stage before the gateway reports ready
     warmup_connections: int = Field(
         default=8, ge=1, le=64, description="concurrent warm-up calls (pooled connections)"

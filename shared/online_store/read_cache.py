@@ -105,3 +105,13 @@ class CounterCache:
         self._values = values
         self._fetched = np.concatenate([self._fetched, np.zeros(size - len(self._fetched))])
         self._bucket = np.concatenate([self._bucket, np.zeros(size - len(self._bucket), np.int64)])
+
+
+def read_cache_field() -> Any:
+    """Setting of a serving process: the TTL of its counter and list caches (0 turns off)."""
+    from pydantic import Field
+
+    return Field(
+        default=1.0, ge=0, le=60,
+        description="item counters and global lists reused this long (0: always read Redis)",
+    )  # fmt: skip
