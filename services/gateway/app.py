@@ -109,7 +109,9 @@ def build_app(settings: Settings) -> FastAPI:
         app.state.served_log = None
         if settings.served_log:
             # Best effort: a broker outage must not stop recommendations (optional check).
-            producer = deps.kafka_producer(settings.kafka_bootstrap, required=False)
+            producer = deps.kafka_producer(
+                settings.kafka_bootstrap, required=False, linger_ms=settings.served_linger_ms
+            )
             served = ServedLog(producer, settings.served_topic, settings.served_queue)
             served.start()
             deps.on_close(served.stop)

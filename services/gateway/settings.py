@@ -54,6 +54,9 @@ class Settings(ServiceSettings):
     served_topic: str = Field(default=SERVED, min_length=1)
     served_log: bool = Field(default=True, description="log served lists to Kafka")
     served_queue: int = Field(default=10_000, ge=1, le=1_000_000)
+    served_linger_ms: int = Field(
+        default=50, ge=0, le=5000, description="served-list batching: fewer, larger produces"
+    )
     trending_refresh_s: float = Field(default=30.0, gt=0)
     read_cache_s: float = read_cache_field()
     # readiness: warm-up rounds through every stage before the gateway reports ready

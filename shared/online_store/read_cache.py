@@ -11,7 +11,7 @@ in the last second. User state is never cached (seen, blocked, fatigue must be e
 from __future__ import annotations
 
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable
 from typing import Any
 
 import numpy as np
@@ -44,67 +44,69 @@ class ListCache:
 class CounterCache:
     """Per-item counter features (``OnlineStore.counter_features`` rows), reused for ``ttl_s``.
 
-    A row is reused only while ``now`` stays in the time buckets it was computed for (the
+    Indexed by the item's row in the reader's catalog cache (``CatalogColumns``), so a batch
+    costs no lookup beyond the catalog's own; row 0 (not in the catalog) is never cached. The
+    reader clears this cache whenever it clears the catalog (rows are then reassigned).
+
+    A row is reused only while ``now`` stays in the time bucket it was computed in (the
     windows end at the current bucket), so a cached row equals what the same raw counters
     would give at the read's ``now``: only the events of the last ``ttl_s`` can be missing.
     """
 
-    def __init__(self, width: int, ttl_s: float, max_items: int = 100_000) -> None:
+    def __init__(self, width: int, ttl_s: float) -> None:
         self.ttl_s = ttl_s
-        self.max_items = max_items
-        self._row: dict[str, int] = {}
         self._values = np.zeros((0, width), dtype=np.float64)
         self._fetched = np.zeros(0, dtype=np.float64)
-        self._bucket = np.zeros(0, dtype=np.int64)
+        self._bucket = np.full(0, -1, dtype=np.int64)
 
     @property
     def enabled(self) -> bool:
         """False when ``ttl_s`` is 0: every read goes to Redis."""
         return self.ttl_s > 0
 
-    def read(self, item_ids: Sequence[str], bucket: int) -> tuple[np.ndarray, np.ndarray]:
+    def read(self, rows: np.ndarray, bucket: int) -> tuple[np.ndarray, np.ndarray]:
         """([n, width] with the fresh rows filled, positions whose rows must be fetched)."""
-        n = len(item_ids)
-        out = np.zeros((n, self._values.shape[1]), dtype=np.float64)
-        if not self.enabled or not self._row:
-            return out, np.arange(n)
-        get = self._row.get
-        rows = np.fromiter((get(i, -1) for i in item_ids), np.int64, n)
-        hit = rows >= 0
+        out = np.zeros((len(rows), self._values.shape[1]), dtype=np.float64)
+        if not self.enabled:
+            return out, np.arange(len(rows))
+        hit = (rows > 0) & (rows < len(self._fetched))
         known = rows[hit]
-        hit[hit] = (time.monotonic() - self._fetched[known] <= self.ttl_s) & (
-            self._bucket[known] == bucket
+        hit[hit] = (self._bucket[known] == bucket) & (
+            time.monotonic() - self._fetched[known] <= self.ttl_s
         )
         out[hit] = self._values[rows[hit]]
         return out, np.flatnonzero(~hit)
 
-    def store(self, item_ids: Sequence[str], values: np.ndarray, bucket: int) -> None:
-        """Remember freshly computed rows (the whole cache is dropped when it would overflow)."""
-        if not self.enabled or not len(item_ids):
+    def store(self, rows: np.ndarray, values: np.ndarray, bucket: int) -> None:
+        """Remember freshly computed rows (rows 0, not in the catalog, are not kept)."""
+        if not self.enabled:
             return
-        new = [i for i in dict.fromkeys(item_ids) if i not in self._row]
-        if len(self._row) + len(new) > self.max_items:
-            self._row.clear()
-            new = list(dict.fromkeys(item_ids))
-        if new:
-            start = len(self._row)
-            self._row.update((item_id, start + j) for j, item_id in enumerate(new))
-            self._grow(len(self._row))
-        rows = np.fromiter((self._row[i] for i in item_ids), np.int64, len(item_ids))
+        keep = rows > 0
+        rows, values = rows[keep], values[keep]
+        if not len(rows):
+            return
+        self._grow(int(rows.max()) + 1)
         self._values[rows] = values
         self._fetched[rows] = time.monotonic()
         self._bucket[rows] = bucket
 
+    def clear(self) -> None:
+        """Forget every row (the catalog rows they were indexed by are gone)."""
+        self._bucket[:] = -1
+
     def _grow(self, needed: int) -> None:
         """Capacity doubles, so filling the cache copies each row O(1) times."""
-        if needed <= len(self._fetched):
+        size = len(self._fetched)
+        if needed <= size:
             return
-        size = min(max(needed, 2 * len(self._fetched), 1024), max(self.max_items, needed))
+        size = max(needed, 2 * size, 1024)
         values = np.zeros((size, self._values.shape[1]), dtype=np.float64)
         values[: len(self._values)] = self._values
         self._values = values
         self._fetched = np.concatenate([self._fetched, np.zeros(size - len(self._fetched))])
-        self._bucket = np.concatenate([self._bucket, np.zeros(size - len(self._bucket), np.int64)])
+        self._bucket = np.concatenate(
+            [self._bucket, np.full(size - len(self._bucket), -1, np.int64)]
+        )
 
 
 def read_cache_field() -> Any:

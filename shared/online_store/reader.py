@@ -121,9 +121,9 @@ class OnlineStore:
         if not ids:
             return ItemBatch.empty()
         bucket = int(now // self._finest)  # cached rows are valid within one time bucket
-        values, stale = self._counters.read(ids, bucket)
-        stale_ids = [ids[j] for j in stale]
         rows = self._catalog.rows(ids)
+        values, stale = self._counters.read(rows, bucket)
+        stale_ids = [ids[j] for j in stale]
         missing = list(dict.fromkeys(ids[j] for j in np.flatnonzero(rows == 0)))
         pipe = self.redis.pipeline(transaction=False)
         pipe.get(keys.CATALOG_VERSION)
@@ -133,22 +133,23 @@ class OnlineStore:
             pipe.mget([keys.item_counters(i) for i in stale_ids])
         version, *rest = await pipe.execute()
         records = rest[0] if missing else []
-        unchanged = version == self._catalog_version and not missing  # rows still valid
         if version != self._catalog_version:
             await self._reset_catalog(version, ids, missing, records)
         else:
             self._cache_records(missing, records)
+        if missing or version != self._catalog_version:
+            rows = self._catalog.rows(ids)  # records were added, or the rows reassigned
         if stale_ids:
             fetched = self.counter_features(self.layout.decode(rest[-1]), now)
             values[stale] = fetched
-            self._counters.store(stale_ids, fetched, bucket)
-        return self._item_batch(ids, values, rows if unchanged else None)
+            self._counters.store(rows[stale], fetched, bucket)
+        return self._item_batch(ids, values, rows)
 
     async def _reset_catalog(
         self, version: bytes | None, ids: list[str], missing: list[str], records: list[Any]
     ) -> None:
         """The catalog changed since entries were cached: drop them and refetch this batch's."""
-        self._catalog.clear()
+        self._clear_catalog()
         self._catalog_version = version
         if len(missing) == len(set(ids)):
             self._cache_records(missing, records)
@@ -159,10 +160,15 @@ class OnlineStore:
 
     def _cache_records(self, item_ids: list[str], raws: list[bytes | None]) -> None:
         if len(self._catalog) + len(item_ids) > self.store.catalog_cache_size:
-            self._catalog.clear()
+            self._clear_catalog()
         self._catalog.add(
             [decode_item(i, raw) for i, raw in zip(item_ids, raws, strict=True) if raw is not None]
         )
+
+    def _clear_catalog(self) -> None:
+        """Drop the decoded catalog and the counter rows indexed by its rows."""
+        self._catalog.clear()
+        self._counters.clear()
 
     async def preload_catalog(self, chunk: int = 5000) -> int:
         """Decode the catalog into the cache (up to ``catalog_cache_size`` items) before
@@ -177,7 +183,7 @@ class OnlineStore:
             ids.append(member.decode())
             if len(ids) >= self.store.catalog_cache_size:
                 break
-        self._catalog.clear()
+        self._clear_catalog()
         for start in range(0, len(ids), chunk):
             part = ids[start : start + chunk]
             raws: Any = await self.redis.mget([keys.item(i) for i in part])
@@ -202,8 +208,7 @@ class OnlineStore:
         )
 
     def _item_batch(self, ids: list[str], values: np.ndarray, rows: np.ndarray | None) -> ItemBatch:
-        """The batch from counter feature rows; ``rows`` are the catalog rows when known (no
-        record was added since they were looked up)."""
+        """The batch from counter feature rows; ``rows`` are the catalog rows when known."""
         cat = self._catalog
         rows = cat.rows(ids) if rows is None else rows
         records = [cat.records[r] for r in rows.tolist()]

@@ -103,20 +103,22 @@ async def test_warm_up_gives_up_and_says_why(models: Any) -> None:
 def test_counter_cache_reuses_rows_for_the_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = {"t": 100.0}
     monkeypatch.setattr(read_cache.time, "monotonic", lambda: clock["t"])
-    cache = CounterCache(width=3, ttl_s=1.0, max_items=4)
-    values, fetch = cache.read(["a", "b"], bucket=7)
+    cache = CounterCache(width=3, ttl_s=1.0)
+    values, fetch = cache.read(np.array([1, 2]), bucket=7)
     assert fetch.tolist() == [0, 1] and not values.any()
-    cache.store(["a", "b"], np.array([[1, 2, 3], [4, 5, 6]]), bucket=7)
-    values, fetch = cache.read(["b", "c", "a"], bucket=7)
-    assert fetch.tolist() == [1] and values[[0, 2]].tolist() == [[4, 5, 6], [1, 2, 3]]
-    assert cache.read(["a"], bucket=8)[1].tolist() == [0]  # a new time bucket: recompute
+    cache.store(np.array([1, 2, 0]), np.array([[1, 2, 3], [4, 5, 6], [7, 8, 9]]), bucket=7)
+    values, fetch = cache.read(np.array([2, 3, 1, 0]), bucket=7)
+    assert fetch.tolist() == [1, 3]  # never stored, and row 0 (not in the catalog)
+    assert values[[0, 2]].tolist() == [[4, 5, 6], [1, 2, 3]]
+    assert cache.read(np.array([1]), bucket=8)[1].tolist() == [0]  # a new time bucket
     clock["t"] += 1.5  # expired
-    assert cache.read(["a"], bucket=7)[1].tolist() == [0]
-    cache.store(["c", "d", "e"], np.ones((3, 3)), bucket=7)  # overflow: starts over
-    assert cache.read(["a", "e"], bucket=7)[1].tolist() == [0]
+    assert cache.read(np.array([1]), bucket=7)[1].tolist() == [0]
+    cache.store(np.array([1]), np.ones((1, 3)), bucket=7)
+    cache.clear()  # the catalog's rows were reassigned
+    assert cache.read(np.array([1]), bucket=7)[1].tolist() == [0]
     off = CounterCache(width=3, ttl_s=0.0)
-    off.store(["a"], np.ones((1, 3)), bucket=7)
-    assert off.read(["a"], bucket=7)[1].tolist() == [0]  # ttl 0: always read Redis
+    off.store(np.array([1]), np.ones((1, 3)), bucket=7)
+    assert off.read(np.array([1]), bucket=7)[1].tolist() == [0]  # ttl 0: always read Redis
 
 
 def test_list_cache(monkeypatch: pytest.MonkeyPatch) -> None:
