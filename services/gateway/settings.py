@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.model_loading import (
@@ -22,15 +23,26 @@ from shared.settings import (
     ServiceSettings,
     kafka_field,
     mlflow_field,
-    platform_field,
     redis_url_field,
 )
 from shared.topics import SERVED
 
 
 def _stage_url(stage: str, port: int) -> Any:
-    """CASCADE_GATEWAY_<STAGE>_URL (or platform-wide CASCADE_<STAGE>_URL)."""
-    return platform_field(f"{stage}_url", f"http://127.0.0.1:{port}", "gateway", f"{stage} URL")
+    """CASCADE_GATEWAY_<STAGE>_URL (or platform-wide CASCADE_<STAGE>_URL); by default the
+    stage on this host, at the port it was told to use (CASCADE_<STAGE>_PORT) or its own."""
+    upper = stage.upper()
+
+    def on_this_host() -> str:
+        return f"http://127.0.0.1:{os.environ.get(f'CASCADE_{upper}_PORT', port)}"
+
+    return Field(
+        default_factory=on_this_host,
+        validation_alias=AliasChoices(
+            f"CASCADE_GATEWAY_{upper}_URL", f"CASCADE_{upper}_URL", f"{stage}_url"
+        ),
+        description=f"{stage} URL",
+    )
 
 
 class Settings(ServiceSettings):

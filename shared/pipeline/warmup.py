@@ -140,6 +140,7 @@ class GatewayWarmUp:
 
     async def _run(self) -> None:
         start = time.monotonic()
+        self.reason = "warming up: first round running"
         while True:
             t0 = time.perf_counter()
             failures = await self._before()
