@@ -470,16 +470,29 @@ def _measure_stack(
     return result
 
 
+def _env_float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
 def run(
-    duration_s: float = 60.0,
-    rate: float = 200.0,
+    duration_s: float | None = None,
+    rate: float | None = None,
     models_dir: str | Path | None = None,
     search: bool = True,
-    ann_1m: bool = True,
+    ann_1m: bool | None = None,
     calls: int = 300,
     data_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Run every measurement; returns the figures (also printed as tables)."""
+    """Run every measurement; returns the figures (also printed as tables).
+
+    Under ``make bench`` (no arguments) the environment may shorten it:
+    CASCADE_BENCH_SERVING_DURATION_S (60), CASCADE_BENCH_SERVING_RATE (200),
+    CASCADE_BENCH_ANN_1M (1; 0 skips the minutes-long 1M-item index build).
+    """
+    duration_s = duration_s or _env_float("CASCADE_BENCH_SERVING_DURATION_S", 60.0)
+    rate = rate or _env_float("CASCADE_BENCH_SERVING_RATE", 200.0)
+    if ann_1m is None:
+        ann_1m = os.environ.get("CASCADE_BENCH_ANN_1M", "1") != "0"
     users = _users(max(int(rate * duration_s), 2000))
     data = Path(data_dir or REPO / "data") / "ml-100k"
     result: dict[str, Any] = {
