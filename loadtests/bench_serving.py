@@ -94,11 +94,18 @@ class _Pool:
         self.idle: list[_Conn] = []
 
     async def get(self, path: str) -> tuple[int, bytes]:
-        conn = (
-            self.idle.pop()
-            if self.idle
-            else _Conn(*await asyncio.open_connection(self.host, self.port))
-        )
+        """GET on an idle connection, or a new one. A reused connection the server had just
+        closed (keep-alive timeout) is retried once on a new one, as HTTP clients do."""
+        if self.idle:
+            try:
+                return await self._on(self.idle.pop(), path)
+            except (asyncio.IncompleteReadError, ConnectionResetError) as exc:
+                if isinstance(exc, asyncio.IncompleteReadError) and exc.partial:
+                    raise  # the server answered in part: a real error
+        conn = _Conn(*await asyncio.open_connection(self.host, self.port))
+        return await self._on(conn, path)
+
+    async def _on(self, conn: _Conn, path: str) -> tuple[int, bytes]:
         try:
             result = await conn.get(self.host, path)
         except BaseException:
@@ -241,6 +248,7 @@ def _load_summary(res: LoadResult) -> dict[str, Any]:
         "errors": res.errors,
         "degraded_share": round(res.degraded / max(res.n, 1), 4),
         "load_avg_1m_after": round(os.getloadavg()[0], 2),
+        "error_samples": sorted(set(res.error_samples))[:3],
     }
 
 
