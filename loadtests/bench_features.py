@@ -127,11 +127,11 @@ def run(
 
 
 def _table(result: dict[str, Any]) -> str:
-    lines = [f"{'feature read':<20} {'p50 ms':>8} {'p99 ms':>8}   target"]
+    lines = [f"{'feature read':<30} {'p50 ms':>8} {'p99 ms':>8}   target"]
     for name, r in result.items():
         if isinstance(r, dict):
             target = "<= 3 ms" if name.startswith("get_items") else ""
-            lines.append(f"{name:<20} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f}   {target}")
+            lines.append(f"{name:<30} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f}   {target}")
     lines.append(f"(catalog of {result['catalog_items']} items)")
     return "\n".join(lines)
 
