@@ -49,7 +49,7 @@ def service_spec(name: str, env: dict[str, str], label: str | None = None) -> Pr
     )
 
 
-def gateway_env(env: dict[str, str], procs: dict[str, RunningProcess]) -> dict[str, str]:
+def with_stage_urls(env: dict[str, str], procs: dict[str, RunningProcess]) -> dict[str, str]:
     """``env`` plus the stage URLs of ``procs`` for a gateway."""
     urls = {f"CASCADE_GATEWAY_{n.upper()}_URL": procs[n].spec.url for n in STAGE_SERVICES}
     return {**env, **urls}
@@ -60,7 +60,7 @@ def serving_stack(
     env: dict[str, str],
     log_dir: Path,
     in_process_gateway: bool = False,
-    gateway_env_extra: dict[str, str] | None = None,
+    gateway_env: dict[str, str] | None = None,
 ) -> Iterator[dict[str, RunningProcess]]:
     """The four stage services and a gateway pointed at them, each a real process.
 
@@ -75,7 +75,7 @@ def serving_stack(
             procs[name] = start(service_spec(name, env), log_dir)
         for name in STAGE_SERVICES:
             wait_ready(procs[name])
-        genv = {**gateway_env(env, procs), **(gateway_env_extra or {})}
+        genv = {**with_stage_urls(env, procs), **(gateway_env or {})}
         gateways = {"gateway": service_spec("gateway", genv)}
         if in_process_gateway:
             ienv = {**genv, "CASCADE_GATEWAY_MODE": "in_process"}
@@ -89,10 +89,3 @@ def serving_stack(
         for proc in reversed(list(procs.values())):
             stop(proc)
 
-
-def restart(proc: RunningProcess, log_dir: Path) -> RunningProcess:
-    """Start ``proc``'s spec again (same port) after it was stopped or killed; wait ready."""
-    stop(proc, timeout_s=5.0)
-    fresh = start(proc.spec, log_dir)
-    wait_ready(fresh)
-    return fresh
