@@ -1,21 +1,24 @@
 """Serving benchmark: GET /v1/recommendations end to end, the in-process baseline, stage timings.
 
-Starts Redis, the Kafka-protocol broker, the four stage services and the gateway as local
-processes (MovieLens catalog bootstrapped into Redis; models from ``--models`` or trained with
-``python -m training.pipeline --tiny`` into a temporary folder), then measures:
+Starts Redis (MovieLens-100K loaded), the Kafka-protocol broker, the four stage services, a
+gateway calling them (mode ``services``) and a gateway running every stage itself (mode
+``in_process``), each its own process; models from ``--models``, ``models/``, or trained with
+``python -m training.pipeline --tiny`` into a temporary folder. Then measures:
 
+- both gateways one request at a time, interleaved (same requests, same moment): p50/p99 and
+  the microservice / in-process p50 ratio; CPU milliseconds per request of every process;
 - open-loop load at ``--rate`` requests/s for ``--duration`` s (k=20 from up to 500 candidates):
-  p50/p99 (from the scheduled send time, so queueing counts), errors, degraded share;
-- the highest rate whose p99 stays <= 50 ms with no errors (short steps, ``--no-search`` skips);
-- the microservice path's p50 against the in-process pipeline's p50 (same models, same Redis,
-  one request at a time for both, measured in the same run);
-- per stage: ANN top-500, ranker on 500 candidates (encode + ONNX), features for 500 items;
-- with ``--ann-1m``: a synthetic 1M x 64 clustered catalog, recall@100 against exact search and
-  query time for a few hnswlib ef values (building the index takes minutes).
+  p50/p99 from the scheduled send time (queueing counts), errors, degraded share;
+- the highest rate whose p99 stays <= 50 ms with no errors (15 s steps; ``--no-search`` skips);
+- per stage in isolation: ANN top-500, ranker on 500 candidates, features for 500 items;
+- a synthetic 1M x 64 catalog: hnswlib recall@100 against exact search and query time per
+  ``ef`` (building the index takes minutes; ``--no-ann-1m`` skips, ``--ann-1m-only`` runs it
+  alone).
 
-Prints tables and returns a dict; never asserts timings.
+Prints tables and returns a dict; never asserts timings. The machine's load average is
+recorded with the figures: on shared cores they move with what else runs.
 
-    python -m loadtests.bench_serving [--duration 60] [--rate 200] [--models DIR] [--ann-1m]
+    python -m loadtests.bench_serving [--duration 60] [--rate 200] [--models DIR] [--no-ann-1m]
 """
 
 from __future__ import annotations
@@ -37,10 +40,11 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
+import orjson  # noqa: E402
 
 from deploy.local import infra  # noqa: E402
-from deploy.local.processes import free_port  # noqa: E402
-from tests.utils.servers import running  # noqa: E402
+from deploy.local.processes import free_port, running  # noqa: E402
+from loadtests.serving_stack import serving_stack  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data" / "ml-100k"
@@ -90,11 +94,18 @@ class _Pool:
         self.idle: list[_Conn] = []
 
     async def get(self, path: str) -> tuple[int, bytes]:
-        conn = (
-            self.idle.pop()
-            if self.idle
-            else _Conn(*await asyncio.open_connection(self.host, self.port))
-        )
+        """GET on an idle connection, or a new one. A reused connection the server had just
+        closed (keep-alive timeout) is retried once on a new one, as HTTP clients do."""
+        if self.idle:
+            try:
+                return await self._on(self.idle.pop(), path)
+            except (asyncio.IncompleteReadError, ConnectionResetError) as exc:
+                if isinstance(exc, asyncio.IncompleteReadError) and exc.partial:
+                    raise  # the server answered in part: a real error
+        conn = _Conn(*await asyncio.open_connection(self.host, self.port))
+        return await self._on(conn, path)
+
+    async def _on(self, conn: _Conn, path: str) -> tuple[int, bytes]:
         try:
             result = await conn.get(self.host, path)
         except BaseException:
@@ -125,7 +136,7 @@ async def _one(pool: _Pool, path: str, t0: float, res: LoadResult, lat: list[flo
 
 async def open_loop(url: str, paths: list[str], rate: float, duration_s: float) -> LoadResult:
     """Send at a fixed rate whatever the answers' speed (no coordinated omission)."""
-    pool, lat = _Pool(url), []
+    pool, lat = _Pool(url), list[float]()
     n = int(rate * duration_s)
     res = LoadResult(rate, np.zeros(0), 0, 0, n, 0.0)
     start = time.perf_counter()
@@ -145,7 +156,7 @@ async def open_loop(url: str, paths: list[str], rate: float, duration_s: float) 
 
 async def sequential(url: str, paths: list[str]) -> LoadResult:
     """One request at a time (the per-request cost without queueing)."""
-    pool, lat = _Pool(url), []
+    pool, lat = _Pool(url), list[float]()
     res = LoadResult(0.0, np.zeros(0), 0, 0, len(paths), 0.0)
     start = time.perf_counter()
     for path in paths:
@@ -171,50 +182,44 @@ def _paths(users: list[str], k: int = 20) -> list[str]:
 
 
 @contextmanager
-def _models(models_dir: str | None, log_dir: Path) -> Iterator[Path]:
-    """The given bundle, ``models/`` when trained, else a tiny bundle trained now."""
-    if models_dir:
-        yield Path(models_dir)
-        return
-    if (REPO / "models" / "ranker" / "ranker.onnx").is_file():
-        yield REPO / "models"
-        return
+def _models(models_dir: str | Path | None, log_dir: Path) -> Iterator[Path]:
+    """The given bundle (when it holds one), ``models/`` when trained, else a tiny bundle
+    trained now with ``python -m training.pipeline --tiny`` (about 1.5 minutes)."""
+    for candidate in (models_dir, REPO / "models"):
+        if candidate and (Path(candidate) / "ranker" / "ranker.onnx").is_file():
+            yield Path(candidate)
+            return
     with tempfile.TemporaryDirectory(prefix="bench-models-") as tmp:
         out = Path(tmp) / "models"
-        cmd = [
-            sys.executable,
-            "-m",
-            "training.pipeline",
-            "--tiny",
-            "--no-register",
-            "--out",
-            str(out),
-        ]
+        cmd = [sys.executable, "-m", "training.pipeline", "--tiny", "--no-register",
+               "--out", str(out), "--reports", str(Path(tmp) / "reports")]  # fmt: skip
         with open(log_dir / "training.log", "wb") as log:
             subprocess.run(cmd, cwd=REPO, check=True, stdout=log, stderr=subprocess.STDOUT)
         yield out
 
 
-def _bootstrap(redis_url: str) -> None:
+def _bootstrap(redis_url: str, data_dir: Path) -> None:
     import redis
 
     from services.feature_store.bootstrap import bootstrap
 
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
-    bootstrap(client, str(DATA), train_only=False, batch=5000)
+    bootstrap(client, str(data_dir), train_only=False, batch=5000)
     client.close()
 
 
 @contextmanager
-def _platform(log_dir: Path, models_dir: str | None) -> Iterator[dict[str, str]]:
-    """Redis (bootstrapped), the broker and the models; yields the platform env vars."""
+def _platform(
+    log_dir: Path, models_dir: str | Path | None, data_dir: Path
+) -> Iterator[dict[str, str]]:
+    """Redis (MovieLens loaded), the broker and the models; yields the platform env vars."""
     with ExitStack() as stack:
         rspec = infra.redis_spec(free_port(), log_dir / "redis")
         stack.enter_context(running(rspec, log_dir))
         kspec = infra.tansu_spec(free_port())
         stack.enter_context(running(kspec, log_dir))
-        _bootstrap(rspec.url)
+        _bootstrap(rspec.url, data_dir)
         models = stack.enter_context(_models(models_dir, log_dir))
         yield {
             "CASCADE_REDIS_URL": rspec.url,
@@ -242,11 +247,47 @@ def _load_summary(res: LoadResult) -> dict[str, Any]:
         "achieved_rps": round(res.achieved_rps, 1),
         "errors": res.errors,
         "degraded_share": round(res.degraded / max(res.n, 1), 4),
+        "load_avg_1m_after": round(os.getloadavg()[0], 2),
+        "error_samples": sorted(set(res.error_samples))[:3],
     }
 
 
-async def _in_process_baseline(env: dict[str, str], users: list[str]) -> dict[str, Any]:
-    """The same stages, models and Redis, called in this process one request at a time."""
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_per_request(pids: dict[str, int], url: str, users: list[str]) -> dict[str, Any]:
+    """One request at a time through ``url``: latency, and CPU ms per request per process."""
+    before = {name: _cpu_s(pid) for name, pid in pids.items()}
+    res = asyncio.run(sequential(url, _paths(users)))
+    cpu = {
+        name: round((_cpu_s(pid) - before[name]) * 1000.0 / len(users), 2)
+        for name, pid in pids.items()
+    }
+    cpu = {name: ms for name, ms in cpu.items() if ms > 0}
+    return {**_load_summary(res), "cpu_ms_per_request": cpu,
+            "cpu_ms_total": round(sum(cpu.values()), 2)}  # fmt: skip
+
+
+async def _interleaved(urls: dict[str, str], users: list[str]) -> dict[str, np.ndarray]:
+    """The same requests through each gateway in turn, one at a time (same load for both)."""
+    pools = {name: _Pool(url) for name, url in urls.items()}
+    lat: dict[str, list[float]] = {name: [] for name in urls}
+    for path in _paths(users):
+        for name, pool in pools.items():
+            res = LoadResult(0.0, np.zeros(0), 0, 0, 1, 0.0)
+            await _one(pool, path, time.perf_counter(), res, lat[name])
+            if res.errors:
+                raise RuntimeError(f"{name}: {res.error_samples}")
+    for pool in pools.values():
+        pool.close()
+    return {name: np.array(v) for name, v in lat.items()}
+
+
+async def _in_process_library(env: dict[str, str], users: list[str]) -> dict[str, Any]:
+    """The same stage code called in this process, no HTTP at all (for reference)."""
     from services.gateway.pipeline import ALL_MODEL_PARTS, build_in_process
     from shared.model_loading import LocalModels, ModelHolder
     from shared.online_store import OnlineStore
@@ -258,7 +299,9 @@ async def _in_process_baseline(env: dict[str, str], users: list[str]) -> dict[st
     if not holder.load_now():
         raise RuntimeError(holder.error)
     redis = create_async_redis(env["CASCADE_REDIS_URL"])
-    pipeline = build_in_process(OnlineStore(redis), holder, load_budget())
+    store = OnlineStore(redis, cache_ttl_s=1.0)
+    await store.preload_catalog()
+    pipeline = build_in_process(store, holder, load_budget())
     lat, degraded = [], 0
     for i, user in enumerate(users):
         start = time.perf_counter()
@@ -279,7 +322,7 @@ def _max_rate(url: str, users: list[str], rates: list[float], step_s: float) -> 
         if summary["p99_ms"] > P99_TARGET_MS or summary["errors"]:
             break
         best = rate
-    return {"max_rate_rps": best, "steps": steps}
+    return {"max_rate_rps": best, "step_s": step_s, "steps": steps}
 
 
 def _timed(fn: Any, n: int) -> dict[str, float]:
@@ -300,7 +343,7 @@ async def _timed_async(fn: Any, n: int) -> dict[str, float]:
     return _stats(np.array(lat[n // 10 :]))
 
 
-async def stage_timings(env: dict[str, str], n: int = 500) -> dict[str, dict[str, Any]]:
+async def stage_timings(env: dict[str, str], n: int = 500) -> dict[str, Any]:
     """ANN top-500, the ranker on 500 candidates and the 500-item feature read, in isolation."""
     from services.ranking.ranker import MultiTaskRanker
     from shared.features import encode_ranker, encode_user_tower
@@ -315,59 +358,70 @@ async def stage_timings(env: dict[str, str], n: int = 500) -> dict[str, dict[str
     bundle = holder.require()
     assert bundle.user_tower and bundle.index and bundle.ranker
     redis = create_async_redis(env["CASCADE_REDIS_URL"])
-    store, now = OnlineStore(redis), time.time()
+    store, cached, now = OnlineStore(redis), OnlineStore(redis, cache_ttl_s=1.0), time.time()
     users = [await store.get_user(str(u), now) for u in range(1, 201)]
-    feeds = encode_user_tower([u.features for u in users], now, bundle.user_tower.config)
-    emb = bundle.user_tower.run(feeds)["user_embedding"]
-    index, cfg = bundle.index, bundle.ranker.config
-    ids = index.ids(np.arange(min(500, len(index))))
-    batch = await store.get_items(ids, now)
+    tower, index, onnx_ranker = bundle.user_tower, bundle.index, bundle.ranker
+    cfg = onnx_ranker.config
+    emb = tower.run(encode_user_tower([u.features for u in users], now, cfg))["user_embedding"]
+    rng = np.random.default_rng(1)
+    samples = [index.ids(rng.choice(len(index), min(500, len(index)), replace=False))
+               for _ in range(20)]  # fmt: skip
+    batch = await store.get_items(samples[0], now)
     cols = ItemColumns.from_batch(batch)
     ranker = MultiTaskRanker(holder.require)
     rfeeds = encode_ranker(users[0].features, cols.to_table(cfg), now, cfg)
-    out = {
-        "user tower (1 user)": _timed(
-            lambda i: bundle.user_tower.run(  # type: ignore[union-attr]
-                encode_user_tower([users[i % 200].features], now, cfg)
-            ),
-            n,
-        ),  # fmt: skip
+    user_feeds = [encode_user_tower([u.features], now, cfg) for u in users]
+    out: dict[str, Any] = {
+        "user tower (1 user)": _timed(lambda i: tower.run(user_feeds[i % 200]), n),
         "ANN top-500": {
             **_timed(lambda i: index.search(emb[i % 200 : i % 200 + 1], 500), n),
             "target": "<= 2 ms",
-        },  # fmt: skip
-        "ranker on 500 (ONNX only)": _timed(lambda i: bundle.ranker.run(rfeeds), n),  # type: ignore[union-attr]
-        "ranker on 500 (columns+encode+ONNX)": {
+            "hnsw": {k: index.meta.get(k) for k in ("M", "ef_construction", "ef_search")},
+            "items": len(index),
+        },
+        "ranker on 500 (ONNX only)": _timed(lambda i: onnx_ranker.run(rfeeds), n),
+        "ranker on 500 (encode + ONNX + blend)": {
             **_timed(lambda i: ranker.score(users[i % 200].features, cols, now), n),
             "target": "<= 3 ms",
-        },  # fmt: skip
-        "features for 500 items (OnlineStore)": {
-            **(await _timed_async(lambda i: store.get_items(ids, now), n)),
+        },
+        "features for 500 items (Redis every read)": {
+            **(await _timed_async(lambda i: store.get_items(samples[i % 20], now), n)),
             "target": "<= 3 ms",
         },
+        "features for 500 items (1 s read cache)": await _timed_async(
+            lambda i: cached.get_items(samples[i % 20], now), n
+        ),
         "ItemColumns.from_batch (500)": _timed(lambda i: ItemColumns.from_batch(batch), n),
         "user state (OnlineStore.get_user)": await _timed_async(
             lambda i: store.get_user(str(i % 943 + 1), now), n
-        ),  # fmt: skip
+        ),
     }
     await redis.aclose()
     return out
 
 
 def ann_1m_recall(
-    n: int = 1_000_000, dim: int = 64, m: int = 16, ef_construction: int = 100,
-    efs: tuple[int, ...] = (100, 200, 400), n_queries: int = 200, seed: int = 0,
+    n: int = 1_000_000, dim: int = 64, m: int = 16, ef_construction: int = 200,
+    efs: tuple[int, ...] = (200, 400, 800, 1200), n_queries: int = 200, seed: int = 0,
+    per_cluster: int = 20,
 ) -> dict[str, Any]:  # fmt: skip
-    """hnswlib on synthetic clustered unit vectors: recall@100 vs exact search, query time."""
+    """hnswlib on synthetic clustered unit vectors: recall@100 vs exact search, query time.
+
+    The catalog is a Gaussian mixture with ``per_cluster`` items per centre on average and
+    noise of 0.6 per dimension (centres N(0, 1)): a query's 100 true neighbours then span
+    several clusters, as in learned embeddings. Fewer, bigger clusters make the search easy
+    (2,000 centres gave recall 0.998 at ef=100); isotropic noise with no structure at all is
+    the worst case (0.81 at ef=400 on 100k items) and unlike any trained embedding.
+    """
     import hnswlib
 
     rng = np.random.default_rng(seed)
-    centers = rng.normal(size=(2000, dim)).astype(np.float32)
+    centers = rng.normal(size=(max(n // per_cluster, 1), dim)).astype(np.float32)
 
     def sample(count: int) -> np.ndarray:
         x = centers[rng.integers(0, len(centers), count)] + 0.6 * rng.normal(size=(count, dim))
         x = x.astype(np.float32)
-        return x / np.linalg.norm(x, axis=1, keepdims=True)
+        return np.asarray(x / np.linalg.norm(x, axis=1, keepdims=True), dtype=np.float32)
 
     data, queries = sample(n), sample(n_queries)
     index = hnswlib.Index(space="ip", dim=dim)
@@ -394,70 +448,102 @@ def ann_1m_recall(
         recall = np.mean([len(set(a) & set(b)) / 100 for a, b in zip(labels, exact, strict=True)])
         rows.append({"ef": ef, "recall_at_100": round(float(recall), 4), **timing})
     return {"n": n, "dim": dim, "M": m, "ef_construction": ef_construction,
-            "build_s": round(build_s, 1), "ef": rows}  # fmt: skip
+            "clusters": len(centers), "build_s": round(build_s, 1), "ef": rows}  # fmt: skip
+
+
+def _measure_stack(
+    env: dict[str, str], log_dir: Path, users: list[str], duration_s: float, rate: float,
+    search: bool, calls: int,
+) -> dict[str, Any]:  # fmt: skip
+    """Everything measured through the gateways (real processes, real HTTP)."""
+    result: dict[str, Any] = {}
+    with serving_stack(env, log_dir, in_process_gateway=True) as procs:
+        urls = {name: procs[name].spec.url for name in ("gateway", "gateway_in_process")}
+        for url in urls.values():
+            asyncio.run(sequential(url, _paths(users[:50])))  # page in code paths and caches
+        lat = asyncio.run(_interleaved(urls, users[:calls]))
+        result["sequential"] = {name: _stats(v[len(v) // 10 :]) for name, v in lat.items()}
+        ms, ip = (result["sequential"][n]["p50_ms"] for n in ("gateway", "gateway_in_process"))
+        result["p50_ratio_microservice_vs_in_process"] = round(ms / ip, 2)
+        pids = {name: p.pid for name, p in procs.items()}
+        result["cpu_microservice"] = _cpu_per_request(pids, urls["gateway"], users[:calls])
+        result["cpu_in_process"] = _cpu_per_request(pids, urls["gateway_in_process"],
+                                                    users[:calls])  # fmt: skip
+        result["load"] = _load_summary(
+            asyncio.run(open_loop(urls["gateway"], _paths(users), rate, duration_s))
+        )
+        if search:
+            rates = [25.0, 50.0, 75.0, 100.0, 125.0, 150.0, 200.0, 250.0, 300.0]
+            result["max_rate"] = _max_rate(urls["gateway"], users, rates, min(duration_s, 15.0))
+    return result
+
+
+def _env_float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
 
 
 def run(
-    duration_s: float = 60.0,
-    rate: float = 200.0,
-    models_dir: str | None = None,
+    duration_s: float | None = None,
+    rate: float | None = None,
+    models_dir: str | Path | None = None,
     search: bool = True,
-    ann_1m: bool = False,
-    baseline_calls: int = 300,
+    ann_1m: bool | None = None,
+    calls: int = 300,
+    data_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Run every measurement; returns the figures (also printed as tables)."""
+    """Run every measurement; returns the figures (also printed as tables).
+
+    Under ``make bench`` (no arguments) the environment may shorten it:
+    CASCADE_BENCH_SERVING_DURATION_S (60), CASCADE_BENCH_SERVING_RATE (200),
+    CASCADE_BENCH_ANN_1M (1; 0 skips the minutes-long 1M-item index build).
+    """
+    duration_s = duration_s or _env_float("CASCADE_BENCH_SERVING_DURATION_S", 60.0)
+    rate = rate or _env_float("CASCADE_BENCH_SERVING_RATE", 200.0)
+    if ann_1m is None:
+        ann_1m = os.environ.get("CASCADE_BENCH_ANN_1M", "1") != "0"
     users = _users(max(int(rate * duration_s), 2000))
-    result: dict[str, Any] = {}
+    data = Path(data_dir or REPO / "data") / "ml-100k"
+    result: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "load_avg_1m_at_start": round(os.getloadavg()[0], 2)}
+    }
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         log_dir = Path(tmp)
-        with _platform(log_dir, models_dir) as env:
-            from tests.integration.serving_fixtures import serving_stack
-
-            with serving_stack(env, log_dir) as procs:
-                url = procs["gateway"].spec.url
-                asyncio.run(sequential(url, _paths(users[:50])))  # warm connections and caches
-                seq = asyncio.run(sequential(url, _paths(users[:baseline_calls])))
-                result["microservice_sequential"] = _load_summary(seq)
-                result["in_process_sequential"] = asyncio.run(
-                    _in_process_baseline(env, users[:baseline_calls])
-                )
-                result["load"] = _load_summary(
-                    asyncio.run(open_loop(url, _paths(users), rate, duration_s))
-                )
-                if search:
-                    rates = [100.0, 150.0, 200.0, 250.0, 300.0, 400.0, 500.0]
-                    result["max_rate"] = _max_rate(url, users, rates, min(duration_s, 15.0))
+        with _platform(log_dir, models_dir, data) as env:
+            result.update(_measure_stack(env, log_dir, users, duration_s, rate, search, calls))
+            result["in_process_library_call"] = asyncio.run(_in_process_library(env, users[:calls]))
             result["stages"] = asyncio.run(stage_timings(env))
-    ms, ip = result["microservice_sequential"]["p50_ms"], result["in_process_sequential"]["p50_ms"]
-    result["p50_ratio_microservice_vs_in_process"] = round(ms / ip, 2) if ip else None
     if ann_1m:
         result["ann_1m"] = ann_1m_recall()
+    result["machine"]["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
     _print(result)
     return result
 
 
 def _print(r: dict[str, Any]) -> None:
     out = sys.stdout.write
-    out("\nGET /v1/recommendations (k=20)                     p50 ms   p99 ms  errors  degraded\n")
-    rows = [(f"open loop @ {r['load']['rate_rps']:.0f} rps", r["load"])]
-    rows += [("microservice, one at a time", r["microservice_sequential"])]
-    for label, s in rows:
-        out(f"{label:<48} {s['p50_ms']:>8.2f} {s['p99_ms']:>8.2f} {s.get('errors', 0):>7} "
-            f"{s.get('degraded_share', 0):>9.2%}\n")  # fmt: skip
-    ip = r["in_process_sequential"]
-    out(f"{'in-process pipeline, one at a time':<48} {ip['p50_ms']:>8.2f} {ip['p99_ms']:>8.2f}\n")
-    out(f"p50 ratio microservice / in-process: {r['p50_ratio_microservice_vs_in_process']}\n")
+    out(f"\nmachine: {r['machine']}\n")
+    out("\nGET /v1/recommendations (k=20)                  p50 ms   p99 ms  errors  degraded\n")
+    load = r["load"]
+    out(f"{'open loop @ ' + format(load['rate_rps'], '.0f') + ' rps':<45} {load['p50_ms']:>8.2f} "
+        f"{load['p99_ms']:>8.2f} {load['errors']:>7} {load['degraded_share']:>9.2%}\n")  # fmt: skip
+    for name, s in r["sequential"].items():
+        out(f"{name + ', one at a time':<45} {s['p50_ms']:>8.2f} {s['p99_ms']:>8.2f}\n")
+    lib = r["in_process_library_call"]
+    out(f"{'in-process pipeline, no HTTP':<45} {lib['p50_ms']:>8.2f} {lib['p99_ms']:>8.2f}\n")
+    out(f"p50 ratio microservice / in-process gateway: {r['p50_ratio_microservice_vs_in_process']}"
+        "\n")  # fmt: skip
+    for key in ("cpu_microservice", "cpu_in_process"):
+        out(f"{key}: {r[key]['cpu_ms_total']} ms CPU per request {r[key]['cpu_ms_per_request']}\n")
     if "max_rate" in r:
-        out(
-            f"highest rate with p99 <= {P99_TARGET_MS:.0f} ms: "
-            f"{r['max_rate']['max_rate_rps']} rps\n"
-        )
+        out(f"highest rate with p99 <= {P99_TARGET_MS:.0f} ms and no errors: "
+            f"{r['max_rate']['max_rate_rps']} rps\n")  # fmt: skip
         for s in r["max_rate"]["steps"]:
             out(f"  {s['rate_rps']:>6.0f} rps: p50 {s['p50_ms']:.2f}  p99 {s['p99_ms']:.2f}  "
-                f"errors {s['errors']}  achieved {s['achieved_rps']}\n")  # fmt: skip
-    out("\nstage                                  p50 ms   p99 ms   target\n")
+                f"errors {s['errors']}  degraded {s['degraded_share']:.1%}  "
+                f"achieved {s['achieved_rps']}\n")  # fmt: skip
+    out("\nstage                                          p50 ms   p99 ms   target\n")
     for name, s in r["stages"].items():
-        out(f"{name:<38} {s['p50_ms']:>8.3f} {s['p99_ms']:>8.3f}   {s.get('target', '')}\n")
+        out(f"{name:<44} {s['p50_ms']:>8.3f} {s['p99_ms']:>8.3f}   {s.get('target', '')}\n")
     if "ann_1m" in r:
         a = r["ann_1m"]
         out(f"\nANN 1M x {a['dim']}: build {a['build_s']:.0f} s (M={a['M']}, ef_construction="
@@ -473,10 +559,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=60.0, help="seconds of load at --rate")
     ap.add_argument("--rate", type=float, default=200.0, help="requests per second")
     ap.add_argument("--models", default=None, help="model bundle folder (default: train tiny)")
+    ap.add_argument("--calls", type=int, default=300, help="sequential requests per gateway")
     ap.add_argument("--no-search", action="store_true", help="skip the max-rate search")
-    ap.add_argument("--ann-1m", action="store_true", help="also the 1M-item ANN recall run")
+    ap.add_argument("--no-ann-1m", action="store_true", help="skip the 1M-item ANN recall run")
+    ap.add_argument("--ann-1m-only", action="store_true", help="only the 1M-item ANN run")
     args = ap.parse_args(argv)
-    run(args.duration, args.rate, args.models, not args.no_search, args.ann_1m)
+    if args.ann_1m_only:
+        load = round(os.getloadavg()[0], 2)
+        result = {"load_avg_1m_at_start": load, **ann_1m_recall()}
+        result["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
+        sys.stdout.write(f"{orjson.dumps(result).decode()}\n")
+        return 0
+    run(args.duration, args.rate, args.models, not args.no_search, not args.no_ann_1m, args.calls)
     return 0
 
 

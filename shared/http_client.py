@@ -1,11 +1,23 @@
-"""Async HTTP client for service-to-service calls: pooled connections, timeouts, clear errors."""
+"""Async HTTP client for service-to-service calls: pooled connections, timeouts, clear errors.
+
+The default transport is aiohttp: on the gateway's hot path (four stage calls per request) it
+costs about a quarter of httpx's CPU per call (measured 0.22 ms vs 1.0 ms for a 15 kB POST on
+this machine, see docs/serving.md). An ``httpx`` transport may be passed instead, which is how
+unit tests plug in ``httpx.MockTransport``.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import logging
+from typing import Any, Protocol
 
+import aiohttp
 import httpx
 import orjson
+
+# httpx logs every request at INFO: one JSON line per stage call is a cost on the hot path.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 class UpstreamError(Exception):
@@ -16,6 +28,109 @@ class UpstreamError(Exception):
         self.service = service
         self.kind = kind
         self.detail = detail
+
+
+class _Transport(Protocol):
+    """Sends one request; returns (status, body) or raises TimeoutError / OSError."""
+
+    async def send(
+        self, method: str, url: str, content: bytes | None, params: dict[str, Any] | None,
+        headers: dict[str, str], timeout_s: float,
+    ) -> tuple[int, bytes]:  # fmt: skip
+        """One request and its whole body."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close pooled connections."""
+        ...
+
+
+class _AiohttpTransport:
+    """aiohttp session created on first use (it must be created inside a running loop).
+
+    A call that misses its deadline is not cancelled: the server does the work anyway, and
+    cancelling would close the pooled connection, so the next call pays for a new one (under
+    overload that churn is a measurable share of the gateway's CPU). The late answer is read
+    and dropped in the background, for at most ``linger_s``.
+    """
+
+    def __init__(self, max_connections: int, linger_s: float = 5.0) -> None:
+        self.max_connections = max_connections
+        self.linger_s = linger_s
+        self._session: aiohttp.ClientSession | None = None
+
+    def _get(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=self.max_connections, limit_per_host=self.max_connections, ttl_dns_cache=300
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
+            )
+        return self._session
+
+    async def send(
+        self, method: str, url: str, content: bytes | None, params: dict[str, Any] | None,
+        headers: dict[str, str], timeout_s: float,
+    ) -> tuple[int, bytes]:  # fmt: skip
+        """One request under an overall deadline (connect + send + whole body)."""
+        call = asyncio.ensure_future(self._call(method, url, content, params, headers))
+        try:
+            return await asyncio.wait_for(asyncio.shield(call), timeout_s)
+        except (TimeoutError, asyncio.CancelledError):  # our deadline, or the caller's
+            call.add_done_callback(_discard)  # finishes (or gives up) in the background
+            raise
+
+    async def _call(
+        self, method: str, url: str, content: bytes | None, params: dict[str, Any] | None,
+        headers: dict[str, str],
+    ) -> tuple[int, bytes]:  # fmt: skip
+        try:
+            async with asyncio.timeout(self.linger_s):
+                async with self._get().request(
+                    method, url, data=content, params=params, headers=headers
+                ) as resp:
+                    return resp.status, await resp.read()
+        except aiohttp.ClientError as exc:
+            raise OSError(repr(exc)) from exc
+
+    async def aclose(self) -> None:
+        """Close the session (and its connections)."""
+        if self._session is not None:
+            await self._session.close()
+
+
+def _discard(task: asyncio.Future[tuple[int, bytes]]) -> None:
+    """Retrieve a late call's outcome so asyncio does not report it as never retrieved."""
+    if not task.cancelled():
+        task.exception()
+
+
+class _HttpxTransport:
+    """An httpx client over any httpx transport (tests pass ``httpx.MockTransport``)."""
+
+    def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
+        self._client = httpx.AsyncClient(transport=transport)
+
+    async def send(
+        self, method: str, url: str, content: bytes | None, params: dict[str, Any] | None,
+        headers: dict[str, str], timeout_s: float,
+    ) -> tuple[int, bytes]:  # fmt: skip
+        """One request."""
+        try:
+            resp = await self._client.request(
+                method, url, content=content, params=params, headers=headers,
+                timeout=httpx.Timeout(timeout_s),
+            )  # fmt: skip
+        except httpx.TimeoutException as exc:
+            raise TimeoutError(str(exc)) from exc
+        except httpx.TransportError as exc:
+            raise OSError(repr(exc)) from exc
+        return resp.status_code, resp.content
+
+    async def aclose(self) -> None:
+        """Close the client."""
+        await self._client.aclose()
 
 
 class ServiceClient:
@@ -36,14 +151,10 @@ class ServiceClient:
         self.name = name
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
-        self._client = httpx.AsyncClient(
-            base_url=self.base_url,
-            timeout=httpx.Timeout(timeout_s),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-            transport=transport,
-        )
+        self._transport: _Transport = (
+            _HttpxTransport(transport) if transport is not None
+            else _AiohttpTransport(max_connections)
+        )  # fmt: skip
 
     async def request_json(
         self,
@@ -60,21 +171,22 @@ class ServiceClient:
         hdrs = {"content-type": "application/json"} if content is not None else {}
         if headers:
             hdrs.update(headers)
-        timeout = httpx.Timeout(timeout_s if timeout_s is not None else self.timeout_s)
+        timeout = timeout_s if timeout_s is not None else self.timeout_s
         try:
-            resp = await self._client.request(
-                method, path, content=content, params=params, headers=hdrs, timeout=timeout
+            status, body = await self._transport.send(
+                method, self.base_url + path, content, params, hdrs, timeout
             )
-        except httpx.TimeoutException as exc:
-            raise UpstreamError(self.name, "timeout", f"{method} {path} after {timeout}") from exc
-        except httpx.TransportError as exc:
-            raise UpstreamError(self.name, "unreachable", f"{method} {path}: {exc!r}") from exc
-        if resp.status_code >= 400:
+        except TimeoutError as exc:
             raise UpstreamError(
-                self.name, "status", f"{method} {path} -> {resp.status_code}: {resp.text[:300]}"
-            )
+                self.name, "timeout", f"{method} {path} after {timeout * 1000:.0f} ms"
+            ) from exc
+        except OSError as exc:
+            raise UpstreamError(self.name, "unreachable", f"{method} {path}: {exc}") from exc
+        if status >= 400:
+            text = body[:300].decode("utf-8", "replace")
+            raise UpstreamError(self.name, "status", f"{method} {path} -> {status}: {text}")
         try:
-            return orjson.loads(resp.content)
+            return orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise UpstreamError(self.name, "decode", f"{method} {path}: {exc}") from exc
 
@@ -88,4 +200,4 @@ class ServiceClient:
 
     async def aclose(self) -> None:
         """Close pooled connections."""
-        await self._client.aclose()
+        await self._transport.aclose()

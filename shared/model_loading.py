@@ -145,6 +145,7 @@ class ModelBundle:
     item_tower: OnnxModel | None = None
     index: ItemIndex | None = None
     ranker: OnnxModel | None = None
+    origin: dict[str, str] = field(default_factory=dict)  # part -> where it was loaded from
 
     def versions(self) -> dict[str, str]:
         """Model name -> version, for responses and metrics."""
@@ -212,6 +213,10 @@ class ModelLocator:
         """Changes whenever the models behind this locator change."""
         raise NotImplementedError
 
+    def describe(self, paths: dict[str, Path]) -> dict[str, str]:
+        """Where each part of ``paths`` came from (for readiness and logs)."""
+        return {part: str(path) for part, path in paths.items()}
+
 
 class LocalModels(ModelLocator):
     """A plain bundle folder (``models/``): the parts are its sub-folders."""
@@ -244,16 +249,26 @@ class RegistryModels(ModelLocator):
         self.alias = alias
         self.cache_dir = Path(cache_dir)
         self.parts = tuple(parts)
+        self._versions: dict[str, str] = {}
 
     def paths(self) -> dict[str, Path]:
         """Download (or reuse from the cache) the version behind the alias of each part."""
         from shared import model_registry
 
-        return {
-            p: model_registry.resolve_and_download(
+        out = {}
+        for p in self.parts:
+            got = model_registry.resolve_and_download(
                 registered_name(p), self.alias, self.uri, self.cache_dir
-            ).path
-            for p in self.parts
+            )
+            self._versions[p] = got.version
+            out[p] = got.path
+        return out
+
+    def describe(self, paths: dict[str, Path]) -> dict[str, str]:
+        """``models:/<name>/<version>`` behind the alias, per part."""
+        return {
+            p: f"models:/{registered_name(p)}/{self._versions.get(p, '?')} (@{self.alias})"
+            for p in paths
         }
 
     def fingerprint(self) -> str:
@@ -278,8 +293,10 @@ def locator_for(
 class ModelHolder:
     """Loads a bundle off the event loop, serves it, and swaps in new versions when they appear.
 
-    ``current`` is replaced by one assignment, so a request holding the old bundle finishes on
-    it while the next request gets the new one.
+    A new bundle goes live only after ``load_bundle`` (schema check, ONNX warm-up) and
+    ``prepare`` (the service's own stage code run on production-size input, see
+    ``shared.pipeline.warmup``) succeeded. ``current`` is replaced by one assignment, so a
+    request holding the old bundle finishes on it while the next request gets the new one.
     """
 
     def __init__(
@@ -288,11 +305,13 @@ class ModelHolder:
         parts: Iterable[str],
         poll_s: float = 30.0,
         on_swap: Callable[[ModelBundle], None] | None = None,
+        prepare: Callable[[ModelBundle], None] | None = None,
     ) -> None:
         self.locator = locator
         self.parts = tuple(parts)
         self.poll_s = poll_s
         self.on_swap = on_swap
+        self.prepare = prepare
         self.current: ModelBundle | None = None
         self.error = "models not loaded yet"
         self._fingerprint = ""
@@ -313,13 +332,17 @@ class ModelHolder:
                 fingerprint = self.locator.fingerprint()
                 if self.current is not None and fingerprint == self._fingerprint:
                     return False
-                bundle = load_bundle(self.locator.paths(), self.parts)
+                paths = self.locator.paths()
+                bundle = load_bundle(paths, self.parts)
+                bundle.origin = self.locator.describe(paths)
+                if self.prepare is not None:
+                    self.prepare(bundle)
             except Exception as exc:  # any failure keeps the old bundle serving
                 self.error = f"model load failed: {exc}"
                 log.error("model load failed", extra={"error": str(exc)})
                 return False
             self.current, self._fingerprint, self.error = bundle, fingerprint, ""
-        log.info("models loaded", extra={"versions": bundle.versions()})
+        log.info("models loaded", extra={"versions": bundle.versions(), "origin": bundle.origin})
         if self.on_swap is not None:
             self.on_swap(bundle)
         return True
@@ -342,9 +365,12 @@ class ModelHolder:
 
     async def check(self) -> tuple[bool, str]:
         """Readiness: ready once a bundle passed the schema check and warm-up."""
-        if self.current is None:
+        bundle = self.current
+        if bundle is None:
             return False, self.error
-        return True, "ok " + ",".join(f"{k}={v}" for k, v in self.current.versions().items())
+        versions = ",".join(f"{k}={v}" for k, v in bundle.versions().items())
+        origin = ", ".join(f"{k} from {v}" for k, v in bundle.origin.items())
+        return True, f"ok {versions}; {origin}"
 
 
 def models_dir_field(service: str) -> Any:

@@ -7,7 +7,8 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -168,3 +169,14 @@ def stop(proc: RunningProcess, timeout_s: float = 10.0) -> None:
     except subprocess.TimeoutExpired:
         proc.popen.kill()
         proc.popen.wait()
+
+
+@contextmanager
+def running(spec: ProcessSpec, log_dir: Path) -> Iterator[RunningProcess]:
+    """Start a process, wait until ready, and always stop it afterwards."""
+    proc = start(spec, log_dir)
+    try:
+        wait_ready(proc)
+        yield proc
+    finally:
+        stop(proc)

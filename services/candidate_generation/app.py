@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import FastAPI
 
-from services.candidate_generation.item_indexer import ItemIndexer
+from services.candidate_generation.item_indexer import ItemIndexer, sync_forever
 from services.candidate_generation.pipeline import build_generator
 from services.candidate_generation.routes import candidates, items
 from services.candidate_generation.settings import Settings
 from services.candidate_generation.sources import SourceDeps
+from services.candidate_generation.warmup import warm_up_retrieval
 from shared.dependencies import Dependencies
-from shared.model_loading import ModelHolder, locator_for
+from shared.model_loading import ModelBundle, ModelHolder, locator_for
 from shared.online_store import OnlineStore
 from shared.pipeline.budget import load_budget
 from shared.service import create_app
@@ -23,12 +26,18 @@ def build_app(settings: Settings) -> FastAPI:
     budget = load_budget(settings.latency_budget)
 
     async def setup(app: FastAPI, deps: Dependencies) -> None:
-        store = OnlineStore(deps.redis(settings.redis_url))
+        store = OnlineStore(deps.redis(settings.redis_url), cache_ttl_s=settings.read_cache_s)
         locator = locator_for(
             settings.models_dir, settings.mlflow_uri, settings.model_alias,
             settings.model_cache_dir, MODEL_PARTS,
         )  # fmt: skip
-        holder = ModelHolder(locator, MODEL_PARTS, settings.model_poll_s)
+
+        def prepare(bundle: ModelBundle) -> None:
+            indexer.reapply(bundle)  # items added at run time survive a hot swap
+            warm_up_retrieval(bundle)
+
+        holder = ModelHolder(locator, MODEL_PARTS, settings.model_poll_s, prepare=prepare)
+        indexer = ItemIndexer(store, holder.require)
         deps.readiness.add("models", holder.check)
         deps.on_close(holder.stop)
         await holder.start()
@@ -37,7 +46,16 @@ def build_app(settings: Settings) -> FastAPI:
         app.state.generator = build_generator(
             source_deps, budget, settings.disabled(), settings.service_name
         )
-        app.state.indexer = ItemIndexer(store, holder.require)
+        app.state.indexer = indexer
+        sync = asyncio.create_task(
+            sync_forever(indexer, settings.index_sync_s, settings.index_sync_lookback_s)
+        )
+
+        async def stop_sync() -> None:
+            sync.cancel()
+            await asyncio.gather(sync, return_exceptions=True)
+
+        deps.on_close(stop_sync)
 
     app = create_app(settings, setup, description=__doc__ or "")
     app.include_router(candidates.router)

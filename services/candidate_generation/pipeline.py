@@ -64,4 +64,5 @@ def build_generator(
     service: str = "pipeline",
 ) -> CandidateGenerator:
     """The candidate generation stage as declared above."""
-    return CandidateGenerator(build_sources(deps, budget, disabled=disabled), deps.store, service)
+    sources = build_sources(deps, budget, disabled=disabled)
+    return CandidateGenerator(sources, deps.store, service, budget.stage_s("user_features"))

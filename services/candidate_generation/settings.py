@@ -11,6 +11,7 @@ from shared.model_loading import (
     model_poll_field,
     models_dir_field,
 )
+from shared.online_store.read_cache import read_cache_field
 from shared.pipeline.budget import latency_budget_field
 from shared.settings import RedisUrl, ServiceSettings, mlflow_field, redis_url_field
 
@@ -34,6 +35,13 @@ class Settings(ServiceSettings):
     model_cache_dir: str = model_cache_field(_NAME)
     latency_budget: str | None = latency_budget_field(_NAME)
     disabled_sources: str = Field(default="", description="comma-separated kill switches")
+    read_cache_s: float = read_cache_field()
+    index_sync_s: float = Field(
+        default=2.0, gt=0, le=3600, description="how often catalog additions are indexed"
+    )
+    index_sync_lookback_s: float = Field(
+        default=7 * 86_400.0, gt=0, description="catalog additions this recent are synced"
+    )
 
     def disabled(self) -> frozenset[str]:
         """Names of switched-off sources."""

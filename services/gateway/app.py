@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+from collections.abc import Coroutine
+from typing import Any
 
 from fastapi import FastAPI
 
+from services.candidate_generation.item_indexer import ItemIndexer, sync_forever
 from services.filtering.pipeline import build_filter_chain
-from services.gateway.pipeline import ALL_MODEL_PARTS, build_in_process
+from services.gateway.pipeline import ALL_MODEL_PARTS, build_in_process, warm_up_all
 from services.gateway.remote import RemoteStages
 from services.gateway.routes import recommendations
 from services.gateway.served_log import ServedLog
 from services.gateway.settings import Settings
 from shared.dependencies import Dependencies
-from shared.model_loading import ModelHolder, locator_for
+from shared.model_loading import ModelBundle, ModelHolder, locator_for
 from shared.online_store import OnlineStore
+from shared.pipeline.backend import StageBackend
 from shared.pipeline.budget import LatencyBudget, load_budget
 from shared.pipeline.orchestrator import Orchestrator
+from shared.pipeline.warmup import GatewayWarmUp
 from shared.service import create_app
 
 log = logging.getLogger(__name__)
@@ -31,10 +35,17 @@ async def _in_process(settings: Settings, deps: Dependencies, store: OnlineStore
         settings.models_dir, settings.mlflow_uri, settings.model_alias,
         settings.model_cache_dir, ALL_MODEL_PARTS,
     )  # fmt: skip
-    holder = ModelHolder(locator, ALL_MODEL_PARTS, settings.model_poll_s)
+
+    def prepare(bundle: ModelBundle) -> None:
+        indexer.reapply(bundle)
+        warm_up_all(bundle)
+
+    holder = ModelHolder(locator, ALL_MODEL_PARTS, settings.model_poll_s, prepare=prepare)
+    indexer = ItemIndexer(store, holder.require)
     deps.readiness.add("models", holder.check)
     deps.on_close(holder.stop)
     await holder.start()
+    _background(deps, sync_forever(indexer, settings.index_sync_s, 7 * 86_400.0))
     return build_in_process(store, holder, budget, settings.service_name).orchestrator
 
 
@@ -52,11 +63,36 @@ def _remote(settings: Settings, deps: Dependencies, store: OnlineStore,
 
 
 async def _refresh_trending(orch: Orchestrator, every_s: float) -> None:
-    """Keep the last-resort list fresh; failures only mean the old list stays."""
+    """Keep the last-resort list fresh; a failure only means the old list stays."""
     while True:
-        with contextlib.suppress(Exception):
+        try:
             await orch.refresh_trending()
+        except Exception as exc:  # the store is down: the fallback list keeps its last value
+            log.warning("trending refresh failed", extra={"error": f"{type(exc).__name__}"})
         await asyncio.sleep(every_s)
+
+
+def _background(deps: Dependencies, work: Coroutine[Any, Any, None]) -> None:
+    """Run a coroutine for the app's lifetime; cancelled at shutdown."""
+    task = asyncio.ensure_future(work)
+
+    async def cancel() -> None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    deps.on_close(cancel)
+
+
+def _warm_up(settings: Settings, deps: Dependencies, stages: StageBackend,
+             store: OnlineStore) -> None:  # fmt: skip
+    """Readiness waits until every stage (and Redis) answered, over warm pooled connections."""
+    warm = GatewayWarmUp(
+        stages, store, settings.warmup_connections, settings.warmup_timeout_s,
+        settings.warmup_give_up_s, before=store.preload_catalog,
+    )  # fmt: skip
+    deps.readiness.add("warm_up", warm.check)
+    deps.on_close(warm.stop)
+    warm.start()
 
 
 def build_app(settings: Settings) -> FastAPI:
@@ -64,28 +100,24 @@ def build_app(settings: Settings) -> FastAPI:
     budget = load_budget(settings.latency_budget)
 
     async def setup(app: FastAPI, deps: Dependencies) -> None:
-        store = OnlineStore(deps.redis(settings.redis_url))
+        store = OnlineStore(deps.redis(settings.redis_url), cache_ttl_s=settings.read_cache_s)
         if settings.mode == "in_process":
-            app.state.orchestrator = await _in_process(settings, deps, store, budget)
+            orchestrator = await _in_process(settings, deps, store, budget)
         else:
-            app.state.orchestrator = _remote(settings, deps, store, budget)
+            orchestrator = _remote(settings, deps, store, budget)
+        app.state.orchestrator = orchestrator
         app.state.served_log = None
         if settings.served_log:
             # Best effort: a broker outage must not stop recommendations (optional check).
-            producer = deps.kafka_producer(settings.kafka_bootstrap, required=False)
+            producer = deps.kafka_producer(
+                settings.kafka_bootstrap, required=False, linger_ms=settings.served_linger_ms
+            )
             served = ServedLog(producer, settings.served_topic, settings.served_queue)
             served.start()
             deps.on_close(served.stop)
             app.state.served_log = served
-        task = asyncio.create_task(
-            _refresh_trending(app.state.orchestrator, settings.trending_refresh_s)
-        )
-
-        async def cancel() -> None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-
-        deps.on_close(cancel)
+        _background(deps, _refresh_trending(orchestrator, settings.trending_refresh_s))
+        _warm_up(settings, deps, orchestrator.stages, store)
 
     app = create_app(settings, setup, description=__doc__ or "")
     app.include_router(recommendations.router)

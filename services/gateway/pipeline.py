@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from services.candidate_generation.pipeline import SOURCES, build_generator
 from services.candidate_generation.sources import SourceDeps
+from services.candidate_generation.warmup import warm_up_retrieval
 from services.filtering.pipeline import FILTERS, build_filter_chain
-from services.ranking.ranker import MultiTaskRanker
-from services.reranking.chain import embedding_lookup
+from services.ranking.ranker import MultiTaskRanker, warm_up_ranker
+from services.reranking.chain import embedding_lookup, warm_up_rerank
 from services.reranking.pipeline import RERANKERS, build_rerank_chain
-from shared.model_loading import ModelHolder
+from shared.model_loading import ModelBundle, ModelHolder
 from shared.pipeline.budget import LatencyBudget
 from shared.pipeline.inprocess import InProcessPipeline
 from shared.pipeline.store import FeatureReader
@@ -49,3 +50,10 @@ def build_in_process(
         versions=lambda: holder.require().versions(),
         service=service,
     )
+
+
+def warm_up_all(bundle: ModelBundle) -> None:
+    """Every model-backed stage on production-size input, before ``bundle`` goes live."""
+    warm_up_retrieval(bundle)
+    warm_up_ranker(bundle)
+    warm_up_rerank(bundle)

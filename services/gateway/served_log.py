@@ -2,7 +2,8 @@
 
 The request path only puts a serialised record on a bounded queue (put_nowait). When the
 broker is slow or down the queue fills and records are dropped and counted: a broker outage
-costs log records, never latency or errors.
+costs log records, never latency or errors. The sender thread creates the topic when it is
+missing (at its first record, and again after a failure: a restarted broker may have lost it).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import orjson
 from kafka.errors import KafkaError
 from prometheus_client import Counter
 
-from shared.kafka import LazyProducer
+from shared.kafka import LazyProducer, ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +31,13 @@ _STOP = object()
 class ServedLog:
     """Bounded queue + one sender thread (kafka-python's send may block on metadata)."""
 
-    def __init__(self, producer: LazyProducer, topic: str, max_queue: int = 10_000) -> None:
+    def __init__(
+        self, producer: LazyProducer, topic: str, max_queue: int = 10_000, partitions: int = 1
+    ) -> None:
         self.producer = producer
         self.topic = topic
+        self.partitions = partitions
+        self._topic_ok = False
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
         self._thread = threading.Thread(target=self._run, name="served-log", daemon=True)
 
@@ -55,11 +60,20 @@ class ServedLog:
                 return
             key, value = item
             try:
-                self.producer.get().send(self.topic, key=key, value=value)
-                SERVED_LOG.labels("sent").inc()
+                if not self._topic_ok:
+                    ensure_topics(self.producer.bootstrap, {self.topic: self.partitions}, 3.0)
+                    self._topic_ok = True
+                future = self.producer.get().send(self.topic, key=key, value=value)
+                future.add_callback(lambda _meta: SERVED_LOG.labels("sent").inc())
+                future.add_errback(self._failed)
             except (KafkaError, OSError) as exc:
-                SERVED_LOG.labels("failed").inc()
-                log.warning("served log send failed", extra={"error": repr(exc)})
+                self._failed(exc)
+
+    def _failed(self, exc: BaseException) -> None:
+        """Count and log a lost record; the next record re-checks the topic."""
+        self._topic_ok = False
+        SERVED_LOG.labels("failed").inc()
+        log.warning("served log send failed", extra={"error": repr(exc)})
 
     async def stop(self) -> None:
         """Let the thread finish what is queued (bounded by the producer's own timeouts)."""

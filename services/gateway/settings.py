@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.model_loading import (
@@ -13,6 +14,7 @@ from shared.model_loading import (
     model_poll_field,
     models_dir_field,
 )
+from shared.online_store.read_cache import read_cache_field
 from shared.pipeline.budget import latency_budget_field
 from shared.settings import (
     HttpUrl,
@@ -21,15 +23,26 @@ from shared.settings import (
     ServiceSettings,
     kafka_field,
     mlflow_field,
-    platform_field,
     redis_url_field,
 )
 from shared.topics import SERVED
 
 
 def _stage_url(stage: str, port: int) -> Any:
-    """CASCADE_GATEWAY_<STAGE>_URL (or platform-wide CASCADE_<STAGE>_URL)."""
-    return platform_field(f"{stage}_url", f"http://127.0.0.1:{port}", "gateway", f"{stage} URL")
+    """CASCADE_GATEWAY_<STAGE>_URL (or platform-wide CASCADE_<STAGE>_URL); by default the
+    stage on this host, at the port it was told to use (CASCADE_<STAGE>_PORT) or its own."""
+    upper = stage.upper()
+
+    def on_this_host() -> str:
+        return f"http://127.0.0.1:{os.environ.get(f'CASCADE_{upper}_PORT', port)}"
+
+    return Field(
+        default_factory=on_this_host,
+        validation_alias=AliasChoices(
+            f"CASCADE_GATEWAY_{upper}_URL", f"CASCADE_{upper}_URL", f"{stage}_url"
+        ),
+        description=f"{stage} URL",
+    )
 
 
 class Settings(ServiceSettings):
@@ -53,7 +66,22 @@ class Settings(ServiceSettings):
     served_topic: str = Field(default=SERVED, min_length=1)
     served_log: bool = Field(default=True, description="log served lists to Kafka")
     served_queue: int = Field(default=10_000, ge=1, le=1_000_000)
+    served_linger_ms: int = Field(
+        default=50, ge=0, le=5000, description="served-list batching: fewer, larger produces"
+    )
     trending_refresh_s: float = Field(default=30.0, gt=0)
+    read_cache_s: float = read_cache_field()
+    # readiness: warm-up rounds through every stage before the gateway reports ready
+    warmup_connections: int = Field(
+        default=8, ge=1, le=64, description="concurrent warm-up calls (pooled connections)"
+    )
+    warmup_timeout_s: float = Field(default=2.0, gt=0, le=60, description="per warm-up call")
+    warmup_give_up_s: float = Field(
+        default=10.0, ge=0, le=3600, description="ready anyway (degraded) after this long"
+    )
+    index_sync_s: float = Field(
+        default=2.0, gt=0, le=3600, description="in_process: catalog additions indexed every"
+    )
     # models, used only in in_process mode
     mlflow_uri: str = mlflow_field("gateway")
     models_dir: str | None = models_dir_field("gateway")

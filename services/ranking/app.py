@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.ranking.ranker import MultiTaskRanker
+from services.ranking.ranker import MultiTaskRanker, warm_up_ranker
 from services.ranking.routes import rank
 from services.ranking.settings import Settings
 from shared.dependencies import Dependencies
@@ -22,7 +22,7 @@ def build_app(settings: Settings) -> FastAPI:
             settings.models_dir, settings.mlflow_uri, settings.model_alias,
             settings.model_cache_dir, MODEL_PARTS,
         )  # fmt: skip
-        holder = ModelHolder(locator, MODEL_PARTS, settings.model_poll_s)
+        holder = ModelHolder(locator, MODEL_PARTS, settings.model_poll_s, prepare=warm_up_ranker)
         deps.readiness.add("models", holder.check)
         deps.on_close(holder.stop)
         await holder.start()

@@ -70,3 +70,15 @@ class MultiTaskRanker:
         else:
             score = np.asarray(out[SCORE_OUTPUT], dtype=np.float32).reshape(-1)
         return Scores(score, head_scores, model.version)
+
+
+def warm_up_ranker(bundle: ModelBundle, n_items: int = 500) -> None:
+    """Score a production-size synthetic batch with ``bundle`` (before it goes live)."""
+    import time
+
+    from shared.pipeline.warmup import synthetic_items, synthetic_user
+
+    ids = [f"warmup-{i}" for i in range(n_items)]
+    ranker = MultiTaskRanker(lambda: bundle)
+    for _ in range(2):
+        ranker.score(synthetic_user(ids), synthetic_items(ids), time.time())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.reranking.chain import embedding_lookup
+from services.reranking.chain import embedding_lookup, warm_up_rerank
 from services.reranking.pipeline import build_rerank_chain
 from services.reranking.routes import rerank
 from services.reranking.settings import Settings
@@ -23,7 +23,7 @@ def build_app(settings: Settings) -> FastAPI:
             settings.models_dir, settings.mlflow_uri, settings.model_alias,
             settings.model_cache_dir, MODEL_PARTS,
         )  # fmt: skip
-        holder = ModelHolder(locator, MODEL_PARTS, settings.model_poll_s)
+        holder = ModelHolder(locator, MODEL_PARTS, settings.model_poll_s, prepare=warm_up_rerank)
         deps.readiness.add("models", holder.check)
         deps.on_close(holder.stop)
         await holder.start()

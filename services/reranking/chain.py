@@ -64,3 +64,17 @@ class RerankChain:
         for r in self.rerankers:
             r.rerank(state)
         return state.result()
+
+
+def warm_up_rerank(bundle: ModelBundle, n_items: int = 200) -> None:
+    """Re-rank a production-size synthetic list with ``bundle``'s embeddings."""
+    from services.reranking.pipeline import build_rerank_chain
+    from shared.pipeline.warmup import synthetic_rerank_input
+
+    index = bundle.index
+    if index is None:
+        return
+    ids = index.ids(np.arange(min(len(index), n_items)))
+    chain = build_rerank_chain(embedding_lookup(lambda: bundle))
+    for _ in range(2):
+        chain.rerank(synthetic_rerank_input(ids))

@@ -15,11 +15,10 @@ from shared.features.records import ItemFeatures, UserFeatures
 from shared.online_store import keys
 from shared.online_store.catalog import (
     UNKNOWN_SEGMENT,
-    StaticItem,
+    CatalogColumns,
     decode_item,
     profile_from_hash,
     stage_items,
-    static_item,
 )
 from shared.online_store.config import DEFAULT_STORE_CONFIG, StoreConfig
 from shared.online_store.counter_layout import (
@@ -30,17 +29,21 @@ from shared.online_store.counter_layout import (
     CounterLayout,
 )
 from shared.online_store.effects import affinity_at
+from shared.online_store.read_cache import CounterCache, ListCache
 from shared.online_store.types import ItemBatch, ItemRecord, LazyItemFeatures, UserState
 
 _AFFINITY_FIELDS = [f"a{g}".encode() for g in range(N_GENRES)]
-_MISSING = static_item(ItemRecord(item_id=""))
+# Columns of OnlineStore.counter_features (what the read cache keeps per item).
+COUNTER_FEATURES = ("count_1h", "count_24h", "count_7d", "total", "likes", "clicks", "impressions")
 
 
 class OnlineStore:
     """Batched async reads of user and item features (plus catalog writes for the item API).
 
     Catalog records are nearly static, so decoded records are cached per process and dropped
-    whenever ``catalog:version`` moves (read in the same round trip as the counters).
+    whenever ``catalog:version`` moves (read in the same round trip as the counters). With
+    ``cache_ttl_s`` > 0 item counters and the global lists are also reused for that long
+    (``read_cache``: serving turns it on; by default every read goes to Redis).
     """
 
     def __init__(
@@ -48,13 +51,17 @@ class OnlineStore:
         redis: aioredis.Redis,
         config: FeatureConfig = DEFAULT_CONFIG,
         store: StoreConfig = DEFAULT_STORE_CONFIG,
+        cache_ttl_s: float = 0.0,
     ) -> None:
         self.redis = redis
         self.config = config
         self.store = store
         self.layout = CounterLayout(config)
-        self._catalog: dict[str, StaticItem] = {}
+        self._catalog = CatalogColumns()
         self._catalog_version: bytes | None = None
+        self._counters = CounterCache(len(COUNTER_FEATURES), cache_ttl_s)
+        self._finest = min(ring.granularity for ring in self.layout.rings)
+        self._lists = ListCache(cache_ttl_s)
 
     # ---- users ------------------------------------------------------------------------
     async def get_user(self, user_id: str, now: float) -> UserState:
@@ -113,27 +120,39 @@ class OnlineStore:
         ids = list(item_ids)
         if not ids:
             return ItemBatch.empty()
-        missing = [i for i in dict.fromkeys(ids) if i not in self._catalog]
+        bucket = int(now // self._finest)  # cached rows are valid within one time bucket
+        rows = self._catalog.rows(ids)
+        values, stale = self._counters.read(rows, bucket)
+        stale_ids = [ids[j] for j in stale]
+        missing = list(dict.fromkeys(ids[j] for j in np.flatnonzero(rows == 0)))
         pipe = self.redis.pipeline(transaction=False)
         pipe.get(keys.CATALOG_VERSION)
-        pipe.mget([keys.item_counters(i) for i in ids])
         if missing:
             pipe.mget([keys.item(i) for i in missing])
-        replies = await pipe.execute()
-        if replies[0] != self._catalog_version:
-            await self._reset_catalog(replies[0], ids, missing, replies)
+        if stale_ids:
+            pipe.mget([keys.item_counters(i) for i in stale_ids])
+        version, *rest = await pipe.execute()
+        records = rest[0] if missing else []
+        if version != self._catalog_version:
+            await self._reset_catalog(version, ids, missing, records)
         else:
-            self._cache_records(missing, replies[2] if missing else [])
-        return self._item_batch(ids, self.layout.decode(replies[1]), now)
+            self._cache_records(missing, records)
+        if missing or version != self._catalog_version:
+            rows = self._catalog.rows(ids)  # records were added, or the rows reassigned
+        if stale_ids:
+            fetched = self.counter_features(self.layout.decode(rest[-1]), now)
+            values[stale] = fetched
+            self._counters.store(rows[stale], fetched, bucket)
+        return self._item_batch(ids, values, rows)
 
     async def _reset_catalog(
-        self, version: bytes | None, ids: list[str], missing: list[str], replies: list[object]
+        self, version: bytes | None, ids: list[str], missing: list[str], records: list[Any]
     ) -> None:
         """The catalog changed since entries were cached: drop them and refetch this batch's."""
-        self._catalog.clear()
+        self._clear_catalog()
         self._catalog_version = version
         if len(missing) == len(set(ids)):
-            self._cache_records(missing, replies[2])  # type: ignore[arg-type]
+            self._cache_records(missing, records)
             return
         unique = list(dict.fromkeys(ids))
         raws: Any = await self.redis.mget([keys.item(i) for i in unique])
@@ -141,36 +160,75 @@ class OnlineStore:
 
     def _cache_records(self, item_ids: list[str], raws: list[bytes | None]) -> None:
         if len(self._catalog) + len(item_ids) > self.store.catalog_cache_size:
-            self._catalog.clear()
-        for item_id, raw in zip(item_ids, raws, strict=True):
-            if raw is not None:
-                self._catalog[item_id] = static_item(decode_item(item_id, raw))
+            self._clear_catalog()
+        self._catalog.add(
+            [decode_item(i, raw) for i, raw in zip(item_ids, raws, strict=True) if raw is not None]
+        )
 
-    def _item_batch(self, ids: list[str], words: np.ndarray, now: float) -> ItemBatch:
-        statics = [self._catalog.get(i, _MISSING) for i in ids]
+    def _clear_catalog(self) -> None:
+        """Drop the decoded catalog and the counter rows indexed by its rows."""
+        self._catalog.clear()
+        self._counters.clear()
+
+    async def preload_catalog(self, chunk: int = 5000) -> int:
+        """Decode the catalog into the cache (up to ``catalog_cache_size`` items) before
+        serving, so the first requests do not pay for it; returns how many were cached.
+
+        The version is read first: a catalog write during the load moves it, and the next
+        ``get_items`` then drops what was loaded here.
+        """
+        version: Any = await self.redis.get(keys.CATALOG_VERSION)
+        ids: list[str] = []
+        async for member in self.redis.sscan_iter(keys.CATALOG_IDS, count=chunk):
+            ids.append(member.decode())
+            if len(ids) >= self.store.catalog_cache_size:
+                break
+        self._clear_catalog()
+        for start in range(0, len(ids), chunk):
+            part = ids[start : start + chunk]
+            raws: Any = await self.redis.mget([keys.item(i) for i in part])
+            self._cache_records(part, raws)
+        self._catalog_version = version
+        return len(self._catalog)
+
+    def cached_items(self, item_ids: Sequence[str], now: float) -> ItemBatch:
+        """The batch from this process's catalog cache alone, no Redis (the fallback when the
+        store is down): attributes of cached items, counters zero; uncached items not found."""
+        ids = list(item_ids)
+        if not ids:
+            return ItemBatch.empty()
+        return self._item_batch(ids, np.zeros((len(ids), len(COUNTER_FEATURES))), None)
+
+    def counter_features(self, words: np.ndarray, now: float) -> np.ndarray:
+        """[n, len(COUNTER_FEATURES)] counts at ``now`` from decoded counter words."""
         windowed = self.layout.windowed(words, now)
-        counts = np.column_stack(
-            [windowed["1h"], windowed["24h"], windowed["7d"], words[:, TOTAL_INTERACTIONS]]
-        ).astype(np.float64)
-        likes = words[:, TOTAL_LIKES].astype(np.float64)
+        totals = words[:, [TOTAL_INTERACTIONS, TOTAL_LIKES, TOTAL_CLICKS, TOTAL_IMPRESSIONS]]
+        return np.column_stack([windowed["1h"], windowed["24h"], windowed["7d"], totals]).astype(
+            np.float64
+        )
+
+    def _item_batch(self, ids: list[str], values: np.ndarray, rows: np.ndarray | None) -> ItemBatch:
+        """The batch from counter feature rows; ``rows`` are the catalog rows when known."""
+        cat = self._catalog
+        rows = cat.rows(ids) if rows is None else rows
+        records = [cat.records[r] for r in rows.tolist()]
+        counts = np.ascontiguousarray(values[:, :4])
+        likes = values[:, 4].copy()
         ctr = smoothed_rate(
-            words[:, TOTAL_CLICKS],
-            words[:, TOTAL_IMPRESSIONS],
-            self.store.ctr_prior_rate,
-            self.store.ctr_prior_strength,
+            values[:, 5], values[:, 6], self.store.ctr_prior_rate, self.store.ctr_prior_strength
         )
         return ItemBatch(
             item_ids=ids,
-            found=np.fromiter((s is not _MISSING for s in statics), dtype=bool, count=len(ids)),
-            features=LazyItemFeatures(len(ids), lambda: _features(ids, statics, counts, likes)),
-            added_ts=np.array([s.record.added_ts for s in statics], dtype=np.float64),
-            age_restricted=np.array([s.record.age_restricted for s in statics], dtype=bool),
-            regions=[s.record.regions for s in statics],
+            found=rows > 0,
+            features=LazyItemFeatures(len(ids), lambda: _features(ids, records, counts, likes)),
+            added_ts=cat.added_ts[rows],
+            age_restricted=cat.restricted[rows],
+            regions=[cat.regions[r] for r in rows.tolist()],
             ctr=np.asarray(ctr, dtype=np.float32),
             counts=counts,
             like_count=likes,
-            release_year=np.array([s.year for s in statics], dtype=np.float64),
-            genres=np.stack([s.genre_vec for s in statics]),
+            release_year=cat.year[rows],
+            genres=cat.genres[rows],
         )
 
     async def put_items(self, items: Sequence[ItemRecord]) -> None:
@@ -178,50 +236,70 @@ class OnlineStore:
         pipe = self.redis.pipeline(transaction=False)
         stage_items(pipe, items)
         await pipe.execute()
+        self._lists.clear()  # the fresh-items list changed: this process sees it at once
 
     # ---- candidate lists --------------------------------------------------------------
     async def trending(self, k: int, now: float) -> list[tuple[str, float]]:
         """Top ``k`` items by time-decayed engagement, scores decayed to ``now``."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.zrevrange(keys.TRENDING, 0, max(k, 1) - 1, withscores=True)
-        pipe.get(keys.TRENDING_REF)
-        top, ref = await pipe.execute()
-        if not top or k <= 0:
+        if k <= 0:
             return []
-        scale = 2.0 ** ((float(ref or now) - now) / self.store.trending_half_life_s)
-        return [(m.decode(), float(s) * scale) for m, s in top]
+        cached = self._lists.get(("trending", k))
+        if cached is None:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.zrevrange(keys.TRENDING, 0, k - 1, withscores=True)
+            pipe.get(keys.TRENDING_REF)
+            top, ref = await pipe.execute()
+            cached = (_pairs(top), float(ref) if ref else None)
+            self._lists.put(("trending", k), cached)
+        pairs, ref_ts = cached
+        if not pairs:
+            return []
+        scale = 2.0 ** (((ref_ts or now) - now) / self.store.trending_half_life_s)
+        return [(m, s * scale) for m, s in pairs]
 
     async def popular_in_segment(self, segment: str, k: int) -> list[tuple[str, float]]:
         """Top ``k`` items by engagement of users in ``segment`` (``all``: every user)."""
         if k <= 0:
             return []
-        key = keys.segment_popularity(segment)
-        return _pairs(await self.redis.zrevrange(key, 0, k - 1, withscores=True))
+        cached: list[tuple[str, float]] | None = self._lists.get(("segment", segment, k))
+        if cached is None:
+            key = keys.segment_popularity(segment)
+            cached = _pairs(await self.redis.zrevrange(key, 0, k - 1, withscores=True))
+            self._lists.put(("segment", segment, k), cached)
+        return cached
 
     async def fresh_items(self, k: int, now: float, max_age_s: float) -> list[tuple[str, float]]:
         """Up to ``k`` items added in the last ``max_age_s`` s, newest first, as (id, added_ts)."""
         if k <= 0:
             return []
-        top = await self.redis.zrevrangebyscore(
-            keys.FRESH, now, now - max_age_s, start=0, num=k, withscores=True
-        )
-        return _pairs(top)
+        cached: list[tuple[str, float]] | None = self._lists.get(("fresh", k, max_age_s))
+        if cached is None:
+            top = await self.redis.zrevrangebyscore(
+                keys.FRESH, now, now - max_age_s, start=0, num=k, withscores=True
+            )
+            cached = _pairs(top)
+            self._lists.put(("fresh", k, max_age_s), cached)
+        return cached
 
 
 def _features(
-    ids: list[str], statics: list[StaticItem], counts: np.ndarray, likes: np.ndarray
+    ids: list[str], records: list[ItemRecord], counts: np.ndarray, likes: np.ndarray
 ) -> list[ItemFeatures]:
     """Per-item records of a batch (built only when a caller iterates ``features``)."""
     rows = counts.tolist()
     return [
         ItemFeatures(
             item_id=i,
-            genres=s.record.genres,
-            release_year=s.record.release_year,
-            count_1h=c[0], count_24h=c[1], count_7d=c[2], count_total=c[3],
-            like_count=lk, rating_count=c[3],
+            genres=r.genres,
+            release_year=r.release_year,
+            count_1h=c[0],
+            count_24h=c[1],
+            count_7d=c[2],
+            count_total=c[3],
+            like_count=lk,
+            rating_count=c[3],
         )  # fmt: skip
-        for i, s, c, lk in zip(ids, statics, rows, likes.tolist(), strict=True)
+        for i, r, c, lk in zip(ids, records, rows, likes.tolist(), strict=True)
     ]
 
 

@@ -16,13 +16,13 @@ class StageBudgets(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    user_features: float = Field(10.0, gt=0, le=10_000)
-    candidates: float = Field(20.0, gt=0, le=10_000)
-    item_features: float = Field(10.0, gt=0, le=10_000)
-    filtering: float = Field(8.0, gt=0, le=10_000)
-    ranking: float = Field(12.0, gt=0, le=10_000)
-    reranking: float = Field(8.0, gt=0, le=10_000)
-    fallback: float = Field(5.0, gt=0, le=10_000)
+    user_features: float = Field(default=10.0, gt=0, le=10_000)
+    candidates: float = Field(default=20.0, gt=0, le=10_000)
+    item_features: float = Field(default=10.0, gt=0, le=10_000)
+    filtering: float = Field(default=8.0, gt=0, le=10_000)
+    ranking: float = Field(default=12.0, gt=0, le=10_000)
+    reranking: float = Field(default=8.0, gt=0, le=10_000)
+    fallback: float = Field(default=5.0, gt=0, le=10_000)
 
 
 class LatencyBudget(BaseModel):
@@ -30,7 +30,7 @@ class LatencyBudget(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    total_ms: float = Field(45.0, gt=0, le=60_000)
+    total_ms: float = Field(default=45.0, gt=0, le=60_000)
     stages: StageBudgets = Field(default_factory=StageBudgets)
     sources: dict[str, float] = Field(default_factory=dict)
 

@@ -76,7 +76,7 @@ class ItemIndex:
     def embeddings(self, item_ids: Sequence[str]) -> np.ndarray:
         """[n, dim] embeddings of item ids; zero rows for items not in the index."""
         rows = self.rows(item_ids)
-        out = self._emb[np.maximum(rows, 0)].copy()
+        out: np.ndarray = self._emb[np.maximum(rows, 0)].copy()
         out[rows < 0] = 0.0
         return out
 

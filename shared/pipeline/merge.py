@@ -15,22 +15,20 @@ def merge_sources(results: Sequence[SourceResult], max_candidates: int) -> Candi
     Past ``max_candidates`` the tail of the first (primary, usually largest) source is dropped
     first, so the smaller sources keep their reserved share of the list.
     """
-    row_of: dict[str, int] = {}
-    item_ids: list[str] = []
+    row_of: dict[str, int] = {}  # insertion order is the merged order
     prov: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     status: dict[str, SourceStatus] = {}
     for res in results:
-        rows = np.empty(len(res.item_ids), dtype=np.int64)
-        for j, item_id in enumerate(res.item_ids):
-            row = row_of.get(item_id)
-            if row is None:
-                row = row_of[item_id] = len(item_ids)
-                item_ids.append(item_id)
-            rows[j] = row
+        # setdefault gives a new id the next row (len is taken before the insert)
+        new_row = row_of.setdefault
+        rows = np.fromiter(
+            (new_row(i, len(row_of)) for i in res.item_ids), np.int64, len(res.item_ids)
+        )
         # a source may list an item twice: keep its first (best) score only
         rows, first = np.unique(rows, return_index=True)
         prov[res.source] = (rows, np.asarray(res.scores, dtype=np.float32)[first])
         status[res.source] = SourceStatus(len(res.item_ids), res.elapsed_ms, res.error)
+    item_ids = list(row_of)
     merged = Candidates(item_ids, prov, status)
     if len(item_ids) > max_candidates and results:
         merged = merged.take(_keep_rows(merged, results[0].source, max_candidates))

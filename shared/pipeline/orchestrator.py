@@ -6,8 +6,10 @@ Order (independent steps in parallel):
 
 Fallbacks (each marks the response degraded with the reason):
   user state     → served as an unknown user (conservative filters: no restricted items)
-  candidates     → the trending list from the online store (then the last good trending list)
-  item features  → attributes unknown: restricted-if-unknown filters drop those items
+  candidates     → the trending list from the online store (then the last good trending list);
+                   also when every source failed and no candidate is left
+  item features  → the catalog attributes this process cached (counters zero); items it never
+                   saw count as unknown, and the restriction filters drop unknown items
   filtering      → the same filter chain, run here (restrictions are never skipped)
   ranking        → retrieval order
   re-ranking     → the top k by ranker score
@@ -114,10 +116,16 @@ class Orchestrator:
         timeout = run.deadline_s("candidates")
         try:
             work = self.stages.candidates(req.user_id, now, req.tunables, user, timeout)
-            return await run.call("candidates", work, timeout)
+            cands = await run.call("candidates", work, timeout)
         except StageFailed as exc:
             run.failed(exc)
             return await self._trending_fallback(run, exc.reason, now, req.tunables)
+        errors = [f"{name}: {st.error}" for name, st in cands.status.items() if st.error]
+        if len(cands) == 0 and errors:  # every source failed open: nothing to rank
+            reason = "no candidates, sources failed (" + "; ".join(errors)[:300] + ")"
+            run.failed(StageFailed("candidates", reason, "empty"))
+            return await self._trending_fallback(run, reason, now, req.tunables)
+        return cands
 
     async def _trending_fallback(
         self, run: RequestRun, reason: str, now: float, tunables: Tunables
@@ -146,10 +154,15 @@ class Orchestrator:
             return ItemColumns.from_batch(batch)
         except StageFailed as exc:
             run.failed(exc)
-            run.degrade("item_features", exc.reason, "attributes unknown: restricted dropped")
-            return ItemColumns.unknown(cands.item_ids)
+            batch = self.store.cached_items(cands.item_ids, now)
+            known = int(np.count_nonzero(batch.found))
+            fallback = f"cached attributes of {known}/{len(batch)} items, counters zero"
+            run.degrade("item_features", exc.reason, fallback)
+            return ItemColumns.from_batch(batch)
 
     async def _filter(self, run: RequestRun, user: UserState, items: ItemColumns) -> FilterResult:
+        if len(items) == 0:
+            return FilterResult(np.zeros(0, dtype=np.int64))
         batch = FilterInput.build(items, FilterUser.from_state(user))
         timeout = run.deadline_s("filtering")
         try:

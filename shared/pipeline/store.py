@@ -23,6 +23,11 @@ class FeatureReader(Protocol):
         """Attributes and windowed counters of the items, in the order asked."""
         ...
 
+    def cached_items(self, item_ids: Sequence[str], now: float) -> ItemBatch:
+        """What this process still knows of the items without the store (fallback): cached
+        catalog attributes, counters zero, items never seen not ``found``."""
+        ...
+
     async def trending(self, k: int, now: float) -> list[tuple[str, float]]:
         """The k items trending at ``now`` with their trend scores."""
         ...

@@ -78,8 +78,8 @@ class FilterUserBody(_Body):
 
     seen: list[str] = Field(default_factory=list, max_length=100_000)
     blocked: list[str] = Field(default_factory=list, max_length=100_000)
-    age: int | None = Field(None, ge=0, le=150)
-    region: str | None = Field(None, max_length=64)
+    age: int | None = Field(default=None, ge=0, le=150)
+    region: str | None = Field(default=None, max_length=64)
 
 
 class FilterBody(_Body):
@@ -123,7 +123,10 @@ def encode_filter_input(b: FilterInput) -> dict[str, Any]:
         "age_restricted": np.flatnonzero(b.age_restricted),
         "regions": {str(i): sorted(r) for i, r in enumerate(b.regions) if r},
         "user": {
-            "seen": list(u.seen), "blocked": list(u.blocked), "age": u.age, "region": u.region
+            "seen": list(u.seen),
+            "blocked": list(u.blocked),
+            "age": u.age,
+            "region": u.region,
         },
     }
 
@@ -203,10 +206,12 @@ def encode_rank_request(
             "n_events": user.n_events, "rating_sum": user.rating_sum,
             "n_ratings": user.n_ratings, "last_event_ts": user.last_event_ts,
         },
-        "items": {
-            "item_ids": items.item_ids, "genre_mask": items.genre_mask,
-            "release_year": items.release_year, "counts": np.ascontiguousarray(items.counts),
-            "like_count": items.like_count, "rating_count": items.rating_count,
+        "items": {  # orjson writes numpy arrays natively, but only C-contiguous ones
+            "item_ids": items.item_ids, "genre_mask": np.ascontiguousarray(items.genre_mask),
+            "release_year": np.ascontiguousarray(items.release_year),
+            "counts": np.ascontiguousarray(items.counts),
+            "like_count": np.ascontiguousarray(items.like_count),
+            "rating_count": np.ascontiguousarray(items.rating_count),
         },
         "weights": weights,
     }  # fmt: skip
@@ -236,7 +241,7 @@ class RerankBody(_Body):
     impressions: list[int]
     k: int = Field(ge=1, le=1000)
     now: float = Field(gt=0)
-    seed: int = Field(0, ge=0, lt=2**64)
+    seed: int = Field(default=0, ge=0, lt=2**64)
     tunables: Tunables = DEFAULT_TUNABLES
 
     @model_validator(mode="after")

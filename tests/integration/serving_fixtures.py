@@ -3,18 +3,28 @@
 ``write_synthetic_bundle`` writes a bundle in the docs/training.md layout whose ONNX graphs are
 built with ``onnx.helper`` (small linear models, no torch), so stage tests run in milliseconds:
 user and item towers share a genre projection, so a user who likes a genre retrieves items of
-that genre. ``trained_models`` (session scope) runs the real ``python -m training.pipeline
---tiny`` into a tmp folder for the end-to-end tests.
+that genre. ``MemoryStore`` is an in-memory stand-in of the online store for unit tests.
+
+Real-model fixtures (session scope, shared by every serving integration test):
+``trained_models`` runs the real ``python -m training.pipeline --tiny`` on the committed
+MovieLens subset (``TRAINING_DATA``); ``registered_models`` registers that bundle in the
+session's MLflow under the alias ``production``; ``live_stack`` starts a private Redis loaded
+from the same data, the four stage services and two gateways (services and in_process mode) as
+real processes that load their models from that alias.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import hnswlib
 import numpy as np
@@ -22,12 +32,24 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from deploy.local.processes import ProcessSpec, RunningProcess, StartupError, start, stop, tail
-from shared.features import DEFAULT_CONFIG, GENRES, ItemFeatures, build_schema, encode_item_tower
+from deploy.local import infra
+from deploy.local.processes import RunningProcess, free_port, running, start, stop, wait_ready
+from loadtests.serving_stack import STAGE_SERVICES, serving_stack
+from shared.features import (
+    DEFAULT_CONFIG,
+    GENRES,
+    ItemFeatures,
+    UserFeatures,
+    build_schema,
+    encode_item_tower,
+    genre_multi_hot,
+)
 from shared.online_store.types import ItemBatch, ItemRecord, UserState
-from tests.utils.servers import running, service_spec
+
+__all__ = ["STAGE_SERVICES", "serving_stack"]  # re-exported: the stack starter lives in loadtests
 
 REPO = Path(__file__).resolve().parents[2]
+TRAINING_DATA = REPO / "tests" / "fixtures" / "ml100k_tiny" / "recbole"
 DIM = 16
 HEADS = ("p_interact", "p_like")
 
@@ -112,11 +134,12 @@ def catalog(n_items: int = 300, seed: int = 0, added_ts: float = 1.0) -> list[It
 
 
 def item_features(rec: ItemRecord, total: float = 0.0) -> ItemFeatures:
-    """Feature record of a catalog item (counters from ``total``)."""
+    """Feature record of a catalog item (counters from ``total``; as in the online store,
+    every interaction counts as a rating, so ``rating_count`` equals ``count_total``)."""
     return ItemFeatures(
         item_id=rec.item_id, genres=rec.genres, release_year=rec.release_year,
         count_1h=total / 100, count_24h=total / 10, count_7d=total / 3, count_total=total,
-        like_count=total / 4, rating_count=total / 2,
+        like_count=total / 4, rating_count=total,
     )  # fmt: skip
 
 
@@ -176,22 +199,45 @@ class MemoryStore:
         }
         self.users: dict[str, UserState] = {}
         self.fail: set[str] = set()  # method names that raise (to test fail-open)
+        self.delay_s: dict[str, float] = {}  # method name -> seconds it sleeps (to test timeouts)
+        self.segments: dict[str, list[tuple[str, float]]] | None = None  # per-segment popularity
+        self.calls: list[str] = []  # method names, in call order
         self._feature_cache: dict[str, ItemFeatures] = {}
 
     def _maybe_fail(self, method: str) -> None:
+        self.calls.append(method)
         if method in self.fail:
             raise ConnectionError(f"{method}: store unavailable")
 
+    async def _maybe_wait(self, method: str) -> None:
+        import asyncio
+
+        self._maybe_fail(method)
+        if method in self.delay_s:
+            await asyncio.sleep(self.delay_s[method])
+
     async def get_user(self, user_id: str, now: float) -> UserState:
-        self._maybe_fail("get_user")
+        await self._maybe_wait("get_user")
         from shared.features import UserFeatures
 
         return self.users.get(user_id) or UserState(UserFeatures(user_id=user_id), known=False)
 
     async def get_items(self, item_ids: Sequence[str], now: float) -> ItemBatch:
-        self._maybe_fail("get_items")
+        await self._maybe_wait("get_items")
+        return self._batch(item_ids, with_counts=True)
+
+    def cached_items(self, item_ids: Sequence[str], now: float) -> ItemBatch:
+        """Attributes without counters (as the real store's catalog cache gives them)."""
+        return self._batch(item_ids, with_counts=False)
+
+    def _batch(self, item_ids: Sequence[str], with_counts: bool) -> ItemBatch:
+        """An ItemBatch with the same columns the Redis-backed store fills."""
         recs = [self.items.get(i) for i in item_ids]
         feats = [self._features(i, r) for i, r in zip(item_ids, recs, strict=True)]
+        counts = np.array(
+            [[f.count_1h, f.count_24h, f.count_7d, f.count_total] for f in feats], np.float64
+        ).reshape(len(feats), 4) * float(with_counts)
+        years = [np.nan if f.release_year is None else f.release_year for f in feats]
         return ItemBatch(
             item_ids=list(item_ids),
             found=np.array([r is not None for r in recs], dtype=bool),
@@ -200,6 +246,12 @@ class MemoryStore:
             age_restricted=np.array([r is not None and r.age_restricted for r in recs], dtype=bool),
             regions=[r.regions if r else frozenset() for r in recs],
             ctr=np.zeros(len(recs), dtype=np.float32),
+            counts=counts,
+            like_count=np.array([f.like_count for f in feats], np.float64) * float(with_counts),
+            release_year=np.array(years, dtype=np.float64),
+            genres=np.array([genre_multi_hot(f.genres) for f in feats], np.float32).reshape(
+                len(feats), len(GENRES)
+            ),
         )
 
     def _features(self, item_id: str, rec: ItemRecord | None) -> ItemFeatures:
@@ -216,98 +268,179 @@ class MemoryStore:
         return [(i, self.popularity.get(i, 0.0)) for i in ranked[:k]]
 
     async def trending(self, k: int, now: float) -> list[tuple[str, float]]:
-        self._maybe_fail("trending")
+        await self._maybe_wait("trending")
         return self._top(k)
 
     async def popular_in_segment(self, segment: str, k: int) -> list[tuple[str, float]]:
-        self._maybe_fail("popular_in_segment")
+        await self._maybe_wait("popular_in_segment")
+        if self.segments is not None:
+            return self.segments.get(segment, [])[:k]
         return self._top(k)[::-1][:k]
 
     async def fresh_items(self, k: int, now: float, max_age_s: float) -> list[tuple[str, float]]:
-        self._maybe_fail("fresh_items")
+        await self._maybe_wait("fresh_items")
         fresh = [r for r in self.items.values() if now - r.added_ts <= max_age_s]
         fresh.sort(key=lambda r: -r.added_ts)
         return [(r.item_id, r.added_ts) for r in fresh[:k]]
 
     async def put_items(self, items: Sequence[ItemRecord]) -> None:
-        self._maybe_fail("put_items")
+        await self._maybe_wait("put_items")
         for r in items:
             self.items[r.item_id] = r
             self._feature_cache.pop(r.item_id, None)
 
 
+def user_state(user_id: str, history: Sequence[str] = (), **kw: Any) -> UserState:
+    """A known user's state for unit tests (``kw`` goes to UserState: seen, blocked, ...)."""
+    profile = {k: kw.pop(k) for k in ("age", "gender", "genre_affinity") if k in kw}
+    feats = UserFeatures(user_id=user_id, history=tuple(history), n_events=len(history), **profile)
+    return UserState(features=feats, known=True, **kw)
+
+
+# ---- real models, real processes -------------------------------------------------------------
+
+
 @pytest.fixture(scope="session")
 def trained_models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A real bundle from ``python -m training.pipeline --tiny --no-register`` (once a session)."""
-    out = tmp_path_factory.mktemp("trained") / "models"
-    proc = subprocess.run(
-        [sys.executable, "-m", "training.pipeline", "--tiny", "--no-register", "--out", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    """A real bundle: ``python -m training.pipeline --tiny`` on ``TRAINING_DATA`` (once)."""
+    root = tmp_path_factory.mktemp("trained")
+    out = root / "models"
+    cmd = [
+        sys.executable, "-m", "training.pipeline", "--tiny", "--no-register",
+        "--data", str(TRAINING_DATA), "--out", str(out), "--reports", str(root / "reports"),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, (
         f"tiny training failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     )
     yield out
 
 
-STAGE_SERVICES = ("candidate_generation", "filtering", "ranking", "reranking")
+@pytest.fixture(scope="session")
+def registered_models(trained_models: Path, mlflow_tracking_uri: str) -> dict[str, str]:
+    """``trained_models`` registered in the session's MLflow, alias ``production`` moved to it.
 
-
-@contextmanager
-def serving_stack(
-    env: dict[str, str],
-    log_dir: Path,
-    in_process_gateway: bool = False,
-    gateway_env: dict[str, str] | None = None,
-) -> Iterator[dict[str, RunningProcess]]:
-    """The four stage services and a gateway pointed at them, each a real process.
-
-    ``env`` carries the platform settings (CASCADE_REDIS_URL, CASCADE_MODELS_DIR, ...). With
-    ``in_process_gateway`` a second gateway runs every stage itself (mode in_process). Every
-    process is stopped on exit. Yields name -> RunningProcess (``.spec.url`` is its base URL).
+    Returns {registered model name: version}.
     """
-    with ExitStack() as stack:
-        procs: dict[str, RunningProcess] = {}
-        for name in STAGE_SERVICES:  # start all, then wait: the model loads overlap
-            procs[name] = stack.enter_context(_started(service_spec(name, env), log_dir))
-        for name in STAGE_SERVICES:
-            _wait_http(procs[name], "/readyz")
-        urls = {f"CASCADE_GATEWAY_{n.upper()}_URL": procs[n].spec.url for n in STAGE_SERVICES}
-        genv = {**env, **urls, **(gateway_env or {})}
-        procs["gateway"] = stack.enter_context(running(service_spec("gateway", genv), log_dir))
-        if in_process_gateway:
-            ienv = {**genv, "CASCADE_GATEWAY_MODE": "in_process"}
-            spec = service_spec("gateway", ienv)
-            spec.name = "gateway_in_process"
-            procs["gateway_in_process"] = stack.enter_context(running(spec, log_dir))
-            _wait_http(procs["gateway_in_process"], "/readyz")
-        yield procs
+    from training.registry import log_and_register
+
+    names = ("user_tower", "item_index", "ranker")
+    parts = {p.replace("_", "-"): trained_models / p for p in names}
+    manifest = json.loads((trained_models / "manifest.json").read_text())
+    tags = {"bundle_id": manifest["bundle_id"], "feature_schema_version": "1"}
+    return log_and_register(parts, [], {}, {}, tags, mlflow_tracking_uri, "production")
 
 
-@contextmanager
-def _started(spec: ProcessSpec, log_dir: Path) -> Iterator[RunningProcess]:
-    proc = start(spec, log_dir)
+def load_store(redis_url: str, data_dir: Path = TRAINING_DATA) -> None:
+    """Flush ``redis_url`` and load the catalog, profiles and ratings of ``data_dir``."""
+    import redis
+
+    from services.feature_store.bootstrap import bootstrap
+
+    client = redis.Redis.from_url(redis_url)
     try:
-        yield proc
+        client.flushdb()
+        bootstrap(client, str(data_dir), train_only=False, batch=5000)
     finally:
-        stop(proc)
+        client.close()
 
 
-def _wait_http(proc: RunningProcess, path: str, timeout_s: float = 120.0) -> None:
-    """Wait until ``path`` answers 200 (readiness: models loaded and warmed up)."""
-    import time
+def write_budget(path: Path, stage_ms: float = 1500.0) -> Path:
+    """A latency budget with generous deadlines: functional tests on a busy machine must not
+    see a stage miss its deadline unless the test makes it miss (a killed or hung process)."""
+    stages = ("user_features", "candidates", "item_features", "filtering", "ranking",
+              "reranking", "fallback")  # fmt: skip
+    sources = ("two_tower", "item_to_item", "fresh_items", "segment_popular", "trending")
+    lines = [f"total_ms: {stage_ms * 4}", "stages:"]
+    lines += [f"  {s}: {stage_ms}" for s in stages]
+    lines += ["sources:"] + [f"  {s}: {stage_ms * 0.6}" for s in sources]
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
-    import httpx
 
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not proc.alive():
-            log = tail(proc.log_path)
-            raise StartupError(f"{proc.spec.name} exited; log {proc.log_path}:\n{log}")
+@dataclass
+class LiveStack:
+    """The running serving processes of ``live_stack`` and ways to break them."""
+
+    procs: dict[str, RunningProcess]
+    redis: RunningProcess
+    env: dict[str, str]
+    log_dir: Path
+
+    def url(self, name: str = "gateway") -> str:
+        """Base URL of a service."""
+        return self.procs[name].spec.url
+
+    def recommend(self, gateway: str = "gateway", **params: Any) -> Any:
+        """GET /v1/recommendations on a gateway; the httpx response."""
+        import httpx
+
+        return httpx.get(f"{self.url(gateway)}/v1/recommendations", params=params, timeout=30)
+
+    @contextmanager
+    def paused(self, name: str) -> Iterator[None]:
+        """The process hung for real (SIGSTOP) for the block, then resumed (SIGCONT)."""
+        proc = self.redis if name == "redis" else self.procs[name]
+        os.kill(proc.pid, signal.SIGSTOP)
         try:
-            if httpx.get(proc.spec.url + path, timeout=2.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise StartupError(f"{proc.spec.name} not ready; log {proc.log_path}:\n{tail(proc.log_path)}")
+            yield
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+
+    @contextmanager
+    def killed(self, name: str) -> Iterator[None]:
+        """The process SIGKILLed for the block, then started again (same port) and ready."""
+        proc = self.redis if name == "redis" else self.procs[name]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.popen.wait(10)
+        try:
+            yield
+        finally:
+            fresh = start(proc.spec, self.log_dir)
+            wait_ready(fresh)
+            if name == "redis":
+                self.redis = fresh
+            else:
+                self.procs[name] = fresh
+
+
+@pytest.fixture(scope="session")
+def live_stack(
+    registered_models: dict[str, str],
+    kafka_bootstrap: str,
+    mlflow_tracking_uri: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[LiveStack]:
+    """Redis (its own, persistent, loaded with ``TRAINING_DATA``), four stage services and two
+    gateways (services mode, in_process mode) as real processes on models from MLflow."""
+    root = tmp_path_factory.mktemp("serving")
+    log_dir = root / "logs"
+    rspec = infra.redis_spec(free_port(), root / "redis", persist=True)
+    with running(rspec, log_dir) as redis_proc:
+        load_store(rspec.url)
+        env = {
+            "CASCADE_REDIS_URL": rspec.url,
+            "CASCADE_KAFKA_BOOTSTRAP": kafka_bootstrap,
+            "CASCADE_MLFLOW_URI": mlflow_tracking_uri,
+            "MLFLOW_TRACKING_URI": mlflow_tracking_uri,
+            "CASCADE_MODEL_ALIAS": "production",
+            "CASCADE_MODEL_CACHE_DIR": str(root / "model_cache"),
+            "CASCADE_MODEL_POLL_S": "300",
+            "CASCADE_LATENCY_BUDGET": str(write_budget(root / "budget.yaml")),
+            "CASCADE_CANDIDATE_GENERATION_INDEX_SYNC_S": "0.5",
+            "OPENBLAS_NUM_THREADS": "1",
+        }
+        with serving_stack(env, log_dir, in_process_gateway=True) as procs:
+            stack = LiveStack(procs, redis_proc, env, log_dir)
+            yield stack
+            if stack.redis is not redis_proc:  # restarted by a test: stop that one too
+                stop(stack.redis)
+
+
+def load_models(bundle: Path, parts: Sequence[str] = ("user_tower", "item_index", "ranker")) -> Any:
+    """A ModelHolder with ``bundle`` loaded (schema-checked and warmed up), no polling."""
+    from shared.model_loading import LocalModels, ModelHolder
+
+    holder = ModelHolder(LocalModels(bundle, parts), parts, poll_s=0)
+    assert holder.load_now(), holder.error
+    return holder

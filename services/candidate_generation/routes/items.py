@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
+from redis.exceptions import RedisError
 
 from services.candidate_generation.item_indexer import ItemBody, ItemIndexer
 from shared.model_loading import ModelLoadError
@@ -20,4 +21,6 @@ async def add_item(request: Request) -> Response:
         label = await indexer.add(body.to_record())
     except ModelLoadError as exc:
         return models_unavailable(exc)
+    except (RedisError, OSError) as exc:  # nothing indexed: the catalog write came first
+        return json_response({"detail": f"online store unavailable: {exc}"}, status_code=503)
     return json_response({"item_id": body.item_id, "indexed": True, "label": label}, 201)

@@ -11,7 +11,7 @@ from shared.pipeline.types import SourceResult
 
 
 class ItemToItemSource:
-    """"More like what you just watched": one batched ANN query for the last few items."""
+    """More like what you just watched: one batched ANN query for the last few items."""
 
     name = "item_to_item"
     serves_unknown_users = False

@@ -17,9 +17,9 @@ class DuplicateFilter:
 
     def apply(self, batch: FilterInput) -> tuple[np.ndarray, Removed]:
         """Remove the second and later occurrences."""
-        ids = np.asarray(batch.item_ids, dtype=object)
-        keep = np.zeros(len(ids), dtype=bool)
-        if len(ids):
-            _, first = np.unique(ids, return_index=True)
-            keep[first] = True
+        first: dict[str, int] = {}
+        for row, item_id in enumerate(batch.item_ids):
+            first.setdefault(item_id, row)  # a hash per id: no sort of Python strings
+        keep = np.zeros(len(batch), dtype=bool)
+        keep[np.fromiter(first.values(), np.int64, len(first))] = True
         return outcome(batch, keep, self.name)

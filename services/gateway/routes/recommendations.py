@@ -25,8 +25,8 @@ class RecommendationQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user_id: str = Field(pattern=ID_PATTERN, description="letters, digits, _ . : - (1-64)")
-    k: int = Field(20, ge=1, le=100, description="list length")
-    explain: bool = Field(False, description="per-item trace of every stage")
+    k: int = Field(default=20, ge=1, le=100, description="list length")
+    explain: bool = Field(default=False, description="per-item trace of every stage")
 
 
 @router.get("/v1/recommendations", tags=["recommendations"])

@@ -13,7 +13,7 @@ def similarity(genres: np.ndarray, emb: np.ndarray, emb_weight: float) -> np.nda
     sim = (1.0 - emb_weight) * (g @ g.T)
     if emb_weight > 0 and emb.size:
         sim += emb_weight * np.clip(emb @ emb.T, 0.0, 1.0)
-    return sim.astype(np.float32)
+    return np.asarray(sim, dtype=np.float32)
 
 
 class MMRReranker:
