@@ -15,8 +15,8 @@ import pytest
 import redis
 
 from deploy.local import infra
-from deploy.local.processes import free_port
-from tests.utils.servers import env_or_none, running, service_spec
+from deploy.local.processes import free_port, running
+from tests.utils.servers import env_or_none, service_spec
 
 
 @pytest.fixture(scope="session")

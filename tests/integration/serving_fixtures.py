@@ -347,14 +347,19 @@ def load_store(redis_url: str, data_dir: Path = TRAINING_DATA) -> None:
 
 def write_budget(path: Path, stage_ms: float = 1500.0) -> Path:
     """A latency budget with generous deadlines: functional tests on a busy machine must not
-    see a stage miss its deadline unless the test makes it miss (a killed or hung process)."""
-    stages = ("user_features", "candidates", "item_features", "filtering", "ranking",
-              "reranking", "fallback")  # fmt: skip
-    sources = ("two_tower", "item_to_item", "fresh_items", "segment_popular", "trending")
-    lines = [f"total_ms: {stage_ms * 4}", "stages:"]
-    lines += [f"  {s}: {stage_ms}" for s in stages]
-    lines += ["sources:"] + [f"  {s}: {stage_ms * 0.6}" for s in sources]
-    path.write_text("\n".join(lines) + "\n")
+    see a stage miss its deadline unless the test makes it miss (a killed or hung process).
+
+    Stage and source names come from the budget model and the source list, so a new stage or
+    source is covered without editing this."""
+    from services.candidate_generation.pipeline import SOURCES
+    from shared.pipeline.budget import StageBudgets
+
+    budget = {
+        "total_ms": stage_ms * 4,
+        "stages": dict.fromkeys(StageBudgets.model_fields, stage_ms),
+        "sources": {spec.cls.name: stage_ms * 0.6 for spec in SOURCES},
+    }
+    path.write_text(json.dumps(budget))  # JSON is YAML
     return path
 
 

@@ -25,21 +25,12 @@ from deploy.local.processes import start, stop, wait_ready
 from shared.online_store import DEFAULT_STORE_CONFIG, ItemRecord, OnlineStore, UserProfile
 from shared.online_store.writer import StoreWriter
 from shared.redis_client import create_async_redis
-from tests.integration.serving_fixtures import catalog, write_synthetic_bundle
+from tests.integration.serving_fixtures import catalog, write_budget, write_synthetic_bundle
 from tests.utils.servers import service_spec
 
 pytestmark = pytest.mark.integration
 DB = 11  # a database of its own: other suites flush theirs
 DAY = 86_400.0
-# The default 45 ms budget is for an idle machine; a loaded CI box would degrade the answers
-# (e.g. candidates from the trending fallback) and blur what these tests look at.
-GENEROUS_BUDGET = """\
-total_ms: 20000
-stages: {user_features: 5000, candidates: 5000, item_features: 5000, filtering: 5000,
-         ranking: 5000, reranking: 5000, fallback: 5000}
-sources: {two_tower: 5000, item_to_item: 5000, fresh_items: 5000, segment_popular: 5000,
-          trending: 5000}
-"""
 
 
 @dataclass
@@ -114,8 +105,9 @@ def platform(
     writer = StoreWriter(client)
     writer.put_items(items)
     writer.put_users([UserProfile("alice", age=30, gender="F", region="EU")])
-    budget = tmp / "latency_budget.yaml"
-    budget.write_text(GENEROUS_BUDGET)
+    # The default 45 ms budget is for an idle machine; a loaded CI box would degrade the
+    # answers (e.g. candidates from the trending fallback) and blur what these tests look at.
+    budget = write_budget(tmp / "latency_budget.yaml", stage_ms=5000.0)
     tag = uuid.uuid4().hex[:8]
     common = {"CASCADE_KAFKA_BOOTSTRAP": kafka_bootstrap, "CASCADE_REDIS_URL": url}
     specs = [

@@ -15,10 +15,10 @@ from kafka import KafkaConsumer
 from kafka.structs import TopicPartition
 
 from deploy.local import infra
-from deploy.local.processes import free_port
+from deploy.local.processes import free_port, running
 from shared.events import Event, decode_event
 from tests.conftest import ServiceStarter
-from tests.utils.servers import running, service_spec
+from tests.utils.servers import service_spec
 
 pytestmark = pytest.mark.integration
 

@@ -21,14 +21,14 @@ from kafka.structs import TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from deploy.local import infra
-from deploy.local.processes import free_port
+from deploy.local.processes import free_port, running
 from shared.events import Event
 from shared.kafka import ensure_topics
 from shared.online_store import DEFAULT_STORE_CONFIG, ItemRecord, UserProfile
 from shared.online_store.counter_layout import TOTAL_INTERACTIONS, CounterLayout
 from shared.online_store.writer import StoreWriter
 from tests.conftest import ServiceStarter
-from tests.utils.servers import running, service_spec
+from tests.utils.servers import service_spec
 
 pytestmark = pytest.mark.integration
 DB = 5  # a database of its own: other suites flush db 0

@@ -23,6 +23,7 @@ import redis
 
 from deploy.local.processes import free_port, group_alive
 from deploy.local.stack import SERVICES
+from tests.integration.serving_fixtures import write_budget
 from tests.utils.servers import REPO_ROOT
 
 pytestmark = pytest.mark.integration
@@ -56,7 +57,7 @@ def _env(run_dir: Path, models_dir: Path, **platform: str) -> tuple[dict[str, st
             "CASCADE_OFFLINE_SINK_HEARTBEAT_INTERVAL_MS": "2000",
             "CASCADE_OFFLINE_SINK_DATA_DIR": str(run_dir / "events"),
             # Functional checks, not a speed test: a loaded CI machine must not trip deadlines.
-            "CASCADE_LATENCY_BUDGET": str(_generous_budget(run_dir)),
+            "CASCADE_LATENCY_BUDGET": str(write_budget(tmp_budget(run_dir), stage_ms=5000.0)),
         }
     )
     env.update({f"CASCADE_{k.upper()}": v for k, v in platform.items()})
@@ -65,19 +66,10 @@ def _env(run_dir: Path, models_dir: Path, **platform: str) -> tuple[dict[str, st
     return env, ports
 
 
-def _generous_budget(run_dir: Path) -> Path:
-    """A latency budget of seconds per stage (the real budget is for benchmarks)."""
+def tmp_budget(run_dir: Path) -> Path:
+    """Where the test's latency budget file goes (beside the run folder)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    stages = ("user_features", "candidates", "item_features", "filtering", "ranking", "reranking")
-    sources = ("two_tower", "item_to_item", "fresh_items", "segment_popular", "trending")
-    budget = {
-        "total_ms": 20_000,
-        "stages": dict.fromkeys(stages, 5_000),
-        "sources": dict.fromkeys(sources, 5_000),
-    }
-    path = run_dir / "latency_budget.yaml"
-    path.write_text(json.dumps(budget))  # JSON is YAML
-    return path
+    return run_dir / "latency_budget.yaml"
 
 
 def _runtime(

@@ -14,14 +14,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from deploy.local import infra
-from deploy.local.processes import free_port
+from deploy.local.processes import free_port, running
 from deploy.local.stack import SERVICES
 from tests.conftest import ServiceStarter
 from tests.integration.serving_fixtures import catalog, write_synthetic_bundle
-from tests.utils.servers import running
 
 pytestmark = pytest.mark.integration
-
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +52,8 @@ def test_service_starts_ready_and_serves_metrics(
         "CASCADE_KAFKA_BOOTSTRAP": kafka_bootstrap,
         "CASCADE_MODELS_DIR": str(models_dir),
         "CASCADE_OFFLINE_SINK_DATA_DIR": str(tmp_path / "events"),
+        # The gateway alone has no stages to warm up against: report ready without waiting.
+        "CASCADE_GATEWAY_WARMUP_GIVE_UP_S": "0",
     }
     base = start_service(name, env)
     assert httpx.get(f"{base}/healthz").json() == {"status": "ok", "service": name}

@@ -100,8 +100,11 @@ def test_schema_roundtrip_and_mismatch(tmp_path) -> None:  # type: ignore[no-unt
     schema.save(tmp_path / "feature_schema.json")
     loaded = F.FeatureSchema.load(tmp_path / "feature_schema.json")
     assert loaded.input_names("ranker") == schema.input_names("ranker")
-    ok = [SimpleNamespace(name=i["name"], type="tensor(int64)" if i["dtype"] == "int64" else "tensor(float)",
-                          shape=i["shape"]) for i in schema.models["user_tower"]["inputs"]]  # fmt: skip
+    onnx_type = {"int64": "tensor(int64)", "float32": "tensor(float)"}
+    ok = [
+        SimpleNamespace(name=i["name"], type=onnx_type[i["dtype"]], shape=i["shape"])
+        for i in schema.models["user_tower"]["inputs"]
+    ]
     loaded.check_onnx_inputs(ok, "user_tower")
     bad = ok[:-1] + [SimpleNamespace(name="time_cyc", type="tensor(float)", shape=["B", 6])]
     with pytest.raises(

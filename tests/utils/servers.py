@@ -4,25 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from deploy.local import infra
-from deploy.local.processes import ProcessSpec, RunningProcess, free_port, start, stop, wait_ready
+from deploy.local.processes import ProcessSpec, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-@contextmanager
-def running(spec: ProcessSpec, log_dir: Path) -> Iterator[RunningProcess]:
-    """Start a process, wait until ready, and always stop it afterwards."""
-    proc = start(spec, log_dir)
-    try:
-        wait_ready(proc)
-        yield proc
-    finally:
-        stop(proc)
 
 
 def service_spec(
