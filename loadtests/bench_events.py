@@ -26,8 +26,8 @@ import numpy as np
 import orjson
 
 from deploy.local import infra
-from deploy.local.processes import free_port
-from tests.utils.servers import running, service_spec
+from deploy.local.processes import free_port, running
+from deploy.local.stack import service_on_free_port
 
 TYPES = ("impression", "impression", "impression", "click", "watch", "like", "rate")
 TARGET_EVENTS_PER_S = 2_000
@@ -113,7 +113,7 @@ def run(
             "CASCADE_EVENTS_TOPIC": f"bench-events-{uuid.uuid4().hex[:8]}",
             "CASCADE_LOG_LEVEL": "WARNING",
         }
-        with running(service_spec("events", env, require_ready=True), tmp / "logs") as proc:
+        with running(service_on_free_port("events", env), tmp / "logs") as proc:
             base = proc.spec.url
             asyncio.run(_load(base, _bodies(10, batch_size), 2))  # warm-up: connections, JIT-free
             levels = {

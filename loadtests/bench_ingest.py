@@ -41,12 +41,12 @@ import redis.asyncio as aioredis
 from kafka import KafkaProducer
 
 from deploy.local import infra
-from deploy.local.processes import free_port
+from deploy.local.processes import free_port, running
+from deploy.local.stack import service_on_free_port
 from shared.features.item import GENRES
 from shared.kafka import ensure_topics
 from shared.online_store import ItemRecord
 from shared.online_store.writer import StoreWriter
-from tests.utils.servers import running, service_spec
 
 N_ITEMS, N_USERS = 1682, 5000
 MIX = {"impression": 60, "click": 25, "watch": 8, "like": 4, "rate": 2, "hide": 1}
@@ -296,10 +296,10 @@ def run(
             _preload(producer, topic, n_events)
             with ExitStack() as stack:
                 worker = stack.enter_context(
-                    running(service_spec("ingest", env, require_ready=True), tmp / "logs")
+                    running(service_on_free_port("ingest", env), tmp / "logs")
                 )
                 api = stack.enter_context(
-                    running(service_spec("events", env, require_ready=True), tmp / "logs")
+                    running(service_on_free_port("events", env), tmp / "logs")
                 )
                 base = worker.spec.url
                 thr = _throughput(base, n_events)

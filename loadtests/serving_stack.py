@@ -8,20 +8,18 @@ warmed up; for the gateway: a warm-up request served whole) and is stopped on ex
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from deploy.local import infra
 from deploy.local.processes import (
     ProcessSpec,
     RunningProcess,
-    free_port,
     start,
     stop,
     wait_ready,
 )
+from deploy.local.stack import service_on_free_port
 
 REPO = Path(__file__).resolve().parents[1]
 STAGE_SERVICES = ("candidate_generation", "filtering", "ranking", "reranking")
@@ -30,23 +28,7 @@ READY_TIMEOUT_S = 120.0  # a registry download plus model warm-up on a busy 2-co
 
 def service_spec(name: str, env: dict[str, str], label: str | None = None) -> ProcessSpec:
     """``python -m services.<name>`` on a free port, ready when its /readyz answers 200."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    full_env = {
-        "PYTHONPATH": str(REPO),
-        "CASCADE_LOG_JSON": "true",
-        **env,
-        f"CASCADE_{name.upper()}_PORT": str(port),
-    }
-    return ProcessSpec(
-        label or name,
-        [sys.executable, "-m", f"services.{name}"],
-        lambda: infra.http_ok(f"{base}/readyz"),
-        env=full_env,
-        cwd=REPO,
-        ready_timeout_s=READY_TIMEOUT_S,
-        url=base,
-    )
+    return service_on_free_port(name, env, label=label, ready_timeout_s=READY_TIMEOUT_S)
 
 
 def with_stage_urls(env: dict[str, str], procs: dict[str, RunningProcess]) -> dict[str, str]:
@@ -88,4 +70,3 @@ def serving_stack(
     finally:  # whatever runs under each name now (a test may have restarted one)
         for proc in reversed(list(procs.values())):
             stop(proc)
-

@@ -16,7 +16,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from deploy.local import infra
-from deploy.local.processes import ProcessSpec
+from deploy.local.processes import ProcessSpec, free_port
 from shared.settings import ServiceSettings, load_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -122,6 +122,38 @@ def service_spec(name: str, env: dict[str, str]) -> ProcessSpec:
         env=env,
         cwd=REPO_ROOT,
         ready_timeout_s=180,
+        url=base,
+    )
+
+
+def service_on_free_port(
+    name: str,
+    env: dict[str, str] | None = None,
+    *,
+    port: int | None = None,
+    ready_path: str = "/readyz",
+    label: str | None = None,
+    ready_timeout_s: float = 120.0,
+) -> ProcessSpec:
+    """``python -m services.<name>`` on a free (or given) loopback port, JSON logs.
+
+    What tests and benchmarks start; the runtime uses ``service_spec`` (ports from settings).
+    """
+    port = port or free_port()
+    base = f"http://127.0.0.1:{port}"
+    full_env = {
+        "PYTHONPATH": str(REPO_ROOT),
+        "CASCADE_LOG_JSON": "true",
+        **(env or {}),
+        f"CASCADE_{name.upper()}_PORT": str(port),
+    }
+    return ProcessSpec(
+        label or name,
+        [sys.executable, "-m", f"services.{name}"],
+        lambda: infra.http_ok(f"{base}{ready_path}"),
+        env=full_env,
+        cwd=REPO_ROOT,
+        ready_timeout_s=ready_timeout_s,
         url=base,
     )
 

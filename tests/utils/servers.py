@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
-from deploy.local import infra
-from deploy.local.processes import ProcessSpec, free_port
+from deploy.local.processes import ProcessSpec
+from deploy.local.stack import service_on_free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -18,25 +17,9 @@ def service_spec(
     port: int | None = None,
     require_ready: bool = False,
 ) -> ProcessSpec:
-    """A Cascade service as its own process (``python -m services.<name>``) on a free port."""
-    port = port or free_port()
-    base = f"http://127.0.0.1:{port}"
-    full_env = {
-        f"CASCADE_{name.upper()}_PORT": str(port),
-        "CASCADE_LOG_JSON": "true",
-        "PYTHONPATH": str(REPO_ROOT),
-        **(env or {}),
-    }
-    check = f"{base}/readyz" if require_ready else f"{base}/healthz"
-    return ProcessSpec(
-        name,
-        [sys.executable, "-m", f"services.{name}"],
-        lambda: infra.http_ok(check),
-        env=full_env,
-        cwd=REPO_ROOT,
-        ready_timeout_s=60,
-        url=base,
-    )
+    """A Cascade service as its own process on a free port (ready on /healthz, or /readyz)."""
+    path = "/readyz" if require_ready else "/healthz"
+    return service_on_free_port(name, env, port=port, ready_path=path, ready_timeout_s=60)
 
 
 def env_or_none(name: str) -> str | None:
