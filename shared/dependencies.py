@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 
 from shared.http_client import ServiceClient, UpstreamError
 from shared.kafka import LazyProducer
+from shared.model_loading import ModelHolder
 from shared.readiness import Readiness
 from shared.redis_client import create_async_redis, redis_ready
 
@@ -64,6 +65,12 @@ class Dependencies:
 
         self.readiness.add(name, check, required)
         return client
+
+    async def models(self, holder: ModelHolder) -> None:
+        """Load the first bundle (readiness waits for it) and stop hot-swap polling at close."""
+        self.readiness.add("models", holder.check)
+        self.on_close(holder.stop)
+        await holder.start()
 
     async def aclose(self) -> None:
         """Run shutdown hooks, then close every client this object created."""

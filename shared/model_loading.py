@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import onnxruntime as ort
@@ -288,6 +288,29 @@ def locator_for(
     if models_dir:
         return LocalModels(models_dir, parts)
     return RegistryModels(mlflow_uri, alias, cache_dir, parts)
+
+
+class ModelSettings(Protocol):
+    """The model settings every model-serving service has (see the ``*_field`` helpers below)."""
+
+    models_dir: str | None
+    mlflow_uri: str
+    model_alias: str
+    model_cache_dir: str
+    model_poll_s: float
+
+
+def holder_for(
+    settings: ModelSettings,
+    parts: tuple[str, ...],
+    prepare: Callable[[ModelBundle], None] | None = None,
+) -> ModelHolder:
+    """A (not yet started) holder of ``parts`` from where the service's settings point."""
+    locator = locator_for(
+        settings.models_dir, settings.mlflow_uri, settings.model_alias,
+        settings.model_cache_dir, parts,
+    )  # fmt: skip
+    return ModelHolder(locator, parts, settings.model_poll_s, prepare=prepare)
 
 
 class ModelHolder:

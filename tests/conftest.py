@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from deploy.local import infra
-from deploy.local.processes import free_port, running
+from deploy.local.processes import ProcessSpec, free_port, running
 from tests.utils.servers import env_or_none, service_spec
 
 
@@ -25,40 +25,36 @@ def server_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("servers")
 
 
-@pytest.fixture(scope="session")
-def redis_url(server_dir: Path) -> Iterator[str]:
-    """URL of a real Redis server."""
-    external = env_or_none("CASCADE_TEST_REDIS_URL")
+def _server(env_name: str, spec: Callable[[], ProcessSpec], log_dir: Path) -> Iterator[str]:
+    """The address given by ``env_name``, or a server of ``spec`` started for the session."""
+    external = env_or_none(env_name)
     if external:
         yield external
         return
-    spec = infra.redis_spec(free_port(), server_dir / "redis")
-    with running(spec, server_dir / "logs"):
-        yield spec.url
+    started = spec()
+    with running(started, log_dir):
+        yield started.url
+
+
+@pytest.fixture(scope="session")
+def redis_url(server_dir: Path) -> Iterator[str]:
+    """URL of a real Redis server."""
+    spec = lambda: infra.redis_spec(free_port(), server_dir / "redis")  # noqa: E731
+    yield from _server("CASCADE_TEST_REDIS_URL", spec, server_dir / "logs")
 
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap(server_dir: Path) -> Iterator[str]:
     """bootstrap servers of a real Kafka-protocol broker (Tansu)."""
-    external = env_or_none("CASCADE_TEST_KAFKA_BOOTSTRAP")
-    if external:
-        yield external
-        return
-    spec = infra.tansu_spec(free_port())
-    with running(spec, server_dir / "logs"):
-        yield spec.url
+    spec = lambda: infra.tansu_spec(free_port())  # noqa: E731
+    yield from _server("CASCADE_TEST_KAFKA_BOOTSTRAP", spec, server_dir / "logs")
 
 
 @pytest.fixture(scope="session")
 def mlflow_tracking_uri(server_dir: Path) -> Iterator[str]:
     """Tracking URI of a real MLflow server (SQLite + local artifact folder)."""
-    external = env_or_none("CASCADE_TEST_MLFLOW_URI")
-    if external:
-        yield external
-        return
-    spec = infra.mlflow_spec(free_port(), server_dir / "mlflow")
-    with running(spec, server_dir / "logs"):
-        yield spec.url
+    spec = lambda: infra.mlflow_spec(free_port(), server_dir / "mlflow")  # noqa: E731
+    yield from _server("CASCADE_TEST_MLFLOW_URI", spec, server_dir / "logs")
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from services.candidate_generation.settings import Settings
 from services.candidate_generation.sources import SourceDeps
 from services.candidate_generation.warmup import warm_up_retrieval
 from shared.dependencies import Dependencies
-from shared.model_loading import ModelBundle, ModelHolder, locator_for
+from shared.model_loading import ModelBundle, holder_for
 from shared.online_store import OnlineStore
 from shared.pipeline.budget import load_budget
 from shared.service import create_app
@@ -27,20 +27,13 @@ def build_app(settings: Settings) -> FastAPI:
 
     async def setup(app: FastAPI, deps: Dependencies) -> None:
         store = OnlineStore(deps.redis(settings.redis_url), cache_ttl_s=settings.read_cache_s)
-        locator = locator_for(
-            settings.models_dir, settings.mlflow_uri, settings.model_alias,
-            settings.model_cache_dir, MODEL_PARTS,
-        )  # fmt: skip
-
         def prepare(bundle: ModelBundle) -> None:
             indexer.reapply(bundle)  # items added at run time survive a hot swap
             warm_up_retrieval(bundle)
 
-        holder = ModelHolder(locator, MODEL_PARTS, settings.model_poll_s, prepare=prepare)
+        holder = holder_for(settings, MODEL_PARTS, prepare=prepare)
         indexer = ItemIndexer(store, holder.require)
-        deps.readiness.add("models", holder.check)
-        deps.on_close(holder.stop)
-        await holder.start()
+        await deps.models(holder)
         app.state.models = holder
         source_deps = SourceDeps(store, holder.require)
         app.state.generator = build_generator(

@@ -17,7 +17,7 @@ from services.gateway.routes import recommendations
 from services.gateway.served_log import ServedLog
 from services.gateway.settings import Settings
 from shared.dependencies import Dependencies
-from shared.model_loading import ModelBundle, ModelHolder, locator_for
+from shared.model_loading import ModelBundle, holder_for
 from shared.online_store import OnlineStore
 from shared.pipeline.backend import StageBackend
 from shared.pipeline.budget import LatencyBudget, load_budget
@@ -31,20 +31,13 @@ log = logging.getLogger(__name__)
 async def _in_process(settings: Settings, deps: Dependencies, store: OnlineStore,
                       budget: LatencyBudget) -> Orchestrator:  # fmt: skip
     """Every stage inside the gateway (models load here; readiness waits for them)."""
-    locator = locator_for(
-        settings.models_dir, settings.mlflow_uri, settings.model_alias,
-        settings.model_cache_dir, ALL_MODEL_PARTS,
-    )  # fmt: skip
-
     def prepare(bundle: ModelBundle) -> None:
         indexer.reapply(bundle)
         warm_up_all(bundle)
 
-    holder = ModelHolder(locator, ALL_MODEL_PARTS, settings.model_poll_s, prepare=prepare)
+    holder = holder_for(settings, ALL_MODEL_PARTS, prepare=prepare)
     indexer = ItemIndexer(store, holder.require)
-    deps.readiness.add("models", holder.check)
-    deps.on_close(holder.stop)
-    await holder.start()
+    await deps.models(holder)
     _background(deps, sync_forever(indexer, settings.index_sync_s, 7 * 86_400.0))
     return build_in_process(store, holder, budget, settings.service_name).orchestrator
 

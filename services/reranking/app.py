@@ -9,7 +9,7 @@ from services.reranking.pipeline import build_rerank_chain
 from services.reranking.routes import rerank
 from services.reranking.settings import Settings
 from shared.dependencies import Dependencies
-from shared.model_loading import ModelHolder, locator_for
+from shared.model_loading import holder_for
 from shared.service import create_app
 
 MODEL_PARTS = ("item_index",)
@@ -19,14 +19,8 @@ def build_app(settings: Settings) -> FastAPI:
     """The reranking app; item embeddings load in the lifespan."""
 
     async def setup(app: FastAPI, deps: Dependencies) -> None:
-        locator = locator_for(
-            settings.models_dir, settings.mlflow_uri, settings.model_alias,
-            settings.model_cache_dir, MODEL_PARTS,
-        )  # fmt: skip
-        holder = ModelHolder(locator, MODEL_PARTS, settings.model_poll_s, prepare=warm_up_rerank)
-        deps.readiness.add("models", holder.check)
-        deps.on_close(holder.stop)
-        await holder.start()
+        holder = holder_for(settings, MODEL_PARTS, prepare=warm_up_rerank)
+        await deps.models(holder)
         app.state.chain = build_rerank_chain(embedding_lookup(holder.require), settings.disabled())
 
     app = create_app(settings, setup, description=__doc__ or "")
