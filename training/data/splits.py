@@ -79,3 +79,43 @@ def recbole_split(
     ]
     end = float(interactions["timestamp"].max()) + 1.0
     return Split("recbole", frames[0], frames[1], frames[2], end, end, temporal=False)
+
+
+@dataclass
+class RankerHoldout:
+    """The training events split once more for stacking: the two-tower that produces the ranker's
+    candidates and similarity feature is fit on ``fit``; the ranker learns from ``hold``, which
+    that two-tower never saw (so its similarity on ``hold`` pairs behaves like on future pairs).
+
+    ``hold_time`` is the query time of the hold-out period (temporal split: its first timestamp;
+    the shuffled protocol has none and asks each user after their last ``fit`` event).
+    """
+
+    fit: pd.DataFrame
+    hold: pd.DataFrame
+    hold_time: float | None
+
+
+def ranker_holdout(split: Split, frac: float, seed: int) -> RankerHoldout:
+    """Hold ``frac`` of ``split.train`` out, the same way ``split`` held out its test events.
+
+    Temporal: the last ``frac`` of the training period (global time threshold, so every fit event
+    precedes every hold-out event). RecBole: per user, a random ``frac`` of their training items.
+    """
+    train = split.train
+    if split.temporal:
+        ts = np.sort(train["timestamp"].to_numpy())
+        t_hold = float(ts[int(len(ts) * (1.0 - frac))])
+        t = train["timestamp"]
+        return RankerHoldout(
+            train[t < t_hold].reset_index(drop=True), train[t >= t_hold].reset_index(drop=True), t_hold
+        )
+    rng = np.random.default_rng(seed + 17)
+    hold_idx: list[np.ndarray] = []
+    for _, idx in train.groupby("user_id", sort=True).indices.items():
+        hold_idx.append(rng.permutation(idx)[: int(len(idx) * frac)])
+    mask = np.zeros(len(train), dtype=bool)
+    mask[np.concatenate(hold_idx)] = True
+    return RankerHoldout(
+        train[~mask].reset_index(drop=True), train[mask].reset_index(drop=True), None
+    )
