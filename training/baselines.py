@@ -47,9 +47,13 @@ class ALS:
         from implicit.cpu.als import AlternatingLeastSquares  # heavy import, training only
 
         self.model = AlternatingLeastSquares(
-            factors=factors, iterations=iterations, regularization=reg, alpha=2.0,
-            random_state=seed, num_threads=2,
-        )  # fmt: skip
+            factors=factors,
+            iterations=iterations,
+            regularization=reg,
+            alpha=2.0,
+            random_state=seed,
+            num_threads=2,
+        )
         self.model.fit(train, show_progress=False)
         self.fallback = Popularity(train)
 

@@ -50,8 +50,9 @@ def _retrieval_parts(res: ProtocolResult, cfg: PipelineConfig, b: Bundle) -> dic
     np.save(b.item_index / "item_embeddings.npy", res.item_emb.astype(np.float32))
     (b.item_index / "item_ids.json").write_text(json.dumps(fb.item_ids))
     index = b.item_index / "hnsw_index.bin"
-    meta = build_hnsw(res.item_emb, cfg.hnsw_m, cfg.hnsw_ef_construction, cfg.hnsw_ef_search,
-                      index, cfg.seed)  # fmt: skip
+    meta = build_hnsw(
+        res.item_emb, cfg.hnsw_m, cfg.hnsw_ef_construction, cfg.hnsw_ef_search, index, cfg.seed
+    )
     (b.item_index / "index_meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     queries = user_embeddings(res.two_tower, user_feeds)[:200]
     k = min(100, len(res.item_emb))

@@ -28,7 +28,8 @@ class RankerConfig:
     """Multi-task ranker training knobs."""
 
     holdout_frac: float = 0.125  # share of the training events the ranker learns from
-    epochs: int = 1
+    query_times: int = 3  # temporal split: times in the hold-out period its queries are asked at
+    epochs: int = 2
     batch_size: int = 1024
     lr: float = 2e-3
     weight_decay: float = 0.0

@@ -52,10 +52,11 @@ def _seed_everything(seed: int) -> None:
 
 def _planned_steps(split: Split, cfg: PipelineConfig) -> int:
     """Optimizer steps one protocol will take at most (the progress bar's total)."""
-    hold = ranker_holdout(split, cfg.ranker.holdout_frac, cfg.seed)
+    hold = ranker_holdout(split, cfg.ranker.holdout_frac, cfg.seed, cfg.ranker.query_times)
     fits = [len(hold.fit)] + ([len(split.train)] if cfg.refit_retrieval else [])
+    queries = sum(target["user_id"].nunique() for _, target, _ in hold.query_sets())
     return sum(steps_per_run(n, cfg.retrieval) for n in fits) + ranker_steps(
-        hold.hold["user_id"].nunique(), cfg.n_candidates, cfg.ranker
+        queries, cfg.n_candidates, cfg.ranker
     )
 
 
@@ -79,21 +80,32 @@ def run(
         data.interactions = data.interactions[data.interactions["user_id"].isin(keep)].reset_index(
             drop=True
         )
-    splits = {"temporal": temporal_split(data.interactions),
-              "recbole": recbole_split(data.interactions, seed=cfg.seed)}  # fmt: skip
+    splits = {
+        "temporal": temporal_split(data.interactions),
+        "recbole": recbole_split(data.interactions, seed=cfg.seed),
+    }
     splits = {k: v for k, v in splits.items() if k in cfg.protocols}
     results: dict[str, ProtocolResult] = {}
-    with tqdm(total=sum(_planned_steps(s, cfg) for s in splits.values()), desc="train",
-              unit="step", disable=None) as bar:  # fmt: skip
+    with tqdm(
+        total=sum(_planned_steps(s, cfg) for s in splits.values()),
+        desc="train",
+        unit="step",
+        disable=None,
+    ) as bar:
         for name, split in splits.items():
             bar.set_postfix_str(name)
             results[name] = run_protocol(data, split, cfg, bar.update)
     metrics = {k: r.metrics for k, r in results.items()}
     curves = {k: r.curves for k, r in results.items()}
     bundle_id = uuid.uuid4().hex
-    manifest = {"bundle_id": bundle_id, "data_fingerprint": data.fingerprint, "seed": cfg.seed,
-                "feature_version": DEFAULT_CONFIG.version, "trained_on": TRAINED_ON,
-                "metrics": metrics.get("temporal", {}).get("pipeline", {})}  # fmt: skip
+    manifest = {
+        "bundle_id": bundle_id,
+        "data_fingerprint": data.fingerprint,
+        "seed": cfg.seed,
+        "feature_version": DEFAULT_CONFIG.version,
+        "trained_on": TRAINED_ON,
+        "metrics": metrics.get("temporal", {}).get("pipeline", {}),
+    }
     prod = results.get("temporal") or next(iter(results.values()))
     tmp, figures = write_bundle(prod, cfg, out, manifest)
     header = (
@@ -116,10 +128,16 @@ def run(
             for k, v in kv.items()
         }
         versions = log_and_register(
-            Bundle(bundle).parts(), report_files, cfg.flat(), flat | figures,
-            {"bundle_id": bundle_id, "data_fingerprint": data.fingerprint,
-             "feature_schema_version": DEFAULT_CONFIG.version},
-        )  # fmt: skip
+            Bundle(bundle).parts(),
+            report_files,
+            cfg.flat(),
+            flat | figures,
+            {
+                "bundle_id": bundle_id,
+                "data_fingerprint": data.fingerprint,
+                "feature_schema_version": DEFAULT_CONFIG.version,
+            },
+        )
         log.info("registered: %s", versions)
     log.info(
         "pipeline finished in %.1fs; bundle %s; report %s", time.monotonic() - t0, bundle, reports

@@ -22,12 +22,18 @@ from training.evaluation.evaluate import (
     list_metrics,
     pipeline_lists,
     top_k,
-)  # fmt: skip
+)
 from training.evaluation.metrics import recall_curve, topk_metrics
 from training.features.builder import FeatureBuilder
 from training.models.ranker import MMoERanker, frozen_copy
 from training.models.two_tower import TwoTower
-from training.ranking import build_examples, rating_lookup, score_candidates, train_ranker
+from training.ranking import (
+    build_examples,
+    concat_examples,
+    rating_lookup,
+    score_candidates,
+    train_ranker,
+)
 from training.retrieval import item_embeddings, train_two_tower, user_embeddings
 
 log = logging.getLogger(__name__)
@@ -51,16 +57,25 @@ def _now_per_user(log_: pd.DataFrame, default: float) -> dict[str, float]:
     return {u: float(t) + 1.0 for u, t in last.items()} | {"__default__": default}
 
 
-def _queries(split: Split, target: pd.DataFrame, feature_log: pd.DataFrame, seen_log: pd.DataFrame,
-             fb: FeatureBuilder, now: float, max_users: int | None, seed: int) -> Queries:  # fmt: skip
+def _queries(
+    split: Split,
+    target: pd.DataFrame,
+    feature_log: pd.DataFrame,
+    seen_log: pd.DataFrame,
+    fb: FeatureBuilder,
+    now: float,
+    max_users: int | None,
+    seed: int,
+) -> Queries:
     """One query per ``target`` user at ``now`` (temporal) or right after the user's last
     ``feature_log`` event (shuffled protocol); ``seen_log`` items are excluded from answers."""
     when: dict[str, float] | float = now
     if not split.temporal:
         d = _now_per_user(feature_log, now)
         when = {u: d.get(u, d["__default__"]) for u in target["user_id"].unique()}
-    return build_queries(target, seen_log, fb.user_index, fb.item_index, when,
-                         fb.cfg.like_threshold, max_users, seed)  # fmt: skip
+    return build_queries(
+        target, seen_log, fb.user_index, fb.item_index, when, fb.cfg.like_threshold, max_users, seed
+    )
 
 
 def _validator(fb: FeatureBuilder, val_q: Queries) -> Callable[[TwoTower], float]:
@@ -91,9 +106,13 @@ def _ranker_validator(
 
 
 def train_stack(
-    data: MovieLens, split: Split, fb: FeatureBuilder, val_q: Queries, cfg: PipelineConfig,
+    data: MovieLens,
+    split: Split,
+    fb: FeatureBuilder,
+    val_q: Queries,
+    cfg: PipelineConfig,
     on_step: Callable[[int], None] | None = None,
-) -> tuple[TwoTower, MMoERanker, dict[str, Any]]:  # fmt: skip
+) -> tuple[TwoTower, MMoERanker, dict[str, Any]]:
     """Retrieval and ranker, trained so that the ranker never learns from pairs retrieval fit.
 
     1. A two-tower fit on ``holdout.fit`` answers queries for the hold-out period; the ranker
@@ -107,18 +126,39 @@ def train_stack(
     orders candidates exactly as retrieval does, is one of the checkpoints).
     """
     validate = _validator(fb, val_q)
-    hold = ranker_holdout(split, cfg.ranker.holdout_frac, cfg.seed)
+    hold = ranker_holdout(split, cfg.ranker.holdout_frac, cfg.seed, cfg.ranker.query_times)
     fb_fit = FeatureBuilder(data, hold.fit, fb.cfg)
     tt_fit = train_two_tower(fb_fit, hold.fit, cfg.retrieval, cfg.seed, on_step, validate)
-    hold_now = split.val_time if hold.hold_time is None else hold.hold_time
-    hold_q = _queries(split, hold.hold, hold.fit, hold.fit, fb_fit, hold_now, None, cfg.seed)
     ratings = rating_lookup(hold.hold, fb.user_index, fb.item_index)
-    ex = build_examples(tt_fit, fb_fit, hold_q, ratings, cfg.n_candidates,
-                        cfg.ranker.n_random_negatives, np.random.default_rng(cfg.seed + 2))  # fmt: skip
+    rng = np.random.default_rng(cfg.seed + 2)
+    parts = []
+    for known, target, now in hold.query_sets():
+        fb_known = FeatureBuilder(data, known, fb.cfg)
+        q = _queries(
+            split,
+            target,
+            known,
+            known,
+            fb_known,
+            split.val_time if now is None else now,
+            None,
+            cfg.seed,
+        )
+        parts.append(
+            build_examples(
+                tt_fit, fb_known, q, ratings, cfg.n_candidates, cfg.ranker.n_random_negatives, rng
+            )
+        )
     ranker, summary = train_ranker(
-        fb_fit, ex, tt_fit, cfg.retrieval.temperature, cfg.ranker, cfg.seed, on_step,
+        concat_examples(parts),
+        tt_fit,
+        cfg.retrieval.temperature,
+        cfg.ranker,
+        cfg.seed,
+        on_step,
         _ranker_validator(fb, val_q, tt_fit, cfg.n_candidates),
-    )  # fmt: skip
+        fb.cfg,
+    )
     if not cfg.refit_retrieval:
         return tt_fit, ranker, summary
     tt = train_two_tower(fb, split.train, cfg.retrieval, cfg.seed, on_step, validate)
@@ -130,10 +170,13 @@ def run_protocol(
     data: MovieLens, split: Split, cfg: PipelineConfig, on_step: Callable[[int], None] | None = None
 ) -> ProtocolResult:
     """Fit two-tower, ranker and baselines on ``split.train``; evaluate all on ``split.test``."""
-    cfg = replace(cfg, retrieval=replace(cfg.retrieval, user_time="event" if split.temporal else "last"))
+    cfg = replace(
+        cfg, retrieval=replace(cfg.retrieval, user_time="event" if split.temporal else "last")
+    )
     fb = FeatureBuilder(data, split.train)
-    val_q = _queries(split, split.val, split.train, split.train, fb, split.val_time,
-                     cfg.max_eval_users, cfg.seed)  # fmt: skip
+    val_q = _queries(
+        split, split.val, split.train, split.train, fb, split.val_time, cfg.max_eval_users, cfg.seed
+    )
     tt, ranker, ranker_summary = train_stack(data, split, fb, val_q, cfg, on_step)
     item_emb = item_embeddings(tt, fb)
 
@@ -142,13 +185,29 @@ def run_protocol(
     feature_log = pd.concat([split.train, split.val]) if split.temporal else split.train
     seen_log = pd.concat([split.train, split.val])
     fb_test = FeatureBuilder(data, feature_log, fb.cfg)
-    q = _queries(split, split.test, feature_log, seen_log, fb_test, split.test_time,
-                 cfg.max_eval_users, cfg.seed)  # fmt: skip
+    q = _queries(
+        split,
+        split.test,
+        feature_log,
+        seen_log,
+        fb_test,
+        split.test_time,
+        cfg.max_eval_users,
+        cfg.seed,
+    )
     n_users, n_items = len(fb.user_ids), len(fb.item_ids)
-    train_m = interaction_matrix(split.train["user_id"].map(fb.user_index).to_numpy(),
-                                 split.train["item_id"].map(fb.item_index).to_numpy(), n_users, n_items)  # fmt: skip
-    known_m = interaction_matrix(feature_log["user_id"].map(fb.user_index).to_numpy(),
-                                 feature_log["item_id"].map(fb.item_index).to_numpy(), n_users, n_items)  # fmt: skip
+    train_m = interaction_matrix(
+        split.train["user_id"].map(fb.user_index).to_numpy(),
+        split.train["item_id"].map(fb.item_index).to_numpy(),
+        n_users,
+        n_items,
+    )
+    known_m = interaction_matrix(
+        feature_log["user_id"].map(fb.user_index).to_numpy(),
+        feature_log["item_id"].map(fb.item_index).to_numpy(),
+        n_users,
+        n_items,
+    )
     user_feeds = fb_test.user_inputs(q.uidx, q.now)
     scores = {
         "popularity": Popularity(known_m).scores(q.uidx),

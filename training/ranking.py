@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from shared.features.config import DEFAULT_CONFIG, FeatureConfig
 from shared.features.encoders import cross_columns
 from training.config import RankerConfig
 from training.evaluation.evaluate import Queries, top_k
@@ -36,12 +37,14 @@ def _t(a: np.ndarray) -> torch.Tensor:
 
 @dataclass
 class RankerExamples:
-    """Labelled (query, item) rows; user-side inputs are stored once per query."""
+    """Labelled (query, item) rows with the ranker's inputs; user-side inputs once per query."""
 
     user: dict[str, np.ndarray]  # user-tower inputs, [n_queries, ...]
+    uidx: np.ndarray  # [n_queries] user index of each query
+    now: np.ndarray  # [n_queries] query times
     query: np.ndarray  # [R] row → query
     items: np.ndarray  # [R] item indices
-    now: np.ndarray  # [n_queries] query times
+    item: dict[str, np.ndarray]  # [R, ...] item-side ranker inputs (incl. ``cross``) at query time
     y_interact: np.ndarray  # [R] 1 = the user interacted with the item in the hold-out period
     y_like: np.ndarray  # [R] 1 = ... and rated it >= like threshold
     weight: np.ndarray  # [R] interact-head weight: graded by rating for positives
@@ -49,6 +52,27 @@ class RankerExamples:
 
     def __len__(self) -> int:
         return len(self.items)
+
+
+def concat_examples(parts: list[RankerExamples]) -> RankerExamples:
+    """One example set from several (e.g. one per query time); queries are renumbered."""
+    offsets = np.cumsum([0] + [len(p.now) for p in parts[:-1]])
+
+    def cat(name: str) -> np.ndarray:
+        return np.concatenate([getattr(p, name) for p in parts])
+
+    return RankerExamples(
+        user={k: np.concatenate([p.user[k] for p in parts]) for k in parts[0].user},
+        uidx=cat("uidx"),
+        now=cat("now"),
+        query=np.concatenate([p.query + o for p, o in zip(parts, offsets, strict=True)]),
+        items=cat("items"),
+        item={k: np.concatenate([p.item[k] for p in parts]) for k in parts[0].item},
+        y_interact=cat("y_interact"),
+        y_like=cat("y_like"),
+        weight=cat("weight"),
+        sim=cat("sim"),
+    )
 
 
 def example_rows(
@@ -82,20 +106,34 @@ def build_examples(
     n_random: int,
     rng: np.random.Generator,
 ) -> RankerExamples:
-    """Label ``model``'s top ``n_candidates`` for each hold-out query (features from ``fb``)."""
+    """Label ``model``'s top ``n_candidates`` for each query of ``q`` (relevant = the query's
+    hold-out items, with their ``ratings``); every input from ``fb`` at the query's time."""
     user = fb.user_inputs(q.uidx, q.now)
     u = user_embeddings(model, user)
     v = item_embeddings(model, fb)
     cands = top_k(u @ v.T, q.seen, n_candidates)
     query, items = example_rows(cands, q, len(fb.item_ids), n_random, rng)
-    uq = q.uidx[query]
-    rating = np.array([ratings.get((int(a), int(b)), np.nan) for a, b in zip(uq, items, strict=True)])
-    pos = ~np.isnan(rating)
-    like = pos & (np.nan_to_num(rating) >= fb.cfg.like_threshold)
-    weight = np.where(pos, 0.5 + np.nan_to_num(rating) / 5.0, 1.0)
-    sim = np.einsum("rd,rd->r", u[query], v[items])
-    return RankerExamples(user, query, items, q.now, pos.astype(np.float32), like.astype(np.float32),
-                          weight.astype(np.float32), sim.astype(np.float32))  # fmt: skip
+    pos = np.array([i in q.relevant[r] for r, i in zip(query, items, strict=True)])
+    rating = np.array(
+        [
+            ratings.get((int(q.uidx[r]), int(i)), 0.0) if p else 0.0
+            for r, i, p in zip(query, items, pos, strict=True)
+        ]
+    )
+    item = fb.ranker_item_inputs(items, q.now[query])
+    item["cross"] = cross_columns(user["user_genre_affinity"][query], item["item_genres"])
+    return RankerExamples(
+        user=user,
+        uidx=q.uidx,
+        now=q.now,
+        query=query,
+        items=items,
+        item=item,
+        y_interact=pos.astype(np.float32),
+        y_like=(pos & (rating >= fb.cfg.like_threshold)).astype(np.float32),
+        weight=np.where(pos, 0.5 + rating / 5.0, 1.0).astype(np.float32),
+        sim=np.einsum("rd,rd->r", u[query], v[items]).astype(np.float32),
+    )
 
 
 def _loss(logit: torch.Tensor, y: torch.Tensor, w: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -106,16 +144,7 @@ def _loss(logit: torch.Tensor, y: torch.Tensor, w: torch.Tensor, gamma: float) -
     return (bce * w).sum() / w.sum()
 
 
-def _item_side(fb: FeatureBuilder, ex: RankerExamples) -> dict[str, torch.Tensor]:
-    side = fb.ranker_item_inputs(ex.items, ex.now[ex.query])
-    side["cross"] = cross_columns(ex.user["user_genre_affinity"][ex.query], side["item_genres"])
-    out = {k: _t(v) for k, v in side.items()}
-    out["sim"] = _t(ex.sim)
-    return out
-
-
 def train_ranker(
-    fb: FeatureBuilder,
     ex: RankerExamples,
     retrieval: TwoTower,
     temperature: float,
@@ -123,6 +152,7 @@ def train_ranker(
     seed: int,
     on_step: Callable[[int], None] | None = None,
     validate: Callable[[MMoERanker], float] | None = None,
+    feature_cfg: FeatureConfig = DEFAULT_CONFIG,
 ) -> tuple[MMoERanker, dict[str, Any]]:
     """Fit the ranker on hold-out examples made by ``retrieval`` (which it carries, frozen, and
     which recomputes ``ex.sim`` from the ranker's inputs).
@@ -135,13 +165,20 @@ def train_ranker(
     rng = np.random.default_rng(seed + 1)
     torch.manual_seed(seed + 1)
     user_t = {k: _t(ex.user[k]) for k in USER_INPUTS}
-    item_t = _item_side(fb, ex)
-    model = MMoERanker(fb.cfg, retrieval, temperature, like_weight=cfg.like_weight,
-                       field_dropout=cfg.field_dropout)  # fmt: skip
+    item_t = {k: _t(v) for k, v in ex.item.items()} | {"sim": _t(ex.sim)}
+    model = MMoERanker(
+        feature_cfg,
+        retrieval,
+        temperature,
+        like_weight=cfg.like_weight,
+        field_dropout=cfg.field_dropout,
+    )
     _init_bias(model, ex, temperature)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
-    yi, yl, wi = _t(ex.y_interact), _t(ex.y_like), _t(ex.weight)
+    balance = query_balance(ex)
+    yi, yl = _t(ex.y_interact), _t(ex.y_like)
+    wi, wl = _t(ex.weight * balance), _t(balance)
     n_batches = (len(ex) + cfg.batch_size - 1) // cfg.batch_size
     checkpoints = set(np.linspace(0, n_batches, cfg.evals_per_epoch + 1)[1:].round().astype(int))
     best = _Best(model, validate)
@@ -158,24 +195,46 @@ def train_ranker(
             feeds.update({k: v[b] for k, v in item_t.items()})
             z = model.head_logits(**feeds, user_row=_t(user_row))
             loss = _loss(z[:, 0], yi[b], wi[b], cfg.focal_gamma) + _loss(
-                z[:, 1], yl[b], torch.ones_like(yl[b]), cfg.focal_gamma
+                z[:, 1], yl[b], wl[b], cfg.focal_gamma
             )
             opt.zero_grad()
-            loss.backward()
+            torch.autograd.backward(loss)
             opt.step()
             total += float(loss.detach())
             if on_step:
                 on_step(1)
             if i in checkpoints:
                 best.offer(model, f"{epoch + i / n_batches:.2f}")
-        log.info("ranker epoch %d/%d loss %.4f (%d rows, %d positive)", epoch + 1, cfg.epochs,
-                 total / max(n_batches, 1), len(ex), int(ex.y_interact.sum()))  # fmt: skip
+        log.info(
+            "ranker epoch %d/%d loss %.4f (%d rows, %d positive)",
+            epoch + 1,
+            cfg.epochs,
+            total / max(n_batches, 1),
+            len(ex),
+            int(ex.y_interact.sum()),
+        )
     best.restore(model)
     model.eval()
-    summary = {"rows": len(ex), "positives": int(ex.y_interact.sum()), "queries": len(ex.now),
-               "kept_epoch": best.at, "val_ndcg@10": best.score,
-               "val_ndcg@10_retrieval_order": best.first}  # fmt: skip
+    summary = {
+        "rows": len(ex),
+        "positives": int(ex.y_interact.sum()),
+        "queries": len(ex.now),
+        "kept_epoch": best.at,
+        "val_ndcg@10": best.score,
+        "val_ndcg@10_retrieval_order": best.first,
+    }
     return model, summary
+
+
+def query_balance(ex: RankerExamples) -> np.ndarray:
+    """[R] loss weight that gives every query the same total positive weight (a heavy user
+    with 60 hold-out items would otherwise teach the ranker 20 times more than a light one,
+    while the evaluation averages over users)."""
+    n_pos = np.bincount(ex.query, weights=ex.y_interact, minlength=len(ex.now))
+    mean = n_pos[n_pos > 0].mean() if (n_pos > 0).any() else 1.0
+    return np.where(ex.y_interact > 0, mean / np.maximum(n_pos[ex.query], 1.0), 1.0).astype(
+        np.float32
+    )
 
 
 def _init_bias(model: MMoERanker, ex: RankerExamples, temperature: float) -> None:
@@ -246,7 +305,9 @@ def score_candidates(
         items = candidates[users].reshape(-1)
         feeds = {key: user_feeds[key][users] for key in USER_INPUTS}
         feeds.update(fb.ranker_item_inputs(items, now[rows]))
-        feeds["cross"] = cross_columns(user_feeds["user_genre_affinity"][rows], feeds["item_genres"])
+        feeds["cross"] = cross_columns(
+            user_feeds["user_genre_affinity"][rows], feeds["item_genres"]
+        )
         t = {key: _t(feeds[key]) for key in RANKER_INPUTS}
         t["sim"] = _t(np.einsum("rd,rd->r", u[rows], v[items]))
         res = model.outputs(model.head_logits(**t, user_row=_t(rows - s)))

@@ -62,7 +62,7 @@ def train_two_tower(
             feeds = {k: v[_t(b)] for k, v in user_t.items()}
             loss = softmax_loss(model, feeds, item_t, iidx[b], neg, log_q, cfg.temperature)
             opt.zero_grad()
-            loss.backward()
+            torch.autograd.backward(loss)
             opt.step()
             if ema is not None:
                 ema.update(model)
@@ -147,10 +147,10 @@ def example_times(train: pd.DataFrame, mode: str) -> np.ndarray:
     """ "Now" of each training example: its own timestamp (point-in-time, temporal protocol) or
     one second after the user's last known event ("last": RecBole's shuffled protocol, where the
     held-out items are scattered over the user's whole timeline)."""
-    ts = train["timestamp"].to_numpy(np.float64)
+    ts = np.asarray(train["timestamp"], dtype=np.float64)
     if mode == "event":
         return ts
-    last = train.groupby("user_id")["timestamp"].transform("max").to_numpy(np.float64)
+    last = np.asarray(train.groupby("user_id")["timestamp"].transform("max"), dtype=np.float64)
     return last + 1.0
 
 
@@ -170,7 +170,8 @@ def steps_per_run(n_rows: int, cfg: RetrievalConfig) -> int:
 def item_embeddings(model: TwoTower, fb: FeatureBuilder) -> np.ndarray:
     """[n_items, dim] float32 L2-normalised embeddings of the whole catalogue."""
     feeds = fb.item_inputs(np.arange(len(fb.item_ids)))
-    return model.item_tower(**{k: _t(feeds[k]) for k in ITEM_INPUTS}).numpy().astype(np.float32)
+    out = model.item_tower(**{k: _t(feeds[k]) for k in ITEM_INPUTS})
+    return np.asarray(out.numpy(), dtype=np.float32)
 
 
 @torch.no_grad()

@@ -37,7 +37,7 @@ class MMoERanker(nn.Module):
     def __init__(
         self, cfg: FeatureConfig, retrieval: TwoTower, temperature: float = 0.07, k: int = 16,
         n_experts: int = 3, expert_dim: int = 64, like_weight: float = 1.0, field_dropout: float = 0.0,
-    ):  # fmt: skip
+    ):
         super().__init__()
         self.retrieval = frozen_copy(retrieval)
         self.temperature = temperature
@@ -88,7 +88,8 @@ class MMoERanker(nn.Module):
             user_id_hash, user_profile, hist_item_hash, user_genre_affinity, user_dense, time_cyc
         )
         v = self.retrieval.item_tower(item_id_hash, item_genres, item_year)
-        return (u.expand(v.shape[0], -1) * v).sum(dim=1)
+        sim: torch.Tensor = (u.expand(v.shape[0], -1) * v).sum(dim=1)
+        return sim
 
     def user_fields(
         self,

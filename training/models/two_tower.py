@@ -10,7 +10,7 @@ from shared.features.config import FeatureConfig
 from shared.features.item import N_GENRES
 
 USER_INPUTS = ("user_id_hash", "user_profile", "hist_item_hash", "user_genre_affinity",
-               "user_dense", "time_cyc")  # fmt: skip
+               "user_dense", "time_cyc")
 ITEM_INPUTS = ("item_id_hash", "item_genres", "item_year")
 
 
@@ -34,9 +34,10 @@ def pooled_history(emb: nn.Embedding, hist: torch.Tensor, fast: bool = False) ->
         b, length, n_hash = hist.shape
         w = (mask / count).unsqueeze(-1).expand(b, length, n_hash).reshape(b, length * n_hash)
         return F.embedding_bag(hist.reshape(b, length * n_hash), emb.weight,
-                               per_sample_weights=w, mode="sum", padding_idx=0)  # fmt: skip
+                               per_sample_weights=w, mode="sum", padding_idx=0)
     e = emb(hist).sum(dim=2)  # [B, L, d]
-    return (e * mask.unsqueeze(-1)).sum(dim=1) / count
+    pooled: torch.Tensor = (e * mask.unsqueeze(-1)).sum(dim=1) / count
+    return pooled
 
 
 class ItemTower(nn.Module):
