@@ -48,6 +48,9 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed)
     torch.set_num_threads(min(2, os.cpu_count() or 1))
+    # Multi-threaded CPU scatter-adds (the ranker's per-user gather backward) otherwise sum in
+    # a different order each run: same seed, different ranker.
+    torch.use_deterministic_algorithms(True)
 
 
 def _planned_steps(split: Split, cfg: PipelineConfig) -> int:

@@ -165,7 +165,8 @@ def train_ranker(
     rng = np.random.default_rng(seed + 1)
     torch.manual_seed(seed + 1)
     user_t = {k: _t(ex.user[k]) for k in USER_INPUTS}
-    item_t = {k: _t(v) for k, v in ex.item.items()} | {"sim": _t(ex.sim)}
+    item_t = {k: _t(v) for k, v in ex.item.items()}
+    sim_t = _t(ex.sim)
     model = MMoERanker(
         feature_cfg,
         retrieval,
@@ -193,7 +194,7 @@ def train_ranker(
             b = _t(rows)
             feeds = {k: v[_t(queries)] for k, v in user_t.items()}
             feeds.update({k: v[b] for k, v in item_t.items()})
-            z = model.head_logits(**feeds, user_row=_t(user_row))
+            z = model.head_logits(feeds, sim_t[b], user_row=_t(user_row))
             loss = _loss(z[:, 0], yi[b], wi[b], cfg.focal_gamma) + _loss(
                 z[:, 1], yl[b], wl[b], cfg.focal_gamma
             )
@@ -309,8 +310,8 @@ def score_candidates(
             user_feeds["user_genre_affinity"][rows], feeds["item_genres"]
         )
         t = {key: _t(feeds[key]) for key in RANKER_INPUTS}
-        t["sim"] = _t(np.einsum("rd,rd->r", u[rows], v[items]))
-        res = model.outputs(model.head_logits(**t, user_row=_t(rows - s)))
+        sim = _t(np.einsum("rd,rd->r", u[rows], v[items]))
+        res = model.outputs(model.head_logits(t, sim, user_row=_t(rows - s)))
         for o, r in zip(outs, res, strict=True):
             o.append(r.numpy().reshape(-1, k))
     return tuple(np.concatenate(o) for o in outs)  # type: ignore[return-value]

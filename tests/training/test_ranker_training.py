@@ -201,8 +201,8 @@ def test_training_similarity_is_what_the_ranker_computes(stack: Stack) -> None:
     feeds.update({k: v[rows] for k, v in ex.item.items()})
     t = {k: torch.from_numpy(np.ascontiguousarray(feeds[k])) for k in RANKER_INPUTS[:9]}
     probe = MMoERanker(fb.cfg, stack.example_model)
-    np.testing.assert_allclose(probe.similarity(**t).numpy(), ex.sim[rows], atol=1e-5)
-    served = stack.ranker.similarity(**t).numpy()
+    np.testing.assert_allclose(probe.similarity(t).numpy(), ex.sim[rows], atol=1e-5)
+    served = stack.ranker.similarity(t).numpy()
     u = user_embeddings(stack.served, feeds)
     v = item_embeddings(stack.served, fb)[ex.items[rows]]
     np.testing.assert_allclose(served, (u * v).sum(axis=1), atol=1e-5)

@@ -8,6 +8,7 @@ the ONNX contract of docs/training.md and nothing else.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 
 import torch
 from torch import nn
@@ -71,94 +72,66 @@ class MMoERanker(nn.Module):
         self.sim_scale = nn.Parameter(torch.ones(len(HEADS)))
         self.like_weight = like_weight
 
-    def similarity(
-        self,
-        user_id_hash: torch.Tensor,
-        user_profile: torch.Tensor,
-        hist_item_hash: torch.Tensor,
-        user_genre_affinity: torch.Tensor,
-        user_dense: torch.Tensor,
-        time_cyc: torch.Tensor,
-        item_id_hash: torch.Tensor,
-        item_genres: torch.Tensor,
-        item_year: torch.Tensor,
-    ) -> torch.Tensor:
+    def similarity(self, feeds: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """[N] cosine similarity of the frozen towers' user (batch 1 or N) and item embeddings."""
-        u = self.retrieval.user_tower(
-            user_id_hash, user_profile, hist_item_hash, user_genre_affinity, user_dense, time_cyc
-        )
-        v = self.retrieval.item_tower(item_id_hash, item_genres, item_year)
+        u = self.retrieval.user_tower(*(feeds[k] for k in USER_INPUTS))
+        v = self.retrieval.item_tower(*(feeds[k] for k in ITEM_INPUTS))
         sim: torch.Tensor = (u.expand(v.shape[0], -1) * v).sum(dim=1)
         return sim
 
-    def user_fields(
-        self,
-        user_id_hash: torch.Tensor,
-        user_profile: torch.Tensor,
-        hist_item_hash: torch.Tensor,
-        user_genre_affinity: torch.Tensor,
-        user_dense: torch.Tensor,
-        time_cyc: torch.Tensor,
-    ) -> torch.Tensor:
+    def user_fields(self, feeds: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """[U, 9, k] user-side field embeddings."""
         d = self.dense
+        history = pooled_history(self.item_id, feeds["hist_item_hash"], fast=self.training)
         return torch.cat(
             [
-                self.user_id(user_id_hash).sum(dim=1, keepdim=True),
-                self.profile(user_profile),
-                pooled_history(self.item_id, hist_item_hash, fast=self.training).unsqueeze(1),
-                d["aff"](user_genre_affinity).unsqueeze(1),
-                d["udense"](user_dense).unsqueeze(1),
-                d["time"](time_cyc).unsqueeze(1),
+                self.user_id(feeds["user_id_hash"]).sum(dim=1, keepdim=True),
+                self.profile(feeds["user_profile"]),
+                history.unsqueeze(1),
+                d["aff"](feeds["user_genre_affinity"]).unsqueeze(1),
+                d["udense"](feeds["user_dense"]).unsqueeze(1),
+                d["time"](feeds["time_cyc"]).unsqueeze(1),
+            ],
+            dim=1,
+        )
+
+    def item_fields(self, feeds: Mapping[str, torch.Tensor], s: torch.Tensor) -> torch.Tensor:
+        """[N, 6, k] item-side field embeddings; ``s`` [N, 1] is the similarity / temperature."""
+        d = self.dense
+        genres = feeds["item_genres"]
+        return torch.stack(
+            [
+                self.item_id(feeds["item_id_hash"]).sum(dim=1),
+                d["genres"](genres / genres.sum(dim=1, keepdim=True).clamp(min=1.0)),
+                d["year"](feeds["item_year"]),
+                d["idense"](feeds["item_dense"]),
+                d["cross"](feeds["cross"]),
+                d["sim"](s * 0.1),
             ],
             dim=1,
         )
 
     def head_logits(
         self,
-        user_id_hash: torch.Tensor,
-        user_profile: torch.Tensor,
-        hist_item_hash: torch.Tensor,
-        user_genre_affinity: torch.Tensor,
-        user_dense: torch.Tensor,
-        time_cyc: torch.Tensor,
-        item_id_hash: torch.Tensor,
-        item_genres: torch.Tensor,
-        item_year: torch.Tensor,
-        item_dense: torch.Tensor,
-        cross: torch.Tensor,
+        feeds: Mapping[str, torch.Tensor],
         sim: torch.Tensor,
         user_row: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Pre-sigmoid head outputs [N, len(HEADS)] given the two-tower similarity ``sim`` [N].
+        """Pre-sigmoid head outputs [N, len(HEADS)] from the ranker inputs (by name) and the
+        two-tower similarity ``sim`` [N].
 
         User inputs have batch U; ``user_row`` [N] says which user each item row belongs to
         (training: several users per batch, each user's fields computed once). Without it U is
         1 (serving: one user, broadcast) or N (one row per example).
         """
-        uf = self.user_fields(
-            user_id_hash, user_profile, hist_item_hash, user_genre_affinity, user_dense, time_cyc
-        )
-        n = item_id_hash.shape[0]
+        uf = self.user_fields(feeds)
+        n = feeds["item_id_hash"].shape[0]
         uf = uf[user_row] if user_row is not None else uf.expand(n, -1, -1)
-        d = self.dense
-        gsum = item_genres.sum(dim=1, keepdim=True).clamp(min=1.0)
         s = (sim / self.temperature).unsqueeze(1)
-        item_fields = torch.stack(
-            [
-                self.item_id(item_id_hash).sum(dim=1),
-                d["genres"](item_genres / gsum),
-                d["year"](item_year),
-                d["idense"](item_dense),
-                d["cross"](cross),
-                d["sim"](s * 0.1),
-            ],
-            dim=1,
-        )
-        fields = self.field_dropout(torch.cat([uf, item_fields], dim=1))  # [N, F, k]
+        fields = self.field_dropout(torch.cat([uf, self.item_fields(feeds, s)], dim=1))  # [N, F, k]
         sum_f = fields.sum(dim=1)
         fm_vec = 0.5 * (sum_f * sum_f - (fields * fields).sum(dim=1))  # FM bi-interaction pooling
-        x = torch.cat([fields.flatten(1), fm_vec, cross, item_dense, s * 0.1], dim=1)
+        x = torch.cat([fields.flatten(1), fm_vec, feeds["cross"], feeds["item_dense"], s * 0.1], 1)
         experts = torch.stack([e(x) for e in self.experts], dim=1)  # [N, E, D]
         fm = fm_vec.sum(dim=1)
         logits = []
@@ -184,11 +157,14 @@ class MMoERanker(nn.Module):
         item_dense: torch.Tensor,
         cross: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(p_interact, p_like, score) with score = p_interact + like_weight · p_like."""
-        user = (user_id_hash, user_profile, hist_item_hash, user_genre_affinity, user_dense, time_cyc)
-        item = (item_id_hash, item_genres, item_year)
-        sim = self.similarity(*user, *item)
-        return self.outputs(self.head_logits(*user, *item, item_dense, cross, sim))
+        """(p_interact, p_like, score) with score = p_interact + like_weight · p_like.
+
+        Positional, in ``RANKER_INPUTS`` order: the ONNX export names the inputs after them.
+        """
+        args = (user_id_hash, user_profile, hist_item_hash, user_genre_affinity, user_dense,
+                time_cyc, item_id_hash, item_genres, item_year, item_dense, cross)  # fmt: skip
+        feeds = dict(zip(RANKER_INPUTS, args, strict=True))
+        return self.outputs(self.head_logits(feeds, self.similarity(feeds)))
 
     def outputs(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Head logits [N, 2] → (p_interact, p_like, blended score)."""
