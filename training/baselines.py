@@ -7,7 +7,6 @@ popularity so every model answers every query, as a served system would.
 from __future__ import annotations
 
 import logging
-import os
 
 import numpy as np
 import scipy.sparse as sp
@@ -45,13 +44,16 @@ class ALS:
     name = "als"
 
     def __init__(self, train: sp.csr_matrix, factors: int, iterations: int, reg: float, seed: int):
-        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
         from implicit.cpu.als import AlternatingLeastSquares  # heavy import, training only
 
         self.model = AlternatingLeastSquares(
-            factors=factors, iterations=iterations, regularization=reg, alpha=2.0,
-            random_state=seed, num_threads=2,
-        )  # fmt: skip
+            factors=factors,
+            iterations=iterations,
+            regularization=reg,
+            alpha=2.0,
+            random_state=seed,
+            num_threads=2,
+        )
         self.model.fit(train, show_progress=False)
         self.fallback = Popularity(train)
 

@@ -14,7 +14,9 @@ class RetrievalConfig:
     epochs: int = 8
     batch_size: int = 1024
     lr: float = 3e-3
-    weight_decay: float = 0.0
+    weight_decay: float = 1e-4
+    ema_decay: float = 0.99  # weights evaluated and kept: a per-step exponential moving average
+    patience: int = 1  # epochs without a better validation score before stopping
     temperature: float = 0.07
     n_uniform_negatives: int = 256
     max_train_rows: int | None = None
@@ -25,15 +27,17 @@ class RetrievalConfig:
 class RankerConfig:
     """Multi-task ranker training knobs."""
 
+    holdout_frac: float = 0.125  # share of the training events the ranker learns from
+    query_times: int = 3  # temporal split: times in the hold-out period its queries are asked at
     epochs: int = 2
     batch_size: int = 1024
     lr: float = 2e-3
-    n_hard_negatives: int = 2
-    n_random_negatives: int = 2
-    hard_pool: int = 100
+    weight_decay: float = 0.0
+    field_dropout: float = 0.3  # dropout on the field embeddings: the hold-out set is small
+    evals_per_epoch: int = 4  # validation checkpoints per epoch (the best one is kept)
+    n_random_negatives: int = 20  # per hold-out query, besides the retrieved candidates
     focal_gamma: float = 0.0  # > 0 switches BCE to focal loss
     like_weight: float = 1.0
-    max_train_rows: int | None = None
 
 
 @dataclass
@@ -44,6 +48,7 @@ class PipelineConfig:
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     ranker: RankerConfig = field(default_factory=RankerConfig)
     n_candidates: int = 200  # retrieval depth handed to the ranker
+    refit_retrieval: bool = True  # fit the two-tower again on all training events (see protocol)
     rerank_depth: int = 50  # MMR re-ranks this many top-ranked items
     mmr_lambda: float = 0.9
     hnsw_m: int = 16
@@ -73,7 +78,7 @@ def tiny_config(seed: int = 42) -> PipelineConfig:
     return PipelineConfig(
         seed=seed,
         retrieval=RetrievalConfig(dim=32, epochs=2, n_uniform_negatives=64, max_train_rows=20_000),
-        ranker=RankerConfig(epochs=1, max_train_rows=20_000, hard_pool=50),
+        ranker=RankerConfig(epochs=1),
         n_candidates=100,
         als_iterations=3,
         max_eval_users=150,

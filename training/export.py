@@ -41,9 +41,15 @@ def export_onnx(
     args = tuple(torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in input_names)
     module.eval()
     torch.onnx.export(
-        module, args, str(path), input_names=list(input_names), output_names=list(output_names),
-        dynamic_axes=dynamic, opset_version=OPSET, dynamo=False,
-    )  # fmt: skip
+        module,
+        args,
+        str(path),
+        input_names=list(input_names),
+        output_names=list(output_names),
+        dynamic_axes=dynamic,
+        opset_version=OPSET,
+        dynamo=False,
+    )
 
 
 @torch.no_grad()
@@ -58,14 +64,27 @@ def parity(
     return max(float(np.max(np.abs(g - r.numpy()))) for g, r in zip(got, ref_list, strict=True))
 
 
-def export_two_tower(model: TwoTower, user_feeds: dict[str, np.ndarray],
-                     item_feeds: dict[str, np.ndarray], out: Path) -> dict[str, float]:  # fmt: skip
+def export_two_tower(
+    model: TwoTower, user_feeds: dict[str, np.ndarray], item_feeds: dict[str, np.ndarray], out: Path
+) -> dict[str, float]:
     """user_tower.onnx + item_tower.onnx in ``out``; returns their parity figures."""
     ut, it = out / "user_tower.onnx", out / "item_tower.onnx"
-    export_onnx(model.user_tower, user_feeds, USER_INPUTS, ("user_embedding",),
-                {n: {0: "B"} for n in (*USER_INPUTS, "user_embedding")}, ut)  # fmt: skip
-    export_onnx(model.item_tower, item_feeds, ITEM_INPUTS, ("item_embedding",),
-                {n: {0: "B"} for n in (*ITEM_INPUTS, "item_embedding")}, it)  # fmt: skip
+    export_onnx(
+        model.user_tower,
+        user_feeds,
+        USER_INPUTS,
+        ("user_embedding",),
+        {n: {0: "B"} for n in (*USER_INPUTS, "user_embedding")},
+        ut,
+    )
+    export_onnx(
+        model.item_tower,
+        item_feeds,
+        ITEM_INPUTS,
+        ("item_embedding",),
+        {n: {0: "B"} for n in (*ITEM_INPUTS, "item_embedding")},
+        it,
+    )
     return {
         "parity_user_tower": parity(model.user_tower, ut, user_feeds, USER_INPUTS),
         "parity_item_tower": parity(model.item_tower, it, item_feeds, ITEM_INPUTS),
@@ -93,11 +112,16 @@ def build_hnsw(
     index.set_ef(ef_search)
     index.save_index(str(path))
     return {
-        "library": "hnswlib", "space": "ip", "dim": int(emb.shape[1]), "n_items": int(len(emb)),
-        "M": m, "ef_construction": ef_construction, "ef_search": ef_search,
+        "library": "hnswlib",
+        "space": "ip",
+        "dim": int(emb.shape[1]),
+        "n_items": int(len(emb)),
+        "M": m,
+        "ef_construction": ef_construction,
+        "ef_search": ef_search,
         "label": "row index into item_ids.json / item_embeddings.npy",
         "distance": "1 - inner product (= 1 - cosine: rows are L2-normalised)",
-    }  # fmt: skip
+    }
 
 
 def ann_recall(path: Path, emb: np.ndarray, queries: np.ndarray, k: int, ef: int) -> float:

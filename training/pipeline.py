@@ -6,7 +6,6 @@ python -m training.pipeline [--tiny] [--no-register] [--out models/] [--seed 42]
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -15,31 +14,32 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+# Other engineers share this machine's cores: OpenMP threads that spin while waiting for a
+# descheduled sibling made training 2-3x slower under load. implicit (ALS) runs its own threads
+# and asks for a single-threaded BLAS. Both must be set before torch / numpy load.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from shared.features.config import DEFAULT_CONFIG
-from shared.features.schema import build_schema
-from training.config import PipelineConfig, tiny_config
-from training.data import fetch as fetch_mod
-from training.data.movielens import DataError, MovieLens, load_movielens
-from training.data.splits import recbole_split, temporal_split
-from training.evaluation.report import write_report
-from training.export import (
-    PARITY_TOL,
-    ExportError,
-    ann_recall,
-    build_hnsw,
-    export_ranker,
-    export_two_tower,
-    finish_bundle,
-    new_bundle,
-    publish_bundle,
-)  # fmt: skip
-from training.protocol import ProtocolResult, run_protocol
-from training.ranking import ranker_steps
-from training.retrieval import steps_per_run
+import numpy as np  # noqa: E402
+
+from shared.features.config import DEFAULT_CONFIG  # noqa: E402
+from training.bundle_writer import write_bundle  # noqa: E402
+from training.config import PipelineConfig, tiny_config  # noqa: E402
+from training.data import fetch as fetch_mod  # noqa: E402
+from training.data.movielens import DataError, load_movielens  # noqa: E402
+from training.data.splits import Split, ranker_holdout, recbole_split, temporal_split  # noqa: E402
+from training.evaluation.report import write_report  # noqa: E402
+from training.export import ExportError, publish_bundle  # noqa: E402
+from training.protocol import ProtocolResult, run_protocol  # noqa: E402
+from training.ranking import ranker_steps  # noqa: E402
+from training.retrieval import steps_per_run  # noqa: E402
 
 log = logging.getLogger("training.pipeline")
+
+TRAINED_ON = (
+    "temporal split: two-tower on the training period; ranker on its last "
+    "RankerConfig.holdout_frac, with candidates from a two-tower fit on the rest"
+)
 
 
 def _seed_everything(seed: int) -> None:
@@ -48,45 +48,19 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed)
     torch.set_num_threads(min(2, os.cpu_count() or 1))
+    # Multi-threaded CPU scatter-adds (the ranker's per-user gather backward) otherwise sum in
+    # a different order each run: same seed, different ranker.
+    torch.use_deterministic_algorithms(True)
 
 
-def _export(res: ProtocolResult, cfg: PipelineConfig, data: MovieLens, out: Path,
-            manifest: dict[str, Any]) -> tuple[Path, dict[str, float]]:  # fmt: skip
-    """Write the bundle of the production models (trained on the temporal split) to ``out``."""
-    fb = res.fb
-    b = new_bundle(out)
-    uf = {k: v[:16] for k, v in res.extra["user_feeds"].items()}
-    itf = fb.item_inputs(np.arange(min(64, len(fb.item_ids))))
-    figures = export_two_tower(res.two_tower, uf, itf, b.user_tower)
-    (b.user_tower / "item_tower.onnx").rename(b.item_index / "item_tower.onnx")
-    np.save(b.item_index / "item_embeddings.npy", res.item_emb.astype(np.float32))
-    (b.item_index / "item_ids.json").write_text(json.dumps(fb.item_ids))
-    meta = build_hnsw(res.item_emb, cfg.hnsw_m, cfg.hnsw_ef_construction, cfg.hnsw_ef_search,
-                      b.item_index / "hnsw_index.bin", cfg.seed)  # fmt: skip
-    (b.item_index / "index_meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-    users = np.asarray(res.extra["user_feeds"]["user_id_hash"])
-    from training.retrieval import user_embeddings
-
-    qv = user_embeddings(res.two_tower, res.extra["user_feeds"])[: min(200, len(users))]
-    figures["ann_recall@100"] = ann_recall(b.item_index / "hnsw_index.bin", res.item_emb, qv,
-                                           min(100, len(res.item_emb)), cfg.hnsw_ef_search)  # fmt: skip
-    rf = {k: v[:1] for k, v in res.extra["user_feeds"].items()}
-    rf.update(fb.ranker_item_inputs(np.arange(8), float(res.extra["queries"].now[0])))
-    from shared.features.encoders import cross_columns
-
-    rf["cross"] = cross_columns(rf["user_genre_affinity"], rf["item_genres"])
-    figures.update(export_ranker(res.ranker, rf, b.ranker))
-    (b.ranker / "ranker_meta.json").write_text(json.dumps({
-        "heads": ["p_interact", "p_like"], "score": "p_interact + like_weight * p_like",
-        "like_weight": cfg.ranker.like_weight, "like_threshold": fb.cfg.like_threshold,
-        "n_candidates": cfg.n_candidates, "mmr_lambda": cfg.mmr_lambda, "rerank_depth": cfg.rerank_depth,
-    }, indent=2) + "\n")  # fmt: skip
-    bad = {k: v for k, v in figures.items() if k.startswith("parity") and v > PARITY_TOL}
-    if bad:
-        raise ExportError(f"ONNX parity above {PARITY_TOL}: {bad}")
-    schema = build_schema(fb.cfg, cfg.retrieval.dim)
-    finish_bundle(b, schema, manifest | {"export": figures})
-    return b.root, figures
+def _planned_steps(split: Split, cfg: PipelineConfig) -> int:
+    """Optimizer steps one protocol will take at most (the progress bar's total)."""
+    hold = ranker_holdout(split, cfg.ranker.holdout_frac, cfg.seed, cfg.ranker.query_times)
+    fits = [len(hold.fit)] + ([len(split.train)] if cfg.refit_retrieval else [])
+    queries = sum(target["user_id"].nunique() for _, target, _ in hold.query_sets())
+    return sum(steps_per_run(n, cfg.retrieval) for n in fits) + ranker_steps(
+        queries, cfg.n_candidates, cfg.ranker
+    )
 
 
 def run(
@@ -109,29 +83,43 @@ def run(
         data.interactions = data.interactions[data.interactions["user_id"].isin(keep)].reset_index(
             drop=True
         )
-    splits = {"temporal": temporal_split(data.interactions),
-              "recbole": recbole_split(data.interactions, seed=cfg.seed)}  # fmt: skip
+    splits = {
+        "temporal": temporal_split(data.interactions),
+        "recbole": recbole_split(data.interactions, seed=cfg.seed),
+    }
     splits = {k: v for k, v in splits.items() if k in cfg.protocols}
-    total = sum(steps_per_run(len(s.train), cfg.retrieval) + ranker_steps(len(s.train), cfg.ranker)
-                for s in splits.values())  # fmt: skip
     results: dict[str, ProtocolResult] = {}
-    with tqdm(total=total, desc="train", unit="step", disable=None) as bar:
+    with tqdm(
+        total=sum(_planned_steps(s, cfg) for s in splits.values()),
+        desc="train",
+        unit="step",
+        disable=None,
+    ) as bar:
         for name, split in splits.items():
             bar.set_postfix_str(name)
-            results[name] = run_protocol(data, split, cfg, lambda: bar.update(1))
+            results[name] = run_protocol(data, split, cfg, bar.update)
     metrics = {k: r.metrics for k, r in results.items()}
     curves = {k: r.curves for k, r in results.items()}
     bundle_id = uuid.uuid4().hex
-    manifest = {"bundle_id": bundle_id, "data_fingerprint": data.fingerprint, "seed": cfg.seed,
-                "feature_version": DEFAULT_CONFIG.version, "trained_on": "temporal split (train)",
-                "metrics": metrics.get("temporal", {}).get("pipeline", {})}  # fmt: skip
+    manifest = {
+        "bundle_id": bundle_id,
+        "data_fingerprint": data.fingerprint,
+        "seed": cfg.seed,
+        "feature_version": DEFAULT_CONFIG.version,
+        "trained_on": TRAINED_ON,
+        "metrics": metrics.get("temporal", {}).get("pipeline", {}),
+    }
     prod = results.get("temporal") or next(iter(results.values()))
-    tmp_root, figures = _export(prod, cfg, data, out, manifest)
-    header = (f"Command: `python -m training.pipeline{' --tiny' if cfg.tiny else ''}`, seed {cfg.seed}, "
-              f"data sha256 {data.fingerprint[:16]}…; ONNX/ANN checks: "
-              + ", ".join(f"{k}={v:.2g}" for k, v in figures.items()))  # fmt: skip
+    tmp, figures = write_bundle(prod, cfg, out, manifest)
+    header = (
+        f"Command: `python -m training.pipeline{' --tiny' if cfg.tiny else ''}`, seed {cfg.seed}, "
+        f"data sha256 {data.fingerprint[:16]}…; trained and evaluated in "
+        f"{time.monotonic() - t0:.0f} s (1-min load average {os.getloadavg()[0]:.1f} at the end, "
+        f"{os.cpu_count()} cores); ONNX/ANN checks: "
+        + ", ".join(f"{k}={v:.2g}" for k, v in figures.items())
+    )
     report_files = write_report(reports, metrics, curves, header)
-    bundle = publish_bundle(type("B", (), {"root": tmp_root})(), out)  # type: ignore[arg-type]
+    bundle = publish_bundle(tmp, out)
     if register:
         from training.export import Bundle
         from training.registry import log_and_register
@@ -143,10 +131,16 @@ def run(
             for k, v in kv.items()
         }
         versions = log_and_register(
-            Bundle(bundle).parts(), report_files, cfg.flat(), flat | figures,
-            {"bundle_id": bundle_id, "data_fingerprint": data.fingerprint,
-             "feature_schema_version": DEFAULT_CONFIG.version},
-        )  # fmt: skip
+            Bundle(bundle).parts(),
+            report_files,
+            cfg.flat(),
+            flat | figures,
+            {
+                "bundle_id": bundle_id,
+                "data_fingerprint": data.fingerprint,
+                "feature_schema_version": DEFAULT_CONFIG.version,
+            },
+        )
         log.info("registered: %s", versions)
     log.info(
         "pipeline finished in %.1fs; bundle %s; report %s", time.monotonic() - t0, bundle, reports

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -13,7 +13,7 @@ import pandas as pd
 from training.baselines import ALS, ItemKNN, Popularity, interaction_matrix
 from training.config import PipelineConfig
 from training.data.movielens import MovieLens
-from training.data.splits import Split
+from training.data.splits import Split, ranker_holdout
 from training.evaluation.evaluate import (
     CURVE_KS,
     Queries,
@@ -22,13 +22,19 @@ from training.evaluation.evaluate import (
     list_metrics,
     pipeline_lists,
     top_k,
-)  # fmt: skip
+)
 from training.evaluation.metrics import recall_curve, topk_metrics
 from training.features.builder import FeatureBuilder
-from training.models.ranker import MMoERanker
+from training.models.ranker import MMoERanker, frozen_copy
 from training.models.two_tower import TwoTower
-from training.ranking import score_candidates, train_ranker
-from training.retrieval import example_times, item_embeddings, train_two_tower, user_embeddings
+from training.ranking import (
+    build_examples,
+    concat_examples,
+    rating_lookup,
+    score_candidates,
+    train_ranker,
+)
+from training.retrieval import item_embeddings, train_two_tower, user_embeddings
 
 log = logging.getLogger(__name__)
 
@@ -51,63 +57,157 @@ def _now_per_user(log_: pd.DataFrame, default: float) -> dict[str, float]:
     return {u: float(t) + 1.0 for u, t in last.items()} | {"__default__": default}
 
 
-def _queries(data: MovieLens, split: Split, target: pd.DataFrame, feature_log: pd.DataFrame,
-             seen_log: pd.DataFrame, fb: FeatureBuilder, cfg: PipelineConfig) -> Queries:  # fmt: skip
-    if split.temporal:
-        now: dict[str, float] | float = split.test_time if target is split.test else split.val_time
-    else:  # shuffled protocol: ask each user right after their last known event
-        d = _now_per_user(feature_log, split.test_time)
-        now = {u: d.get(u, d["__default__"]) for u in target["user_id"].unique()}
-    return build_queries(target, seen_log, fb.user_index, fb.item_index, now,
-                         fb.cfg.like_threshold, cfg.max_eval_users, cfg.seed)  # fmt: skip
+def _queries(
+    split: Split,
+    target: pd.DataFrame,
+    feature_log: pd.DataFrame,
+    seen_log: pd.DataFrame,
+    fb: FeatureBuilder,
+    now: float,
+    max_users: int | None,
+    seed: int,
+) -> Queries:
+    """One query per ``target`` user at ``now`` (temporal) or right after the user's last
+    ``feature_log`` event (shuffled protocol); ``seen_log`` items are excluded from answers."""
+    when: dict[str, float] | float = now
+    if not split.temporal:
+        d = _now_per_user(feature_log, now)
+        when = {u: d.get(u, d["__default__"]) for u in target["user_id"].unique()}
+    return build_queries(
+        target, seen_log, fb.user_index, fb.item_index, when, fb.cfg.like_threshold, max_users, seed
+    )
 
 
-def _hard_pool(
-    model: TwoTower, fb: FeatureBuilder, train: pd.DataFrame, item_emb: np.ndarray, k: int
-) -> np.ndarray:
-    """Each user's top-k retrieved items at the end of the training log, training items removed."""
-    n_users = len(fb.user_ids)
-    last = train.groupby("user_id")["timestamp"].max()
-    now = np.array([last.get(u, train["timestamp"].max()) + 1.0 for u in fb.user_ids])
-    u = user_embeddings(model, fb.user_inputs(np.arange(n_users), now))
-    seen = interaction_matrix(
-        train["user_id"].map(fb.user_index).to_numpy(), train["item_id"].map(fb.item_index).to_numpy(),
-        n_users, len(fb.item_ids),
-    )  # fmt: skip
-    return top_k(u @ item_emb.T, seen, k)
+def _validator(fb: FeatureBuilder, val_q: Queries) -> Callable[[TwoTower], float]:
+    """NDCG@10 of a two-tower on the validation queries (features from ``fb``)."""
+    users = fb.user_inputs(val_q.uidx, val_q.now)
+
+    def validate(model: TwoTower) -> float:
+        ranked = top_k(user_embeddings(model, users) @ item_embeddings(model, fb).T, val_q.seen, 10)
+        return topk_metrics(ranked, val_q.relevant, (10,))["ndcg@10"]
+
+    return validate
+
+
+def _ranker_validator(
+    fb: FeatureBuilder, val_q: Queries, retrieval: TwoTower, n_candidates: int
+) -> Callable[[MMoERanker], float]:
+    """NDCG@10 on the validation queries of ``retrieval``'s candidates ordered by a ranker."""
+    users = fb.user_inputs(val_q.uidx, val_q.now)
+    scores = user_embeddings(retrieval, users) @ item_embeddings(retrieval, fb).T
+    cands = top_k(scores, val_q.seen, n_candidates)
+
+    def validate(ranker: MMoERanker) -> float:
+        score = score_candidates(ranker, fb, users, cands, val_q.now)[2]
+        ranked = np.take_along_axis(cands, np.argsort(-score, axis=1, kind="stable"), axis=1)
+        return topk_metrics(ranked[:, :10], val_q.relevant, (10,))["ndcg@10"]
+
+    return validate
+
+
+def train_stack(
+    data: MovieLens,
+    split: Split,
+    fb: FeatureBuilder,
+    val_q: Queries,
+    cfg: PipelineConfig,
+    on_step: Callable[[int], None] | None = None,
+) -> tuple[TwoTower, MMoERanker, dict[str, Any]]:
+    """Retrieval and ranker, trained so that the ranker never learns from pairs retrieval fit.
+
+    1. A two-tower fit on ``holdout.fit`` answers queries for the hold-out period; the ranker
+       learns from its candidates, labelled by the hold-out events, and its similarities. It is
+       validated with that two-tower inside, which on the validation period is as far behind as
+       the served one is on the test period.
+    2. The served two-tower is fit on every training event (``cfg.refit_retrieval``; otherwise
+       the first one serves) and replaces the ranker's frozen copy: on (user, item) pairs it did
+       not fit, its similarity behaves as the first model's did on the hold-out pairs.
+    Validation picks the two-tower epochs and the ranker checkpoint (the untrained ranker, which
+    orders candidates exactly as retrieval does, is one of the checkpoints).
+    """
+    validate = _validator(fb, val_q)
+    hold = ranker_holdout(split, cfg.ranker.holdout_frac, cfg.seed, cfg.ranker.query_times)
+    fb_fit = FeatureBuilder(data, hold.fit, fb.cfg)
+    tt_fit = train_two_tower(fb_fit, hold.fit, cfg.retrieval, cfg.seed, on_step, validate)
+    ratings = rating_lookup(hold.hold, fb.user_index, fb.item_index)
+    rng = np.random.default_rng(cfg.seed + 2)
+    parts = []
+    for known, target, now in hold.query_sets():
+        fb_known = FeatureBuilder(data, known, fb.cfg)
+        q = _queries(
+            split,
+            target,
+            known,
+            known,
+            fb_known,
+            split.val_time if now is None else now,
+            None,
+            cfg.seed,
+        )
+        parts.append(
+            build_examples(
+                tt_fit, fb_known, q, ratings, cfg.n_candidates, cfg.ranker.n_random_negatives, rng
+            )
+        )
+    ranker, summary = train_ranker(
+        concat_examples(parts),
+        tt_fit,
+        cfg.retrieval.temperature,
+        cfg.ranker,
+        cfg.seed,
+        on_step,
+        _ranker_validator(fb, val_q, tt_fit, cfg.n_candidates),
+        fb.cfg,
+    )
+    if not cfg.refit_retrieval:
+        return tt_fit, ranker, summary
+    tt = train_two_tower(fb, split.train, cfg.retrieval, cfg.seed, on_step, validate)
+    ranker.retrieval = frozen_copy(tt)
+    return tt, ranker, summary
 
 
 def run_protocol(
-    data: MovieLens, split: Split, cfg: PipelineConfig, on_step: Callable[[], None] | None = None
+    data: MovieLens, split: Split, cfg: PipelineConfig, on_step: Callable[[int], None] | None = None
 ) -> ProtocolResult:
     """Fit two-tower, ranker and baselines on ``split.train``; evaluate all on ``split.test``."""
-    rcfg = cfg.retrieval
-    rcfg.user_time = "event" if split.temporal else "last"
+    cfg = replace(
+        cfg, retrieval=replace(cfg.retrieval, user_time="event" if split.temporal else "last")
+    )
     fb = FeatureBuilder(data, split.train)
-    val_q = _queries(data, split, split.val, split.train, split.train, fb, cfg)
-
-    def validate(model: TwoTower) -> float:
-        u = user_embeddings(model, fb.user_inputs(val_q.uidx, val_q.now))
-        ranked = top_k(u @ item_embeddings(model, fb).T, val_q.seen, 10)
-        return topk_metrics(ranked, val_q.relevant, (10,))["ndcg@10"]
-
-    tt = train_two_tower(fb, split.train, rcfg, cfg.seed, on_step, validate)
+    val_q = _queries(
+        split, split.val, split.train, split.train, fb, split.val_time, cfg.max_eval_users, cfg.seed
+    )
+    tt, ranker, ranker_summary = train_stack(data, split, fb, val_q, cfg, on_step)
     item_emb = item_embeddings(tt, fb)
-    pool = _hard_pool(tt, fb, split.train, item_emb, cfg.ranker.hard_pool)
-    ranker = train_ranker(fb, split.train, example_times(fb, split.train, rcfg.user_time), pool,
-                          cfg.ranker, cfg.seed, on_step)  # fmt: skip
 
     # At test time the events before the test period (train + val) are known inputs; RecBole's
     # protocol instead feeds train only and masks train + val items.
     feature_log = pd.concat([split.train, split.val]) if split.temporal else split.train
     seen_log = pd.concat([split.train, split.val])
     fb_test = FeatureBuilder(data, feature_log, fb.cfg)
-    q = _queries(data, split, split.test, feature_log, seen_log, fb_test, cfg)
+    q = _queries(
+        split,
+        split.test,
+        feature_log,
+        seen_log,
+        fb_test,
+        split.test_time,
+        cfg.max_eval_users,
+        cfg.seed,
+    )
     n_users, n_items = len(fb.user_ids), len(fb.item_ids)
-    train_m = interaction_matrix(split.train["user_id"].map(fb.user_index).to_numpy(),
-                                 split.train["item_id"].map(fb.item_index).to_numpy(), n_users, n_items)  # fmt: skip
-    known_m = interaction_matrix(feature_log["user_id"].map(fb.user_index).to_numpy(),
-                                 feature_log["item_id"].map(fb.item_index).to_numpy(), n_users, n_items)  # fmt: skip
+    train_m = interaction_matrix(
+        split.train["user_id"].map(fb.user_index).to_numpy(),
+        split.train["item_id"].map(fb.item_index).to_numpy(),
+        n_users,
+        n_items,
+    )
+    known_m = interaction_matrix(
+        feature_log["user_id"].map(fb.user_index).to_numpy(),
+        feature_log["item_id"].map(fb.item_index).to_numpy(),
+        n_users,
+        n_items,
+    )
     user_feeds = fb_test.user_inputs(q.uidx, q.now)
     scores = {
         "popularity": Popularity(known_m).scores(q.uidx),
@@ -136,6 +236,5 @@ def run_protocol(
     )
     for m in metrics.values():
         m["n_users"] = float(len(q.uidx))
-    return ProtocolResult(
-        metrics, curves, tt, ranker, fb, item_emb, {"user_feeds": user_feeds, "queries": q}
-    )
+    extra = {"user_feeds": user_feeds, "queries": q, "ranker_training": ranker_summary}
+    return ProtocolResult(metrics, curves, tt, ranker, fb, item_emb, extra)

@@ -1,21 +1,32 @@
-"""Multi-task ranker training (hard negatives from retrieval + random) and batch scoring."""
+"""Multi-task ranker: training examples from a hold-out period, training, and batch scoring.
+
+The ranker learns from events the retrieval model did not fit (see ``RankerHoldout``): for each
+user of the hold-out period we ask that retrieval model for candidates exactly as the served
+pipeline does (query at the period's start, seen items removed), and label each candidate by what
+the user did in the period. Negatives are the retrieval results the user did not take (hard)
+plus uniform random items.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from shared.features.config import DEFAULT_CONFIG, FeatureConfig
 from shared.features.encoders import cross_columns
 from training.config import RankerConfig
+from training.evaluation.evaluate import Queries, top_k
 from training.features.builder import FeatureBuilder
 from training.models.ranker import RANKER_INPUTS, MMoERanker
-from training.models.two_tower import USER_INPUTS
-from training.retrieval import mask_target
+from training.models.two_tower import USER_INPUTS, TwoTower
+from training.retrieval import item_embeddings, user_embeddings
 
 log = logging.getLogger(__name__)
 
@@ -24,31 +35,105 @@ def _t(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a))
 
 
-def sample_negatives(
-    pos_user: np.ndarray,
-    user_positives: dict[int, set[int]],
-    hard_pool: np.ndarray,
-    n_items: int,
-    cfg: RankerConfig,
-    rng: np.random.Generator,
+@dataclass
+class RankerExamples:
+    """Labelled (query, item) rows with the ranker's inputs; user-side inputs once per query."""
+
+    user: dict[str, np.ndarray]  # user-tower inputs, [n_queries, ...]
+    uidx: np.ndarray  # [n_queries] user index of each query
+    now: np.ndarray  # [n_queries] query times
+    query: np.ndarray  # [R] row → query
+    items: np.ndarray  # [R] item indices
+    item: dict[str, np.ndarray]  # [R, ...] item-side ranker inputs (incl. ``cross``) at query time
+    y_interact: np.ndarray  # [R] 1 = the user interacted with the item in the hold-out period
+    y_like: np.ndarray  # [R] 1 = ... and rated it >= like threshold
+    weight: np.ndarray  # [R] interact-head weight: graded by rating for positives
+    sim: np.ndarray  # [R] retrieval similarity (the ranker's frozen two-tower computes the same)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+def concat_examples(parts: list[RankerExamples]) -> RankerExamples:
+    """One example set from several (e.g. one per query time); queries are renumbered."""
+    offsets = np.cumsum([0] + [len(p.now) for p in parts[:-1]])
+
+    def cat(name: str) -> np.ndarray:
+        return np.concatenate([getattr(p, name) for p in parts])
+
+    return RankerExamples(
+        user={k: np.concatenate([p.user[k] for p in parts]) for k in parts[0].user},
+        uidx=cat("uidx"),
+        now=cat("now"),
+        query=np.concatenate([p.query + o for p, o in zip(parts, offsets, strict=True)]),
+        items=cat("items"),
+        item={k: np.concatenate([p.item[k] for p in parts]) for k in parts[0].item},
+        y_interact=cat("y_interact"),
+        y_like=cat("y_like"),
+        weight=cat("weight"),
+        sim=cat("sim"),
+    )
+
+
+def example_rows(
+    candidates: np.ndarray, q: Queries, n_items: int, n_random: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(example index, item) of negatives: per positive, ``n_hard`` from the user's retrieval
-    top list (``hard_pool[user]``) and ``n_random`` uniform, never one of the user's positives."""
-    n = len(pos_user)
-    k = cfg.n_hard_negatives + cfg.n_random_negatives
-    hard = hard_pool[pos_user][
-        np.arange(n)[:, None], rng.integers(0, hard_pool.shape[1], (n, cfg.n_hard_negatives))
-    ]
-    rand = rng.integers(0, n_items, (n, cfg.n_random_negatives))
-    items = np.concatenate([hard, rand], axis=1).reshape(-1)
-    ex = np.repeat(np.arange(n), k)
-    keep = np.array(
+    """(query, item) rows: every retrieved candidate and ``n_random`` random items per query,
+    never an item of the query's seen set, never the same item twice for one query.
+
+    Hold-out positives the retrieval missed are left out on purpose: the served ranker only
+    ever orders retrieved candidates, and those positives (low similarity by construction) teach
+    it to distrust the similarity.
+    """
+    rows_q: list[np.ndarray] = []
+    rows_i: list[np.ndarray] = []
+    for r, cands in enumerate(candidates):
+        seen = q.seen.indices[q.seen.indptr[r] : q.seen.indptr[r + 1]]
+        taken = np.concatenate([cands, seen])
+        rand = rng.choice(n_items, min(n_items, n_random + len(taken)), replace=False)
+        items = np.concatenate([cands, rand[~np.isin(rand, taken)][:n_random]])
+        rows_q.append(np.full(len(items), r, dtype=np.int64))
+        rows_i.append(items)
+    return np.concatenate(rows_q), np.concatenate(rows_i)
+
+
+def build_examples(
+    model: TwoTower,
+    fb: FeatureBuilder,
+    q: Queries,
+    ratings: dict[tuple[int, int], float],
+    n_candidates: int,
+    n_random: int,
+    rng: np.random.Generator,
+) -> RankerExamples:
+    """Label ``model``'s top ``n_candidates`` for each query of ``q`` (relevant = the query's
+    hold-out items, with their ``ratings``); every input from ``fb`` at the query's time."""
+    user = fb.user_inputs(q.uidx, q.now)
+    u = user_embeddings(model, user)
+    v = item_embeddings(model, fb)
+    cands = top_k(u @ v.T, q.seen, n_candidates)
+    query, items = example_rows(cands, q, len(fb.item_ids), n_random, rng)
+    pos = np.array([i in q.relevant[r] for r, i in zip(query, items, strict=True)])
+    rating = np.array(
         [
-            it not in user_positives.get(int(u), ())
-            for u, it in zip(pos_user[ex], items, strict=True)
+            ratings.get((int(q.uidx[r]), int(i)), 0.0) if p else 0.0
+            for r, i, p in zip(query, items, pos, strict=True)
         ]
     )
-    return ex[keep], items[keep]
+    item = fb.ranker_item_inputs(items, q.now[query])
+    item["cross"] = cross_columns(user["user_genre_affinity"][query], item["item_genres"])
+    return RankerExamples(
+        user=user,
+        uidx=q.uidx,
+        now=q.now,
+        query=query,
+        items=items,
+        item=item,
+        y_interact=pos.astype(np.float32),
+        y_like=(pos & (rating >= fb.cfg.like_threshold)).astype(np.float32),
+        weight=np.where(pos, 0.5 + rating / 5.0, 1.0).astype(np.float32),
+        sim=np.einsum("rd,rd->r", u[query], v[items]).astype(np.float32),
+    )
 
 
 def _loss(logit: torch.Tensor, y: torch.Tensor, w: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -60,82 +145,141 @@ def _loss(logit: torch.Tensor, y: torch.Tensor, w: torch.Tensor, gamma: float) -
 
 
 def train_ranker(
-    fb: FeatureBuilder,
-    train: pd.DataFrame,
-    example_now: np.ndarray,
-    hard_pool: np.ndarray,
+    ex: RankerExamples,
+    retrieval: TwoTower,
+    temperature: float,
     cfg: RankerConfig,
     seed: int,
-    on_step: Callable[[], None] | None = None,
-) -> MMoERanker:
-    """Fit the ranker; ``hard_pool`` [n_users, P] holds each user's top retrieved items."""
+    on_step: Callable[[int], None] | None = None,
+    validate: Callable[[MMoERanker], float] | None = None,
+    feature_cfg: FeatureConfig = DEFAULT_CONFIG,
+) -> tuple[MMoERanker, dict[str, Any]]:
+    """Fit the ranker on hold-out examples made by ``retrieval`` (which it carries, frozen, and
+    which recomputes ``ex.sim`` from the ranker's inputs).
+
+    With ``validate`` (higher is better) the ranker is scored before training and
+    ``cfg.evals_per_epoch`` times per epoch, and the best weights are kept: the untrained ranker
+    orders candidates exactly like retrieval, so the kept one is never worse on validation.
+    Returns the ranker and a summary of its training (rows, positives, kept checkpoint).
+    """
     rng = np.random.default_rng(seed + 1)
     torch.manual_seed(seed + 1)
-    if cfg.max_train_rows and len(train) > cfg.max_train_rows:
-        keep = np.sort(rng.choice(len(train), cfg.max_train_rows, replace=False))
-        train, example_now = train.iloc[keep], example_now[keep]
-    uidx = train["user_id"].map(fb.user_index).to_numpy(np.int64)
-    iidx = train["item_id"].map(fb.item_index).to_numpy(np.int64)
-    rating = train["rating"].to_numpy(np.float32)
-    positives: dict[int, set[int]] = {}
-    for u, i in zip(uidx, iidx, strict=True):
-        positives.setdefault(int(u), set()).add(int(i))
-    neg_ex, neg_items = sample_negatives(uidx, positives, hard_pool, len(fb.item_ids), cfg, rng)
-    ex = np.concatenate([np.arange(len(uidx)), neg_ex])
-    items = np.concatenate([iidx, neg_items])
-    y_int = np.concatenate([np.ones(len(uidx)), np.zeros(len(neg_ex))]).astype(np.float32)
-    y_like = np.concatenate([(rating >= fb.cfg.like_threshold), np.zeros(len(neg_ex))]).astype(
-        np.float32
+    user_t = {k: _t(ex.user[k]) for k in USER_INPUTS}
+    item_t = {k: _t(v) for k, v in ex.item.items()}
+    sim_t = _t(ex.sim)
+    model = MMoERanker(
+        feature_cfg,
+        retrieval,
+        temperature,
+        like_weight=cfg.like_weight,
+        field_dropout=cfg.field_dropout,
     )
-    # Graded labels: a 5-star positive weighs more than a 1-star one in the interaction head.
-    w_int = np.concatenate([0.5 + rating / 5.0, np.ones(len(neg_ex))]).astype(np.float32)
-    users = fb.user_inputs(uidx, example_now)
-    item_side = fb.ranker_item_inputs(items, example_now[ex])
-    item_side["cross"] = cross_columns(users["user_genre_affinity"][ex], item_side["item_genres"])
-    user_t = {k: _t(users[k]) for k in USER_INPUTS}
-    item_t = {k: _t(item_side[k]) for k in item_side}
-    model = MMoERanker(fb.cfg, like_weight=cfg.like_weight)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    yi, yl, wi = _t(y_int), _t(y_like), _t(w_int)
-    ex_t = _t(ex)
-    model.train()
+    _init_bias(model, ex, temperature)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+    balance = query_balance(ex)
+    yi, yl = _t(ex.y_interact), _t(ex.y_like)
+    wi, wl = _t(ex.weight * balance), _t(balance)
+    n_batches = (len(ex) + cfg.batch_size - 1) // cfg.batch_size
+    checkpoints = set(np.linspace(0, n_batches, cfg.evals_per_epoch + 1)[1:].round().astype(int))
+    best = _Best(model, validate)
     for epoch in range(cfg.epochs):
-        perm = _t(rng.permutation(len(ex)))
-        total, steps = 0.0, 0
-        for s in range(0, len(perm), cfg.batch_size):
-            b = perm[s : s + cfg.batch_size]
-            feeds = {k: v[ex_t[b]] for k, v in user_t.items()}
+        model.train()
+        perm = rng.permutation(len(ex))
+        total = 0.0
+        for i, s in enumerate(range(0, len(perm), cfg.batch_size), start=1):
+            rows = perm[s : s + cfg.batch_size]
+            # Each distinct user of the batch gets its fields computed once.
+            queries, user_row = np.unique(ex.query[rows], return_inverse=True)
+            b = _t(rows)
+            feeds = {k: v[_t(queries)] for k, v in user_t.items()}
             feeds.update({k: v[b] for k, v in item_t.items()})
-            # Under the shuffled protocol the history can hold the example's own item: hide it,
-            # or the ranker learns "in history = positive" (never true for a served candidate).
-            feeds["hist_item_hash"] = mask_target(feeds["hist_item_hash"], feeds["item_id_hash"])
-            z = model.head_logits(**feeds)
+            z = model.head_logits(feeds, sim_t[b], user_row=_t(user_row))
             loss = _loss(z[:, 0], yi[b], wi[b], cfg.focal_gamma) + _loss(
-                z[:, 1], yl[b], torch.ones_like(yl[b]), cfg.focal_gamma
+                z[:, 1], yl[b], wl[b], cfg.focal_gamma
             )
             opt.zero_grad()
-            loss.backward()
+            torch.autograd.backward(loss)
             opt.step()
             total += float(loss.detach())
-            steps += 1
             if on_step:
-                on_step()
+                on_step(1)
+            if i in checkpoints:
+                best.offer(model, f"{epoch + i / n_batches:.2f}")
         log.info(
-            "ranker epoch %d/%d loss %.4f (%d rows)",
+            "ranker epoch %d/%d loss %.4f (%d rows, %d positive)",
             epoch + 1,
             cfg.epochs,
-            total / max(steps, 1),
+            total / max(n_batches, 1),
             len(ex),
+            int(ex.y_interact.sum()),
         )
+    best.restore(model)
     model.eval()
-    return model
+    summary = {
+        "rows": len(ex),
+        "positives": int(ex.y_interact.sum()),
+        "queries": len(ex.now),
+        "kept_epoch": best.at,
+        "val_ndcg@10": best.score,
+        "val_ndcg@10_retrieval_order": best.first,
+    }
+    return model, summary
 
 
-def ranker_steps(n_rows: int, cfg: RankerConfig) -> int:
-    """Approximate optimizer steps (for the progress bar)."""
-    n = min(n_rows, cfg.max_train_rows or n_rows)
-    per = n * (1 + cfg.n_hard_negatives + cfg.n_random_negatives)
-    return cfg.epochs * ((per + cfg.batch_size - 1) // cfg.batch_size)
+def query_balance(ex: RankerExamples) -> np.ndarray:
+    """[R] loss weight that gives every query the same total positive weight (a heavy user
+    with 60 hold-out items would otherwise teach the ranker 20 times more than a light one,
+    while the evaluation averages over users)."""
+    n_pos = np.bincount(ex.query, weights=ex.y_interact, minlength=len(ex.now))
+    mean = n_pos[n_pos > 0].mean() if (n_pos > 0).any() else 1.0
+    return np.where(ex.y_interact > 0, mean / np.maximum(n_pos[ex.query], 1.0), 1.0).astype(
+        np.float32
+    )
+
+
+def _init_bias(model: MMoERanker, ex: RankerExamples, temperature: float) -> None:
+    """Each head starts at its base rate on the examples, ordered by the similarity alone."""
+    mean_logit = float(np.mean(ex.sim)) / temperature
+    with torch.no_grad():
+        for h, y in enumerate((ex.y_interact, ex.y_like)):
+            rate = float(np.clip(y.mean(), 1e-4, 1 - 1e-4))
+            model.fm_bias[h] = float(np.log(rate / (1 - rate))) - mean_logit
+
+
+class _Best:
+    """Keeps the weights with the best validation score (no-op without a validator)."""
+
+    def __init__(self, model: MMoERanker, validate: Callable[[MMoERanker], float] | None):
+        self.validate = validate
+        self.score, self.at = -np.inf, "final (not validated)"
+        self.state: dict[str, torch.Tensor] | None = None
+        self.offer(model, "0 (retrieval order)")
+        self.first = self.score
+
+    def offer(self, model: MMoERanker, at: str) -> None:
+        """Validate ``model`` now; remember its weights if they are the best so far."""
+        if self.validate is None:
+            return
+        model.eval()
+        score = self.validate(model)
+        model.train()
+        log.info("ranker at epoch %s: val %.4f", at, score)
+        if score > self.score:
+            self.score, self.at = score, at
+            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def restore(self, model: MMoERanker) -> None:
+        """Load the best weights seen (if any were validated)."""
+        if self.state is not None:
+            model.load_state_dict(self.state)
+            log.info("ranker: kept the weights of epoch %s (val %.4f)", self.at, self.score)
+
+
+def ranker_steps(n_queries: int, n_candidates: int, cfg: RankerConfig) -> int:
+    """Approximate optimizer steps (for the progress bar): missed positives are not counted."""
+    rows = n_queries * (n_candidates + cfg.n_random_negatives)
+    return cfg.epochs * ((rows + cfg.batch_size - 1) // cfg.batch_size)
 
 
 @torch.no_grad()
@@ -147,16 +291,37 @@ def score_candidates(
     now: np.ndarray,
     chunk_users: int = 64,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(p_interact, p_like, score), each [n_users, K], for each user's candidate items."""
+    """(p_interact, p_like, score), each [n_users, K], for each user's candidate items.
+
+    Same function as ``model.forward`` (the exported graph), but each user and item embedding of
+    the frozen two-tower is computed once instead of once per (user, item) row.
+    """
     n, k = candidates.shape
+    u = user_embeddings(model.retrieval, user_feeds)
+    v = item_embeddings(model.retrieval, fb)
     outs: list[list[np.ndarray]] = [[], [], []]
     for s in range(0, n, chunk_users):
-        rows = np.repeat(np.arange(s, min(s + chunk_users, n)), k)
-        items = candidates[s : s + chunk_users].reshape(-1)
-        feeds = {key: user_feeds[key][rows] for key in USER_INPUTS}
+        users = np.arange(s, min(s + chunk_users, n))
+        rows = np.repeat(users, k)
+        items = candidates[users].reshape(-1)
+        feeds = {key: user_feeds[key][users] for key in USER_INPUTS}
         feeds.update(fb.ranker_item_inputs(items, now[rows]))
-        feeds["cross"] = cross_columns(feeds["user_genre_affinity"], feeds["item_genres"])
-        res = model(**{key: _t(feeds[key]) for key in RANKER_INPUTS})
+        feeds["cross"] = cross_columns(
+            user_feeds["user_genre_affinity"][rows], feeds["item_genres"]
+        )
+        t = {key: _t(feeds[key]) for key in RANKER_INPUTS}
+        sim = _t(np.einsum("rd,rd->r", u[rows], v[items]))
+        res = model.outputs(model.head_logits(t, sim, user_row=_t(rows - s)))
         for o, r in zip(outs, res, strict=True):
             o.append(r.numpy().reshape(-1, k))
     return tuple(np.concatenate(o) for o in outs)  # type: ignore[return-value]
+
+
+def rating_lookup(
+    events: pd.DataFrame, user_index: dict[str, int], item_index: dict[str, int]
+) -> dict[tuple[int, int], float]:
+    """(user index, item index) → rating of ``events``."""
+    u = events["user_id"].map(user_index).to_numpy(np.int64)
+    i = events["item_id"].map(item_index).to_numpy(np.int64)
+    r = events["rating"].to_numpy(np.float64)
+    return {(int(a), int(b)): float(c) for a, b, c in zip(u, i, r, strict=True)}

@@ -55,8 +55,14 @@ def log_and_register(
         return _register(client, run.info.run_id, run.info.artifact_uri, parts, tags, alias)
 
 
-def _register(client: Any, run_id: str, artifact_uri: str, parts: dict[str, Path],
-              tags: dict[str, str], alias: str) -> dict[str, str]:  # fmt: skip
+def _register(
+    client: Any,
+    run_id: str,
+    artifact_uri: str,
+    parts: dict[str, Path],
+    tags: dict[str, str],
+    alias: str,
+) -> dict[str, str]:
     created_models: list[str] = []
     created_versions: list[tuple[str, str]] = []
     previous_alias: dict[str, str | None] = {}
@@ -117,8 +123,13 @@ def _wait_ready(client: Any, name: str, version: str, timeout: float = 60.0) -> 
     raise RegistrationError(f"{name} v{version} not READY after {timeout:.0f}s")
 
 
-def _rollback(client: Any, models: list[str], versions: list[tuple[str, str]],
-              previous: dict[str, str | None], alias: str) -> None:  # fmt: skip
+def _rollback(
+    client: Any,
+    models: list[str],
+    versions: list[tuple[str, str]],
+    previous: dict[str, str | None],
+    alias: str,
+) -> None:
     """Best effort: restore aliases, delete new versions and newly created models."""
     for name, old in previous.items():
         try:

@@ -58,4 +58,5 @@ def normalise_affinity(raw: np.ndarray) -> np.ndarray:
     """
     raw = np.asarray(raw, dtype=np.float64)
     s = raw.sum(axis=-1, keepdims=True)
-    return np.divide(raw, s, out=np.zeros_like(raw), where=s > 0).astype(np.float32)
+    scaled: np.ndarray = np.divide(raw, s, out=np.zeros_like(raw), where=s > 0).astype(np.float32)
+    return scaled

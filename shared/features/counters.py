@@ -21,7 +21,8 @@ WINDOWS: dict[str, tuple[int, int]] = dict(DEFAULT_CONFIG.windows)
 def bucket_of(ts: float | np.ndarray, granularity: int) -> np.ndarray | int:
     """Bucket number of a timestamp (floor division by the granularity)."""
     if isinstance(ts, np.ndarray):
-        return np.floor_divide(ts, granularity).astype(np.int64)
+        buckets: np.ndarray = np.floor_divide(ts, granularity).astype(np.int64)
+        return buckets
     return int(ts // granularity)
 
 

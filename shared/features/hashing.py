@@ -29,7 +29,8 @@ def _mix64(x: np.ndarray) -> np.ndarray:
     x = x * _M1
     x = x ^ (x >> np.uint64(27))
     x = x * _M2
-    return x ^ (x >> np.uint64(31))
+    mixed: np.ndarray = x ^ (x >> np.uint64(31))
+    return mixed
 
 
 def hash_u64(base: np.ndarray, n_buckets: int, namespace: str, n_hashes: int) -> np.ndarray:

@@ -70,9 +70,13 @@ def _fake_wheel(tmp: Path) -> Path:
 def _expect_fixture(monkeypatch: pytest.MonkeyPatch) -> None:
     import hashlib
 
-    exp = {n: ((FIXTURE / "recbole" / n).stat().st_size,
-               hashlib.sha256((FIXTURE / "recbole" / n).read_bytes()).hexdigest())
-           for n in fetch_mod.EXPECTED}  # fmt: skip
+    exp = {
+        n: (
+            (FIXTURE / "recbole" / n).stat().st_size,
+            hashlib.sha256((FIXTURE / "recbole" / n).read_bytes()).hexdigest(),
+        )
+        for n in fetch_mod.EXPECTED
+    }
     monkeypatch.setattr(fetch_mod, "EXPECTED", exp)
 
 
@@ -103,8 +107,9 @@ def test_fetch_rejects_a_bad_download(tmp_path: Path, monkeypatch: pytest.Monkey
     assert not (tmp_path / "ml-100k").exists()  # nothing half-written
 
 
-def test_fetch_cli_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                  caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+def test_fetch_cli_one_clear_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     def fail(tmp: Path) -> Path:
         raise fetch_mod.FetchError("`pip download recbole==1.2.1` failed: no network")
 

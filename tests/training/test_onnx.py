@@ -60,7 +60,7 @@ def test_two_tower_parity_and_schema(feeds, tmp_path: Path) -> None:  # type: ig
 
 def test_ranker_parity_broadcast_and_schema(feeds, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     fb, users, _ = feeds
-    model = MMoERanker(fb.cfg)
+    model = MMoERanker(fb.cfg, TwoTower(fb.cfg, dim=16))
     _perturb(model)
     one_user = {k: v[:1] for k, v in users.items()}
     f = one_user | fb.ranker_item_inputs(np.arange(30), 8.9e8)

@@ -37,17 +37,33 @@ def test_report_and_bundle(trained: dict) -> None:  # type: ignore[type-arg]
     root: Path = trained["root"]
     report = json.loads((root / "reports" / "evaluation.json").read_text())
     assert set(report) == {"temporal", "recbole"}
+    ranking = {"ndcg@10", "map@10", "mrr@10", "hit@10", "precision@10", "recall@10"}
     for split in report.values():
         assert {"popularity", "als", "item_knn", "two_tower", "pipeline"} <= set(split)
-        assert {"ndcg@10", "recall@50", "map@10", "mrr@10", "hit@10", "precision@10"} <= set(
-            split["pipeline"]
+        for model in ("popularity", "als", "item_knn", "two_tower"):  # retrieval depths
+            assert ranking | {f"recall@{k}" for k in (50, 100, 500)} <= set(split[model]), model
+        pipe = split["pipeline"]
+        assert ranking | {"recall@50", "auc_interact", "auc_like", "coverage@10", "ild@10"} <= set(
+            pipe
         )
-        assert "auc_interact" in split["pipeline"] and "recall@500" in split["two_tower"]
+        assert 0 < pipe["coverage@10"] <= 1 and 0 < pipe["ild@10"] <= 1
+        assert 0 <= pipe["auc_interact"] <= 1 and 0 <= pipe["auc_like"] <= 1
+    md = (root / "reports" / "evaluation.md").read_text()
+    assert "## temporal" in md and "## recbole" in md and "| pipeline |" in md
     assert (root / "reports" / "recall_at_k.png").stat().st_size > 1000
     m = root / "models"
-    for f in ("user_tower/user_tower.onnx", "item_index/item_tower.onnx", "item_index/hnsw_index.bin",
-              "item_index/item_embeddings.npy", "item_index/item_ids.json", "item_index/index_meta.json",
-              "ranker/ranker.onnx", "ranker/ranker_meta.json", "feature_schema.json", "manifest.json"):  # fmt: skip
+    for f in (
+        "user_tower/user_tower.onnx",
+        "item_index/item_tower.onnx",
+        "item_index/hnsw_index.bin",
+        "item_index/item_embeddings.npy",
+        "item_index/item_ids.json",
+        "item_index/index_meta.json",
+        "ranker/ranker.onnx",
+        "ranker/ranker_meta.json",
+        "feature_schema.json",
+        "manifest.json",
+    ):
         assert (m / f).is_file(), f
     emb = np.load(m / "item_index/item_embeddings.npy")
     assert emb.dtype == np.float32
@@ -61,6 +77,10 @@ def test_report_and_bundle(trained: dict) -> None:  # type: ignore[type-arg]
     )
     local = reg.load_local(m / "ranker")
     assert local.version == "local" and local.manifest["bundle_id"]
+    meta = json.loads((m / "ranker/ranker_meta.json").read_text())
+    assert (
+        meta["like_weight"] == 1.0 and meta["training"]["rows"] > meta["training"]["positives"] > 0
+    )
 
 
 def test_registered_with_alias_and_tags(trained: dict, tmp_path: Path) -> None:  # type: ignore[type-arg]
@@ -107,13 +127,23 @@ def test_failed_registration_leaves_nothing(trained: dict, monkeypatch: pytest.M
     assert {n: reg.current_version(n, "production", uri) for n in NAMES} == prod
 
 
-def test_unreachable_mlflow_names_the_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                              caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+def test_unreachable_mlflow_names_the_setting(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
     with pytest.raises(reg.RegistryUnavailableError, match="MLFLOW_TRACKING_URI"):
         reg.current_version("cascade-ranker")
-    rc = pipeline.main(["--tiny", "--data", str(FIXTURE / "recbole"), "--out", str(tmp_path / "m"),
-                        "--reports", str(tmp_path / "r")])  # fmt: skip
+    rc = pipeline.main(
+        [
+            "--tiny",
+            "--data",
+            str(FIXTURE / "recbole"),
+            "--out",
+            str(tmp_path / "m"),
+            "--reports",
+            str(tmp_path / "r"),
+        ]
+    )
     assert rc == 1
     assert "unreachable at http://127.0.0.1:9 (setting MLFLOW_TRACKING_URI)" in caplog.text
     assert not (tmp_path / "m").exists()  # failed before training: nothing written

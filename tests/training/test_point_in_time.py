@@ -39,14 +39,27 @@ def _replay(data: MovieLens, user: str, t: float) -> F.UserFeatures:
     ]
     aff, aff_ts = None, None
     for it, ts in zip(ev["item_id"], ev["timestamp"], strict=True):
-        aff, aff_ts = F.update_affinity(aff, aff_ts, float(ts), F.genre_multi_hot(genres[it]),
-                                        F.EVENT_WEIGHTS["rate"], F.DEFAULT_CONFIG.affinity_half_life_s)  # fmt: skip
+        aff, aff_ts = F.update_affinity(
+            aff,
+            aff_ts,
+            float(ts),
+            F.genre_multi_hot(genres[it]),
+            F.EVENT_WEIGHTS["rate"],
+            F.DEFAULT_CONFIG.affinity_half_life_s,
+        )
     return F.UserFeatures(
-        user, prof["age"], prof["gender"], prof["occupation"], prof["zip_code"],
-        history=list(ev["item_id"]), genre_affinity=None if aff is None else F.decay_affinity(aff, t - aff_ts, 1e6),
-        n_events=len(ev), rating_sum=float(ev["rating"].sum()), n_ratings=len(ev),
+        user,
+        prof["age"],
+        prof["gender"],
+        prof["occupation"],
+        prof["zip_code"],
+        history=list(ev["item_id"]),
+        genre_affinity=None if aff is None else F.decay_affinity(aff, t - aff_ts, 1e6),
+        n_events=len(ev),
+        rating_sum=float(ev["rating"].sum()),
+        n_ratings=len(ev),
         last_event_ts=float(ev["timestamp"].max()) if len(ev) else None,
-    )  # fmt: skip
+    )
 
 
 def test_offline_builder_equals_online_encoders(tiny_data: MovieLens) -> None:

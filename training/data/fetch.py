@@ -61,7 +61,7 @@ def is_valid(dest: Path) -> bool:
 
 def _download_wheel(tmp: Path) -> Path:
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", RECBOLE_REQUIREMENT,
-           "-d", str(tmp)]  # fmt: skip
+           "-d", str(tmp)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     wheels = sorted(tmp.glob("recbole-*.whl"))
     if proc.returncode != 0 or not wheels:

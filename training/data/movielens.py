@@ -120,7 +120,7 @@ def _read_grouplens(path: Path, sep: str, names: list[str]) -> pd.DataFrame:
         df = pd.read_csv(
             path, sep=sep, header=None, dtype=str, encoding="latin-1", keep_default_na=False,
             quoting=3, engine="python" if len(sep) > 1 else "c",
-        )  # fmt: skip
+        )
     except Exception as e:
         raise DataError(f"cannot parse data file {path}: {e}") from e
     if df.shape[1] < len(names):
@@ -182,5 +182,5 @@ def load_movielens(root: str | Path) -> MovieLens:
     log.info(
         "loaded %s MovieLens from %s: %d interactions, %d users, %d items",
         data.source_format, root, len(data.interactions), len(data.users), len(data.items),
-    )  # fmt: skip
+    )
     return data

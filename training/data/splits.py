@@ -79,3 +79,58 @@ def recbole_split(
     ]
     end = float(interactions["timestamp"].max()) + 1.0
     return Split("recbole", frames[0], frames[1], frames[2], end, end, temporal=False)
+
+
+@dataclass
+class RankerHoldout:
+    """The training events split once more for stacking: the two-tower that produces the ranker's
+    candidates and similarity feature is fit on ``fit``; the ranker learns from ``hold``, which
+    that two-tower never saw (so its similarity on ``hold`` pairs behaves like on future pairs).
+
+    ``query_times`` (temporal split only) are the times the ranker's training queries are asked
+    at: the hold-out period's start and further points inside it.
+    """
+
+    fit: pd.DataFrame
+    hold: pd.DataFrame
+    query_times: list[float]
+
+    def query_sets(self) -> list[tuple[pd.DataFrame, pd.DataFrame, float | None]]:
+        """(known events, target events, query time) per batch of ranker training queries.
+
+        Temporal: at each query time every earlier training event is known (features, seen
+        items) and the hold-out events from then on are the targets. Shuffled protocol: ``fit``
+        is known, ``hold`` is the target, and each user is asked after their last known event.
+        """
+        if not self.query_times:
+            return [(self.fit, self.hold, None)]
+        events = pd.concat([self.fit, self.hold], ignore_index=True)
+        return [
+            (events[events["timestamp"] < t], self.hold[self.hold["timestamp"] >= t], t)
+            for t in self.query_times
+        ]
+
+
+def ranker_holdout(split: Split, frac: float, seed: int, n_query_times: int = 1) -> RankerHoldout:
+    """Hold ``frac`` of ``split.train`` out, the same way ``split`` held out its test events.
+
+    Temporal: the last ``frac`` of the training period (global time threshold, so every fit event
+    precedes every hold-out event), queried at ``n_query_times`` times (its start and the
+    quantiles of its events). RecBole: per user, a random ``frac`` of their training items.
+    """
+    train = split.train
+    if split.temporal:
+        ts = np.sort(train["timestamp"].to_numpy())
+        t_hold = float(ts[int(len(ts) * (1.0 - frac))])
+        t = train["timestamp"]
+        fit, hold = train[t < t_hold].reset_index(drop=True), train[t >= t_hold].reset_index(drop=True)
+        hold_ts = hold["timestamp"].to_numpy()  # sorted: the split keeps the log's time order
+        times = [float(hold_ts[int(len(hold_ts) * k / n_query_times)]) for k in range(n_query_times)]
+        return RankerHoldout(fit, hold, sorted(set(times)))
+    rng = np.random.default_rng(seed + 17)
+    hold_idx: list[np.ndarray] = []
+    for _, idx in train.groupby("user_id", sort=True).indices.items():
+        hold_idx.append(rng.permutation(idx)[: int(len(idx) * frac)])
+    mask = np.zeros(len(train), dtype=bool)
+    mask[np.concatenate(hold_idx)] = True
+    return RankerHoldout(train[~mask].reset_index(drop=True), train[mask].reset_index(drop=True), [])

@@ -88,4 +88,4 @@ def user_embeddings(cat: SyntheticCatalog, dim: int = 64, seed: int = 0) -> np.n
     rng = np.random.default_rng(seed + 1)
     proj = rng.normal(size=(cat.user_latent.shape[1], dim)).astype(np.float32)
     e = cat.user_latent @ proj
-    return (e / np.linalg.norm(e, axis=1, keepdims=True)).astype(np.float32)
+    return np.asarray(e / np.linalg.norm(e, axis=1, keepdims=True), dtype=np.float32)

@@ -64,10 +64,12 @@ def build_queries(
     su = seen_log["user_id"].map(pos)
     ok = su.notna().to_numpy()
     seen = sp.csr_matrix(
-        (np.ones(int(ok.sum()), dtype=np.float32),
-         (su[ok].to_numpy(np.int64), seen_log["item_id"][ok].map(item_index).to_numpy(np.int64))),
+        (
+            np.ones(int(ok.sum()), dtype=np.float32),
+            (su[ok].to_numpy(np.int64), seen_log["item_id"][ok].map(item_index).to_numpy(np.int64)),
+        ),
         shape=(len(users), n_items),
-    )  # fmt: skip
+    )
     now_arr = np.array([now[u] if isinstance(now, dict) else now for u in users], dtype=np.float64)
     uidx = np.array([user_index[u] for u in users], dtype=np.int64)
     return Queries(uidx, now_arr, seen, relevant, liked)

@@ -5,8 +5,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-MD_COLUMNS = ("ndcg@10", "recall@10", "recall@50", "recall@100", "recall@500", "map@10", "mrr@10",
-              "hit@10", "precision@10", "auc_interact", "auc_like", "coverage@10", "ild@10")  # fmt: skip
+MD_COLUMNS = (
+    "ndcg@10",
+    "recall@10",
+    "recall@50",
+    "recall@100",
+    "recall@500",
+    "map@10",
+    "mrr@10",
+    "hit@10",
+    "precision@10",
+    "auc_interact",
+    "auc_like",
+    "coverage@10",
+    "ild@10",
+)
 
 
 def _fmt(v: float | None) -> str:
@@ -25,8 +38,12 @@ def write_report(
     js.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     lines = ["# Evaluation", "", header, ""]
     for split, models in metrics.items():
-        lines += [f"## {split}", "", "| model | " + " | ".join(MD_COLUMNS) + " |",
-                  "|---" * (len(MD_COLUMNS) + 1) + "|"]  # fmt: skip
+        lines += [
+            f"## {split}",
+            "",
+            "| model | " + " | ".join(MD_COLUMNS) + " |",
+            "|---" * (len(MD_COLUMNS) + 1) + "|",
+        ]
         for name, m in models.items():
             lines.append(f"| {name} | " + " | ".join(_fmt(m.get(c)) for c in MD_COLUMNS) + " |")
         lines.append("")

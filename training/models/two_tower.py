@@ -10,7 +10,7 @@ from shared.features.config import FeatureConfig
 from shared.features.item import N_GENRES
 
 USER_INPUTS = ("user_id_hash", "user_profile", "hist_item_hash", "user_genre_affinity",
-               "user_dense", "time_cyc")  # fmt: skip
+               "user_dense", "time_cyc")
 ITEM_INPUTS = ("item_id_hash", "item_genres", "item_year")
 
 
@@ -22,11 +22,22 @@ def _embedding(n: int, dim: int, std: float) -> nn.Embedding:
     return emb
 
 
-def pooled_history(emb: nn.Embedding, hist: torch.Tensor) -> torch.Tensor:
-    """Mean of the (hash-summed) embeddings of non-padding history entries, [B, d]."""
+def pooled_history(emb: nn.Embedding, hist: torch.Tensor, fast: bool = False) -> torch.Tensor:
+    """Mean of the (hash-summed) embeddings of non-padding history entries, [B, d].
+
+    ``fast`` computes the same with ``embedding_bag`` (no [B, L, 2, d] intermediate: training
+    steps run about twice as fast); the default gather form is the one exported to ONNX.
+    """
+    mask = (hist[:, :, 0] > 0).to(emb.weight.dtype)  # [B, L]
+    count = mask.sum(dim=1, keepdim=True).clamp(min=1.0)
+    if fast:
+        b, length, n_hash = hist.shape
+        w = (mask / count).unsqueeze(-1).expand(b, length, n_hash).reshape(b, length * n_hash)
+        return F.embedding_bag(hist.reshape(b, length * n_hash), emb.weight,
+                               per_sample_weights=w, mode="sum", padding_idx=0)
     e = emb(hist).sum(dim=2)  # [B, L, d]
-    mask = (hist[:, :, 0] > 0).to(e.dtype).unsqueeze(-1)
-    return (e * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+    pooled: torch.Tensor = (e * mask.unsqueeze(-1)).sum(dim=1) / count
+    return pooled
 
 
 class ItemTower(nn.Module):
@@ -67,7 +78,7 @@ class UserTower(nn.Module):
     ) -> torch.Tensor:
         u = self.id_emb(user_id_hash).sum(dim=1)
         p = self.profile_emb(user_profile).flatten(1)
-        h = pooled_history(self.item_id_emb, hist_item_hash)
+        h = pooled_history(self.item_id_emb, hist_item_hash, fast=self.training)
         x = torch.cat([u, p, h, user_genre_affinity, user_dense, time_cyc], dim=1)
         return F.normalize(self.mlp(x) + h + u, dim=-1)
 

@@ -1,0 +1,82 @@
+"""Turn the production protocol's models into the on-disk bundle of docs/training.md."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shared.features.encoders import cross_columns
+from shared.features.schema import build_schema
+from training.config import PipelineConfig
+from training.export import (
+    PARITY_TOL,
+    Bundle,
+    ExportError,
+    ann_recall,
+    build_hnsw,
+    export_ranker,
+    export_two_tower,
+    finish_bundle,
+    new_bundle,
+)
+from training.protocol import ProtocolResult
+from training.retrieval import user_embeddings
+
+
+def write_bundle(
+    res: ProtocolResult, cfg: PipelineConfig, out: Path, manifest: dict[str, Any]
+) -> tuple[Bundle, dict[str, float]]:
+    """Export every part into a temporary bundle next to ``out`` (published by the caller);
+    returns it with the ONNX parity and ANN recall figures. Raises ExportError on bad parity."""
+    b = new_bundle(out)
+    figures = _retrieval_parts(res, cfg, b)
+    figures.update(_ranker_part(res, cfg, b))
+    bad = {k: v for k, v in figures.items() if k.startswith("parity") and v > PARITY_TOL}
+    if bad:
+        raise ExportError(f"ONNX parity above {PARITY_TOL}: {bad}")
+    finish_bundle(b, build_schema(res.fb.cfg, cfg.retrieval.dim), manifest | {"export": figures})
+    return b, figures
+
+
+def _retrieval_parts(res: ProtocolResult, cfg: PipelineConfig, b: Bundle) -> dict[str, float]:
+    fb, user_feeds = res.fb, res.extra["user_feeds"]
+    uf = {k: v[:16] for k, v in user_feeds.items()}
+    itf = fb.item_inputs(np.arange(min(64, len(fb.item_ids))))
+    figures = export_two_tower(res.two_tower, uf, itf, b.user_tower)
+    (b.user_tower / "item_tower.onnx").rename(b.item_index / "item_tower.onnx")
+    np.save(b.item_index / "item_embeddings.npy", res.item_emb.astype(np.float32))
+    (b.item_index / "item_ids.json").write_text(json.dumps(fb.item_ids))
+    index = b.item_index / "hnsw_index.bin"
+    meta = build_hnsw(
+        res.item_emb, cfg.hnsw_m, cfg.hnsw_ef_construction, cfg.hnsw_ef_search, index, cfg.seed
+    )
+    (b.item_index / "index_meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    queries = user_embeddings(res.two_tower, user_feeds)[:200]
+    k = min(100, len(res.item_emb))
+    figures[f"ann_recall@{k}"] = ann_recall(index, res.item_emb, queries, k, cfg.hnsw_ef_search)
+    return figures
+
+
+def _ranker_part(res: ProtocolResult, cfg: PipelineConfig, b: Bundle) -> dict[str, float]:
+    fb = res.fb
+    feeds = {k: v[:1] for k, v in res.extra["user_feeds"].items()}
+    feeds.update(fb.ranker_item_inputs(np.arange(8), float(res.extra["queries"].now[0])))
+    feeds["cross"] = cross_columns(feeds["user_genre_affinity"], feeds["item_genres"])
+    figures = export_ranker(res.ranker, feeds, b.ranker)
+    meta = {
+        "heads": ["p_interact", "p_like"],
+        "score": "p_interact + like_weight * p_like",
+        "like_weight": cfg.ranker.like_weight,
+        "like_threshold": fb.cfg.like_threshold,
+        "n_candidates": cfg.n_candidates,
+        "mmr_lambda": cfg.mmr_lambda,
+        "rerank_depth": cfg.rerank_depth,
+        # The ranker carries a frozen copy of this bundle's two-tower (user·item similarity).
+        "retrieval_similarity": "cosine of the bundle's user and item towers, inside ranker.onnx",
+        "training": res.extra.get("ranker_training", {}),
+    }
+    (b.ranker / "ranker_meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return figures
