@@ -18,14 +18,15 @@ down:  ## stop everything `up` started
 status:  ## what runs where
 	@$(PY) -m deploy.local status
 
-test: bootstrap data  ## the whole test suite (starts its own Redis, broker and MLflow)
+test: bootstrap data lint  ## lint, then the whole test suite (starts its own Redis, broker and MLflow)
 	@$(PY) -m pytest
 
 test-fast: bootstrap  ## unit tests only
 	@$(PY) -m pytest tests/unit
 
-lint: bootstrap
+lint: bootstrap  ## ruff (lint + format) and mypy --strict
 	@.venv/bin/ruff check .
+	@.venv/bin/ruff format --check .
 	@.venv/bin/mypy shared services deploy training loadtests
 
 data: bootstrap  ## MovieLens-100K into data/ml-100k (from the recbole wheel on PyPI)

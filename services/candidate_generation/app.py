@@ -27,6 +27,7 @@ def build_app(settings: Settings) -> FastAPI:
 
     async def setup(app: FastAPI, deps: Dependencies) -> None:
         store = OnlineStore(deps.redis(settings.redis_url), cache_ttl_s=settings.read_cache_s)
+
         def prepare(bundle: ModelBundle) -> None:
             indexer.reapply(bundle)  # items added at run time survive a hot swap
             warm_up_retrieval(bundle)

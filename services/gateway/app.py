@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 async def _in_process(settings: Settings, deps: Dependencies, store: OnlineStore,
                       budget: LatencyBudget) -> Orchestrator:  # fmt: skip
     """Every stage inside the gateway (models load here; readiness waits for them)."""
+
     def prepare(bundle: ModelBundle) -> None:
         indexer.reapply(bundle)
         warm_up_all(bundle)

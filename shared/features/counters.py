@@ -45,7 +45,7 @@ def windowed_count(
 def count_in_window(
     sorted_ts: np.ndarray, now: np.ndarray | float, window: int, granularity: int
 ) -> np.ndarray:
-    """Offline read: events of ``sorted_ts`` in [window_start(now), now), vectorised over ``now``."""
+    """Offline read: events of ``sorted_ts`` in [window_start(now), now), vectorised on now."""
     now_arr = np.asarray(now, dtype=np.float64)
     start = window_start(now_arr, window, granularity)
     hi = np.searchsorted(sorted_ts, now_arr, side="left")

@@ -21,6 +21,9 @@ CHECK = (
 def test_service_app_imports_without_torch(name: str) -> None:
     proc = subprocess.run(
         [sys.executable, "-c", CHECK, f"services.{name}.app"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, f"services.{name} pulled in: {proc.stdout} {proc.stderr[-2000:]}"
