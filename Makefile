@@ -33,7 +33,7 @@ data: bootstrap  ## MovieLens-100K into data/ml-100k (from the recbole wheel on 
 	@$(PY) -m training.data.fetch
 
 train: data  ## train, evaluate, export to models/ and register in MLflow ($$MLFLOW_TRACKING_URI)
-	@$(PY) -m training.pipeline
+	@MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-http://127.0.0.1:5050} $(PY) -m training.pipeline
 
 bench: bootstrap data  ## benchmarks: writes reports/bench.json and prints a table
 	@$(PY) -m loadtests.bench
