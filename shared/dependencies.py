@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -28,6 +28,16 @@ class Dependencies:
     def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
         """Run ``closer`` at shutdown (before connections close), e.g. to stop a worker thread."""
         self._closers.append(closer)
+
+    def background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run a coroutine for the app's lifetime (a sync or refresh loop); cancelled at close."""
+        task = asyncio.ensure_future(work)
+
+        async def cancel() -> None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+        self.on_close(cancel)
 
     def redis(self, url: str, name: str = "redis", required: bool = True) -> aioredis.Redis:
         """An async Redis client whose PING is a readiness check."""
@@ -58,9 +68,12 @@ class Dependencies:
 
         async def check() -> tuple[bool, str]:
             try:
-                await client.get_json("/readyz", timeout_s=0.5)
+                status = await client.get_json("/readyz", timeout_s=0.5)
             except UpstreamError as exc:
                 return False, str(exc)
+            answered = status.get("service") if isinstance(status, dict) else None
+            if answered != name:  # a URL pointing at the wrong service is a misconfiguration
+                return False, f"{base_url} is {answered or 'not a Cascade service'}, not {name}"
             return True, "ok"
 
         self.readiness.add(name, check, required)

@@ -6,6 +6,7 @@ real servers a user gets.
 
 from __future__ import annotations
 
+import json
 import shutil
 import stat
 import sys
@@ -28,6 +29,21 @@ def http_ok(url: str, timeout_s: float = 0.5) -> bool:
         with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 (loopback only)
             return bool(resp.status == 200)
     except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def service_ok(url: str, service: str, timeout_s: float = 0.5) -> bool:
+    """True when GET url (a service's /healthz or /readyz) answers 200 *from* ``service``.
+
+    The name check matters: a port can be taken by another process between choosing it and
+    binding it, and a probe answered by that other service would pass for this one (the stage
+    would then look up while every call to it fails).
+    """
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 (loopback only)
+            body = json.loads(resp.read())
+            return bool(resp.status == 200 and body.get("service") == service)
+    except (urllib.error.URLError, OSError, ValueError, AttributeError):
         return False
 
 

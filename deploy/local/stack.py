@@ -118,7 +118,7 @@ def service_spec(name: str, env: dict[str, str]) -> ProcessSpec:
     return ProcessSpec(
         name,
         [sys.executable, "-m", f"services.{name}"],
-        lambda: infra.http_ok(f"{base}/readyz"),
+        lambda: infra.service_ok(f"{base}/readyz", settings.service_name),
         env=env,
         cwd=REPO_ROOT,
         ready_timeout_s=180,
@@ -150,7 +150,7 @@ def service_on_free_port(
     return ProcessSpec(
         label or name,
         [sys.executable, "-m", f"services.{name}"],
-        lambda: infra.http_ok(f"{base}{ready_path}"),
+        lambda: infra.service_ok(f"{base}{ready_path}", name),
         env=full_env,
         cwd=REPO_ROOT,
         ready_timeout_s=ready_timeout_s,

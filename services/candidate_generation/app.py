@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import FastAPI
 
-from services.candidate_generation.item_indexer import ItemIndexer, sync_forever
 from services.candidate_generation.pipeline import build_generator
 from services.candidate_generation.routes import candidates, items
 from services.candidate_generation.settings import Settings
@@ -16,6 +13,7 @@ from shared.dependencies import Dependencies
 from shared.model_loading import ModelBundle, holder_for
 from shared.online_store import OnlineStore
 from shared.pipeline.budget import load_budget
+from shared.pipeline.item_indexer import ItemIndexer, sync_forever
 from shared.service import create_app
 
 MODEL_PARTS = ("user_tower", "item_index")
@@ -33,7 +31,7 @@ def build_app(settings: Settings) -> FastAPI:
             warm_up_retrieval(bundle)
 
         holder = holder_for(settings, MODEL_PARTS, prepare=prepare)
-        indexer = ItemIndexer(store, holder.require)
+        indexer = ItemIndexer(store, holder.require, settings.service_name)
         await deps.models(holder)
         app.state.models = holder
         source_deps = SourceDeps(store, holder.require)
@@ -41,15 +39,9 @@ def build_app(settings: Settings) -> FastAPI:
             source_deps, budget, settings.disabled(), settings.service_name
         )
         app.state.indexer = indexer
-        sync = asyncio.create_task(
+        deps.background(
             sync_forever(indexer, settings.index_sync_s, settings.index_sync_lookback_s)
         )
-
-        async def stop_sync() -> None:
-            sync.cancel()
-            await asyncio.gather(sync, return_exceptions=True)
-
-        deps.on_close(stop_sync)
 
     app = create_app(settings, setup, description=__doc__ or "")
     app.include_router(candidates.router)

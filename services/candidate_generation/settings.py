@@ -13,6 +13,7 @@ from shared.model_loading import (
 )
 from shared.online_store.read_cache import read_cache_field
 from shared.pipeline.budget import latency_budget_field
+from shared.pipeline.item_indexer import index_sync_field, index_sync_lookback_field
 from shared.settings import RedisUrl, ServiceSettings, mlflow_field, redis_url_field
 
 _NAME = "candidate_generation"
@@ -36,12 +37,8 @@ class Settings(ServiceSettings):
     latency_budget: str | None = latency_budget_field(_NAME)
     disabled_sources: str = Field(default="", description="comma-separated kill switches")
     read_cache_s: float = read_cache_field()
-    index_sync_s: float = Field(
-        default=2.0, gt=0, le=3600, description="how often catalog additions are indexed"
-    )
-    index_sync_lookback_s: float = Field(
-        default=7 * 86_400.0, gt=0, description="catalog additions this recent are synced"
-    )
+    index_sync_s: float = index_sync_field()
+    index_sync_lookback_s: float = index_sync_lookback_field()
 
     def disabled(self) -> frozenset[str]:
         """Names of switched-off sources."""

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
-from typing import Any
 
 from fastapi import FastAPI
 
-from services.candidate_generation.item_indexer import ItemIndexer, sync_forever
 from services.filtering.pipeline import build_filter_chain
 from services.gateway.pipeline import ALL_MODEL_PARTS, build_in_process, warm_up_all
 from services.gateway.remote import RemoteStages
@@ -21,6 +18,7 @@ from shared.model_loading import ModelBundle, holder_for
 from shared.online_store import OnlineStore
 from shared.pipeline.backend import StageBackend
 from shared.pipeline.budget import LatencyBudget, load_budget
+from shared.pipeline.item_indexer import DEFAULT_LOOKBACK_S, ItemIndexer, sync_forever
 from shared.pipeline.orchestrator import Orchestrator
 from shared.pipeline.warmup import GatewayWarmUp
 from shared.service import create_app
@@ -37,9 +35,9 @@ async def _in_process(settings: Settings, deps: Dependencies, store: OnlineStore
         warm_up_all(bundle)
 
     holder = holder_for(settings, ALL_MODEL_PARTS, prepare=prepare)
-    indexer = ItemIndexer(store, holder.require)
+    indexer = ItemIndexer(store, holder.require, settings.service_name)
     await deps.models(holder)
-    _background(deps, sync_forever(indexer, settings.index_sync_s, 7 * 86_400.0))
+    deps.background(sync_forever(indexer, settings.index_sync_s, DEFAULT_LOOKBACK_S))
     return build_in_process(store, holder, budget, settings.service_name).orchestrator
 
 
@@ -64,17 +62,6 @@ async def _refresh_trending(orch: Orchestrator, every_s: float) -> None:
         except Exception as exc:  # the store is down: the fallback list keeps its last value
             log.warning("trending refresh failed", extra={"error": f"{type(exc).__name__}"})
         await asyncio.sleep(every_s)
-
-
-def _background(deps: Dependencies, work: Coroutine[Any, Any, None]) -> None:
-    """Run a coroutine for the app's lifetime; cancelled at shutdown."""
-    task = asyncio.ensure_future(work)
-
-    async def cancel() -> None:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-    deps.on_close(cancel)
 
 
 def _warm_up(settings: Settings, deps: Dependencies, stages: StageBackend,
@@ -110,7 +97,7 @@ def build_app(settings: Settings) -> FastAPI:
             served.start()
             deps.on_close(served.stop)
             app.state.served_log = served
-        _background(deps, _refresh_trending(orchestrator, settings.trending_refresh_s))
+        deps.background(_refresh_trending(orchestrator, settings.trending_refresh_s))
         _warm_up(settings, deps, orchestrator.stages, store)
 
     app = create_app(settings, setup, description=__doc__ or "")

@@ -16,6 +16,7 @@ from shared.model_loading import (
 )
 from shared.online_store.read_cache import read_cache_field
 from shared.pipeline.budget import latency_budget_field
+from shared.pipeline.item_indexer import index_sync_field
 from shared.settings import (
     HttpUrl,
     KafkaBootstrap,
@@ -79,9 +80,7 @@ class Settings(ServiceSettings):
     warmup_give_up_s: float = Field(
         default=10.0, ge=0, le=3600, description="ready anyway (degraded) after this long"
     )
-    index_sync_s: float = Field(
-        default=2.0, gt=0, le=3600, description="in_process: catalog additions indexed every"
-    )
+    index_sync_s: float = index_sync_field()  # in_process mode only
     # models, used only in in_process mode
     mlflow_uri: str = mlflow_field("gateway")
     models_dir: str | None = models_dir_field("gateway")

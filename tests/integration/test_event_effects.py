@@ -19,13 +19,13 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from prometheus_client.parser import text_string_to_metric_families
 
 from deploy.local.processes import start, stop, wait_ready
 from shared.online_store import DEFAULT_STORE_CONFIG, ItemRecord, OnlineStore, UserProfile
 from shared.online_store.writer import StoreWriter
 from shared.redis_client import create_async_redis
 from tests.integration.serving_fixtures import catalog, write_budget, write_synthetic_bundle
+from tests.utils.metrics import scrape
 from tests.utils.servers import service_spec
 
 pytestmark = pytest.mark.integration
@@ -61,13 +61,7 @@ class Platform:
 
     def metrics(self, base: str) -> dict[str, float]:
         """Every sample of a service's /metrics as ``name{label=value,...}`` -> value."""
-        text = httpx.get(f"{base}/metrics", timeout=5).text
-        out: dict[str, float] = {}
-        for family in text_string_to_metric_families(text):
-            for s in family.samples:
-                labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()) if k != "service")
-                out[f"{s.name}{{{labels}}}"] = s.value
-        return out
+        return scrape(base)
 
 
 def event(user: str, item: str, kind: str, ts: float | None = None, **extra: Any) -> dict[str, Any]:

@@ -18,7 +18,6 @@ import pytest
 import redis
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.structs import TopicPartition
-from prometheus_client.parser import text_string_to_metric_families
 
 from deploy.local import infra
 from deploy.local.processes import free_port, running
@@ -28,6 +27,7 @@ from shared.online_store import DEFAULT_STORE_CONFIG, ItemRecord, UserProfile
 from shared.online_store.counter_layout import TOTAL_INTERACTIONS, CounterLayout
 from shared.online_store.writer import StoreWriter
 from tests.conftest import ServiceStarter
+from tests.utils.metrics import scrape as metrics
 from tests.utils.servers import service_spec
 
 pytestmark = pytest.mark.integration
@@ -139,16 +139,6 @@ def totals(client: redis.Redis, items: list[str]) -> list[int]:
 def trending_top(client: redis.Redis) -> str | None:
     top = client.zrevrange(b"trending", 0, 0)
     return top[0].decode() if top else None
-
-
-def metrics(base: str) -> dict[str, float]:
-    """``name{label=value,...}`` -> value of every sample a process exports."""
-    out: dict[str, float] = {}
-    for family in text_string_to_metric_families(httpx.get(f"{base}/metrics", timeout=5).text):
-        for s in family.samples:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()) if k != "service")
-            out[f"{s.name}{{{labels}}}"] = s.value
-    return out
 
 
 def test_events_change_features_and_bad_messages_are_dead_lettered(

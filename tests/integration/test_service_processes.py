@@ -14,10 +14,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from deploy.local import infra
-from deploy.local.processes import free_port, running
+from deploy.local.processes import StartupError, free_port, running
 from deploy.local.stack import SERVICES
 from tests.conftest import ServiceStarter
 from tests.integration.serving_fixtures import catalog, write_synthetic_bundle
+from tests.utils.servers import service_spec
 
 pytestmark = pytest.mark.integration
 
@@ -84,3 +85,20 @@ def test_broker_down_then_back(start_service: ServiceStarter, tmp_path: Path) ->
     assert body["checks"]["kafka"]["ok"] is False and body["checks"]["kafka"]["reason"]
     with running(infra.tansu_spec(port), tmp_path / "logs"):
         _wait_status(f"{base}/readyz", 200, timeout_s=60)
+
+
+def test_a_port_taken_by_another_service_is_not_mistaken_for_ready(
+    start_service: ServiceStarter, tmp_path: Path
+) -> None:
+    """The probe checks who answers: a second service started on a port the first one holds
+    fails to start (it cannot bind), instead of passing for ready on the first one's answers."""
+    base = start_service("filtering")
+    port = int(base.rsplit(":", 1)[1])
+    assert infra.service_ok(f"{base}/healthz", "filtering")
+    assert not infra.service_ok(f"{base}/healthz", "reranking")
+    assert not infra.service_ok(f"{base}/metrics", "filtering")  # 200, but not a service status
+    spec = service_spec("reranking", port=port)
+    with pytest.raises(StartupError, match="reranking exited"):
+        with running(spec, tmp_path / "logs"):
+            pass
+    assert "address already in use" in (tmp_path / "logs" / "reranking.log").read_text().lower()

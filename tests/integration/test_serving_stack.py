@@ -32,6 +32,7 @@ from tests.integration.serving_fixtures import (
     trained_models,
     write_budget,
 )
+from tests.utils.metrics import scrape
 
 __all__ = ["live_stack", "registered_models", "trained_models"]  # fixtures used here
 pytestmark = pytest.mark.integration
@@ -179,6 +180,26 @@ def test_first_requests_after_ready_are_whole(live_stack: LiveStack, tmp_path: P
         stop(proc)
 
 
+def test_a_stage_url_pointing_at_the_wrong_service_shows_in_readiness(
+    live_stack: LiveStack,
+) -> None:
+    """Swapped stage URLs are a misconfiguration the gateway names, not a silent fallback."""
+    env = {**live_stack.env, "CASCADE_GATEWAY_WARMUP_GIVE_UP_S": "0"}
+    for name in SERVICE_STAGE:
+        env[f"CASCADE_GATEWAY_{name.upper()}_URL"] = live_stack.url(name)
+    env["CASCADE_GATEWAY_CANDIDATE_GENERATION_URL"] = live_stack.url("filtering")
+    proc = start(service_spec("gateway", env, "gateway-miswired"), live_stack.log_dir)
+    try:
+        eventually(lambda: _status(f"{proc.spec.url}/readyz") in (200, 503), 60)
+        checks = httpx.get(f"{proc.spec.url}/readyz", timeout=5).json()["checks"]
+        assert checks["filtering"]["ok"] is True
+        assert checks["candidate_generation"]["ok"] is False
+        reason = checks["candidate_generation"]["reason"]
+        assert reason == f"{live_stack.url('filtering')} is filtering, not candidate_generation"
+    finally:
+        stop(proc)
+
+
 # ---- bad input ------------------------------------------------------------------------------
 
 
@@ -232,6 +253,12 @@ def test_unknown_user_gets_segment_popular_and_trending(live_stack: LiveStack) -
 def test_new_item_is_indexed_at_once_and_served(live_stack: LiveStack) -> None:
     item_id = f"new-{uuid.uuid4().hex[:8]}"
     cg = live_stack.url("candidate_generation")
+
+    def synced_by_reranking() -> float:
+        counters = scrape(live_stack.url("reranking"))
+        return counters.get("cascade_index_items_added_total{way=sync}", 0.0)
+
+    before = synced_by_reranking()
     resp = httpx.post(
         f"{cg}/v1/items",
         json={
@@ -274,6 +301,8 @@ def test_new_item_is_indexed_at_once_and_served(live_stack: LiveStack) -> None:
         ),
         20,
     )
+    # So does the re-ranking service's (MMR embeddings), through its own sync loop.
+    eventually(lambda: synced_by_reranking() > before, 20)
 
 
 # ---- the served list on Kafka ---------------------------------------------------------------

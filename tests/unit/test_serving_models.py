@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from services.candidate_generation.item_indexer import ItemIndexer
 from services.gateway.pipeline import warm_up_all
 from shared.features.config import FEATURE_VERSION
 from shared.model_loading import PARTS, LocalModels, ModelBundle, ModelHolder, load_bundle
 from shared.online_store.types import ItemRecord
+from shared.pipeline.item_indexer import ItemIndexer
 from tests.integration.serving_fixtures import (
     MemoryStore,
     catalog,

@@ -2,14 +2,40 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import RedisError
 
-from services.candidate_generation.item_indexer import ItemBody, ItemIndexer
 from shared.model_loading import ModelLoadError
+from shared.online_store.types import ItemRecord
+from shared.pipeline.item_indexer import ItemIndexer
 from shared.pipeline.transport import json_response, models_unavailable, parse_body
+from shared.pipeline.wire import ID_PATTERN
 
 router = APIRouter()
+
+
+class ItemBody(BaseModel):
+    """Request body of POST /v1/items."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    item_id: str = Field(pattern=ID_PATTERN)
+    title: str = Field(default="", max_length=500)
+    genres: list[str] = Field(default_factory=list, max_length=19)
+    release_year: int | None = Field(default=None, ge=1800, le=2200)
+    age_restricted: bool = False
+    regions: list[str] = Field(default_factory=list, max_length=300)
+
+    def to_record(self) -> ItemRecord:
+        """The catalog record, added now."""
+        return ItemRecord(
+            item_id=self.item_id, title=self.title, genres=tuple(self.genres),
+            release_year=self.release_year, added_ts=time.time(),
+            age_restricted=self.age_restricted, regions=frozenset(self.regions),
+        )  # fmt: skip
 
 
 @router.post("/v1/items", status_code=201, tags=["catalog"])

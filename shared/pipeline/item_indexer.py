@@ -1,10 +1,12 @@
 """ItemIndexer: item cold start — a new item's embedding comes from the item tower and goes
 straight into the ANN index (no rebuild), and the item goes into the online catalog.
 
-Items reach the index three ways:
+Every process that holds an item index runs one (candidate_generation, reranking for its MMR
+embeddings, the in-process gateway). Items reach an index three ways:
 
-- ``POST /v1/items`` on this service: catalog write, embed, insert; retrievable on return;
-- the sync loop: items another replica (or the feature_store's ``POST /v1/items``) added to
+- ``POST /v1/items`` on candidate_generation: catalog write, embed, insert; retrievable on
+  return;
+- the sync loop: items another process (or the feature_store's ``POST /v1/items``) added to
   the catalog are embedded and inserted within ``index_sync_s``;
 - a hot-swapped model bundle: the items added at run time are embedded again with the new
   item tower before the bundle goes live (``reapply``), so a swap never drops them.
@@ -16,38 +18,38 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from prometheus_client import Counter
+from pydantic import Field
 
 from shared.features import ItemFeatures, encode_item_tower
 from shared.model_loading import ModelBundle, ModelLoadError
 from shared.online_store.types import ItemRecord
 from shared.pipeline.store import FeatureReader
-from shared.pipeline.wire import ID_PATTERN
 
 log = logging.getLogger(__name__)
 
+ITEMS_INDEXED = Counter(
+    "cascade_index_items_added_total",
+    "Items inserted into this process's ANN index at run time, by way (api, sync, hot_swap).",
+    ["service", "way"],
+)
 
-class ItemBody(BaseModel):
-    """Request body of POST /v1/items."""
+DEFAULT_LOOKBACK_S = 7 * 86_400.0
 
-    model_config = ConfigDict(extra="forbid")
 
-    item_id: str = Field(pattern=ID_PATTERN)
-    title: str = Field(default="", max_length=500)
-    genres: list[str] = Field(default_factory=list, max_length=19)
-    release_year: int | None = Field(default=None, ge=1800, le=2200)
-    age_restricted: bool = False
-    regions: list[str] = Field(default_factory=list, max_length=300)
+def index_sync_field() -> Any:
+    """Setting of a process holding an item index: how often catalog additions are indexed."""
+    return Field(default=2.0, gt=0, le=3600, description="catalog additions indexed every (s)")
 
-    def to_record(self) -> ItemRecord:
-        """The catalog record, added now."""
-        return ItemRecord(
-            item_id=self.item_id, title=self.title, genres=tuple(self.genres),
-            release_year=self.release_year, added_ts=time.time(),
-            age_restricted=self.age_restricted, regions=frozenset(self.regions),
-        )  # fmt: skip
+
+def index_sync_lookback_field() -> Any:
+    """Setting: how far back the sync looks for catalog additions the index lacks."""
+    return Field(
+        default=DEFAULT_LOOKBACK_S, gt=0, description="catalog additions this recent are synced"
+    )
 
 
 def embed_items(bundle: ModelBundle, items: Sequence[ItemFeatures]) -> np.ndarray:
@@ -62,9 +64,12 @@ def embed_items(bundle: ModelBundle, items: Sequence[ItemFeatures]) -> np.ndarra
 class ItemIndexer:
     """Embeds items with the loaded item tower and inserts them into the loaded index."""
 
-    def __init__(self, store: FeatureReader, models: Callable[[], ModelBundle]) -> None:
+    def __init__(
+        self, store: FeatureReader, models: Callable[[], ModelBundle], service: str = "pipeline"
+    ) -> None:
         self.store = store
         self.models = models
+        self.service = service
         self.added: dict[str, ItemFeatures] = {}  # items this process indexed at run time
 
     async def add(self, record: ItemRecord) -> int:
@@ -74,19 +79,20 @@ class ItemIndexer:
         feats = ItemFeatures(
             item_id=record.item_id, genres=record.genres, release_year=record.release_year
         )
-        return int(self._insert(bundle, [feats])[0])
+        return int(self._insert(bundle, [feats], "api")[0])
 
-    def _insert(self, bundle: ModelBundle, feats: list[ItemFeatures]) -> np.ndarray:
+    def _insert(self, bundle: ModelBundle, feats: list[ItemFeatures], way: str) -> np.ndarray:
         if bundle.index is None:
             raise RuntimeError("this process did not load an item index")
         labels = bundle.index.add([f.item_id for f in feats], embed_items(bundle, feats))
         self.added.update((f.item_id, f) for f in feats)
+        ITEMS_INDEXED.labels(self.service, way).inc(len(feats))
         return labels
 
     def reapply(self, bundle: ModelBundle) -> None:
         """Insert the run-time items into a new bundle before it goes live (hot swap)."""
         if self.added and bundle.index is not None:
-            self._insert(bundle, list(self.added.values()))
+            self._insert(bundle, list(self.added.values()), "hot_swap")
 
     async def sync(self, now: float, lookback_s: float, limit: int = 1000) -> int:
         """Index catalog items added within ``lookback_s`` that the index lacks; how many."""
@@ -105,18 +111,29 @@ class ItemIndexer:
             if found
         ]
         if feats:
-            self._insert(bundle, feats)
+            self._insert(bundle, feats, "sync")
             log.info("indexed catalog additions", extra={"n": len(feats)})
         return len(feats)
 
 
 async def sync_forever(indexer: ItemIndexer, every_s: float, lookback_s: float) -> None:
-    """The sync loop; a failed round (store down, models loading) is retried next time."""
+    """The sync loop; a failed round (store down, models loading) is retried next time.
+
+    A failure is logged when it starts and when it ends, not every round: a store that stays
+    down for an hour must not write a warning every two seconds.
+    """
+    failing = False
     while True:
         try:
             await indexer.sync(time.time(), lookback_s)
         except ModelLoadError:
             pass  # models still loading: readiness already says so
         except Exception as exc:  # the store may be down; serving goes on without new items
-            log.warning("index sync failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+            if not failing:
+                log.warning("index sync failing", extra={"error": f"{type(exc).__name__}: {exc}"})
+            failing = True
+        else:
+            if failing:
+                log.info("index sync recovered")
+            failing = False
         await asyncio.sleep(every_s)
