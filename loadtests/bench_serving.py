@@ -356,7 +356,7 @@ async def stage_timings(env: dict[str, str], n: int = 500) -> dict[str, Any]:
     """ANN top-500, the ranker on 500 candidates and the 500-item feature read, in isolation."""
     from services.ranking.ranker import MultiTaskRanker
     from shared.features import encode_ranker, encode_user_tower
-    from shared.model_loading import PARTS, LocalModels, ModelHolder
+    from shared.model_loading import PARTS, LocalModels, ModelHolder, create_session
     from shared.online_store import OnlineStore
     from shared.pipeline.items import ItemColumns
     from shared.redis_client import create_async_redis
@@ -379,6 +379,7 @@ async def stage_timings(env: dict[str, str], n: int = 500) -> dict[str, Any]:
     cols = ItemColumns.from_batch(batch)
     ranker = MultiTaskRanker(holder.require)
     rfeeds = encode_ranker(users[0].features, cols.to_table(cfg), now, cfg)
+    fp32_session = create_session(Path(env["CASCADE_MODELS_DIR"]) / "ranker" / "ranker.onnx")
     user_feeds = [encode_user_tower([u.features], now, cfg) for u in users]
     out: dict[str, Any] = {
         "user tower (1 user)": _timed(lambda i: tower.run(user_feeds[i % 200]), n),
@@ -388,7 +389,13 @@ async def stage_timings(env: dict[str, str], n: int = 500) -> dict[str, Any]:
             "hnsw": {k: index.meta.get(k) for k in ("M", "ef_construction", "ef_search")},
             "items": len(index),
         },
-        "ranker on 500 (ONNX only)": _timed(lambda i: onnx_ranker.run(rfeeds), n),
+        f"ranker on 500 (ONNX only, {onnx_ranker.file})": _timed(
+            lambda i: onnx_ranker.run(rfeeds), n
+        ),
+        # The float32 file of the same bundle, timed in the same run: what int8 weights buy.
+        "ranker on 500 (ONNX only, ranker.onnx)": _timed(
+            lambda i: fp32_session.run(None, rfeeds), n
+        ),
         "ranker on 500 (encode + ONNX + blend)": {
             **_timed(lambda i: ranker.score(users[i % 200].features, cols, now), n),
             "target": "<= 3 ms",

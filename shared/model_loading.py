@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import onnxruntime as ort
@@ -84,6 +84,7 @@ class OnnxModel:
     config: FeatureConfig
     version: str
     meta: dict[str, Any] = field(default_factory=dict)
+    file: str = ""  # which file of the folder (the ranker ships in two precisions)
 
     def __post_init__(self) -> None:
         self.output_names = [o.name for o in self.session.get_outputs()]
@@ -108,7 +109,7 @@ def load_onnx(folder: Path, filename: str, model: str, version: str) -> OnnxMode
         schema.check_onnx_inputs(session.get_inputs(), model)
     except FeatureSchemaError as exc:
         raise ModelLoadError(f"{path}: {exc}") from exc
-    onnx_model = OnnxModel(model, session, schema.config, version)
+    onnx_model = OnnxModel(model, session, schema.config, version, file=filename)
     feeds = warmup_feeds(schema, model)
     for _ in range(3):  # first runs allocate arenas and pick kernels
         onnx_model.run(feeds)
@@ -159,7 +160,21 @@ class ModelBundle:
         return out
 
 
-def load_bundle(paths: dict[str, Path], parts: Iterable[str]) -> ModelBundle:
+# The training pipeline ships the ranker in float32 and, when its top-10 agrees, with int8
+# weights (dynamic quantization: about 1.6x faster on these CPUs). Older bundles have no int8.
+RANKER_FILES = {"int8": "ranker_int8.onnx", "fp32": "ranker.onnx"}
+RankerPrecision = Literal["int8", "fp32"]
+
+
+def ranker_file(folder: Path, precision: str) -> str:
+    """The ranker file to load: the asked precision when the bundle has it, else float32."""
+    wanted = RANKER_FILES.get(precision, RANKER_FILES["fp32"])
+    return wanted if (folder / wanted).is_file() else RANKER_FILES["fp32"]
+
+
+def load_bundle(
+    paths: dict[str, Path], parts: Iterable[str], ranker_precision: str = "int8"
+) -> ModelBundle:
     """Load the requested parts (``user_tower``, ``item_index``, ``ranker``) from their folders."""
     wanted = set(parts)
     unknown = wanted - set(PARTS)
@@ -184,7 +199,8 @@ def load_bundle(paths: dict[str, Path], parts: Iterable[str]) -> ModelBundle:
         bundle.index = index
     if "ranker" in wanted:
         folder = paths["ranker"]
-        ranker = load_onnx(folder, "ranker.onnx", "ranker", _version_of(folder))
+        filename = ranker_file(folder, ranker_precision)
+        ranker = load_onnx(folder, filename, "ranker", _version_of(folder))
         ranker.meta = _read_json(folder / "ranker_meta.json")
         bundle.ranker = ranker
     _check_pairing(bundle)
@@ -310,7 +326,11 @@ def holder_for(
         settings.models_dir, settings.mlflow_uri, settings.model_alias,
         settings.model_cache_dir, parts,
     )  # fmt: skip
-    return ModelHolder(locator, parts, settings.model_poll_s, prepare=prepare)
+    # Only the services that serve the ranker have the setting.
+    precision = str(getattr(settings, "ranker_precision", "int8"))
+    return ModelHolder(
+        locator, parts, settings.model_poll_s, prepare=prepare, ranker_precision=precision
+    )
 
 
 class ModelHolder:
@@ -329,9 +349,11 @@ class ModelHolder:
         poll_s: float = 30.0,
         on_swap: Callable[[ModelBundle], None] | None = None,
         prepare: Callable[[ModelBundle], None] | None = None,
+        ranker_precision: str = "int8",
     ) -> None:
         self.locator = locator
         self.parts = tuple(parts)
+        self.ranker_precision = ranker_precision
         self.poll_s = poll_s
         self.on_swap = on_swap
         self.prepare = prepare
@@ -356,8 +378,10 @@ class ModelHolder:
                 if self.current is not None and fingerprint == self._fingerprint:
                     return False
                 paths = self.locator.paths()
-                bundle = load_bundle(paths, self.parts)
+                bundle = load_bundle(paths, self.parts, self.ranker_precision)
                 bundle.origin = self.locator.describe(paths)
+                if bundle.ranker is not None and "ranker" in bundle.origin:
+                    bundle.origin["ranker"] += f" ({bundle.ranker.file})"
                 if self.prepare is not None:
                     self.prepare(bundle)
             except Exception as exc:  # any failure keeps the old bundle serving
@@ -410,6 +434,16 @@ def model_alias_field(service: str) -> Any:
     from shared.settings import platform_field
 
     return platform_field("model_alias", "production", service, "MLflow alias to serve")
+
+
+def ranker_precision_field(service: str) -> Any:
+    """Setting of the services that run the ranker: ``int8`` (default) or ``fp32`` weights."""
+    from shared.settings import platform_field
+
+    return platform_field(
+        "ranker_precision", "int8", service,
+        "ranker weights: int8 (faster; float32 when the bundle has no int8 file) or fp32",
+    )  # fmt: skip
 
 
 def model_poll_field(service: str) -> Any:

@@ -21,6 +21,7 @@ from training.export import (
     export_two_tower,
     finish_bundle,
     new_bundle,
+    quantize_ranker,
 )
 from training.protocol import ProtocolResult
 from training.retrieval import user_embeddings
@@ -66,6 +67,7 @@ def _ranker_part(res: ProtocolResult, cfg: PipelineConfig, b: Bundle) -> dict[st
     feeds.update(fb.ranker_item_inputs(np.arange(8), float(res.extra["queries"].now[0])))
     feeds["cross"] = cross_columns(feeds["user_genre_affinity"], feeds["item_genres"])
     figures = export_ranker(res.ranker, feeds, b.ranker)
+    figures.update(quantize_ranker(b.ranker, _agreement_batches(res, cfg)))
     meta = {
         "heads": ["p_interact", "p_like"],
         "score": "p_interact + like_weight * p_like",
@@ -80,3 +82,21 @@ def _ranker_part(res: ProtocolResult, cfg: PipelineConfig, b: Bundle) -> dict[st
     }
     (b.ranker / "ranker_meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     return figures
+
+
+def _agreement_batches(res: ProtocolResult, cfg: PipelineConfig) -> list[dict[str, np.ndarray]]:
+    """Ranker inputs for 20 users × up to ``n_candidates`` items each (as served: one user, a
+    batch of candidates), to compare the int8 ranker's top-10 with float32's."""
+    fb, user_feeds = res.fb, res.extra["user_feeds"]
+    now = float(res.extra["queries"].now[0])
+    n_items = min(cfg.n_candidates, len(fb.item_ids))
+    rng = np.random.default_rng(cfg.seed)
+    n_users = len(next(iter(user_feeds.values())))
+    batches = []
+    for u in rng.choice(n_users, min(20, n_users), replace=False):
+        feeds = {k: v[u : u + 1] for k, v in user_feeds.items()}
+        items = rng.choice(len(fb.item_ids), n_items, replace=False)
+        feeds.update(fb.ranker_item_inputs(items, now))
+        feeds["cross"] = cross_columns(feeds["user_genre_affinity"], feeds["item_genres"])
+        batches.append(feeds)
+    return batches

@@ -100,6 +100,87 @@ def export_ranker(model: MMoERanker, feeds: dict[str, np.ndarray], out: Path) ->
     return {"parity_ranker": parity(model, path, feeds, RANKER_INPUTS)}
 
 
+INT8_MIN_TOP10_OVERLAP = 0.9  # below this the int8 ranker is not shipped (serving uses fp32)
+
+
+def quantize_ranker(out: Path, batches: list[dict[str, np.ndarray]]) -> dict[str, float]:
+    """``ranker_int8.onnx`` beside ``ranker.onnx``: int8 weights (onnxruntime dynamic
+    quantization of Gemm/MatMul), kept only when its top-10 agrees with float32's on
+    ``batches`` (one user × many candidates each). Returns the agreement figures."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    if not batches:
+        raise ValueError("no batch to compare the int8 ranker with float32 on")
+    fp32, int8 = out / "ranker.onnx", out / "ranker_int8.onnx"
+    cpu = ["CPUExecutionProvider"]
+    logging.disable(logging.INFO)  # the quantizer logs a line per tensor on the root logger
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            untied = Path(tmp) / "ranker_untied.onnx"
+            _untie_gemm_weights(fp32, untied)
+            quantize_dynamic(
+                untied, int8, weight_type=QuantType.QInt8, op_types_to_quantize=["Gemm", "MatMul"]
+            )
+        sessions = [ort.InferenceSession(str(p), providers=cpu) for p in (fp32, int8)]
+    except Exception as exc:  # an optional speed-up: float32 serves if it cannot be built
+        int8.unlink(missing_ok=True)
+        log.warning("int8 ranker not built", extra={"error": f"{type(exc).__name__}: {exc}"})
+        return {"ranker_int8_shipped": 0.0}
+    finally:
+        logging.disable(logging.NOTSET)
+    overlaps, diffs = [], []
+    for feeds in batches:
+        ref, got = (s.run(["score"], feeds)[0].reshape(-1) for s in sessions)
+        k = min(10, len(ref))
+        top_ref, top_got = np.argsort(-ref)[:k], np.argsort(-got)[:k]
+        overlaps.append(len(set(top_ref.tolist()) & set(top_got.tolist())) / k)
+        diffs.append(float(np.max(np.abs(ref - got))))
+    overlap = float(np.mean(overlaps))
+    shipped = overlap >= INT8_MIN_TOP10_OVERLAP
+    if not shipped:
+        int8.unlink()
+        log.warning("int8 ranker not shipped", extra={"top10_overlap": overlap})
+    return {
+        "ranker_int8_top10_overlap": round(overlap, 4),
+        "ranker_int8_max_abs_score_diff": round(max(diffs), 5),
+        "ranker_int8_shipped": float(shipped),
+    }
+
+
+def _untie_gemm_weights(src: Path, dst: Path) -> None:
+    """Copy of ``src`` where every Gemm owns its weight tensor.
+
+    The exporter stores identical tensors once: a weight equal to another reaches its Gemm
+    through an Identity, or two Gemms read one initializer. onnxruntime's quantizer rewrites
+    each Gemm into a MatMul by transposing its weight *in place*, assuming nobody else reads it;
+    a tied weight is then transposed twice and the int8 model fails to load.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(src))
+    graph = model.graph
+    tensors = {t.name: t for t in graph.initializer}
+    alias = {
+        n.output[0]: n.input[0]
+        for n in graph.node
+        if n.op_type == "Identity" and n.input[0] in tensors
+    }
+    readers: dict[str, int] = {}
+    for n in graph.node:
+        for name in n.input:
+            readers[alias.get(name, name)] = readers.get(alias.get(name, name), 0) + 1
+    for n in graph.node:
+        if n.op_type != "Gemm" or len(n.input) < 2:
+            continue
+        source = alias.get(n.input[1], n.input[1])
+        if source in tensors and (n.input[1] in alias or readers[source] > 1):
+            own = numpy_helper.from_array(numpy_helper.to_array(tensors[source]), f"{n.name}/B")
+            graph.initializer.append(own)
+            n.input[1] = own.name
+    onnx.save(model, str(dst))
+
+
 def build_hnsw(
     emb: np.ndarray, m: int, ef_construction: int, ef_search: int, path: Path, seed: int
 ) -> dict[str, Any]:

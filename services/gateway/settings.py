@@ -9,10 +9,12 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.model_loading import (
+    RankerPrecision,
     model_alias_field,
     model_cache_field,
     model_poll_field,
     models_dir_field,
+    ranker_precision_field,
 )
 from shared.online_store.read_cache import read_cache_field
 from shared.pipeline.budget import latency_budget_field
@@ -86,4 +88,5 @@ class Settings(ServiceSettings):
     models_dir: str | None = models_dir_field("gateway")
     model_alias: str = model_alias_field("gateway")
     model_poll_s: float = model_poll_field("gateway")
+    ranker_precision: RankerPrecision = ranker_precision_field("gateway")
     model_cache_dir: str = model_cache_field("gateway")

@@ -6,10 +6,12 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.model_loading import (
+    RankerPrecision,
     model_alias_field,
     model_cache_field,
     model_poll_field,
     models_dir_field,
+    ranker_precision_field,
 )
 from shared.settings import ServiceSettings, mlflow_field
 
@@ -25,4 +27,5 @@ class Settings(ServiceSettings):
     models_dir: str | None = models_dir_field("ranking")
     model_alias: str = model_alias_field("ranking")
     model_poll_s: float = model_poll_field("ranking")
+    ranker_precision: RankerPrecision = ranker_precision_field("ranking")
     model_cache_dir: str = model_cache_field("ranking")

@@ -108,7 +108,7 @@ def test_request_through_every_stage(
 
 
 def test_stage_services_load_from_the_mlflow_alias(
-    live_stack: LiveStack, registered_models: dict[str, str]
+    live_stack: LiveStack, registered_models: dict[str, str], trained_models: Path
 ) -> None:
     for name, parts in (
         ("ranking", ["ranker"]),
@@ -122,6 +122,12 @@ def test_stage_services_load_from_the_mlflow_alias(
         for part in parts:
             registered = f"cascade-{part.replace('_', '-')}"
             assert f"models:/{registered}/{registered_models[registered]} (@production)" in reason
+    # The ranker runs with int8 weights when training shipped them (their top-10 agreed).
+    export = orjson.loads((trained_models / "manifest.json").read_bytes())["export"]
+    shipped = export["ranker_int8_shipped"] == 1.0
+    assert shipped == (trained_models / "ranker" / "ranker_int8.onnx").is_file()
+    reason = httpx.get(f"{live_stack.url('ranking')}/readyz").json()["checks"]["models"]["reason"]
+    assert f"({'ranker_int8.onnx' if shipped else 'ranker.onnx'})" in reason
     gateway = httpx.get(f"{live_stack.url()}/readyz").json()["checks"]["warm_up"]
     assert gateway["ok"] and gateway["reason"].startswith("ok: every stage answered")
 

@@ -5,14 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
 
 import shared.features as F
 from shared.features.encoders import cross_columns
+from training import export
 from training.data.movielens import MovieLens
-from training.export import PARITY_TOL, export_ranker, export_two_tower
+from training.export import (
+    PARITY_TOL,
+    export_onnx,
+    export_ranker,
+    export_two_tower,
+    quantize_ranker,
+)
 from training.features.builder import FeatureBuilder
 from training.models.ranker import MMoERanker
 from training.models.two_tower import TwoTower
@@ -80,3 +88,78 @@ def test_ranker_parity_broadcast_and_schema(feeds, tmp_path: Path) -> None:  # t
     p_int, p_like, score = sess.run(None, F.encode_ranker(user, items, 8.9e8))
     assert p_int.shape == p_like.shape == score.shape == (7,)
     assert ((p_int >= 0) & (p_int <= 1)).all()
+
+
+def test_int8_ranker_is_shipped_only_when_its_top10_agrees(feeds, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    fb, users, _ = feeds
+    model = MMoERanker(fb.cfg, TwoTower(fb.cfg, dim=16))
+    _perturb(model)
+    batches = []
+    for u in range(4):
+        f = {k: v[u : u + 1] for k, v in users.items()} | fb.ranker_item_inputs(
+            np.arange(60), 8.9e8
+        )
+        f["cross"] = cross_columns(f["user_genre_affinity"], f["item_genres"])
+        batches.append(f)
+    export_ranker(model, batches[0], tmp_path)
+    figs = quantize_ranker(tmp_path, batches)
+    assert figs["ranker_int8_shipped"] == 1.0 and figs["ranker_int8_top10_overlap"] >= 0.9
+    int8 = ort.InferenceSession(str(tmp_path / "ranker_int8.onnx"))
+    F.build_schema(fb.cfg, 64).check_onnx_inputs(int8.get_inputs(), "ranker")  # same inputs
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "ranker_int8.onnx")).graph.node}
+    assert "DynamicQuantizeLinear" in ops or "MatMulInteger" in ops  # int8 kernels, really
+    fp32 = ort.InferenceSession(str(tmp_path / "ranker.onnx"))
+    a, b = (s.run(["score"], batches[1])[0] for s in (fp32, int8))
+    assert 0 < np.max(np.abs(a - b)) <= figs["ranker_int8_max_abs_score_diff"] + 1e-5
+    assert figs["ranker_int8_max_abs_score_diff"] < 0.1  # close, not identical
+
+
+def test_an_int8_ranker_that_disagrees_is_not_shipped(  # type: ignore[no-untyped-def]
+    feeds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fb, users, _ = feeds
+    model = MMoERanker(fb.cfg, TwoTower(fb.cfg, dim=16))
+    _perturb(model)
+    f = {k: v[:1] for k, v in users.items()} | fb.ranker_item_inputs(np.arange(60), 8.9e8)
+    f["cross"] = cross_columns(f["user_genre_affinity"], f["item_genres"])
+    export_ranker(model, f, tmp_path)
+    monkeypatch.setattr(export, "INT8_MIN_TOP10_OVERLAP", 1.01)  # no copy can agree enough
+    figs = quantize_ranker(tmp_path, [f])
+    assert figs["ranker_int8_shipped"] == 0.0
+    assert not (tmp_path / "ranker_int8.onnx").exists() and (tmp_path / "ranker.onnx").is_file()
+    with pytest.raises(ValueError, match="no batch"):
+        quantize_ranker(tmp_path, [])
+
+
+def test_tied_weights_are_untied_before_quantization(tmp_path: Path) -> None:
+    """Two heads whose last layers are equal: the exporter stores the weight once (an Identity
+    feeds the second Gemm), and the quantizer would transpose it twice without the untie."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    class TwoHeads(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = torch.nn.Linear(8, 32)
+            self.a, self.b = torch.nn.Linear(32, 1), torch.nn.Linear(32, 1)
+            with torch.no_grad():
+                self.b.weight.copy_(self.a.weight)
+                self.b.bias.copy_(self.a.bias)
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            h = torch.relu(self.body(x))
+            return self.a(h), self.b(h)
+
+    x = {"x": np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32)}
+    src, untied = tmp_path / "m.onnx", tmp_path / "untied.onnx"
+    export_onnx(TwoHeads(), x, ("x",), ("a", "b"), {"x": {0: "N"}}, src)
+    ops = [n.op_type for n in onnx.load(str(src)).graph.node]
+    assert "Identity" in ops  # the tie this test is about
+    with pytest.raises(Exception, match="Incompatible dimensions"):
+        quantize_dynamic(src, tmp_path / "broken.onnx", weight_type=QuantType.QInt8)
+        ort.InferenceSession(str(tmp_path / "broken.onnx"))
+    export._untie_gemm_weights(src, untied)
+    quantize_dynamic(untied, tmp_path / "q.onnx", weight_type=QuantType.QInt8)
+    ref = ort.InferenceSession(str(src)).run(None, x)
+    got = ort.InferenceSession(str(tmp_path / "q.onnx")).run(None, x)
+    for r, g in zip(ref, got, strict=True):
+        np.testing.assert_allclose(g, r, atol=0.05)

@@ -14,7 +14,15 @@ import pytest
 
 from services.gateway.pipeline import warm_up_all
 from shared.features.config import FEATURE_VERSION
-from shared.model_loading import PARTS, LocalModels, ModelBundle, ModelHolder, load_bundle
+from shared.features.schema import FeatureSchema
+from shared.model_loading import (
+    PARTS,
+    LocalModels,
+    ModelBundle,
+    ModelHolder,
+    load_bundle,
+    warmup_feeds,
+)
 from shared.online_store.types import ItemRecord
 from shared.pipeline.item_indexer import ItemIndexer
 from tests.integration.serving_fixtures import (
@@ -49,6 +57,33 @@ async def test_ready_only_after_load_and_prepare(bundle: Path) -> None:
     ok, reason = await holder.check()
     assert ok and "ranker=synthetic-1" in reason and f"ranker from {bundle / 'ranker'}" in reason
     assert seen == ["synthetic-1"]  # prepared (warmed up) before it went live
+
+
+@pytest.mark.parametrize(
+    ("int8_shipped", "precision", "loaded"),
+    [
+        (True, "int8", "ranker_int8.onnx"),
+        (True, "fp32", "ranker.onnx"),
+        (False, "int8", "ranker.onnx"),  # an older bundle, or an int8 copy that disagreed
+    ],
+)
+async def test_ranker_precision(
+    bundle: Path, int8_shipped: bool, precision: str, loaded: str
+) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    folder = bundle / "ranker"
+    if int8_shipped:
+        quantize_dynamic(folder / "ranker.onnx", folder / "ranker_int8.onnx",
+                         weight_type=QuantType.QInt8)  # fmt: skip
+    holder = ModelHolder(LocalModels(bundle), PARTS, poll_s=0, ranker_precision=precision)
+    assert holder.load_now()
+    ranker = holder.require().ranker
+    assert ranker is not None and ranker.file == loaded
+    ok, reason = await holder.check()
+    assert ok and f"ranker from {folder} ({loaded})" in reason  # readiness says which one
+    feeds = warmup_feeds(FeatureSchema.load(folder / "feature_schema.json"), "ranker")
+    assert ranker.run(feeds)["score"].shape == (len(feeds["item_id_hash"]),)
 
 
 def test_model_inputs_are_checked_against_the_feature_schema(bundle: Path) -> None:
