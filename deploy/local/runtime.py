@@ -83,7 +83,10 @@ def train_skip_reason(models: Path, mlflow_uri: str) -> str:
 def model_jobs(rt: RuntimeSettings, mlflow_uri: str) -> list[Job]:
     """Fetch the data, train (only when no registered model exists yet), load Redis."""
     models = rt.models_dir
-    train = [sys.executable, "-m", "training.pipeline", "--out", str(models)]
+    train = [
+        sys.executable, "-m", "training.pipeline", "--out", str(models),
+        "--reports", str(rt.reports_dir),
+    ]  # fmt: skip
     if rt.tiny:
         train.append("--tiny")
     bootstrap = [

@@ -48,6 +48,7 @@ class RuntimeSettings(BaseSettings):
     prometheus_port: int = Field(default=9090, ge=1, le=65535)
     ready_timeout_s: float = Field(default=180.0, gt=0)
     models_dir: Path = REPO_ROOT / "models"
+    reports_dir: Path = REPO_ROOT / "reports"  # the training run's evaluation report
     data_dir: Path = REPO_ROOT / "data"
     tiny: bool = False
 

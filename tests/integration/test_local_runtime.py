@@ -46,6 +46,7 @@ def _env(run_dir: Path, models_dir: Path, **platform: str) -> tuple[dict[str, st
         {
             "CASCADE_LOCAL_RUN_DIR": str(run_dir),
             "CASCADE_LOCAL_MODELS_DIR": str(models_dir),
+            "CASCADE_LOCAL_REPORTS_DIR": str(run_dir / "reports"),  # not the checkout's reports/
             "CASCADE_LOCAL_REDIS_PORT": str(free_port()),
             "CASCADE_LOCAL_KAFKA_PORT": str(free_port()),
             "CASCADE_LOCAL_MLFLOW_PORT": str(free_port()),
@@ -137,6 +138,7 @@ def test_up_with_external_redis_and_mlflow_then_down(
         assert {"kafka", *SERVICES} <= names
         assert not {"redis", "mlflow"} & names, "started its own although one was given"
         assert "train: running" in up.stdout
+        assert (run_dir / "reports" / "evaluation.md").is_file()  # where it was told to write
         _check_serving(ports)
         assert str(ports["gateway"]) in up.stdout
         status = _runtime(["status"], env, timeout=60)
