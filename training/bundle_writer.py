@@ -63,10 +63,7 @@ def _retrieval_parts(res: ProtocolResult, cfg: PipelineConfig, b: Bundle) -> dic
 
 def _ranker_part(res: ProtocolResult, cfg: PipelineConfig, b: Bundle) -> dict[str, float]:
     fb = res.fb
-    feeds = {k: v[:1] for k, v in res.extra["user_feeds"].items()}
-    feeds.update(fb.ranker_item_inputs(np.arange(8), float(res.extra["queries"].now[0])))
-    feeds["cross"] = cross_columns(feeds["user_genre_affinity"], feeds["item_genres"])
-    figures = export_ranker(res.ranker, feeds, b.ranker)
+    figures = export_ranker(res.ranker, _ranker_feeds(res, 0, np.arange(8)), b.ranker)
     figures.update(quantize_ranker(b.ranker, _agreement_batches(res, cfg)))
     meta = {
         "heads": ["p_interact", "p_like"],
@@ -84,19 +81,21 @@ def _ranker_part(res: ProtocolResult, cfg: PipelineConfig, b: Bundle) -> dict[st
     return figures
 
 
+def _ranker_feeds(res: ProtocolResult, user: int, items: np.ndarray) -> dict[str, np.ndarray]:
+    """Ranker inputs as served: one user (row ``user`` of the user feeds), a batch of items."""
+    feeds = {k: v[user : user + 1] for k, v in res.extra["user_feeds"].items()}
+    feeds.update(res.fb.ranker_item_inputs(items, float(res.extra["queries"].now[0])))
+    feeds["cross"] = cross_columns(feeds["user_genre_affinity"], feeds["item_genres"])
+    return feeds
+
+
 def _agreement_batches(res: ProtocolResult, cfg: PipelineConfig) -> list[dict[str, np.ndarray]]:
-    """Ranker inputs for 20 users × up to ``n_candidates`` items each (as served: one user, a
-    batch of candidates), to compare the int8 ranker's top-10 with float32's."""
-    fb, user_feeds = res.fb, res.extra["user_feeds"]
-    now = float(res.extra["queries"].now[0])
-    n_items = min(cfg.n_candidates, len(fb.item_ids))
+    """Ranker inputs for 20 users × up to ``n_candidates`` random items each, to compare the
+    int8 ranker's top-10 with float32's."""
+    n_items = len(res.fb.item_ids)
+    n_users = len(next(iter(res.extra["user_feeds"].values())))
     rng = np.random.default_rng(cfg.seed)
-    n_users = len(next(iter(user_feeds.values())))
-    batches = []
-    for u in rng.choice(n_users, min(20, n_users), replace=False):
-        feeds = {k: v[u : u + 1] for k, v in user_feeds.items()}
-        items = rng.choice(len(fb.item_ids), n_items, replace=False)
-        feeds.update(fb.ranker_item_inputs(items, now))
-        feeds["cross"] = cross_columns(feeds["user_genre_affinity"], feeds["item_genres"])
-        batches.append(feeds)
-    return batches
+    return [
+        _ranker_feeds(res, u, rng.choice(n_items, min(cfg.n_candidates, n_items), replace=False))
+        for u in rng.choice(n_users, min(20, n_users), replace=False)
+    ]
