@@ -1,5 +1,5 @@
 # Cascade: the two commands a newcomer needs are `make up` and `make test`.
-.PHONY: bootstrap up up-detached down status test test-fast lint data train bench loadtest clean
+.PHONY: bootstrap up up-detached down status test test-fast lint data train bench loadtest loadtest-locust clean
 
 PY := .venv/bin/python
 
@@ -38,7 +38,10 @@ train: data  ## train, evaluate, export to models/ and register in MLflow ($$MLF
 bench: bootstrap data  ## benchmarks: writes reports/bench.json and prints a table
 	@$(PY) -m loadtests.bench
 
-loadtest: bootstrap  ## locust against a running gateway (make up first)
+loadtest: bootstrap  ## open-loop rate steps against a running stack (make up first): verdict per stage vs the latency budget, reports/loadtest/
+	@$(PY) -m loadtests.loadtest --out reports/loadtest
+
+loadtest-locust: bootstrap  ## locust scenario against a running gateway, CSV under reports/
 	@.venv/bin/locust -f loadtests/locustfile.py --headless -u 50 -r 10 -t 60s \
 		--host $${CASCADE_GATEWAY_URL:-http://127.0.0.1:8000} --csv reports/locust
 

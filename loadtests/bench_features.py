@@ -31,7 +31,7 @@ from shared.events import Event
 from shared.features.item import GENRES
 from shared.online_store import ItemRecord, OnlineStore
 from shared.online_store.writer import StoreWriter
-from shared.redis_client import create_async_redis
+from shared.platform.redis_client import create_async_redis
 
 DATA = Path("data/ml-100k")
 

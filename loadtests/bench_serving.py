@@ -35,10 +35,8 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from collections import Counter  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
-from contextlib import ExitStack, contextmanager  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
+from contextlib import AsyncExitStack, ExitStack, contextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -47,130 +45,19 @@ import orjson  # noqa: E402
 
 from deploy.local import infra  # noqa: E402
 from deploy.local.processes import free_port, running  # noqa: E402
+from loadtests.load_generator import (  # noqa: E402
+    Client,
+    LoadResult,
+    open_loop,
+    send_one,
+    sequential,
+)
 from loadtests.serving_stack import serving_stack  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data" / "ml-100k"
 P99_TARGET_MS = 50.0
 MAX_DEGRADED_SHARE = 0.01
-
-
-# ---- a lean HTTP/1.1 load generator (keep-alive; cheap enough not to steal the services' CPU)
-
-
-@dataclass
-class LoadResult:
-    """Latencies (ms, from the scheduled send time) and counts of one load run."""
-
-    rate: float
-    latencies_ms: np.ndarray
-    errors: int
-    degraded: int
-    n: int
-    achieved_rps: float
-    error_samples: list[str] = field(default_factory=list)
-    degraded_reasons: Counter[str] = field(default_factory=Counter)
-
-
-class _Conn:
-    """One keep-alive connection; one request at a time."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-
-    async def get(self, host: str, path: str) -> tuple[int, bytes]:
-        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(head[9:12])
-        length = 0
-        for line in head.split(b"\r\n"):
-            if line[:15].lower() == b"content-length:":
-                length = int(line[15:])
-        return status, await self.reader.readexactly(length)
-
-
-class _Pool:
-    """Connections to one host:port, opened on demand and reused."""
-
-    def __init__(self, url: str) -> None:
-        hostport = url.split("://", 1)[1]
-        self.host, port = hostport.rsplit(":", 1)
-        self.port = int(port)
-        self.idle: list[_Conn] = []
-
-    async def get(self, path: str) -> tuple[int, bytes]:
-        """GET on an idle connection, or a new one. A reused connection the server had just
-        closed (keep-alive timeout) is retried once on a new one, as HTTP clients do."""
-        if self.idle:
-            try:
-                return await self._on(self.idle.pop(), path)
-            except (asyncio.IncompleteReadError, ConnectionResetError) as exc:
-                if isinstance(exc, asyncio.IncompleteReadError) and exc.partial:
-                    raise  # the server answered in part: a real error
-        conn = _Conn(*await asyncio.open_connection(self.host, self.port))
-        return await self._on(conn, path)
-
-    async def _on(self, conn: _Conn, path: str) -> tuple[int, bytes]:
-        try:
-            result = await conn.get(self.host, path)
-        except BaseException:
-            conn.writer.close()
-            raise
-        self.idle.append(conn)
-        return result
-
-    def close(self) -> None:
-        for conn in self.idle:
-            conn.writer.close()
-
-
-async def _one(pool: _Pool, path: str, t0: float, res: LoadResult, lat: list[float]) -> None:
-    try:
-        status, body = await asyncio.wait_for(pool.get(path), 10.0)
-    except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
-        res.errors += 1
-        res.error_samples.append(repr(exc)[:200])
-        return
-    lat.append((time.perf_counter() - t0) * 1000.0)
-    if status != 200:
-        res.errors += 1
-        res.error_samples.append(f"{status}: {body[:200]!r}")
-    elif b'"degraded":true' in body:
-        res.degraded += 1
-        res.degraded_reasons.update(orjson.loads(body).get("degraded_reasons", []))
-
-
-async def open_loop(url: str, paths: list[str], rate: float, duration_s: float) -> LoadResult:
-    """Send at a fixed rate whatever the answers' speed (no coordinated omission)."""
-    pool, lat = _Pool(url), list[float]()
-    n = int(rate * duration_s)
-    res = LoadResult(rate, np.zeros(0), 0, 0, n, 0.0)
-    start = time.perf_counter()
-    tasks = []
-    for i in range(n):
-        t = start + i / rate
-        delay = t - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(_one(pool, paths[i % len(paths)], t, res, lat)))
-    await asyncio.gather(*tasks)
-    res.achieved_rps = n / (time.perf_counter() - start)
-    res.latencies_ms = np.array(lat)
-    pool.close()
-    return res
-
-
-async def sequential(url: str, paths: list[str]) -> LoadResult:
-    """One request at a time (the per-request cost without queueing)."""
-    pool, lat = _Pool(url), list[float]()
-    res = LoadResult(0.0, np.zeros(0), 0, 0, len(paths), 0.0)
-    start = time.perf_counter()
-    for path in paths:
-        await _one(pool, path, time.perf_counter(), res, lat)
-    res.achieved_rps = len(paths) / (time.perf_counter() - start)
-    res.latencies_ms = np.array(lat)
-    pool.close()
-    return res
 
 
 # ---- the benchmark
@@ -218,22 +105,26 @@ def _bootstrap(redis_url: str, data_dir: Path) -> None:
 @contextmanager
 def _platform(
     log_dir: Path, models_dir: str | Path | None, data_dir: Path
-) -> Iterator[dict[str, str]]:
-    """Redis (MovieLens loaded), the broker and the models; yields the platform env vars."""
+) -> Iterator[tuple[dict[str, str], dict[str, int]]]:
+    """Redis (MovieLens loaded), the broker and the models; yields the platform env vars and
+    the infrastructure's pids (CPU per request counts them too)."""
     with ExitStack() as stack:
         rspec = infra.redis_spec(free_port(), log_dir / "redis")
-        stack.enter_context(running(rspec, log_dir))
+        redis_proc = stack.enter_context(running(rspec, log_dir))
         kspec = infra.tansu_spec(free_port())
-        stack.enter_context(running(kspec, log_dir))
+        broker = stack.enter_context(running(kspec, log_dir))
         _bootstrap(rspec.url, data_dir)
         models = stack.enter_context(_models(models_dir, log_dir))
-        yield {
-            "CASCADE_REDIS_URL": rspec.url,
-            "CASCADE_KAFKA_BOOTSTRAP": kspec.url,
-            "CASCADE_MODELS_DIR": str(models),
-            "CASCADE_MODEL_POLL_S": "0",
-            "OPENBLAS_NUM_THREADS": "1",
-        }
+        yield (
+            {
+                "CASCADE_REDIS_URL": rspec.url,
+                "CASCADE_KAFKA_BOOTSTRAP": kspec.url,
+                "CASCADE_MODELS_DIR": str(models),
+                "CASCADE_MODEL_POLL_S": "0",
+                "OPENBLAS_NUM_THREADS": "1",
+            },
+            {"redis": redis_proc.pid, "broker": broker.pid},
+        )
 
 
 def _stats(values_ms: np.ndarray) -> dict[str, float]:
@@ -265,58 +156,77 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _cpu_per_request(pids: dict[str, int], url: str, users: list[str]) -> dict[str, Any]:
-    """One request at a time through ``url``: latency, and CPU ms per request per process."""
+def _cpu_per_request(
+    pids: dict[str, int], url: str, users: list[str], rate: float
+) -> dict[str, Any]:
+    """Open loop at a fixed ``rate`` through ``url``: CPU ms per request of every process
+    (services, Redis, the broker), from /proc; the load generator's own CPU apart."""
     before = {name: _cpu_s(pid) for name, pid in pids.items()}
-    res = asyncio.run(sequential(url, _paths(users)))
+    me = _cpu_s(os.getpid())
+    res = asyncio.run(open_loop(url, _paths(users), rate, len(users) / rate))
+    generator_ms = (_cpu_s(os.getpid()) - me) * 1000.0 / len(users)
     cpu = {
         name: round((_cpu_s(pid) - before[name]) * 1000.0 / len(users), 2)
         for name, pid in pids.items()
     }
     cpu = {name: ms for name, ms in cpu.items() if ms > 0}
     return {**_load_summary(res), "cpu_ms_per_request": cpu,
-            "cpu_ms_total": round(sum(cpu.values()), 2)}  # fmt: skip
+            "cpu_ms_total": round(sum(cpu.values()), 2),
+            "load_generator_cpu_ms_per_request": round(generator_ms, 2)}  # fmt: skip
 
 
 async def _interleaved(urls: dict[str, str], users: list[str]) -> dict[str, np.ndarray]:
     """The same requests through each gateway in turn, one at a time (same load for both)."""
-    pools = {name: _Pool(url) for name, url in urls.items()}
     lat: dict[str, list[float]] = {name: [] for name in urls}
-    for path in _paths(users):
-        for name, pool in pools.items():
-            res = LoadResult(0.0, np.zeros(0), 0, 0, 1, 0.0)
-            await _one(pool, path, time.perf_counter(), res, lat[name])
-            if res.errors:
-                raise RuntimeError(f"{name}: {res.error_samples}")
-    for pool in pools.values():
-        pool.close()
+    async with AsyncExitStack() as stack:
+        clients = {name: await stack.enter_async_context(Client(url)) for name, url in urls.items()}
+        for path in _paths(users):
+            for name, client in clients.items():
+                res = LoadResult(0.0, np.zeros(0), 0, 0, 1, 0.0)
+                await send_one(client, path, time.perf_counter(), res, lat[name])
+                if res.errors:
+                    raise RuntimeError(f"{name}: {res.error_samples}")
     return {name: np.array(v) for name, v in lat.items()}
 
 
 async def _in_process_library(env: dict[str, str], users: list[str]) -> dict[str, Any]:
     """The same stage code called in this process, no HTTP at all (for reference)."""
-    from services.gateway.pipeline import ALL_MODEL_PARTS, build_in_process
-    from shared.model_loading import LocalModels, ModelHolder
+    from services.gateway.pipeline import GATEWAY_KNOBS, PIPELINE
+    from services.gateway.request_state import RequestState
+    from services.gateway.runner import Runner
+    from services.gateway.settings import Settings
+    from services.gateway.stage_clients import LocalStage
+    from services.gateway.stages import in_process_stages
+    from services.gateway.steps.deps import StepDeps
     from shared.online_store import OnlineStore
     from shared.pipeline.budget import load_budget
-    from shared.pipeline.orchestrator import RecommendRequest
-    from shared.redis_client import create_async_redis
+    from shared.pipeline.context import VariantSpec
+    from shared.pipeline.knobs import KnobTable
+    from shared.platform.redis_client import create_async_redis
 
-    holder = ModelHolder(LocalModels(env["CASCADE_MODELS_DIR"]), ALL_MODEL_PARTS, poll_s=0)
-    if not holder.load_now():
-        raise RuntimeError(holder.error)
     redis = create_async_redis(env["CASCADE_REDIS_URL"])
     store = OnlineStore(redis, cache_ttl_s=1.0)
     await store.preload_catalog()
-    pipeline = build_in_process(store, holder, load_budget())
-    lat, degraded = [], 0
+    budget = load_budget()
+    settings = Settings(models_dir=env["CASCADE_MODELS_DIR"], model_poll_s=0)
+    stages = in_process_stages(settings, store, budget, "bench")
+    for models in stages.models:
+        if not models.load_now():
+            raise RuntimeError(models.error)
+    clients = {n: LocalStage(s) for n, s in stages.by_name().items()}
+    deps = StepDeps(store, dict(clients), stages.filtering, stages.hydrated(),
+                    KnobTable(GATEWAY_KNOBS))  # fmt: skip
+    runner = Runner(PIPELINE, deps, budget, "bench")
+    lat, degraded, cpu0 = [], 0, time.process_time()
     for i, user in enumerate(users):
         start = time.perf_counter()
-        rec = await pipeline.recommend(RecommendRequest(user, 20, f"bench-{i}"))
+        req = await runner.run(RequestState(f"bench-{i}", user, 20, time.time(), VariantSpec()))
         lat.append((time.perf_counter() - start) * 1000.0)
-        degraded += bool(rec.degraded)
+        degraded += bool(req.run.degraded)
+    cpu_ms = (time.process_time() - cpu0) * 1000.0 / max(len(users), 1)
     await redis.aclose()
-    return {**_stats(np.array(lat[len(lat) // 10 :])), "degraded": degraded}
+    return {**_stats(np.array(lat[len(lat) // 10 :])), "degraded": degraded,
+            "cpu_ms_per_request": round(cpu_ms, 2)}  # fmt: skip
 
 
 def _max_rate(url: str, users: list[str], rates: list[float], step_s: float) -> dict[str, Any]:
@@ -353,18 +263,28 @@ async def _timed_async(fn: Any, n: int) -> dict[str, float]:
 
 
 async def stage_timings(env: dict[str, str], n: int = 500) -> dict[str, Any]:
-    """ANN top-500, the ranker on 500 candidates and the 500-item feature read, in isolation."""
-    from services.ranking.ranker import MultiTaskRanker
+    """ANN top-500, the ranker on 500 candidates and the 500-item feature read, in isolation,
+    and the stage wire: encoding and checking a 500-item frame."""
+    from services.gateway.request_state import request_context
+    from services.ranking.item_table import item_table
+    from services.ranking.scorer import MultiTaskRanker, RankerKnobs
+    from services.ranking.stage import RankingStage
     from shared.features import encode_ranker, encode_user_tower
-    from shared.model_loading import PARTS, LocalModels, ModelHolder, create_session
+    from shared.frame import Frame
+    from shared.models.bundle import PARTS
+    from shared.models.locators import locate_models
+    from shared.models.model_set import ModelSet
+    from shared.models.onnx_model import create_session
     from shared.online_store import OnlineStore
-    from shared.pipeline.items import ItemColumns
-    from shared.redis_client import create_async_redis
+    from shared.online_store.columns import STORE_COLUMN_NAMES, hydrate
+    from shared.pipeline.stage import StageCodec
+    from shared.platform.redis_client import create_async_redis
 
-    holder = ModelHolder(LocalModels(env["CASCADE_MODELS_DIR"]), PARTS, poll_s=0)
-    if not holder.load_now():
-        raise RuntimeError(holder.error)
-    bundle = holder.require()
+    models = ModelSet("bench", locate_models(env["CASCADE_MODELS_DIR"], {}, "", "", PARTS),
+                      PARTS, poll_s=0)  # fmt: skip
+    if not models.load_now():
+        raise RuntimeError(models.error)
+    bundle = models.get()
     assert bundle.user_tower and bundle.index and bundle.ranker
     redis = create_async_redis(env["CASCADE_REDIS_URL"])
     store, cached, now = OnlineStore(redis), OnlineStore(redis, cache_ttl_s=1.0), time.time()
@@ -376,11 +296,14 @@ async def stage_timings(env: dict[str, str], n: int = 500) -> dict[str, Any]:
     samples = [index.ids(rng.choice(len(index), min(500, len(index)), replace=False))
                for _ in range(20)]  # fmt: skip
     batch = await store.get_items(samples[0], now)
-    cols = ItemColumns.from_batch(batch)
-    ranker = MultiTaskRanker(holder.require)
-    rfeeds = encode_ranker(users[0].features, cols.to_table(cfg), now, cfg)
+    frame = Frame(list(batch.item_ids), hydrate(batch, users[0], STORE_COLUMN_NAMES))
+    ranker = MultiTaskRanker()
+    rfeeds = encode_ranker(users[0].features, item_table(frame, cfg), now, cfg)
     fp32_session = create_session(Path(env["CASCADE_MODELS_DIR"]) / "ranker" / "ranker.onnx")
     user_feeds = [encode_user_tower([u.features], now, cfg) for u in users]
+    codec = StageCodec(RankingStage(None))
+    ctx = request_context(users[0], now)
+    body = codec.encode_request(ctx, frame)
     out: dict[str, Any] = {
         "user tower (1 user)": _timed(lambda i: tower.run(user_feeds[i % 200]), n),
         "ANN top-500": {
@@ -397,7 +320,10 @@ async def stage_timings(env: dict[str, str], n: int = 500) -> dict[str, Any]:
             lambda i: fp32_session.run(None, rfeeds), n
         ),
         "ranker on 500 (encode + ONNX + blend)": {
-            **_timed(lambda i: ranker.score(users[i % 200].features, cols, now), n),
+            **_timed(
+                lambda i: ranker.score(bundle, users[i % 200].features, frame, now, RankerKnobs()),
+                n,
+            ),  # fmt: skip
             "target": "<= 3 ms",
         },
         "features for 500 items (Redis every read)": {
@@ -407,7 +333,15 @@ async def stage_timings(env: dict[str, str], n: int = 500) -> dict[str, Any]:
         "features for 500 items (1 s read cache)": await _timed_async(
             lambda i: cached.get_items(samples[i % 20], now), n
         ),
-        "ItemColumns.from_batch (500)": _timed(lambda i: ItemColumns.from_batch(batch), n),
+        "frame columns from the batch (500)": _timed(
+            lambda i: hydrate(batch, users[0], STORE_COLUMN_NAMES), n
+        ),
+        "ranking request: encode 500 items (MessagePack)": _timed(
+            lambda i: codec.encode_request(ctx, frame), n
+        ),
+        "ranking request: decode + check 500 items": _timed(
+            lambda i: codec.decode_request(body, True), n
+        ),
         "user state (OnlineStore.get_user)": await _timed_async(
             lambda i: store.get_user(str(i % 943 + 1), now), n
         ),
@@ -468,8 +402,8 @@ def ann_1m_recall(
 
 
 def _measure_stack(
-    env: dict[str, str], log_dir: Path, users: list[str], duration_s: float, rate: float,
-    search: bool, calls: int,
+    env: dict[str, str], infra_pids: dict[str, int], log_dir: Path, users: list[str],
+    duration_s: float, rate: float, search: bool, calls: int,
 ) -> dict[str, Any]:  # fmt: skip
     """Everything measured through the gateways (real processes, real HTTP)."""
     result: dict[str, Any] = {}
@@ -482,9 +416,14 @@ def _measure_stack(
         ms, ip = (result["sequential"][n]["p50_ms"] for n in ("gateway", "gateway_in_process"))
         result["p50_ratio_microservice_vs_in_process"] = round(ms / ip, 2)
         pids = {name: p.pid for name, p in procs.items()}
-        result["cpu_microservice"] = _cpu_per_request(pids, urls["gateway"], users[:calls])
-        result["cpu_in_process"] = _cpu_per_request(pids, urls["gateway_in_process"],
-                                                    users[:calls])  # fmt: skip
+        pids.update(infra_pids)
+        cpu_rate = _env_float("CASCADE_BENCH_CPU_RATE", 50.0)
+        cpu_users = users[: max(calls, int(cpu_rate * 20))]
+        result["cpu_rate_rps"] = cpu_rate
+        result["cpu_microservice"] = _cpu_per_request(pids, urls["gateway"], cpu_users, cpu_rate)
+        result["cpu_in_process"] = _cpu_per_request(
+            pids, urls["gateway_in_process"], cpu_users, cpu_rate
+        )
         result["load"] = _load_summary(
             asyncio.run(open_loop(urls["gateway"], _paths(users), rate, duration_s))
         )
@@ -529,8 +468,10 @@ def run(
     shutil.rmtree(log_dir, ignore_errors=True)
     log_dir.mkdir(parents=True)
     result["log_dir"] = str(log_dir)
-    with _platform(log_dir, models_dir, data) as env:
-        result.update(_measure_stack(env, log_dir, users, duration_s, rate, search, calls))
+    with _platform(log_dir, models_dir, data) as (env, infra_pids):
+        result.update(
+            _measure_stack(env, infra_pids, log_dir, users, duration_s, rate, search, calls)
+        )
         result["in_process_library_call"] = asyncio.run(_in_process_library(env, users[:calls]))
         result["stages"] = asyncio.run(stage_timings(env))
     if ann_1m:
@@ -555,8 +496,13 @@ def _print(r: dict[str, Any]) -> None:
     out(f"{'in-process pipeline, no HTTP':<45} {lib['p50_ms']:>8.2f} {lib['p99_ms']:>8.2f}\n")
     out(f"p50 ratio microservice / in-process gateway: {r['p50_ratio_microservice_vs_in_process']}"
         "\n")  # fmt: skip
+    out(f"CPU per request at {r['cpu_rate_rps']:.0f} rps (every process, /proc):\n")
     for key in ("cpu_microservice", "cpu_in_process"):
-        out(f"{key}: {r[key]['cpu_ms_total']} ms CPU per request {r[key]['cpu_ms_per_request']}\n")
+        c = r[key]
+        out(f"  {key}: {c['cpu_ms_total']} ms {c['cpu_ms_per_request']} (p99 {c['p99_ms']} ms, "
+            f"degraded {c['degraded_share']:.1%}; load generator "
+            f"{c['load_generator_cpu_ms_per_request']} ms)\n")  # fmt: skip
+    out(f"  in-process pipeline without HTTP: {lib['cpu_ms_per_request']} ms (this process)\n")
     if "max_rate" in r:
         out(f"highest rate with p99 <= {P99_TARGET_MS:.0f} ms, no errors, "
             f"<= {MAX_DEGRADED_SHARE:.0%} degraded: "

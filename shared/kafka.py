@@ -24,7 +24,9 @@ from kafka.admin import NewTopic
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata, TopicPartition
-from pydantic import AliasChoices, Field
+from pydantic import BaseModel
+
+from shared.platform.settings import platform
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +198,24 @@ class LazyProducer:
                 self._producer = None
 
 
+def register_producer(
+    resources: Any, bootstrap: str, name: str = "kafka", required: bool = True, **overrides: Any
+) -> LazyProducer:
+    """A producer created on first use, its broker a readiness check of ``resources``
+    (``shared.platform.resources.Resources``), closed with them."""
+    producer = LazyProducer(bootstrap, **overrides)
+
+    async def check() -> tuple[bool, str]:
+        return await asyncio.to_thread(producer.ready)
+
+    async def close() -> None:
+        await asyncio.to_thread(producer.close)
+
+    resources.readiness.add(name, check, required)
+    resources.on_close(close)
+    return producer
+
+
 @dataclass
 class ConsumerLoopStats:
     """Counters a worker exposes through its metrics and readiness."""
@@ -240,21 +260,21 @@ def _drain(future: Future[Any]) -> None:
             future.result()
 
 
-def group_timing_field(service: str, name: str, default: int, low: int, high: int) -> Any:
-    """A consumer-group timing setting (``session_timeout_ms``, ``heartbeat_interval_ms``).
+class ConsumerGroupSettings(BaseModel):
+    """Settings of a consumer of the events topic.
 
-    Readable as CASCADE_<SERVICE>_<NAME> or platform-wide as CASCADE_KAFKA_<NAME>: every
-    consumer of a Tansu broker wants the short values (it joins a group in about half the
-    session timeout), while real Kafka keeps the defaults.
+    The group timings are also read platform-wide as ``CASCADE_KAFKA_<NAME>``: every consumer
+    of a Tansu broker wants the short values (it joins a group in about half the session
+    timeout), while real Kafka keeps the defaults. The partition count is platform-wide so the
+    events API and every consumer create the topic alike.
     """
-    upper = name.upper()
-    return Field(
-        default=default,
-        ge=low,
-        le=high,
-        validation_alias=AliasChoices(
-            f"CASCADE_{service.upper()}_{upper}", f"CASCADE_KAFKA_{upper}", name
-        ),
+
+    session_timeout_ms: int = platform(10_000, env="KAFKA_SESSION_TIMEOUT_MS", ge=1000, le=300_000)
+    heartbeat_interval_ms: int = platform(
+        3000, env="KAFKA_HEARTBEAT_INTERVAL_MS", ge=100, le=100_000
+    )
+    event_partitions: int = platform(
+        6, ge=1, le=1024, description="partitions of the events topic when it is created"
     )
 
 

@@ -22,11 +22,11 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
+from shared.datasets.movielens import DataError, load_movielens  # noqa: E402
 from shared.features.config import DEFAULT_CONFIG  # noqa: E402
 from training.bundle_writer import write_bundle  # noqa: E402
 from training.config import PipelineConfig, tiny_config  # noqa: E402
 from training.data import fetch as fetch_mod  # noqa: E402
-from training.data.movielens import DataError, load_movielens  # noqa: E402
 from training.data.splits import Split, ranker_holdout, recbole_split, temporal_split  # noqa: E402
 from training.evaluation.report import write_report  # noqa: E402
 from training.export import ExportError, publish_bundle  # noqa: E402
@@ -69,7 +69,7 @@ def run(
     """The whole pipeline; returns the evaluation metrics."""
     from tqdm import tqdm
 
-    from shared.model_registry import check_reachable
+    from shared.models.registry import check_reachable
 
     t0 = time.monotonic()
     _seed_everything(cfg.seed)
@@ -150,7 +150,7 @@ def run(
 
 def main(argv: list[str] | None = None) -> int:
     """CLI; exits 1 with one clear line on data, export or registry errors."""
-    from shared.model_registry import RegistryUnavailableError
+    from shared.models.registry import RegistryUnavailableError
     from training.registry import RegistrationError
 
     p = argparse.ArgumentParser(description="Cascade offline training pipeline")

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from shared.datasets.movielens import MovieLens
 from training.baselines import ALS, ItemKNN, Popularity, interaction_matrix
 from training.config import PipelineConfig
-from training.data.movielens import MovieLens
 from training.data.splits import Split, ranker_holdout
 from training.evaluation.evaluate import (
     CURVE_KS,

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from shared.model_registry import RegistryUnavailableError, check_reachable, tracking_uri
+from shared.models.registry import RegistryUnavailableError, check_reachable, tracking_uri
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from deploy.local.runtime import LocalRuntime, StackError, read_state
 from deploy.local.stack import RuntimeSettings
-from shared.settings import load_settings
+from shared.platform.settings import load_settings
 
 
 def _out(text: str) -> None:

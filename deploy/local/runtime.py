@@ -30,8 +30,8 @@ from deploy.local.stack import (
     prometheus_config,
     service_specs,
 )
-from shared.model_loading import registered_name
-from shared.model_registry import ModelNotFoundError, RegistryUnavailableError, current_version
+from shared.models.locators import registered_name
+from shared.models.registry import ModelNotFoundError, RegistryUnavailableError, current_version
 
 STATE_FILE = "state.json"
 

@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from deploy.local import infra
 from deploy.local.processes import ProcessSpec, free_port
-from shared.settings import ServiceSettings, load_settings
+from shared.platform.settings import ServiceSettings, load_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

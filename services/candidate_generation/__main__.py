@@ -7,7 +7,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from services.candidate_generation.app import build_app  # noqa: E402
 from services.candidate_generation.settings import Settings  # noqa: E402
-from shared.service import run_service  # noqa: E402
+from shared.platform.service import run_service  # noqa: E402
 
 if __name__ == "__main__":
     run_service(Settings, build_app)

@@ -1,4 +1,4 @@
-"""Warm-up of the retrieval models before they go live (see shared.pipeline.warmup)."""
+"""Warm-up of a retrieval version before it goes live (see shared.pipeline.synthetic)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,12 @@ import time
 import numpy as np
 
 from shared.features import ItemFeatures, encode_item_tower, encode_user_tower
-from shared.model_loading import ModelBundle
-from shared.pipeline.tunables import DEFAULT_TUNABLES
-from shared.pipeline.warmup import synthetic_user
+from shared.models.bundle import ModelBundle
+from shared.pipeline.synthetic import synthetic_user
 
 
 def warm_up_retrieval(bundle: ModelBundle) -> None:
-    """User tower → ANN top-N, the item-to-item batched query, the item tower on one item."""
+    """User tower -> ANN top-N, the item-to-item batched query, the item tower on one item."""
     tower, index, item_tower = bundle.user_tower, bundle.index, bundle.item_tower
     if tower is None or index is None or item_tower is None:
         return
@@ -21,7 +20,7 @@ def warm_up_retrieval(bundle: ModelBundle) -> None:
     for _ in range(2):
         feeds = encode_user_tower([synthetic_user(ids)], time.time(), tower.config)
         emb = tower.run(feeds)["user_embedding"]
-        index.search(emb, DEFAULT_TUNABLES.ann_top_n)
+        index.search(emb, 500)
         index.search(index.embeddings(ids[:5]), 35)
         feats = ItemFeatures(item_id="warmup", genres=("Drama",), release_year=1990)
         item_tower.run(encode_item_tower([feats], item_tower.config))

@@ -17,15 +17,15 @@ from services.events.routes import events
 from services.events.settings import Settings
 from services.events.topic_guard import TopicGuard
 from services.events.validation import BatchValidator
-from shared.dependencies import Dependencies
 from shared.kafka import LazyProducer
-from shared.service import create_app
+from shared.platform.resources import Resources
+from shared.platform.service import Service, create_app
 
 
-def build_app(settings: Settings) -> FastAPI:
+def build_app(settings: Settings) -> Service:
     """The events app; connections open in the lifespan, not at import."""
 
-    async def setup(app: FastAPI, deps: Dependencies) -> None:
+    async def setup(app: FastAPI, deps: Resources) -> None:
         producer = _producer(settings, deps)
         guard = TopicGuard(
             settings.kafka_bootstrap,
@@ -46,7 +46,7 @@ def build_app(settings: Settings) -> FastAPI:
     return app
 
 
-def _producer(settings: Settings, deps: Dependencies) -> LazyProducer:
+def _producer(settings: Settings, deps: Resources) -> LazyProducer:
     """A producer that gives up on a record when the API gives up on it (produce_timeout_s).
 
     kafka-python would otherwise keep a record queued for 120 s and deliver it long after the

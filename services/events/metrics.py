@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
-from shared.metrics import LATENCY_BUCKETS
+from shared.platform.metrics import LATENCY_BUCKETS
 
 EVENTS_ACCEPTED = Counter(
     "cascade_events_accepted_total",

@@ -2,28 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shared import topics
 from shared.events import DEFAULT_MAX_BATCH, DEFAULT_MAX_FUTURE_S
-from shared.settings import KafkaBootstrap, ServiceSettings, kafka_field, platform_field
+from shared.platform.settings import KafkaSettings, ServiceSettings, platform
 
 
-class Settings(ServiceSettings):
+class Settings(ServiceSettings, KafkaSettings):
     """Accepts user events and writes them to Kafka (acks=all)."""
 
     model_config = SettingsConfigDict(env_prefix="CASCADE_EVENTS_", populate_by_name=True)
 
     service_name: str = "events"
     port: int = Field(default=8001, ge=1, le=65535)
-    kafka_bootstrap: KafkaBootstrap = kafka_field("events")
     topic: str = Field(default=topics.EVENTS, min_length=1, description="topic events go to")
     # Platform-wide so the events API and the offline sink create the topic alike.
-    event_partitions: Annotated[int, Field(ge=1, le=1024)] = platform_field(
-        "event_partitions", 6, "events", "partitions of the events topic when it is created"
+    event_partitions: int = platform(
+        6, ge=1, le=1024, description="partitions of the events topic when it is created"
     )
     max_batch: int = Field(default=DEFAULT_MAX_BATCH, ge=1, le=100_000)
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, description="413 above this")

@@ -12,15 +12,15 @@ from redis.exceptions import RedisError
 
 from services.feature_store.routes import catalog, features
 from services.feature_store.settings import Settings
-from shared.dependencies import Dependencies
 from shared.online_store import OnlineStore
-from shared.service import create_app
+from shared.platform.resources import Resources
+from shared.platform.service import Service, create_app
 
 
-def build_app(settings: Settings) -> FastAPI:
+def build_app(settings: Settings) -> Service:
     """The feature_store app; connections open in the lifespan, not at import."""
 
-    async def setup(app: FastAPI, deps: Dependencies) -> None:
+    async def setup(app: FastAPI, deps: Resources) -> None:
         app.state.redis = deps.redis(settings.redis_url)
         app.state.store = OnlineStore(app.state.redis, store=settings.store_config())
 

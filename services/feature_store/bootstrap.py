@@ -18,15 +18,20 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import redis
 
+from shared.datasets import MOVIELENS_EVENT_TYPE
 from shared.events import Event
-from shared.logging import configure_logging
 from shared.online_store.types import ItemRecord, UserProfile
 from shared.online_store.writer import StoreWriter
-from shared.redis_client import create_redis
-from shared.settings import check_redis_url
+from shared.platform.logging import configure_logging
+from shared.platform.redis_client import create_redis
+from shared.platform.settings import check_redis_url
+
+if TYPE_CHECKING:  # pandas-based: loaded only when the job runs (see bootstrap())
+    from shared.datasets.movielens import MovieLens
 
 log = logging.getLogger("feature_store.bootstrap")
 
@@ -52,9 +57,9 @@ def _opt(value: object) -> str | None:
     return text or None
 
 
-def catalog_records(data: object) -> list[ItemRecord]:
+def catalog_records(data: MovieLens) -> list[ItemRecord]:
     """Items with ``added_ts`` = their first rating (when they entered the catalog)."""
-    inter, items = data.interactions, data.items  # type: ignore[attr-defined]
+    inter, items = data.interactions, data.items
     first = inter.groupby("item_id")["timestamp"].min().to_dict()
     default = float(inter["timestamp"].min())
     return [
@@ -69,9 +74,9 @@ def catalog_records(data: object) -> list[ItemRecord]:
     ]
 
 
-def user_profiles(data: object) -> list[UserProfile]:
+def user_profiles(data: MovieLens) -> list[UserProfile]:
     """User profile records."""
-    users = data.users  # type: ignore[attr-defined]
+    users = data.users
     return [
         UserProfile(
             user_id=str(row.user_id),
@@ -84,9 +89,9 @@ def user_profiles(data: object) -> list[UserProfile]:
     ]
 
 
-def rating_events(data: object, until: float, batch: int) -> Iterator[list[Event]]:
-    """Ratings before ``until`` as ``rate`` events, oldest first, in batches."""
-    inter = data.interactions  # type: ignore[attr-defined]
+def rating_events(data: MovieLens, until: float, batch: int) -> Iterator[list[Event]]:
+    """Ratings before ``until`` as events (``rate``, the rating as value), oldest first, batched."""
+    inter = data.interactions
     inter = inter[inter["timestamp"] < until]
     out: list[Event] = []
     for u, i, r, ts in zip(
@@ -98,7 +103,7 @@ def rating_events(data: object, until: float, batch: int) -> Iterator[list[Event
                 event_id=f"ml:{u}:{i}:{ts}",
                 user_id=str(u),
                 item_id=str(i),
-                type="rate",
+                type=MOVIELENS_EVENT_TYPE,
                 value=float(r),
                 timestamp=float(ts),
                 request_id=None,
@@ -125,12 +130,15 @@ def reset_store(client: redis.Redis) -> int:
 
 def bootstrap(client: redis.Redis, data_dir: str, train_only: bool, batch: int) -> BootstrapReport:
     """Load the catalog and profiles, then replay the ratings; idempotent."""
-    from training.data import load_movielens  # pandas-based loader, no torch
-    from training.data.splits import temporal_split
+    # pandas-based (no torch), so imported here: the feature_store app never loads it.
+    from shared.datasets.movielens import load_movielens
+    from shared.datasets.time_split import temporal_cutoffs
 
     start = time.monotonic()
     data = load_movielens(data_dir)
-    until = temporal_split(data.interactions).val_time if train_only else math.inf
+    until = math.inf
+    if train_only:
+        until = temporal_cutoffs(data.interactions["timestamp"].to_numpy())[0]
     writer = StoreWriter(client)
     items, users = catalog_records(data), user_profiles(data)
     writer.put_items(items)

@@ -1,11 +1,13 @@
 """The filters of this service, declared as data, cheapest first.
 
-Adding a filter means one new class in ``filters/`` and one line here.
+Adding a filter means one new class in ``filters/`` (its name, the columns it needs, its
+knobs) and one line here; the gateway then hydrates and sends those columns by itself.
 """
 
 from __future__ import annotations
 
-from services.filtering.chain import FilterChain
+from typing import Any
+
 from services.filtering.filters import (
     AgeRestrictionFilter,
     BlockedFilter,
@@ -13,18 +15,19 @@ from services.filtering.filters import (
     RegionRestrictionFilter,
     SeenFilter,
 )
-from shared.pipeline.stages import CandidateFilter
+from services.filtering.stage import FilteringStage
+from shared.pipeline.components import load_plugins
 
-FILTERS: tuple[type[CandidateFilter], ...] = (
-    AgeRestrictionFilter,  # vectorised over two bool columns
-    BlockedFilter,  # usually an empty set: free
-    RegionRestrictionFilter,  # one pass, mostly empty region sets
-    SeenFilter,  # one set lookup per item, removes the most
-    DuplicateFilter,  # a sort; merging already de-duplicated
+FILTERS: tuple[type[Any], ...] = (
+    AgeRestrictionFilter,  # two bool columns
+    BlockedFilter,  # one bool column, usually all False
+    RegionRestrictionFilter,  # a string check only for restricted items
+    SeenFilter,  # one bool column, removes the most
+    DuplicateFilter,  # a hash per id; merging already de-duplicated
 )
 
 
-def build_filter_chain(disabled: frozenset[str] = frozenset()) -> FilterChain:
-    """The filtering stage as declared above (``disabled`` names are skipped: kill switch)."""
-    filters = [cls() for cls in FILTERS]
-    return FilterChain([f for f in filters if f.name not in disabled])
+def build_filtering(disabled: frozenset[str] = frozenset(), plugins: str = "") -> FilteringStage:
+    """The filtering stage as declared above, kill switches off, plugin filters last."""
+    filters = [cls() for cls in FILTERS] + load_plugins(plugins, "filter")
+    return FilteringStage([f for f in filters if f.name not in disabled])

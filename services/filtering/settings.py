@@ -5,14 +5,14 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings import ServiceSettings
+from shared.platform.settings import ServiceSettings, platform
 
 
 class Settings(ServiceSettings):
-    """Removes seen, restricted, blocked and duplicate candidates.
+    """Removes restricted, blocked, seen and duplicate candidates.
 
-    Pure compute: the gateway sends the user's seen/blocked sets and the items' restriction
-    columns it already read, so this service needs no Redis connection of its own.
+    Pure compute: the gateway sends the columns the filters need (restrictions, and the
+    user's seen and blocked marks per candidate), so this service holds no connection.
     """
 
     model_config = SettingsConfigDict(env_prefix="CASCADE_FILTERING_", populate_by_name=True)
@@ -20,6 +20,7 @@ class Settings(ServiceSettings):
     service_name: str = "filtering"
     port: int = Field(default=8004, ge=1, le=65535)
     disabled_filters: str = Field(default="", description="comma-separated kill switches")
+    plugins: str = platform("", description="extra components, module:Class,...")
 
     def disabled(self) -> frozenset[str]:
         """Names of switched-off filters."""

@@ -1,105 +1,120 @@
-"""Gateway: orchestrates the stages of a recommendation request."""
+"""Gateway: runs the declared request path (services/gateway/pipeline.py) under one variant."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from functools import partial
 
 from fastapi import FastAPI
 
-from services.filtering.pipeline import build_filter_chain
-from services.gateway.pipeline import ALL_MODEL_PARTS, build_in_process, warm_up_all
-from services.gateway.remote import RemoteStages
-from services.gateway.routes import recommendations
+from services.gateway.last_resort import last_resort
+from services.gateway.pipeline import GATEWAY_KNOBS, PIPELINE
+from services.gateway.routes.recommendations import GatewayCore, recommendations_route
+from services.gateway.runner import Runner
 from services.gateway.served_log import ServedLog
 from services.gateway.settings import Settings
-from shared.dependencies import Dependencies
-from shared.model_loading import ModelBundle, holder_for
+from services.gateway.stage_clients import LocalStage, RemoteStage, StageClient
+from services.gateway.stages import Stages, declared_stages, in_process_stages
+from services.gateway.steps.candidates import refresh_trending
+from services.gateway.steps.deps import StepDeps
+from services.gateway.variants import VariantRegistry
+from services.gateway.warmup import GatewayWarmUp
 from shared.online_store import OnlineStore
-from shared.pipeline.backend import StageBackend
 from shared.pipeline.budget import LatencyBudget, load_budget
-from shared.pipeline.item_indexer import DEFAULT_LOOKBACK_S, ItemIndexer, sync_forever
-from shared.pipeline.orchestrator import Orchestrator
-from shared.pipeline.warmup import GatewayWarmUp
-from shared.service import create_app
+from shared.pipeline.knobs import KnobTable
+from shared.platform.resources import Resources
+from shared.platform.service import Service, create_app
 
 log = logging.getLogger(__name__)
 
 
-async def _in_process(settings: Settings, deps: Dependencies, store: OnlineStore,
-                      budget: LatencyBudget) -> Orchestrator:  # fmt: skip
-    """Every stage inside the gateway (models load here; readiness waits for them)."""
-
-    def prepare(bundle: ModelBundle) -> None:
-        indexer.reapply(bundle)
-        warm_up_all(bundle)
-
-    holder = holder_for(settings, ALL_MODEL_PARTS, prepare=prepare)
-    indexer = ItemIndexer(store, holder.require, settings.service_name)
-    await deps.models(holder)
-    deps.background(sync_forever(indexer, settings.index_sync_s, DEFAULT_LOOKBACK_S))
-    return build_in_process(store, holder, budget, settings.service_name).orchestrator
-
-
-def _remote(settings: Settings, deps: Dependencies, store: OnlineStore,
-            budget: LatencyBudget) -> Orchestrator:  # fmt: skip
+def _remote_clients(settings: Settings, resources: Resources, stages: Stages,
+                    budget: LatencyBudget) -> dict[str, StageClient]:  # fmt: skip
     """Stage services over pooled HTTP; each is an optional readiness check (they fall back)."""
     total = budget.total_ms / 1000.0
-    stages = RemoteStages(
-        deps.service("candidate_generation", settings.candidate_generation_url, total),
-        deps.service("filtering", settings.filtering_url, total),
-        deps.service("ranking", settings.ranking_url, total),
-        deps.service("reranking", settings.reranking_url, total),
-    )
-    return Orchestrator(store, stages, build_filter_chain(), budget, settings.service_name)
+    urls = {
+        "candidates": ("candidate_generation", settings.candidate_generation_url),
+        "filtering": ("filtering", settings.filtering_url),
+        "ranking": ("ranking", settings.ranking_url),
+        "reranking": ("reranking", settings.reranking_url),
+    }
+    return {
+        name: RemoteStage(stage, resources.service(urls[name][0], urls[name][1], total))
+        for name, stage in stages.by_name().items()
+    }
 
 
-async def _refresh_trending(orch: Orchestrator, every_s: float) -> None:
+async def _refresh_forever(deps: StepDeps, every_s: float) -> None:
     """Keep the last-resort list fresh; a failure only means the old list stays."""
     while True:
         try:
-            await orch.refresh_trending()
+            await refresh_trending(deps, time.time())
         except Exception as exc:  # the store is down: the fallback list keeps its last value
             log.warning("trending refresh failed", extra={"error": f"{type(exc).__name__}"})
         await asyncio.sleep(every_s)
 
 
-def _warm_up(settings: Settings, deps: Dependencies, stages: StageBackend,
-             store: OnlineStore) -> None:  # fmt: skip
-    """Readiness waits until every stage (and Redis) answered, over warm pooled connections."""
-    warm = GatewayWarmUp(
-        stages, store, settings.warmup_connections, settings.warmup_timeout_s,
-        settings.warmup_give_up_s, before=store.preload_catalog,
-    )  # fmt: skip
-    deps.readiness.add("warm_up", warm.check)
-    deps.on_close(warm.stop)
-    warm.start()
+def _served_log(settings: Settings, resources: Resources) -> ServedLog | None:
+    """The served-list log (best effort: a broker outage must not stop recommendations)."""
+    if not settings.served_log:
+        return None
+    from shared.kafka import register_producer
+
+    producer = register_producer(
+        resources, settings.kafka_bootstrap, required=False, linger_ms=settings.served_linger_ms
+    )
+    served = ServedLog(producer, settings.served_topic, settings.served_queue)
+    served.start()
+    resources.on_close(served.stop)
+    return served
 
 
-def build_app(settings: Settings) -> FastAPI:
-    """The gateway app; connections (and models in in_process mode) open in the lifespan."""
+def build_app(settings: Settings) -> Service:
+    """The gateway; the wiring and the variants are checked here, before anything starts."""
     budget = load_budget(settings.latency_budget)
+    declared = declared_stages(budget, settings.plugins)
+    declared.check_wiring()
+    knobs = KnobTable([*declared.components(), *GATEWAY_KNOBS])
+    variants = VariantRegistry.from_file(settings.variants, knobs)
+    holder: dict[str, GatewayCore] = {}
 
-    async def setup(app: FastAPI, deps: Dependencies) -> None:
-        store = OnlineStore(deps.redis(settings.redis_url), cache_ttl_s=settings.read_cache_s)
+    async def setup(_app: FastAPI, resources: Resources) -> None:
+        store = OnlineStore(resources.redis(settings.redis_url), cache_ttl_s=settings.read_cache_s)
         if settings.mode == "in_process":
-            orchestrator = await _in_process(settings, deps, store, budget)
+            stages = in_process_stages(settings, store, budget, settings.service_name,
+                                       settings.plugins)  # fmt: skip
+            for models in stages.models:
+                await resources.models(models, f"models_{models.slot}")
+            clients: dict[str, StageClient] = {
+                n: LocalStage(s) for n, s in stages.by_name().items()
+            }
+            if stages.indexer is not None:
+                from shared.models.item_indexer import sync_forever
+
+                resources.background(
+                    sync_forever(
+                        stages.indexer, settings.index_sync_s, settings.index_sync_lookback_s
+                    )
+                )
         else:
-            orchestrator = _remote(settings, deps, store, budget)
-        app.state.orchestrator = orchestrator
-        app.state.served_log = None
-        if settings.served_log:
-            # Best effort: a broker outage must not stop recommendations (optional check).
-            producer = deps.kafka_producer(
-                settings.kafka_bootstrap, required=False, linger_ms=settings.served_linger_ms
-            )
-            served = ServedLog(producer, settings.served_topic, settings.served_queue)
-            served.start()
-            deps.on_close(served.stop)
-            app.state.served_log = served
-        deps.background(_refresh_trending(orchestrator, settings.trending_refresh_s))
-        _warm_up(settings, deps, orchestrator.stages, store)
+            stages = declared
+            clients = _remote_clients(settings, resources, stages, budget)
+        deps = StepDeps(store, clients, declared.filtering, stages.hydrated(),
+                        KnobTable(GATEWAY_KNOBS))  # fmt: skip
+        served = _served_log(settings, resources)
+        holder["core"] = GatewayCore(
+            Runner(PIPELINE, deps, budget, settings.service_name), variants, store.titles,
+            served.log if served is not None else None, partial(last_resort, deps),
+        )  # fmt: skip
+        resources.background(_refresh_forever(deps, settings.trending_refresh_s))
+        warm = GatewayWarmUp(deps, settings.warmup_connections, settings.warmup_timeout_s,
+                             settings.warmup_give_up_s, before=store.preload_catalog)  # fmt: skip
+        resources.readiness.add("warm_up", warm.check)
+        resources.on_close(warm.stop)
+        warm.start()
 
     app = create_app(settings, setup, description=__doc__ or "")
-    app.include_router(recommendations.router)
+    app.add_fast_route(recommendations_route(lambda: holder.get("core")))
     return app

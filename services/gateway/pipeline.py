@@ -1,59 +1,37 @@
-"""The recommendation pipeline, declared as data: read this file to know what a request does.
+"""What one GET /v1/recommendations does, in order. This tuple is what the runner executes.
 
-  1. user state (online store)         ∥  candidate generation (SOURCES, in this order)
-  2. item attributes and counters (online store)
-  3. filtering (FILTERS, cheapest first)
-  4. ranking (SCORER: multi-task ONNX, blended heads)
-  5. re-ranking (RERANKERS, in this order)
+Each step names what it calls (a stage service, or the online store), its entry in
+config/latency_budget.yaml and its fallback: when the call fails or runs past its deadline,
+the fallback serves instead and the answer is marked degraded with both reasons. A
+``Parallel`` group would run its steps at the same time; the user's state is read before
+candidate generation on purpose, because every stage then gets the same user without reading
+Redis again (measured: a second user read in candidate generation cost more CPU than the
+overlap saved latency; docs/serving.md). The same steps run in both modes: with
+``CASCADE_GATEWAY_MODE=in_process`` each stage call is a method call, otherwise an HTTP call
+to the stage's service (``stage_clients``).
 
-Deadlines: config/latency_budget.yaml. Fallbacks: shared/pipeline/orchestrator.py (documented
-per stage in docs/serving.md). The same lists build the stage services and the in-process
-pipeline, so both run identical stage code.
+Adding a stage is one ``Step`` here, its two functions in ``steps/``, and its service.
 """
 
 from __future__ import annotations
 
-from services.candidate_generation.pipeline import SOURCES, build_generator
-from services.candidate_generation.sources import SourceDeps
-from services.candidate_generation.warmup import warm_up_retrieval
-from services.filtering.pipeline import FILTERS, build_filter_chain
-from services.ranking.ranker import MultiTaskRanker, warm_up_ranker
-from services.reranking.chain import embedding_lookup, warm_up_rerank
-from services.reranking.pipeline import RERANKERS, build_rerank_chain
-from shared.model_loading import ModelBundle, ModelHolder
-from shared.pipeline.budget import LatencyBudget
-from shared.pipeline.inprocess import InProcessPipeline
-from shared.pipeline.store import FeatureReader
+from services.gateway.runner import Pipeline, Step
+from services.gateway.steps import candidates, filtering, item_features, ranking, reranking
+from services.gateway.steps import user_features as user
 
-SCORER = MultiTaskRanker
-STAGES = {
-    "candidates": SOURCES,
-    "filtering": FILTERS,
-    "ranking": (SCORER,),
-    "reranking": RERANKERS,
-}
-ALL_MODEL_PARTS = ("user_tower", "item_index", "ranker")
+PIPELINE: Pipeline = (
+    Step("user_features", user.read_user, fallback=user.unknown_user),
+    Step("candidates", candidates.generate, fallback=candidates.trending_list,
+         stage="candidates"),
+    Step("item_features", item_features.read_items, fallback=item_features.cached_attributes,
+         skip_empty=True),
+    Step("filtering", filtering.filter_candidates, fallback=filtering.filter_here,
+         stage="filtering", skip_empty=True),
+    Step("ranking", ranking.rank, fallback=ranking.retrieval_order, stage="ranking",
+         skip_empty=True),
+    Step("reranking", reranking.rerank, fallback=reranking.top_k, stage="reranking",
+         skip_empty=True),
+)  # fmt: skip
 
-
-def build_in_process(
-    store: FeatureReader, holder: ModelHolder, budget: LatencyBudget, service: str = "inprocess"
-) -> InProcessPipeline:
-    """Every stage in this process, over one model holder with all model parts."""
-    deps = SourceDeps(store, holder.require)
-    return InProcessPipeline(
-        store=store,
-        generator=build_generator(deps, budget, service=service),
-        filters=build_filter_chain(),
-        scorer=SCORER(holder.require),
-        reranker=build_rerank_chain(embedding_lookup(holder.require)),
-        budget=budget,
-        versions=lambda: holder.require().versions(),
-        service=service,
-    )
-
-
-def warm_up_all(bundle: ModelBundle) -> None:
-    """Every model-backed stage on production-size input, before ``bundle`` goes live."""
-    warm_up_retrieval(bundle)
-    warm_up_ranker(bundle)
-    warm_up_rerank(bundle)
+# The gateway's own knobs (variants turn them like any component's).
+GATEWAY_KNOBS = (reranking.RerankDepth(),)

@@ -8,14 +8,14 @@ from fastapi import FastAPI
 
 from services.ingest.settings import Settings
 from services.ingest.worker import IngestWorker
-from shared.dependencies import Dependencies
-from shared.service import create_app
+from shared.platform.resources import Resources
+from shared.platform.service import Service, create_app
 
 
-def build_app(settings: Settings) -> FastAPI:
+def build_app(settings: Settings) -> Service:
     """The ingest app: the consumer runs on a background thread started in the lifespan."""
 
-    async def setup(app: FastAPI, deps: Dependencies) -> None:
+    async def setup(app: FastAPI, deps: Resources) -> None:
         deps.redis(settings.redis_url)  # its PING is the Redis readiness check
         worker = IngestWorker(settings)
 

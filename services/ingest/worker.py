@@ -11,7 +11,7 @@ from shared.consumer_worker import ConsumerWorker
 from shared.dead_letters import DeadLetterWriter
 from shared.kafka import ConsumerLoop, lag_value
 from shared.online_store.writer import StoreWriter
-from shared.redis_client import create_redis
+from shared.platform.redis_client import create_redis
 
 
 class IngestWorker:

@@ -2,7 +2,7 @@
 
 from services.offline_sink.app import build_app
 from services.offline_sink.settings import Settings
-from shared.service import run_service
+from shared.platform.service import run_service
 
 if __name__ == "__main__":
     run_service(Settings, build_app)

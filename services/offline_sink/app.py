@@ -16,10 +16,10 @@ from services.offline_sink.settings import Settings
 from services.offline_sink.sink import OfflineSink
 from shared.consumer_worker import ConsumerWorker
 from shared.dead_letters import DeadLetterWriter
-from shared.dependencies import Dependencies
 from shared.kafka import ConsumerLoop, lag_value
 from shared.offline_store.writer import ParquetEventWriter
-from shared.service import create_app
+from shared.platform.resources import Resources
+from shared.platform.service import Service, create_app
 
 
 def build_worker(settings: Settings) -> tuple[ConsumerWorker, DeadLetterWriter]:
@@ -44,10 +44,10 @@ def build_worker(settings: Settings) -> tuple[ConsumerWorker, DeadLetterWriter]:
     return ConsumerWorker(loop, topics, name="offline-sink"), dead_letters
 
 
-def build_app(settings: Settings) -> FastAPI:
+def build_app(settings: Settings) -> Service:
     """The sink's HTTP shell (/healthz, /readyz, /metrics) around the background worker."""
 
-    async def setup(app: FastAPI, deps: Dependencies) -> None:
+    async def setup(app: FastAPI, deps: Resources) -> None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         worker, dead_letters = build_worker(settings)
 

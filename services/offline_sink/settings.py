@@ -3,43 +3,32 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shared import topics
 from shared.events import DEFAULT_MAX_FUTURE_S
-from shared.kafka import group_timing_field
-from shared.settings import KafkaBootstrap, ServiceSettings, kafka_field, platform_field
+from shared.kafka import ConsumerGroupSettings
+from shared.platform.settings import KafkaSettings, ServiceSettings
 
 
-class Settings(ServiceSettings):
+class Settings(ServiceSettings, KafkaSettings, ConsumerGroupSettings):
     """Consumes ``events`` in its own group and appends them to Parquet by date."""
 
     model_config = SettingsConfigDict(env_prefix="CASCADE_OFFLINE_SINK_", populate_by_name=True)
 
     service_name: str = "offline_sink"
     port: int = Field(default=8008, ge=1, le=65535)
-    kafka_bootstrap: KafkaBootstrap = kafka_field("offline_sink")
     topic: str = Field(default=topics.EVENTS, min_length=1)
     dlq_topic: str = Field(default=topics.EVENTS_DLQ, min_length=1)
     group_id: str = Field(default="offline-sink", min_length=1)
-    event_partitions: Annotated[int, Field(ge=1, le=1024)] = platform_field(
-        "event_partitions", 6, "offline_sink", "partitions of the events topic when it is created"
-    )
     data_dir: Path = Field(default=Path("data/events"), description="root of the Parquet log")
     flush_events: int = Field(default=10_000, ge=1, description="write a file after this many")
     flush_interval_s: float = Field(
         default=5.0, gt=0, le=3600, description="...or once the oldest buffered event waited this"
     )
     max_poll_records: int = Field(default=2000, ge=1)
-    session_timeout_ms: int = group_timing_field(
-        "offline_sink", "session_timeout_ms", 10_000, 1000, 300_000
-    )
-    heartbeat_interval_ms: int = group_timing_field(
-        "offline_sink", "heartbeat_interval_ms", 3000, 100, 100_000
-    )
     dlq_timeout_s: float = Field(default=5.0, gt=0, description="wait for the DLQ's acks")
     max_future_s: float = Field(
         default=DEFAULT_MAX_FUTURE_S,

@@ -7,7 +7,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from services.ranking.app import build_app  # noqa: E402
 from services.ranking.settings import Settings  # noqa: E402
-from shared.service import run_service  # noqa: E402
+from shared.platform.service import run_service  # noqa: E402
 
 if __name__ == "__main__":
     run_service(Settings, build_app)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from services.reranking.chain import EmbeddingLookup, RerankChain
+from typing import Any
+
 from services.reranking.rerankers import (
     ExplorationReranker,
     FatigueReranker,
     FreshnessReranker,
     MMRReranker,
 )
-from shared.pipeline.stages import Reranker
+from services.reranking.stage import RerankingStage
+from shared.models.model_set import ModelSet
+from shared.pipeline.components import load_plugins
 
-RERANKERS: tuple[type[Reranker], ...] = (
+RERANKERS: tuple[type[Any], ...] = (
     FatigueReranker,  # drop over-shown items, penalise the rest per impression
     FreshnessReranker,  # boost new items
     MMRReranker,  # select k: relevance vs. redundancy, with a cap per genre
@@ -19,9 +22,9 @@ RERANKERS: tuple[type[Reranker], ...] = (
 )
 
 
-def build_rerank_chain(
-    embeddings: EmbeddingLookup | None, disabled: frozenset[str] = frozenset()
-) -> RerankChain:
+def build_reranking(
+    models: ModelSet | None, disabled: frozenset[str] = frozenset(), plugins: str = ""
+) -> RerankingStage:
     """The re-ranking stage as declared above (``disabled`` names are skipped)."""
-    rerankers = [cls() for cls in RERANKERS]
-    return RerankChain([r for r in rerankers if r.name not in disabled], embeddings)
+    rerankers = [cls() for cls in RERANKERS] + load_plugins(plugins, "reranker")
+    return RerankingStage([r for r in rerankers if r.name not in disabled], models)

@@ -5,7 +5,6 @@ training pipeline, the stream ingest worker and the serving stages compute ident
 """
 
 from shared.features.affinity import (
-    EVENT_WEIGHTS,
     decay_affinity,
     decay_factor,
     normalise_affinity,
@@ -35,7 +34,6 @@ from shared.features.timefeat import cyclic_time
 
 __all__ = [
     "DEFAULT_CONFIG",
-    "EVENT_WEIGHTS",
     "GENRES",
     "N_GENRES",
     "WINDOWS",

@@ -1,19 +1,11 @@
-"""Time-decayed user×genre affinity, updated per event online and replayed offline."""
+"""Time-decayed user×genre affinity, updated per event online and replayed offline.
+
+What one event adds (its type's ``affinity_weight``) is declared in ``shared.event_semantics``.
+"""
 
 from __future__ import annotations
 
 import numpy as np
-
-# Contribution of one event to the user's genre affinity (negative feedback only stops growth).
-EVENT_WEIGHTS: dict[str, float] = {
-    "impression": 0.0,
-    "click": 1.0,
-    "watch": 1.0,
-    "rate": 1.0,
-    "like": 2.0,
-    "hide": 0.0,
-    "report": 0.0,
-}
 
 
 def decay_factor(delta_t: float | np.ndarray, half_life: float) -> float | np.ndarray:

@@ -3,8 +3,9 @@
 An as-of join of labels with the event log: a label at time ``t`` sees only events with
 ``timestamp < t`` (strictly; the label's own event and anything at the same second are left
 out), so a later event can never change an earlier row. The values are computed with the shared
-definitions (``shared.features``: ``count_in_window``, ``decay_factor``, ``EVENT_WEIGHTS``) and
-the event semantics of :mod:`shared.offline_store.effects`, the same ones the online store uses.
+definitions (``shared.features``: ``count_in_window``, ``decay_factor``) and the declared event
+semantics (``shared.event_semantics``, resolved by :mod:`shared.offline_store.effects`), the
+same ones the online store uses.
 
 Usage (the training pipeline)::
 
@@ -21,12 +22,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from shared.event_semantics import EVENT_SEMANTICS, EventSemantics
 from shared.features.affinity import decay_factor
 from shared.features.config import DEFAULT_CONFIG, FeatureConfig
 from shared.features.counters import count_in_window
 from shared.features.item import N_GENRES, genre_multi_hot
 from shared.features.records import ItemFeatures, UserFeatures
-from shared.offline_store.effects import EventEffects, event_effects
+from shared.offline_store.effects import EventEffects, log_effects
 from shared.offline_store.sources import EventSource, load
 
 _AFFINITY_CHUNK = 512  # labels per decay matrix, bounding memory for very active users
@@ -52,6 +54,7 @@ def build_training_set(
     end: float | None = None,
     item_genres: Mapping[str, Sequence[str]] | None = None,
     config: FeatureConfig = DEFAULT_CONFIG,
+    semantics: EventSemantics = EVENT_SEMANTICS,
 ) -> pa.Table:
     """Labels joined with their point-in-time user and item features.
 
@@ -60,12 +63,13 @@ def build_training_set(
     ``timestamp`` (other columns pass through); by default the log's own events of
     ``label_types`` (all types if None) with ``start <= timestamp < end``. ``item_genres`` (item
     id -> genre names) enables ``user_genre_affinity`` (raw, decayed to the label time); without
-    it that column is null. Returns the label columns plus :data:`FEATURE_COLUMNS`.
+    it that column is null. ``semantics`` says what each event type feeds (the platform's
+    declaration by default). Returns the label columns plus :data:`FEATURE_COLUMNS`.
     """
     events = load(source, end)
     if labels is None:
         labels = _default_labels(events, label_types, start, end)
-    return _Builder(events, item_genres, config).join(labels)
+    return _Builder(events, item_genres, config, semantics).join(labels)
 
 
 def _default_labels(
@@ -82,9 +86,14 @@ def _default_labels(
     return events.filter(mask).select(keep)
 
 
-def _groups(codes: np.ndarray, ts: np.ndarray | None = None) -> Iterator[tuple[int, np.ndarray]]:
-    """(code, row indices) per distinct code; rows sorted by ``ts`` when given."""
-    order = np.lexsort((ts, codes)) if ts is not None else np.argsort(codes, kind="stable")
+def _groups(
+    codes: np.ndarray, ts: np.ndarray | None = None, tie: np.ndarray | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(code, row indices) per distinct code; rows sorted by ``ts`` (then ``tie``) when given."""
+    if ts is None:
+        order = np.argsort(codes, kind="stable")
+    else:
+        order = np.lexsort((ts, codes) if tie is None else (tie, ts, codes))
     sorted_codes = codes[order]
     cuts = np.flatnonzero(np.diff(sorted_codes)) + 1
     for rows in np.split(order, cuts):
@@ -105,14 +114,13 @@ class _Builder:
         events: pa.Table,
         item_genres: Mapping[str, Sequence[str]] | None,
         cfg: FeatureConfig,
+        semantics: EventSemantics,
     ) -> None:
         self.cfg = cfg
         self.users = np.asarray(events["user_id"].to_pylist(), dtype=object)
         self.items = np.asarray(events["item_id"].to_pylist(), dtype=object)
         self.ts = events["timestamp"].to_numpy(zero_copy_only=False).astype(np.float64)
-        values = pc.fill_null(events["value"].cast(pa.float64()), float("nan"))
-        types = np.asarray(events["type"].to_pylist(), dtype=object)
-        self.fx: EventEffects = event_effects(types, values.to_numpy(zero_copy_only=False), cfg)
+        self.fx: EventEffects = log_effects(events, cfg, semantics)
         self.item_genres = item_genres
 
     def join(self, labels: pa.Table) -> pa.Table:
@@ -134,7 +142,10 @@ class _Builder:
         affinity = np.zeros((n, N_GENRES)) if self.item_genres is not None else None
         inter = np.flatnonzero(self.fx.interaction)
         codes, l_codes = _codes(self.users[inter], l_users)
-        ev_rows = dict(_groups(codes, self.ts[inter]))
+        # Interactions in the same second are ordered by item id, as in the online history (a
+        # sorted set by first-interaction time), so both histories list ties alike.
+        by_item = np.unique(self.items[inter].astype(str), return_inverse=True)[1]
+        ev_rows = dict(_groups(codes, self.ts[inter], by_item))
         for code, lab in _groups(l_codes):
             rows = inter[ev_rows[code]] if code in ev_rows else inter[:0]
             ts = self.ts[rows]

@@ -61,6 +61,7 @@ class StaticItem:
     record: ItemRecord
     genre_cols: tuple[int, ...]
     genre_vec: np.ndarray  # [N_GENRES] float32 multi-hot
+    genre_mask: int  # the same genres as bits (bit i = shared.features.GENRES[i])
     year: float  # NaN when unknown
 
 
@@ -68,7 +69,13 @@ def static_item(record: ItemRecord) -> StaticItem:
     """Cacheable read-side form of a record."""
     cols = tuple(sorted({i for g in record.genres if (i := genre_index(g)) is not None}))
     year = float(record.release_year) if record.release_year else math.nan
-    return StaticItem(record, cols, genre_multi_hot(record.genres), year)
+    mask = sum(1 << c for c in cols)
+    return StaticItem(record, cols, genre_multi_hot(record.genres), mask, year)
+
+
+def region_text(regions: frozenset[str]) -> str:
+    """Regions as the frame carries them: sorted, "|"-joined ("" = available everywhere)."""
+    return "|".join(sorted(regions))
 
 
 def stage_items(pipe: Any, items: Sequence[ItemRecord]) -> None:
@@ -137,10 +144,13 @@ class CatalogColumns:
         self._row: dict[str, int] = {}
         self.records: list[ItemRecord] = [ItemRecord(item_id="")]
         self.genres = np.zeros((1, N_GENRES), dtype=np.float32)
+        self.genre_mask = np.zeros(1, dtype=np.int64)
         self.year = np.full(1, np.nan)
         self.added_ts = np.zeros(1)
         self.restricted = np.zeros(1, dtype=bool)
         self.regions: list[frozenset[str]] = [frozenset()]
+        self.region_text: list[str] = [""]  # "|"-joined, sorted: the frame's regions column
+        self.titles: list[str] = [""]
 
     def __len__(self) -> int:
         return len(self._row)
@@ -164,8 +174,11 @@ class CatalogColumns:
         start = len(self.records)
         self.records.extend(fresh)
         self.regions.extend(r.regions for r in fresh)
+        self.region_text.extend(region_text(r.regions) for r in fresh)
+        self.titles.extend(r.title for r in fresh)
         statics = [static_item(r) for r in fresh]
         self.genres = np.concatenate([self.genres, np.stack([s.genre_vec for s in statics])])
+        self.genre_mask = np.concatenate([self.genre_mask, [s.genre_mask for s in statics]])
         self.year = np.concatenate([self.year, [s.year for s in statics]])
         self.added_ts = np.concatenate([self.added_ts, [r.added_ts for r in fresh]])
         self.restricted = np.concatenate([self.restricted, [r.age_restricted for r in fresh]])
@@ -174,7 +187,9 @@ class CatalogColumns:
     def _set(self, row: int, r: ItemRecord) -> None:
         s = static_item(r)
         self.records[row], self.regions[row] = r, r.regions
+        self.region_text[row], self.titles[row] = region_text(r.regions), r.title
         self.genres[row], self.year[row] = s.genre_vec, s.year
+        self.genre_mask[row] = s.genre_mask
         self.added_ts[row], self.restricted[row] = r.added_ts, r.age_restricted
 
     def rows(self, item_ids: Sequence[str]) -> np.ndarray:

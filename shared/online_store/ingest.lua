@@ -3,12 +3,14 @@
 -- Redis runs a script to completion before anything else, so the dedupe mark of an event and
 -- its effects are written together: a worker that dies at any point either applied the whole
 -- batch or nothing of it, and a redelivered event finds its mark and is skipped.
--- Feature semantics (flags, weights, affinity increments) are computed in Python
--- (shared/online_store/effects.py); this script only applies them, aggregated per key.
+-- Feature semantics (flags, weights, affinity increments) are computed in Python from the one
+-- declaration in shared/event_semantics.py (shared/online_store/effects.py); this script names
+-- no event type and only applies them, aggregated per key. The flag bits below are the ones
+-- effects.py sets (a unit test compares the two).
 --
 -- ARGV: dedupe_ttl, hist_cap, trend_half_life, imp_ttl, n_rings, then per ring
 --       (granularity, slots, head_word, offset), then one JSON array of events, each
---       [event_id, user_id, item_id, ts, flags, weight, value, affinity_increment, genre_cols]
+--       [event_id, user_id, item_id, ts, flags, weight, rating, affinity_increment, genre_cols]
 local ttl, hist_cap = tonumber(ARGV[1]), tonumber(ARGV[2])
 local trend_h, imp_ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
 local rings, p = {}, 6
@@ -74,7 +76,7 @@ end
 
 local function apply(e)
   local uid, iid, ts, flags, w = e[2], e[3], e[4], e[5], e[6]
-  local value, aff, genres = e[7], e[8], e[9]
+  local rating, aff, genres = e[7], e[8], e[9]
   local u, it = user_state(uid), item_state(iid)
   if has(flags, INTERACTION) then
     it.tot[1] = it.tot[1] + 1
@@ -84,10 +86,15 @@ local function apply(e)
     end
     u.n = u.n + 1
     if ts > u.last then u.last = ts end
-    -- History keeps the order of first interactions (as the offline log of ratings does).
+    -- History: a sorted set of items by the time of their first interaction, so a late event
+    -- lands where it happened (the offline log's order), not where it arrived. An item seen
+    -- before only moves back to an earlier time (XX LT); one trimmed off stays off.
+    local score = string.format('%.17g', ts)
     if redis.call('SADD', u.key .. 'seen', iid) == 1 then
-      redis.call('LPUSH', u.key .. 'hist', iid)
+      redis.call('ZADD', u.key .. 'histz', score, iid)
       u.hist = true
+    else
+      redis.call('ZADD', u.key .. 'histz', 'XX', 'LT', score, iid)
     end
   end
   if has(flags, LIKE) then it.tot[2] = it.tot[2] + 1 end
@@ -100,7 +107,7 @@ local function apply(e)
   if has(flags, BLOCK) then redis.call('SADD', u.key .. 'blk', iid) end
   if has(flags, RATING) then
     u.nr = u.nr + 1
-    u.rs = u.rs + value
+    u.rs = u.rs + rating
   end
   if w > 0 then
     it.trend = it.trend + w * math.pow(2, (ts - ref) / trend_h)
@@ -173,7 +180,7 @@ local function flush_user(u)
   for g, v in pairs(u.aff) do
     redis.call('HINCRBYFLOAT', h, 'a' .. g, string.format('%.17g', v))
   end
-  if u.hist then redis.call('LTRIM', u.key .. 'hist', 0, hist_cap - 1) end
+  if u.hist then redis.call('ZREMRANGEBYRANK', u.key .. 'histz', 0, -hist_cap - 1) end
   if u.imp then redis.call('EXPIRE', u.key .. 'imp', imp_ttl) end
 end
 

@@ -44,8 +44,11 @@ def user_hash(user_id: str) -> bytes:
 
 
 def user_history(user_id: str) -> bytes:
-    """List of item ids, newest first, capped at StoreConfig.history_cap."""
-    return _user(user_id, b"hist")
+    """Sorted set item_id -> time of the first interaction, the latest StoreConfig.history_cap.
+
+    (Named ``histz``: it replaced a list called ``hist``, which a store written before keeps.)
+    """
+    return _user(user_id, b"histz")
 
 
 def user_seen(user_id: str) -> bytes:

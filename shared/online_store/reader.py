@@ -68,7 +68,7 @@ class OnlineStore:
         """Profile, history, seen/blocked sets, fatigue counts and features of one user."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(keys.user_hash(user_id))
-        pipe.lrange(keys.user_history(user_id), 0, self.store.history_cap - 1)
+        pipe.zrange(keys.user_history(user_id), -self.store.history_cap, -1)  # oldest first
         pipe.smembers(keys.user_seen(user_id))
         pipe.smembers(keys.user_blocked(user_id))
         pipe.hgetall(keys.user_impressions(user_id))
@@ -94,7 +94,7 @@ class OnlineStore:
             gender=profile.gender,
             occupation=profile.occupation,
             zip_code=profile.zip_code,
-            history=tuple(i.decode() for i in reversed(hist)),
+            history=tuple(i.decode() for i in hist),
             genre_affinity=affinity_at(stored, now, self.config.affinity_half_life_s).tolist()
             if stored.any()
             else None,
@@ -199,6 +199,11 @@ class OnlineStore:
             return ItemBatch.empty()
         return self._item_batch(ids, np.zeros((len(ids), len(COUNTER_FEATURES))), None)
 
+    def titles(self, item_ids: Sequence[str]) -> list[str]:
+        """Catalog titles from this process's cache ("" for items it does not hold)."""
+        cat = self._catalog
+        return [cat.titles[r] for r in cat.rows(item_ids).tolist()]
+
     def counter_features(self, words: np.ndarray, now: float) -> np.ndarray:
         """[n, len(COUNTER_FEATURES)] counts at ``now`` from decoded counter words."""
         windowed = self.layout.windowed(words, now)
@@ -211,7 +216,8 @@ class OnlineStore:
         """The batch from counter feature rows; ``rows`` are the catalog rows when known."""
         cat = self._catalog
         rows = cat.rows(ids) if rows is None else rows
-        records = [cat.records[r] for r in rows.tolist()]
+        row_list = rows.tolist()
+        records = [cat.records[r] for r in row_list]
         counts = np.ascontiguousarray(values[:, :4])
         likes = values[:, 4].copy()
         ctr = smoothed_rate(
@@ -223,12 +229,15 @@ class OnlineStore:
             features=LazyItemFeatures(len(ids), lambda: _features(ids, records, counts, likes)),
             added_ts=cat.added_ts[rows],
             age_restricted=cat.restricted[rows],
-            regions=[cat.regions[r] for r in rows.tolist()],
+            regions=[cat.regions[r] for r in row_list],
             ctr=np.asarray(ctr, dtype=np.float32),
             counts=counts,
             like_count=likes,
             release_year=cat.year[rows],
             genres=cat.genres[rows],
+            genre_mask=cat.genre_mask[rows],
+            catalog_rows=rows,
+            catalog=cat,
         )
 
     async def put_items(self, items: Sequence[ItemRecord]) -> None:

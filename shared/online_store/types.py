@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import overload
+from typing import Any, overload
 
 import numpy as np
 
@@ -117,6 +117,9 @@ class ItemBatch:
     like_count: np.ndarray | None = None  # [n] float64
     release_year: np.ndarray | None = None  # [n] float64, NaN unknown
     genres: np.ndarray | None = None  # [n, N_GENRES] float32 multi-hot
+    genre_mask: np.ndarray | None = None  # [n] int64: the genres as bits
+    catalog_rows: np.ndarray | None = None  # rows of ``catalog`` (0: not in the catalog)
+    catalog: Any = None  # the reader's CatalogColumns: text columns are taken from it on demand
 
     def __len__(self) -> int:
         return len(self.item_ids)

@@ -10,6 +10,7 @@ from importlib import resources
 import orjson
 import redis
 
+from shared.event_semantics import EVENT_SEMANTICS, EventSemantics
 from shared.events import Event
 from shared.features.config import DEFAULT_CONFIG, FeatureConfig
 from shared.online_store import keys
@@ -73,10 +74,12 @@ class StoreWriter:
         client: redis.Redis,
         config: FeatureConfig = DEFAULT_CONFIG,
         store: StoreConfig = DEFAULT_STORE_CONFIG,
+        semantics: EventSemantics = EVENT_SEMANTICS,
     ) -> None:
         self.client = client
         self.config = config
         self.store = store
+        self.semantics = semantics
         self.layout = CounterLayout(config)
         self.genres = GenreLookup(client, store.catalog_cache_size)
         source = resources.files("shared.online_store").joinpath("ingest.lua").read_text()
@@ -100,7 +103,7 @@ class StoreWriter:
         trip). Split from the write so a worker can prepare one batch while the last is written.
         """
         genres = self.genres.get({e.item_id for e in events})
-        return [*self._header, script_events(events, genres, self.config)]
+        return [*self._header, script_events(events, genres, self.config, self.semantics)]
 
     def apply_prepared(self, args: list[str | bytes]) -> ApplyResult:
         """Run the ingest script on prepared arguments: one atomic call."""

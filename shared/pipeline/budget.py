@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -41,15 +40,6 @@ class LatencyBudget(BaseModel):
     def source_s(self, source: str, default_ms: float = 10.0) -> float:
         """A candidate source's deadline in seconds."""
         return self.sources.get(source, default_ms) / 1000.0
-
-
-def latency_budget_field(service: str) -> Any:
-    """Setting: the budget file, per service or platform-wide (CASCADE_LATENCY_BUDGET)."""
-    from shared.settings import platform_field
-
-    return platform_field(
-        "latency_budget", None, service, "latency budget YAML (default config/latency_budget.yaml)"
-    )
 
 
 class BudgetError(ValueError):

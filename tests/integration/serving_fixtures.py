@@ -357,7 +357,7 @@ def write_budget(path: Path, stage_ms: float = 1500.0) -> Path:
     budget = {
         "total_ms": stage_ms * 4,
         "stages": dict.fromkeys(StageBudgets.model_fields, stage_ms),
-        "sources": {spec.cls.name: stage_ms * 0.6 for spec in SOURCES},
+        "sources": {cls.name: stage_ms * 0.6 for cls in SOURCES},
     }
     path.write_text(json.dumps(budget))  # JSON is YAML
     return path
@@ -428,7 +428,6 @@ def live_stack(
             "CASCADE_KAFKA_BOOTSTRAP": kafka_bootstrap,
             "CASCADE_MLFLOW_URI": mlflow_tracking_uri,
             "MLFLOW_TRACKING_URI": mlflow_tracking_uri,
-            "CASCADE_MODEL_ALIAS": "production",
             "CASCADE_MODEL_CACHE_DIR": str(root / "model_cache"),
             "CASCADE_MODEL_POLL_S": "300",
             "CASCADE_LATENCY_BUDGET": str(write_budget(root / "budget.yaml")),
@@ -442,10 +441,35 @@ def live_stack(
                 stop(stack.redis)
 
 
-def load_models(bundle: Path, parts: Sequence[str] = ("user_tower", "item_index", "ranker")) -> Any:
-    """A ModelHolder with ``bundle`` loaded (schema-checked and warmed up), no polling."""
-    from shared.model_loading import LocalModels, ModelHolder
+def load_models(
+    bundle: Path, parts: Sequence[str] = ("user_tower", "item_index", "ranker"),
+    slot: str = "models", alias_dirs: dict[str, str] | None = None,
+) -> Any:  # fmt: skip
+    """A ModelSet with ``bundle`` loaded as production (schema-checked, warm), no polling."""
+    from shared.models.locators import locate_models
+    from shared.models.model_set import ModelSet
 
-    holder = ModelHolder(LocalModels(bundle, parts), parts, poll_s=0)
-    assert holder.load_now(), holder.error
-    return holder
+    locate = locate_models(str(bundle), alias_dirs or {}, "", "", parts)
+    models = ModelSet(slot, locate, parts, poll_s=0)
+    assert models.load_now(), models.error
+    return models
+
+
+def context(
+    state: UserState, now: float = 1_700_000_000.0, k: int = 10, seed: int = 7,
+    variant: Any = None, request_id: str = "test",
+) -> Any:  # fmt: skip
+    """The RequestContext the gateway would send for ``state``."""
+    from services.gateway.request_state import request_context
+
+    return request_context(state, now, k, seed, variant, request_id)
+
+
+def hydrated_frame(store: MemoryStore, item_ids: Sequence[str], state: UserState,
+                   now: float = 1_700_000_000.0) -> Any:  # fmt: skip
+    """The frame the gateway's item step builds: every store column of ``item_ids``."""
+    from shared.frame import Frame
+    from shared.online_store.columns import STORE_COLUMN_NAMES, hydrate
+
+    batch = store._batch(list(item_ids), with_counts=True)
+    return Frame(list(item_ids), hydrate(batch, state, STORE_COLUMN_NAMES))

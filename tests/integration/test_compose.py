@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from deploy.local.stack import SERVICES
-from shared.settings import ServiceSettings
+from shared.platform.settings import ServiceSettings, env_names
 from tests.utils.servers import REPO_ROOT
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
@@ -49,16 +49,7 @@ def _cascade_services(compose: dict[str, Any]) -> dict[str, tuple[str, dict[str,
 
 
 def _accepted_env_names(settings_cls: type[ServiceSettings]) -> set[str]:
-    prefix = str(settings_cls.model_config.get("env_prefix", "")).upper()
-    names = set()
-    for field, info in settings_cls.model_fields.items():
-        alias = info.validation_alias
-        choices = getattr(alias, "choices", None)
-        if choices:
-            names |= {str(c).upper() for c in choices}
-        else:
-            names.add(f"{prefix}{field}".upper())
-    return names
+    return {n for field in settings_cls.model_fields for n in env_names(settings_cls, field)}
 
 
 def test_schema_valid(compose: dict[str, Any]) -> None:
@@ -117,8 +108,7 @@ def test_every_connection_setting_points_at_a_compose_service(compose: dict[str,
         env = {k: str(v) for k, v in (svc.get("environment") or {}).items()}
         for field in _connection_fields(settings_cls):
             info = settings_cls.model_fields[field]
-            names = [str(c) for c in getattr(info.validation_alias, "choices", [])]
-            given = [env[n] for n in names if n in env]
+            given = [env[n] for n in env_names(settings_cls, field) if n in env]
             assert given, f"{name}: {field} not set (would default to {info.default})"
             host = re.split(r"[:/]", given[0].split("://", 1)[-1])[0]
             assert host in hosts, f"{name}: {field}={given[0]} names no compose service"

@@ -23,7 +23,7 @@ import redis
 from deploy.local.processes import start, stop, wait_ready
 from shared.online_store import DEFAULT_STORE_CONFIG, ItemRecord, OnlineStore, UserProfile
 from shared.online_store.writer import StoreWriter
-from shared.redis_client import create_async_redis
+from shared.platform.redis_client import create_async_redis
 from tests.integration.serving_fixtures import catalog, write_budget, write_synthetic_bundle
 from tests.utils.metrics import scrape
 from tests.utils.servers import service_spec
@@ -188,7 +188,7 @@ def test_hidden_and_clicked_items_leave_the_next_list(
     assert clicked in after_click["explain"]["removed"]["seen"]
     assert hidden in after_click["explain"]["removed"]["blocked"]
     # The features moved too: history, seen set, event count (the hide is not an interaction).
-    assert p.client.lrange(b"{u:alice}:hist", 0, -1) == [clicked.encode()]
+    assert p.client.zrange(b"{u:alice}:histz", 0, -1) == [clicked.encode()]
     assert p.client.smembers(b"{u:alice}:seen") == {clicked.encode()}
     assert p.client.hget(b"{u:alice}:h", b"n") == b"1"
 

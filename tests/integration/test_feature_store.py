@@ -147,7 +147,7 @@ def test_bootstrap_job_loads_catalog_profiles_and_history(redis_url: str, tmp_pa
     assert "3 items, 2 users, 4 rating events (0 newly applied)" in out.stdout
     assert client.scard(b"catalog:ids") == 3
     assert client.hget(b"{u:1}:h", b"seg") == b"18-24|m"
-    assert client.lrange(b"{u:1}:hist", 0, -1) == [b"2", b"1"]
+    assert client.zrange(b"{u:1}:histz", 0, -1) == [b"1", b"2"]  # by first interaction
     assert client.zscore(b"segpop:all", b"1") == 2.0
     bad = subprocess.run(
         [*cmd[:4], str(tmp_path / "missing"), *cmd[5:]],

@@ -14,7 +14,7 @@ from shared.events import Event
 from shared.features.counters import count_in_window
 from shared.online_store import ItemRecord, OnlineStore, UserProfile
 from shared.online_store.writer import StoreWriter
-from shared.redis_client import create_async_redis
+from shared.platform.redis_client import create_async_redis
 
 pytestmark = pytest.mark.integration
 DB = 6  # a database of its own: other suites flush db 0
@@ -119,6 +119,23 @@ async def test_user_state_from_events(writer: StoreWriter, store: OnlineStore) -
     assert aff.argmax() == 1 and aff[8] > 0  # Action (click + watch) > Drama (rate)
     unknown = await store.get_user("nobody", now)
     assert not unknown.known and unknown.features.history == () and unknown.segment == "unknown"
+
+
+async def test_history_follows_event_time_not_arrival(
+    writer: StoreWriter, store: OnlineStore
+) -> None:
+    """Late events land where they happened (as in the offline log); a repeat never moves an
+    item forward, and one trimmed off the capped history does not come back on a repeat."""
+    now = time.time()
+    writer.apply_events([ev("u", "b", "click", now - 10), ev("u", "c", "click", now - 5)])
+    writer.apply_events([ev("u", "a", "click", now - 20)])  # arrives after newer ones
+    writer.apply_events([ev("u", "c", "like", now - 30), ev("u", "a", "watch", now - 1)])
+    assert (await store.get_user("u", now)).features.history == ("c", "a", "b")
+    cap = store.store.history_cap
+    writer.apply_events([ev("v", f"i{k:03d}", "click", now - 1000 + k) for k in range(cap + 5)])
+    writer.apply_events([ev("v", "i000", "click", now - 1)])  # first seen long ago, trimmed
+    history = (await store.get_user("v", now)).features.history
+    assert history == tuple(f"i{k:03d}" for k in range(5, cap + 5))
 
 
 async def test_trending_popular_fresh(writer: StoreWriter, store: OnlineStore) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from deploy.local.processes import free_port
-from shared.redis_client import create_async_redis, create_redis, redis_ready
+from shared.platform.redis_client import create_async_redis, create_redis, redis_ready
 
 pytestmark = pytest.mark.integration
 

@@ -9,6 +9,9 @@ restore it before they end, so their order does not matter.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,7 +23,7 @@ import orjson
 import pytest
 import redis
 
-from deploy.local.processes import start, stop
+from deploy.local.processes import start, stop, wait_ready
 from loadtests.serving_stack import service_spec
 from shared.events import Event
 from shared.online_store.types import UserProfile
@@ -32,6 +35,7 @@ from tests.integration.serving_fixtures import (
     trained_models,
     write_budget,
 )
+from tests.utils.delay_proxy import gateway_with_slow_stage
 from tests.utils.metrics import scrape
 
 __all__ = ["live_stack", "registered_models", "trained_models"]  # fixtures used here
@@ -74,12 +78,30 @@ def _store(stack: LiveStack) -> redis.Redis:
 # ---- the whole path -------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def response_schema(live_stack: LiveStack) -> dict[str, Any]:
+    """The answer's JSON schema as the gateway's OpenAPI document declares it."""
+    doc = httpx.get(f"{live_stack.url()}/openapi.json").json()
+    op = doc["paths"]["/v1/recommendations"]["get"]
+    ref = op["responses"]["200"]["content"]["application/json"]["schema"]
+    return {**ref, "components": doc["components"]}
+
+
 @pytest.mark.parametrize("gateway", ["gateway", "gateway_in_process"])
 def test_request_through_every_stage(
-    live_stack: LiveStack, trained_models: Path, gateway: str
+    live_stack: LiveStack,
+    registered_models: dict[str, str],
+    response_schema: dict[str, Any],
+    gateway: str,
 ) -> None:
+    import jsonschema
+
     resp = live_stack.recommend(gateway, user_id="1", k=10, explain="true")
     body = whole(resp)
+    jsonschema.validate(body, response_schema)  # the declared contract holds
+    assert body["variant"] == "production"
+    for item in body["items"]:  # a person can read what was recommended
+        assert item["title"] and item["genres"] and item["year"] and 1900 < item["year"] < 2000
     items = [i["item_id"] for i in body["items"]]
     assert len(items) == 10 == len(set(items)) and body["cold_start"] == "returning"
     assert body["request_id"] == resp.headers["x-request-id"]
@@ -89,12 +111,10 @@ def test_request_through_every_stage(
     for stage in STAGES:
         assert f"{stage};dur=" in timing
     assert "total;dur=" in timing
-    bundle_id = orjson.loads((trained_models / "manifest.json").read_bytes())["bundle_id"]
     assert body["model_versions"] == {
-        "user_tower": bundle_id,
-        "item_tower": bundle_id,
-        "item_index": bundle_id,
-        "ranker": bundle_id,
+        part: f"cascade-{part.replace('_', '-')}/"
+        f"{registered_models['cascade-' + part.replace('_', '-')]} (@production)"
+        for part in ("user_tower", "item_index", "ranker")
     }
     trace = body["explain"]
     assert [t["item_id"] for t in trace["items"]] == items
@@ -110,18 +130,19 @@ def test_request_through_every_stage(
 def test_stage_services_load_from_the_mlflow_alias(
     live_stack: LiveStack, registered_models: dict[str, str], trained_models: Path
 ) -> None:
-    for name, parts in (
-        ("ranking", ["ranker"]),
-        ("reranking", ["item_index"]),
-        ("candidate_generation", ["user_tower", "item_index"]),
-        ("gateway_in_process", ["user_tower", "item_index", "ranker"]),
+    for name, check, parts in (
+        ("ranking", "models", ["ranker"]),
+        ("reranking", "models", ["item_index"]),
+        ("candidate_generation", "models", ["user_tower", "item_index"]),
+        ("gateway_in_process", "models_retrieval", ["user_tower", "item_index"]),
+        ("gateway_in_process", "models_ranker", ["ranker"]),
     ):
         ready = httpx.get(f"{live_stack.url(name)}/readyz").json()
         assert ready["ready"] is True
-        reason = ready["checks"]["models"]["reason"]
+        reason = ready["checks"][check]["reason"]
         for part in parts:
             registered = f"cascade-{part.replace('_', '-')}"
-            assert f"models:/{registered}/{registered_models[registered]} (@production)" in reason
+            assert f"{registered}/{registered_models[registered]} (@production)" in reason
     # The ranker runs with int8 weights when training shipped them (their top-10 agreed).
     export = orjson.loads((trained_models / "manifest.json").read_bytes())["export"]
     shipped = export["ranker_int8_shipped"] == 1.0
@@ -132,26 +153,29 @@ def test_stage_services_load_from_the_mlflow_alias(
     assert gateway["ok"] and gateway["reason"].startswith("ok: every stage answered")
 
 
-def test_readiness_waits_for_the_alias(
+def test_a_followed_alias_is_held_once_the_registry_has_it(
     registered_models: dict[str, str], live_stack: LiveStack, mlflow_tracking_uri: str
 ) -> None:
-    """A ranking service whose alias points nowhere yet is alive but not ready; it becomes
-    ready by itself once the alias is set (schema-checked and warmed up on the way)."""
+    """A ranking service that follows an alias the registry does not have yet is ready (it
+    serves production) and says the alias has no version; once the alias is set it loads
+    that version (schema-checked and warmed up) and holds it beside production."""
     from mlflow.tracking import MlflowClient
 
     alias = f"candidate-{uuid.uuid4().hex[:8]}"
-    env = {**live_stack.env, "CASCADE_MODEL_ALIAS": alias, "CASCADE_MODEL_POLL_S": "1"}
+    env = {**live_stack.env, "CASCADE_MODEL_ALIASES": f"production,{alias}",
+           "CASCADE_MODEL_POLL_S": "1"}  # fmt: skip
     proc = start(service_spec("ranking", env, f"ranking-{alias}"), live_stack.log_dir)
     try:
         base = proc.spec.url
-        eventually(lambda: f"behind alias '{alias}'" in _models_reason(base))
-        assert _status(f"{base}/readyz") == 503  # alive, not ready, and says why
+        eventually(lambda: f"{alias}: none" in _models_reason(base), 60)
+        assert _status(f"{base}/readyz") == 200  # production is served meanwhile
         client = MlflowClient(tracking_uri=mlflow_tracking_uri, registry_uri=mlflow_tracking_uri)
         version = registered_models["cascade-ranker"]
         client.set_registered_model_alias("cascade-ranker", alias, version)
-        eventually(lambda: _status(f"{base}/readyz") == 200)
-        reason = httpx.get(f"{base}/readyz").json()["checks"]["models"]["reason"]
-        assert f"models:/cascade-ranker/{version} (@{alias})" in reason
+        eventually(lambda: f"cascade-ranker/{version} (@{alias})" in _models_reason(base), 60)
+        held = {k for k, v in scrape(base).items() if k.startswith("cascade_models_held") and v}
+        assert any(f"alias={alias}," in k and f"cascade-ranker/{version}" in k for k in held)
+        assert any("alias=production," in k for k in held)
     finally:
         stop(proc)
 
@@ -204,6 +228,175 @@ def test_a_stage_url_pointing_at_the_wrong_service_shows_in_readiness(
         assert reason == f"{live_stack.url('filtering')} is filtering, not candidate_generation"
     finally:
         stop(proc)
+
+
+# ---- variants: two models side by side in one process --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def canary_ranker(
+    registered_models: dict[str, str], mlflow_tracking_uri: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[str, str]:  # fmt: skip
+    """Another ranker (a small linear model, not the trained one) registered as a new version
+    of cascade-ranker behind an alias of its own; (alias, version)."""
+    from tests.integration.serving_fixtures import catalog, write_synthetic_bundle
+    from training.registry import log_and_register
+
+    alias = f"canary-{uuid.uuid4().hex[:6]}"
+    bundle = write_synthetic_bundle(tmp_path_factory.mktemp("canary"), catalog(50), "canary-1")
+    got = log_and_register({"ranker": bundle / "ranker"}, [], {}, {}, {"bundle_id": "canary-1"},
+                           mlflow_tracking_uri, alias)  # fmt: skip
+    return alias, got["cascade-ranker"]
+
+
+def _rank(base: str, variant: dict[str, Any], items: list[str]) -> dict[str, Any]:
+    """POST /v1/rank in JSON for a returning user over ``items``; the answer (or a 503)."""
+    n = len(items)
+    body = {
+        "context": {"request_id": "t", "now": time.time(), "variant": variant,
+                    "user": {"user_id": "1", "known": True, "history": ["1", "2"]}},
+        "frame": {"ids": items, "columns": {
+            "genre_mask": [1 << (i % 18 + 1) for i in range(n)],
+            "release_year": [1990.0 + i % 9 for i in range(n)],
+            "counts": [[1.0, 2.0, 5.0, 10.0 + i] for i in range(n)],
+            "like_count": [float(i % 5) for i in range(n)],
+            "rating_count": [10.0 + i for i in range(n)],
+        }},
+    }  # fmt: skip
+    resp = httpx.post(f"{base}/v1/rank", json=body, timeout=10)
+    return {"status": resp.status_code, **resp.json()}
+
+
+def test_one_ranking_process_serves_two_variants_side_by_side(
+    live_stack: LiveStack, canary_ranker: tuple[str, str], registered_models: dict[str, str],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """The same ranking process scores one request with production's ranker and the next with
+    the canary's (loaded on first ask, beside production), each with its own model's scores;
+    through a gateway, the variant shows in the answer."""
+    alias, version = canary_ranker
+    base, items = live_stack.url("ranking"), [str(i) for i in range(1, 41)]
+    canary = {"name": "ranker-canary", "models": {"ranker": alias}}
+    eventually(lambda: _rank(base, canary, items)["status"] == 200, 60)  # 503 while loading
+    prod, cand = _rank(base, {}, items), _rank(base, canary, items)
+    assert (
+        prod["info"]["model"]
+        == f"cascade-ranker/{registered_models['cascade-ranker']} (@production)"
+    )
+    assert cand["info"]["model"] == f"cascade-ranker/{version} (@{alias})"
+    import numpy as np
+
+    p_score, c_score = (np.array(r["frame"]["columns"]["score"]) for r in (prod, cand))
+    assert not np.allclose(p_score, c_score, atol=1e-3)  # another model, other scores
+    again = np.array(_rank(base, {}, items)["frame"]["columns"]["score"])
+    np.testing.assert_allclose(again, p_score, rtol=1e-5, atol=1e-6)  # production: still its own
+    # A variant naming a model the registry does not have: refused with the reason (a 503
+    # while the service looks it up, then a 422), and production goes on being served.
+    missing = {"name": "x", "models": {"ranker": "no-such-alias"}}
+    eventually(lambda: _rank(base, missing, items)["status"] == 422, 30)
+    refused = _rank(base, missing, items)
+    assert refused["detail"][0]["loc"] == ["body", "context", "variant", "models", "ranker"]
+    assert "no-such-alias" in refused["detail"][0]["msg"]
+    assert _rank(base, {}, items)["status"] == 200
+    # Through a gateway whose variants file declares the canary: same process, two answers.
+    variants = tmp_path / "variants.yaml"
+    variants.write_text(f"variants:\n  ranker-canary:\n    models: {{ranker: {alias}}}\n")
+    env = {**live_stack.env, "CASCADE_GATEWAY_VARIANTS": str(variants)}
+    for name in SERVICE_STAGE:
+        env[f"CASCADE_GATEWAY_{name.upper()}_URL"] = live_stack.url(name)
+    proc = start(service_spec("gateway", env, "gateway-variants"), live_stack.log_dir)
+    try:
+        eventually(lambda: _status(f"{proc.spec.url}/readyz") == 200, 60)
+        url = f"{proc.spec.url}/v1/recommendations"
+        a = whole(httpx.get(url, params={"user_id": "1", "k": 10}))
+        b = whole(httpx.get(url, params={"user_id": "1", "k": 10, "variant": "ranker-canary"}))
+        assert (a["variant"], b["variant"]) == ("production", "ranker-canary")
+        assert a["model_versions"]["ranker"].endswith("(@production)")
+        assert b["model_versions"]["ranker"] == f"cascade-ranker/{version} (@{alias})"
+        assert a["model_versions"]["item_index"] == b["model_versions"]["item_index"]
+        assert [i["score"] for i in a["items"]] != [i["score"] for i in b["items"]]
+    finally:
+        stop(proc)
+
+
+def test_a_stage_refuses_a_bad_body_with_a_422_naming_the_field(live_stack: LiveStack) -> None:
+    """Over MessagePack (the gateway's encoding) and JSON alike, never a 500."""
+    import numpy as np
+
+    from services.ranking.stage import RankingStage
+    from shared.frame import Frame
+    from shared.pipeline.context import RequestContext, UserContext
+    from shared.pipeline.stage import StageCodec
+
+    codec = StageCodec(RankingStage(None))
+    cols = {"genre_mask": np.ones(3, np.int64), "release_year": np.full(3, 1990.0),
+            "counts": np.ones((3, 4)), "like_count": np.array([1.0, np.nan, 2.0]),
+            "rating_count": np.ones(3)}  # fmt: skip
+    ctx = RequestContext("t", time.time(), UserContext("1"))
+    body = codec.encode_request(ctx, Frame(["1", "2", "3"], cols))
+    headers = {"content-type": "application/x-msgpack"}
+    resp = httpx.post(f"{live_stack.url('ranking')}/v1/rank", content=body, headers=headers)
+    assert resp.status_code == 422
+    assert resp.json()["detail"][0]["loc"] == ["body", "frame", "columns", "like_count"]
+    assert "NaN" in resp.json()["detail"][0]["msg"]
+    short = {"context": {"request_id": "t", "now": 1.0, "user": {"user_id": "1"}},
+             "frame": {"ids": ["1", "2"], "columns": {"like_count": [1.0]}}}  # fmt: skip
+    resp = httpx.post(f"{live_stack.url('ranking')}/v1/rank", json=short)
+    assert resp.status_code == 422
+    assert resp.json()["detail"][0]["loc"] == ["body", "frame", "columns", "like_count"]
+
+
+# ---- the wiring of the declared components --------------------------------------------------
+
+PLUGIN = "tests.fixtures.plugins.odd_id_filter:OddIdFilter"
+MISWIRED = "tests.fixtures.plugins.needs_missing_column:NeedsMissingColumn"
+
+
+@pytest.mark.parametrize("service", ["filtering", "gateway"])
+def test_the_wiring_check_stops_a_service_with_a_missing_column(
+    live_stack: LiveStack, service: str
+) -> None:
+    env = {**os.environ, **live_stack.env, "CASCADE_PLUGINS": MISWIRED}
+    repo = Path(__file__).resolve().parents[2]
+    run = subprocess.run([sys.executable, "-m", f"services.{service}"], cwd=repo, env=env,
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert run.returncode == 2
+    lines = [line for line in run.stderr.splitlines() if "needs column" in line]
+    assert lines == [
+        f"{service}: filtering: NeedsMissingColumn 'needs_missing' needs column "
+        f"'no_such_column', which nothing before it provides (available: "
+        + lines[0].split("(available: ", 1)[1]
+    ], run.stderr[-2000:]
+
+
+def test_a_filter_added_as_one_file_runs_in_both_modes(live_stack: LiveStack) -> None:
+    """A filter class in its own file, named in CASCADE_PLUGINS: the filtering service and the
+    in-process gateway both run it, and the gateway sends the column it declared it needs."""
+    env = {**live_stack.env, "CASCADE_PLUGINS": PLUGIN}
+    filtering = start(service_spec("filtering", env, "filtering-plugin"), live_stack.log_dir)
+    gateways = []
+    try:
+        wait_ready(filtering)
+        urls = {f"CASCADE_GATEWAY_{n.upper()}_URL": live_stack.url(n) for n in SERVICE_STAGE}
+        genv = {**env, **urls, "CASCADE_GATEWAY_FILTERING_URL": filtering.spec.url}
+        gateways = [
+            start(service_spec("gateway", genv, "gateway-plugin"), live_stack.log_dir),
+            start(service_spec("gateway", {**genv, "CASCADE_GATEWAY_MODE": "in_process"},
+                               "gateway-plugin-in-process"), live_stack.log_dir),
+        ]  # fmt: skip
+        for gw in gateways:
+            wait_ready(gw)
+            params = {"user_id": "1", "k": 20, "explain": "true"}
+            body = whole(httpx.get(f"{gw.spec.url}/v1/recommendations", params=params))
+            ids = [i["item_id"] for i in body["items"]]
+            assert ids and all(int(i) % 2 == 0 for i in ids), (gw.spec.label, ids)
+            trace = body["explain"]
+            assert trace["removed_counts"]["odd_id"] > 0
+            assert trace["items"][0]["filters_passed"][-1] == "odd_id"
+    finally:
+        for proc in [*gateways, filtering]:
+            stop(proc)
 
 
 # ---- bad input ------------------------------------------------------------------------------
@@ -289,11 +482,11 @@ def test_new_item_is_indexed_at_once_and_served(live_stack: LiveStack) -> None:
             )
         ]
     )
-    cands = httpx.post(f"{cg}/v1/candidates", json={"user_id": fan, "now": time.time()}).json()
-    assert cands["status"]["item_to_item"][0] > 0, cands["status"]
+    fan_ctx = {"user_id": fan, "known": True, "history": [item_id]}
+    cands = _candidates(cg, fan_ctx)
+    assert cands["info"]["sources"]["item_to_item"][0] > 0, cands["info"]
     # The catalog knows it too: the fresh-items source offers it to a user never seen before.
-    stranger = httpx.post(f"{cg}/v1/candidates", json={"user_id": "nobody", "now": time.time()})
-    assert item_id in stranger.json()["item_ids"]
+    assert item_id in _candidates(cg, {"user_id": "nobody"})["frame"]["ids"]
     body = whole(live_stack.recommend(user_id=f"stranger-{item_id}", k=100, explain="true"))
     served = {t["item_id"]: t for t in body["explain"]["items"]}
     assert item_id in served and "fresh_items" in served[item_id]["sources"]
@@ -309,6 +502,16 @@ def test_new_item_is_indexed_at_once_and_served(live_stack: LiveStack) -> None:
     )
     # So does the re-ranking service's (MMR embeddings), through its own sync loop.
     eventually(lambda: synced_by_reranking() > before, 20)
+
+
+def _candidates(base: str, user: dict[str, Any]) -> dict[str, Any]:
+    """POST /v1/candidates with a JSON body (what `curl` would send)."""
+    body = {"context": {"request_id": "t", "now": time.time(), "user": user},
+            "frame": {"ids": [], "columns": {}}}  # fmt: skip
+    resp = httpx.post(f"{base}/v1/candidates", json=body)
+    assert resp.status_code == 200, resp.text
+    answer: dict[str, Any] = resp.json()
+    return answer
 
 
 # ---- the served list on Kafka ---------------------------------------------------------------
@@ -330,6 +533,7 @@ def test_served_list_lands_on_the_served_topic(live_stack: LiveStack) -> None:
     assert found["user_id"] == "7"
     assert found["item_ids"] == [i["item_id"] for i in body["items"]]
     assert len(found["propensity"]) == 5 and found["model_versions"] == body["model_versions"]
+    assert found["variant"] == body["variant"] == "production"
     assert found["degraded"] == [] and found["cold_start"] == "returning"
 
 
@@ -407,7 +611,7 @@ async def test_read_cache_and_preload_give_what_redis_holds(live_stack: LiveStac
     import numpy as np
 
     from shared.online_store import OnlineStore
-    from shared.redis_client import create_async_redis
+    from shared.platform.redis_client import create_async_redis
 
     client = create_async_redis(live_stack.env["CASCADE_REDIS_URL"])
     try:
@@ -437,3 +641,46 @@ async def test_read_cache_and_preload_give_what_redis_holds(live_stack: LiveStac
         assert (await cached.get_items(ids[:1], now)).counts[0, 0] == before + 1
     finally:
         await client.aclose()
+
+
+# ---- the load test's verdict against the latency budget -------------------------------------
+
+
+def test_loadtest_names_the_stage_slowed_on_purpose(live_stack: LiveStack, tmp_path: Path) -> None:
+    """`python -m loadtests.loadtest` against a gateway whose ranking calls go through a proxy
+    that holds them 150 ms (ranking's budget: 60 ms, every other stage 400 ms): ranking breaks
+    its budget at the first rate, told by its timeouts (the gateway cuts it at 60 ms, so its
+    p99 alone would look fine), and no other stage breaks."""
+    budget = write_budget(tmp_path / "budget.yaml", stage_ms=400.0)
+    spec = orjson.loads(budget.read_bytes())
+    spec["stages"]["ranking"], spec["total_ms"] = 60.0, 3000.0
+    budget.write_bytes(orjson.dumps(spec))
+    env = {**live_stack.env, "CASCADE_LATENCY_BUDGET": str(budget)}
+    out = tmp_path / "report"
+    args = ["--budget", str(budget), "--rates", "4", "8", "12", "--step-s", "3", "--out", str(out)]
+    args += ["--warmup-s", "2", "--pause-s", "0.5", "--settle-s", "0.5"]
+    args += ["--stop-degraded-share", "1"]  # every answer is degraded: run every rate anyway
+    with gateway_with_slow_stage(env, live_stack.procs, live_stack.log_dir, "ranking", 0.15) as gw:
+        metrics = [f"gateway={gw}", *(f"{n}={live_stack.url(n)}" for n in SERVICE_STAGE)]
+        cmd = [sys.executable, "-m", "loadtests.loadtest", "--gateway", gw, "--metrics", *metrics]
+        repo = Path(__file__).resolve().parents[2]
+        run = subprocess.run(cmd + args, cwd=repo, capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = orjson.loads((out / "loadtest.json").read_bytes())
+    verdict, steps = report["verdict"], report["steps"]
+    assert verdict["first_broken"] == ["ranking"], run.stdout
+    ranking = verdict["stages"]["ranking"]
+    assert (ranking["within_up_to_rps"], ranking["first_broke_rps"]) == (None, 4.0)
+    assert ranking["why"].startswith("failed") and "timeout" in ranking["why"]
+    others = {n: v for n, v in verdict["stages"].items() if n != "ranking" and v["called"]}
+    assert set(SERVICE_STAGE.values()) - {"ranking"} <= set(others)
+    assert all(v["first_broke_rps"] is None for v in others.values()), others
+    assert all(v["within_up_to_rps"] == 12.0 for v in others.values()), others
+    assert [s["rate_rps"] for s in steps] == [4.0, 8.0, 12.0]
+    for step in steps:
+        assert step["client"]["errors"] == 0
+        assert step["client"]["degraded_by_stage"].get("ranking", 0) > 0
+        assert step["stages"]["ranking"]["service"]["calls"] > 0  # the work arrived, late
+    assert verdict["knee_rps"] is None  # every answer fell back on the retrieval order
+    assert "first to break its budget: ranking" in run.stdout
+    assert (out / "index.html").is_file() and (out / "stages.png").is_file()

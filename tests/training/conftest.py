@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from training.data.movielens import MovieLens, load_movielens
+from shared.datasets.movielens import MovieLens, load_movielens
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "ml100k_tiny"
 

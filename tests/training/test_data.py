@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from shared.datasets.movielens import DataError, load_movielens
 from tests.training.conftest import FIXTURE
 from training.data import fetch as fetch_mod
-from training.data.movielens import DataError, load_movielens
 
 
 def test_both_formats_load_the_same_records() -> None:

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import shared.features as F
+from shared.datasets.movielens import MovieLens
 from shared.features.encoders import cross_columns
 from training import export
-from training.data.movielens import MovieLens
 from training.export import (
     PARITY_TOL,
     export_onnx,

@@ -9,7 +9,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-import shared.model_registry as reg
+import shared.models.registry as reg
 from shared.features.schema import FeatureSchema
 from tests.training.conftest import FIXTURE
 from training import pipeline

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 import shared.features as F
-from training.data.movielens import MovieLens
+from shared.datasets import MOVIELENS_EVENT_TYPE
+from shared.datasets.movielens import MovieLens
+from shared.event_semantics import EVENT_SEMANTICS
 from training.features.builder import FeatureBuilder
 
 
@@ -44,7 +46,7 @@ def _replay(data: MovieLens, user: str, t: float) -> F.UserFeatures:
             aff_ts,
             float(ts),
             F.genre_multi_hot(genres[it]),
-            F.EVENT_WEIGHTS["rate"],
+            EVENT_SEMANTICS[MOVIELENS_EVENT_TYPE].affinity_weight,
             F.DEFAULT_CONFIG.affinity_half_life_s,
         )
     return F.UserFeatures(

@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 import torch
 
+from shared.datasets.movielens import MovieLens
 from shared.features.config import FeatureConfig
 from shared.features.encoders import item_id_hash
 from training import protocol
 from training.config import PipelineConfig, tiny_config
-from training.data.movielens import MovieLens
 from training.data.splits import (
     RankerHoldout,
     Split,

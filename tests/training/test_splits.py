@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from training.data.movielens import MovieLens
+from shared.datasets.movielens import MovieLens
 from training.data.splits import _recbole_counts, recbole_split, temporal_split
 
 

@@ -167,7 +167,7 @@ def test_consumers_can_reject_far_future_timestamps_as_the_api_does() -> None:
 def test_stream_consumers_take_group_timings_platform_wide(monkeypatch: pytest.MonkeyPatch) -> None:
     from services.ingest.settings import Settings as IngestSettings
     from services.offline_sink.settings import Settings as SinkSettings
-    from shared.settings import load_settings
+    from shared.platform.settings import load_settings
 
     monkeypatch.setenv("CASCADE_KAFKA_SESSION_TIMEOUT_MS", "6000")
     monkeypatch.setenv("CASCADE_KAFKA_HEARTBEAT_INTERVAL_MS", "2000")

@@ -121,7 +121,7 @@ def test_schema_roundtrip_and_mismatch(tmp_path) -> None:  # type: ignore[no-unt
 
 
 def test_no_torch_or_pandas_in_shared_features() -> None:
-    code = ("import sys, shared.features, shared.model_registry; "
+    code = ("import sys, shared.features, shared.models.registry; "
             "print([m for m in ('torch', 'pandas') if m in sys.modules])")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

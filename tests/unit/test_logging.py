@@ -6,7 +6,7 @@ import io
 import json
 import logging
 
-from shared.logging import JsonFormatter, request_id_var
+from shared.platform.logging import JsonFormatter, request_id_var
 
 
 def _emit(msg: str, **extra: object) -> dict[str, object]:

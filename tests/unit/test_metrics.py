@@ -8,8 +8,8 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.ranking.settings import Settings
-from shared.metrics import stage_timer
-from shared.service import create_app
+from shared.platform.metrics import stage_timer
+from shared.platform.service import create_app
 
 
 def _value(name: str, labels: dict[str, str]) -> float:
@@ -31,7 +31,7 @@ def test_stage_timer_observes_and_counts_errors() -> None:
 def test_request_metrics_use_route_template_and_text_format() -> None:
     app = create_app(Settings(service_name="metrics-unit"))
 
-    @app.get("/items/{item_id}")
+    @app.api.get("/items/{item_id}")
     async def item(item_id: int) -> dict[str, int]:
         return {"id": item_id}
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
+from importlib import resources
+
 import numpy as np
 import pytest
 
+from shared.event_semantics import EVENT_SEMANTICS
 from shared.events import Event
-from shared.features.affinity import EVENT_WEIGHTS, update_affinity
+from shared.features.affinity import update_affinity
 from shared.features.config import DEFAULT_CONFIG, FeatureConfig
 from shared.features.item import genre_multi_hot
 from shared.features.records import ItemFeatures, UserFeatures
@@ -54,6 +58,31 @@ def test_event_flags(kind: str, value: float | None, flags: int) -> None:
     assert event_flags(_event(kind, value)) == flags
 
 
+def test_the_ingest_script_reads_the_same_flag_bits() -> None:
+    """ingest.lua names the bits itself (Lua cannot import them): both must say the same."""
+    source = resources.files("shared.online_store").joinpath("ingest.lua").read_text()
+    found = re.search(r"local (INTERACTION[\w, ]*) = ([\d, ]+)", source)
+    assert found, "ingest.lua no longer declares its flag bits on one line"
+    names, values = (part.split(", ") for part in found.groups())
+    lua = dict(zip(names, map(int, values), strict=True))
+    python = {
+        "INTERACTION": INTERACTION,
+        "LIKE": LIKE,
+        "IMPRESSION": IMPRESSION,
+        "CLICK": CLICK,
+        "BLOCK": BLOCK,
+        "RATING": RATING,
+    }
+    assert lua == python
+
+
+def test_flags_follow_the_declaration() -> None:
+    """A changed declaration changes the script's flags: they are not written down twice."""
+    changed = EVENT_SEMANTICS.replace("hide", interaction=True, block=False)
+    assert event_flags(_event("hide")) == BLOCK
+    assert event_flags(_event("hide"), semantics=changed) == INTERACTION
+
+
 def test_affinity_sums_equal_the_shared_update_rule() -> None:
     """Stored sums read at `now` equal update_affinity applied in time order, decayed to now."""
     rng = np.random.default_rng(0)
@@ -64,7 +93,7 @@ def test_affinity_sums_equal_the_shared_update_rule() -> None:
     ref, ref_ts = None, None
     stored = np.zeros_like(genres[0], dtype=np.float64)
     for t, k, g in zip(ts, kinds, genres, strict=True):
-        w = EVENT_WEIGHTS[str(k)]
+        w = EVENT_SEMANTICS[str(k)].affinity_weight
         ref, ref_ts = update_affinity(ref, ref_ts, float(t), g, w, half_life)
         stored += w * g / g.sum() * affinity_growth(float(t), half_life)
     now = float(ts[-1]) + 5 * 86_400

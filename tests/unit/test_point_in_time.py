@@ -13,8 +13,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from shared.event_semantics import EVENT_SEMANTICS
 from shared.events import EVENT_TYPES, Event
-from shared.features.affinity import EVENT_WEIGHTS, decay_affinity, update_affinity
+from shared.features.affinity import decay_affinity, update_affinity
 from shared.features.config import DEFAULT_CONFIG
 from shared.features.counters import count_in_window
 from shared.features.item import genre_multi_hot
@@ -58,17 +59,20 @@ def as_table(events: list[Event]) -> pa.Table:
 def brute_force(events: list[Event], user: str, item: str, now: float) -> dict[str, object]:
     """Features from first principles: replay the events strictly before ``now`` one by one."""
     cfg = DEFAULT_CONFIG
-    before = sorted((e for e in events if e.timestamp < now), key=lambda e: e.timestamp)
-    mine = [e for e in before if e.user_id == user and EVENT_WEIGHTS[e.type] > 0]
+    # Ties within a second in item order: the history rule online and offline.
+    before = sorted(
+        (e for e in events if e.timestamp < now), key=lambda e: (e.timestamp, e.item_id)
+    )
+    mine = [e for e in before if e.user_id == user and EVENT_SEMANTICS[e.type].interaction]
     raw, ref = None, None
     for e in mine:
         raw, ref = update_affinity(
             raw, ref, e.timestamp, genre_multi_hot(GENRES.get(e.item_id, ())),
-            EVENT_WEIGHTS[e.type], cfg.affinity_half_life_s,
+            EVENT_SEMANTICS[e.type].affinity_weight, cfg.affinity_half_life_s,
         )  # fmt: skip
     aff = np.zeros(19) if raw is None else decay_affinity(raw, now - ref, cfg.affinity_half_life_s)
     on_item = [e for e in before if e.item_id == item]
-    inter_ts = np.array([e.timestamp for e in on_item if EVENT_WEIGHTS[e.type] > 0])
+    inter_ts = np.array([e.timestamp for e in on_item if EVENT_SEMANTICS[e.type].interaction])
     ratings = [e.value for e in mine if e.type == "rate"]
     return {
         "user_n_events": len(mine),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from shared.readiness import Readiness
+from shared.platform.readiness import Readiness
 
 
 async def _ok() -> tuple[bool, str]:

@@ -1,5 +1,5 @@
-"""Serving runtime pieces in-process: the gateway warm-up that gates readiness, the short read
-caches, and the wire format between the gateway and the stage services."""
+"""Serving runtime pieces in-process: the gateway warm-up that gates readiness and the short
+read caches of the online store."""
 
 from __future__ import annotations
 
@@ -7,34 +7,18 @@ import asyncio
 from typing import Any
 
 import numpy as np
-import orjson
 import pytest
-from pydantic import ValidationError
 
-from services.gateway.pipeline import build_in_process
+from services.gateway.warmup import GatewayWarmUp
 from shared.online_store import read_cache
 from shared.online_store.read_cache import CounterCache, ListCache
-from shared.pipeline.budget import LatencyBudget
-from shared.pipeline.merge import merge_sources
-from shared.pipeline.transport import _OPTS
-from shared.pipeline.types import Reranked, Scores, SourceResult
-from shared.pipeline.warmup import GatewayWarmUp, synthetic_rerank_input
-from shared.pipeline.wire import (
-    RerankBody,
-    decode_candidates,
-    decode_reranked,
-    decode_scores,
-    encode_candidates,
-    encode_rerank_input,
-    encode_reranked,
-    encode_scores,
-)
 from tests.integration.serving_fixtures import (
     MemoryStore,
     catalog,
     load_models,
     write_synthetic_bundle,
 )
+from tests.unit.test_gateway_runner import build
 
 ITEMS = catalog(200)
 
@@ -44,42 +28,30 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return load_models(write_synthetic_bundle(tmp_path_factory.mktemp("b"), ITEMS))
 
 
-def _wire(payload: Any) -> Any:
-    return orjson.loads(orjson.dumps(payload, option=_OPTS))
-
-
-class _Broken:
-    """Wraps stages; ``filter`` fails while ``broken`` is set."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner, self.broken = inner, True
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    async def filter(self, batch: Any, timeout_s: float) -> Any:
-        if self.broken:
-            raise ConnectionError("filtering unreachable")
-        return await self.inner.filter(batch, timeout_s)
+def _broken_filtering(store: MemoryStore, models: Any) -> tuple[Any, Any]:
+    """The runner's deps with a filtering stage that fails until told otherwise."""
+    runner, clients = build(store, models)
+    clients["filtering"].fail = True
+    return runner.deps, clients["filtering"]
 
 
 async def test_warm_up_gates_readiness_until_every_stage_answered(models: Any) -> None:
     store = MemoryStore(ITEMS)
-    stages = _Broken(build_in_process(store, models, LatencyBudget()).orchestrator.stages)
+    deps, filtering = _broken_filtering(store, models)
     preloads: list[int] = []
 
     async def preload() -> None:
         preloads.append(1)
 
-    warm = GatewayWarmUp(stages, store, copies=3, give_up_s=60, before=preload)  # type: ignore[arg-type]
+    warm = GatewayWarmUp(deps, copies=3, give_up_s=60, before=preload)
     warm.start()
     for _ in range(100):  # the first round's outcome (a busy machine may take a while)
-        if "filtering unreachable" in (await warm.check())[1]:
+        if "filtering service unreachable" in (await warm.check())[1]:
             break
         await asyncio.sleep(0.1)
     ok, reason = await warm.check()
-    assert not ok and "filtering unreachable" in reason
-    stages.broken = False  # the stage comes up: the next round succeeds
+    assert not ok and "filtering service unreachable" in reason
+    filtering.fail = False  # the stage comes up: the next round succeeds
     for _ in range(50):
         if (await warm.check())[0]:
             break
@@ -93,13 +65,13 @@ async def test_warm_up_gates_readiness_until_every_stage_answered(models: Any) -
 
 async def test_warm_up_gives_up_and_says_why(models: Any) -> None:
     store = MemoryStore(ITEMS)
-    stages = _Broken(build_in_process(store, models, LatencyBudget()).orchestrator.stages)
-    warm = GatewayWarmUp(stages, store, copies=2, give_up_s=0.2)  # type: ignore[arg-type]
+    deps, _ = _broken_filtering(store, models)
+    warm = GatewayWarmUp(deps, copies=2, give_up_s=0.2)
     warm.start()
     await asyncio.sleep(1.0)
     ok, reason = await warm.check()
     assert ok and reason.startswith("warm-up incomplete after 0 s")
-    assert "filtering unreachable" in reason
+    assert "filtering service unreachable" in reason
     await warm.stop()
 
 
@@ -137,51 +109,14 @@ def test_list_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     assert cache.get("k") is None and ListCache(0).get("k") is None
 
 
-def test_wire_round_trips() -> None:
-    cands = merge_sources(
-        [
-            SourceResult("a", ["1", "2"], np.array([0.5, 0.25], np.float32)),
-            SourceResult("b", ["2", "3"], np.array([3.0, 1.0], np.float32), error=None),
-        ],
-        10,
-    )
-    cands.model_versions = {"ranker": "v1"}
-    back = decode_candidates(_wire(encode_candidates(cands)))
-    assert back.item_ids == cands.item_ids and back.model_versions == {"ranker": "v1"}
-    assert back.sources_of(1) == cands.sources_of(1) == {"a": 0.25, "b": 3.0}
-    scores = Scores(np.array([0.1, 0.2], np.float32), {"p": np.array([1, 0], np.float32)}, "v")
-    got = decode_scores(_wire(encode_scores(scores)))
-    assert got.score.tolist() == pytest.approx([0.1, 0.2]) and got.model_version == "v"
-    rr = Reranked(
-        np.array([1, 0]),
-        np.array([0.9, 0.1], np.float32),
-        np.ones(2, np.float32),
-        np.array([False, True]),
-        {"freshness": np.array([0.1, 0], np.float32)},
-        ["freshness"],
-    )
-    back_rr = decode_reranked(_wire(encode_reranked(rr)))
-    assert back_rr.rows.tolist() == [1, 0] and back_rr.explored.tolist() == [False, True]
-    inp = synthetic_rerank_input([f"i{j}" for j in range(5)])
-    body = RerankBody.model_validate(_wire(encode_rerank_input(inp)))
-    assert body.to_input().item_ids == inp.item_ids and body.k == inp.k
-
-
-def test_wire_rejects_inconsistent_columns() -> None:
-    inp = _wire(encode_rerank_input(synthetic_rerank_input(["a", "b", "c"])))
-    inp["score"] = inp["score"][:2]
-    with pytest.raises(ValidationError, match="score has 2 entries, item_ids has 3"):
-        RerankBody.model_validate(inp)
-
-
 async def test_warm_up_goes_on_after_giving_up(models: Any) -> None:
     store = MemoryStore(ITEMS)
-    stages = _Broken(build_in_process(store, models, LatencyBudget()).orchestrator.stages)
-    warm = GatewayWarmUp(stages, store, copies=1, give_up_s=0.1, retry_s=0.05)  # type: ignore[arg-type]
+    deps, filtering = _broken_filtering(store, models)
+    warm = GatewayWarmUp(deps, copies=1, give_up_s=0.1, retry_s=0.05)
     warm.start()
     await asyncio.sleep(0.5)
     assert (await warm.check())[1].startswith("warm-up incomplete")
-    stages.broken = False  # a stage that comes up late still gets warm connections
+    filtering.fail = False  # a stage that comes up late still gets warm connections
     for _ in range(50):
         if (await warm.check())[1].startswith("ok"):
             break

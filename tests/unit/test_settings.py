@@ -9,7 +9,7 @@ import pytest
 
 from services.events.settings import Settings as EventsSettings
 from services.feature_store.settings import Settings as FeatureStoreSettings
-from shared.settings import load_settings, parse_bootstrap_servers
+from shared.platform.settings import load_settings, parse_bootstrap_servers
 from tests.utils.servers import REPO_ROOT
 
 

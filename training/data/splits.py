@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from shared.datasets.time_split import temporal_cutoffs
+
 
 @dataclass
 class Split:
@@ -30,12 +32,10 @@ def temporal_split(
 ) -> Split:
     """Global split by timestamp: every train event precedes every val event precedes every test.
 
-    Thresholds are timestamps, so events sharing a second never straddle a boundary.
+    Thresholds are timestamps (``shared.datasets.time_split``, where the bootstrap job cuts too),
+    so events sharing a second never straddle a boundary.
     """
-    ts = np.sort(interactions["timestamp"].to_numpy())
-    n = len(ts)
-    t_val = float(ts[int(n * (1.0 - val_frac - test_frac))])
-    t_test = float(ts[int(n * (1.0 - test_frac))])
+    t_val, t_test = temporal_cutoffs(interactions["timestamp"].to_numpy(), val_frac, test_frac)
     t = interactions["timestamp"]
     return Split(
         name="temporal",

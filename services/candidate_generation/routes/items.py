@@ -8,11 +8,11 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import RedisError
 
-from shared.model_loading import ModelLoadError
+from shared.frame import ID_PATTERN
+from shared.models.item_indexer import ItemIndexer
+from shared.models.onnx_model import ModelLoadError
 from shared.online_store.types import ItemRecord
-from shared.pipeline.item_indexer import ItemIndexer
-from shared.pipeline.transport import json_response, models_unavailable, parse_body
-from shared.pipeline.wire import ID_PATTERN
+from shared.platform.api import json_response, parse_body
 
 router = APIRouter()
 
@@ -46,7 +46,7 @@ async def add_item(request: Request) -> Response:
     try:
         label = await indexer.add(body.to_record())
     except ModelLoadError as exc:
-        return models_unavailable(exc)
+        return json_response({"detail": f"models not ready: {exc}"}, status_code=503)
     except (RedisError, OSError) as exc:  # nothing indexed: the catalog write came first
         return json_response({"detail": f"online store unavailable: {exc}"}, status_code=503)
     return json_response({"item_id": body.item_id, "indexed": True, "label": label}, 201)

@@ -1,6 +1,6 @@
 """Candidate sources: one class per source, each with a quota, a deadline and fail-open."""
 
-from services.candidate_generation.sources.base import SourceDeps
+from services.candidate_generation.sources.base import SourceCall, SourceResult
 from services.candidate_generation.sources.fresh_items_source import FreshItemsSource
 from services.candidate_generation.sources.item_to_item_source import ItemToItemSource
 from services.candidate_generation.sources.segment_popular_source import SegmentPopularSource
@@ -11,7 +11,8 @@ __all__ = [
     "FreshItemsSource",
     "ItemToItemSource",
     "SegmentPopularSource",
-    "SourceDeps",
+    "SourceCall",
+    "SourceResult",
     "TrendingSource",
     "TwoTowerSource",
 ]

@@ -2,33 +2,36 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+import msgspec
 import numpy as np
 
-from services.candidate_generation.sources.base import SourceDeps
-from shared.online_store.types import UserState
-from shared.pipeline.tunables import Tunables
-from shared.pipeline.types import SourceResult
+from services.candidate_generation.sources.base import SourceCall, SourceResult
+from shared.pipeline.knobs import Knobs
+
+
+class FreshItemsKnobs(Knobs, frozen=True):
+    """How many new items, and how new."""
+
+    quota: Annotated[int, msgspec.Meta(ge=1, le=5000)] = 25
+    max_age_s: Annotated[float, msgspec.Meta(gt=0, le=365 * 86_400.0)] = 7 * 86_400.0
 
 
 class FreshItemsSource:
     """Newest first; the score is freshness in [0, 1] (1 = added just now)."""
 
     name = "fresh_items"
+    needs = ()
+    provides = ("source_fresh_items",)
+    Knobs = FreshItemsKnobs
     serves_unknown_users = True
     cpu_bound = False
 
-    def __init__(
-        self, deps: SourceDeps, quota: int, timeout_s: float, max_age_s: float = 7 * 86_400.0
-    ) -> None:
-        self.deps = deps
-        self.quota = quota
-        self.timeout_s = timeout_s
-        self.max_age_s = max_age_s
-
-    async def fetch(self, user: UserState, now: float, tunables: Tunables) -> SourceResult:
+    async def fetch(self, call: SourceCall, knobs: FreshItemsKnobs) -> SourceResult:
         """Up to ``quota`` items added within ``max_age_s``."""
-        pairs = await self.deps.store.fresh_items(self.quota, now, self.max_age_s)
-        ids = [p[0] for p in pairs]
+        now = call.ctx.now
+        pairs = await call.store.fresh_items(knobs.quota, now, knobs.max_age_s)
         added = np.fromiter((p[1] for p in pairs), np.float64, len(pairs))
-        fresh = np.clip(1.0 - (now - added) / self.max_age_s, 0.0, 1.0).astype(np.float32)
-        return SourceResult(self.name, ids, fresh)
+        fresh = np.clip(1.0 - (now - added) / knobs.max_age_s, 0.0, 1.0).astype(np.float32)
+        return SourceResult(self.name, [p[0] for p in pairs], fresh)

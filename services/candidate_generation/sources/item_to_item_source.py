@@ -2,45 +2,48 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+import msgspec
 import numpy as np
 
-from services.candidate_generation.sources.base import SourceDeps
-from shared.online_store.types import UserState
-from shared.pipeline.tunables import Tunables
-from shared.pipeline.types import SourceResult
+from services.candidate_generation.sources.base import SourceCall, SourceResult
+from shared.pipeline.knobs import Knobs
+
+
+class ItemToItemKnobs(Knobs, frozen=True):
+    """How many recent items seed the query, and how many neighbours each."""
+
+    quota: Annotated[int, msgspec.Meta(ge=1, le=5000)] = 100
+    recent: Annotated[int, msgspec.Meta(ge=1, le=50)] = 5
+    per_item: Annotated[int, msgspec.Meta(ge=1, le=500)] = 30
 
 
 class ItemToItemSource:
     """More like what you just watched: one batched ANN query for the last few items."""
 
     name = "item_to_item"
+    needs = ()
+    provides = ("source_item_to_item",)
+    Knobs = ItemToItemKnobs
     serves_unknown_users = False
     cpu_bound = True
 
-    def __init__(
-        self, deps: SourceDeps, quota: int, timeout_s: float, recent: int = 5, per_item: int = 30
-    ) -> None:
-        self.deps = deps
-        self.quota = quota
-        self.timeout_s = timeout_s
-        self.recent = recent
-        self.per_item = per_item
-
-    async def fetch(self, user: UserState, now: float, tunables: Tunables) -> SourceResult:
+    async def fetch(self, call: SourceCall, knobs: ItemToItemKnobs) -> SourceResult:
         """Neighbours of the recent items, each scored by its best similarity, best first."""
-        index = self.deps.models().index
+        index = call.bundle.index
         assert index is not None
-        recent = list(user.features.history)[-self.recent :]
+        recent = list(call.user.history)[-knobs.recent :]
         rows = index.rows(recent)
         rows = rows[rows >= 0]
         if rows.size == 0:
             return SourceResult(self.name, [], np.zeros(0, dtype=np.float32))
-        labels, sims = index.search(index.embeddings(index.ids(rows)), self.per_item + len(rows))
+        labels, sims = index.search(index.embeddings(index.ids(rows)), knobs.per_item + len(rows))
         labels, sims = labels.ravel(), sims.ravel()
         order = np.argsort(-sims, kind="stable")
         labels, sims = labels[order], sims[order]
         uniq, first = np.unique(labels, return_index=True)
         keep = first[~np.isin(uniq, rows)]  # the query items themselves are not candidates
         keep.sort()
-        keep = keep[: self.quota]
+        keep = keep[: knobs.quota]
         return SourceResult(self.name, index.ids(labels[keep]), sims[keep])

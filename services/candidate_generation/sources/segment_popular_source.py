@@ -1,12 +1,20 @@
-"""SegmentPopularSource: the most popular items among users like this one (age × gender)."""
+"""SegmentPopularSource: the most popular items among users like this one (age x gender)."""
 
 from __future__ import annotations
 
-from services.candidate_generation.sources.base import SourceDeps, from_pairs
+from typing import Annotated
+
+import msgspec
+
+from services.candidate_generation.sources.base import SourceCall, SourceResult
 from shared.online_store.keys import ALL_SEGMENT
-from shared.online_store.types import UserState
-from shared.pipeline.tunables import Tunables
-from shared.pipeline.types import SourceResult
+from shared.pipeline.knobs import Knobs
+
+
+class SegmentPopularKnobs(Knobs, frozen=True):
+    """How many popular items."""
+
+    quota: Annotated[int, msgspec.Meta(ge=1, le=5000)] = 50
 
 
 class SegmentPopularSource:
@@ -14,18 +22,16 @@ class SegmentPopularSource:
     unknown user, a segment nobody in the data belongs to) popularity among all users."""
 
     name = "segment_popular"
+    needs = ()
+    provides = ("source_segment_popular",)
+    Knobs = SegmentPopularKnobs
     serves_unknown_users = True
     cpu_bound = False
 
-    def __init__(self, deps: SourceDeps, quota: int, timeout_s: float) -> None:
-        self.deps = deps
-        self.quota = quota
-        self.timeout_s = timeout_s
-
-    async def fetch(self, user: UserState, now: float, tunables: Tunables) -> SourceResult:
-        """The ``quota`` most popular items of ``user.segment`` (else of every user)."""
-        store = self.deps.store
-        pairs = await store.popular_in_segment(user.segment, self.quota)
-        if not pairs and user.segment != ALL_SEGMENT:
-            pairs = await store.popular_in_segment(ALL_SEGMENT, self.quota)
-        return from_pairs(self.name, pairs)
+    async def fetch(self, call: SourceCall, knobs: SegmentPopularKnobs) -> SourceResult:
+        """The ``quota`` most popular items of the user's segment (else of every user)."""
+        segment = call.ctx.user.segment
+        pairs = await call.store.popular_in_segment(segment, knobs.quota)
+        if not pairs and segment != ALL_SEGMENT:
+            pairs = await call.store.popular_in_segment(ALL_SEGMENT, knobs.quota)
+        return SourceResult.from_pairs(self.name, pairs)

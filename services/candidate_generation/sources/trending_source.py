@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
-from services.candidate_generation.sources.base import SourceDeps, from_pairs
-from shared.online_store.types import UserState
-from shared.pipeline.tunables import Tunables
-from shared.pipeline.types import SourceResult
+from typing import Annotated
+
+import msgspec
+
+from services.candidate_generation.sources.base import SourceCall, SourceResult
+from shared.pipeline.knobs import Knobs
+
+
+class TrendingKnobs(Knobs, frozen=True):
+    """How many trending items."""
+
+    quota: Annotated[int, msgspec.Meta(ge=1, le=5000)] = 50
 
 
 class TrendingSource:
     """Non-personalised; also what every cold-start user gets."""
 
     name = "trending"
+    needs = ()
+    provides = ("source_trending",)
+    Knobs = TrendingKnobs
     serves_unknown_users = True
     cpu_bound = False
 
-    def __init__(self, deps: SourceDeps, quota: int, timeout_s: float) -> None:
-        self.deps = deps
-        self.quota = quota
-        self.timeout_s = timeout_s
-
-    async def fetch(self, user: UserState, now: float, tunables: Tunables) -> SourceResult:
+    async def fetch(self, call: SourceCall, knobs: TrendingKnobs) -> SourceResult:
         """The ``quota`` top trending items with their trend scores."""
-        return from_pairs(self.name, await self.deps.store.trending(self.quota, now))
+        pairs = await call.store.trending(knobs.quota, call.ctx.now)
+        return SourceResult.from_pairs(self.name, pairs)

@@ -2,30 +2,36 @@
 
 from __future__ import annotations
 
-from services.candidate_generation.sources.base import SourceDeps
+from typing import Annotated
+
+import msgspec
+
+from services.candidate_generation.sources.base import SourceCall, SourceResult
 from shared.features import encode_user_tower
-from shared.online_store.types import UserState
-from shared.pipeline.tunables import Tunables
-from shared.pipeline.types import SourceResult
+from shared.pipeline.knobs import Knobs
+
+
+class TwoTowerKnobs(Knobs, frozen=True):
+    """How deep the ANN query goes."""
+
+    quota: Annotated[int, msgspec.Meta(ge=1, le=5000)] = 500
 
 
 class TwoTowerSource:
     """Personalised retrieval; a user without history is embedded from profile features alone."""
 
     name = "two_tower"
+    needs = ()
+    provides = ("source_two_tower",)
+    Knobs = TwoTowerKnobs
     serves_unknown_users = False  # an unknown user has no profile: segment + trending serve them
     cpu_bound = True
 
-    def __init__(self, deps: SourceDeps, quota: int, timeout_s: float) -> None:
-        self.deps = deps
-        self.quota = quota
-        self.timeout_s = timeout_s
-
-    async def fetch(self, user: UserState, now: float, tunables: Tunables) -> SourceResult:
-        """Top ``min(quota, ann_top_n)`` items by cosine similarity to the user embedding."""
-        bundle = self.deps.models()
-        assert bundle.user_tower is not None and bundle.index is not None
-        feeds = encode_user_tower([user.features], now, bundle.user_tower.config)
-        emb = bundle.user_tower.run(feeds)["user_embedding"]
-        labels, sims = bundle.index.search(emb, min(self.quota, tunables.ann_top_n))
-        return SourceResult(self.name, bundle.index.ids(labels[0]), sims[0])
+    async def fetch(self, call: SourceCall, knobs: TwoTowerKnobs) -> SourceResult:
+        """Top ``quota`` items by cosine similarity to the user embedding."""
+        tower, index = call.bundle.user_tower, call.bundle.index
+        assert tower is not None and index is not None
+        feeds = encode_user_tower([call.user], call.ctx.now, tower.config)
+        emb = tower.run(feeds)["user_embedding"]
+        labels, sims = index.search(emb, knobs.quota)
+        return SourceResult(self.name, index.ids(labels[0]), sims[0])

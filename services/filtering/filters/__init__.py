@@ -1,4 +1,4 @@
-"""Candidate filters, one class per reason; each returns what it kept and what it removed."""
+"""Candidate filters, one class per reason; each says which rows it keeps."""
 
 from services.filtering.filters.age_restriction_filter import AgeRestrictionFilter
 from services.filtering.filters.blocked_filter import BlockedFilter

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+import msgspec
 import numpy as np
 
-from services.filtering.filters.base import outcome
-from shared.pipeline.filter_input import FilterInput
-from shared.pipeline.types import Removed
+from shared.frame import Frame
+from shared.pipeline.context import RequestContext
+from shared.pipeline.knobs import Knobs
+
+
+class AgeRestrictionKnobs(Knobs, frozen=True):
+    """The age from which restricted items may be shown."""
+
+    adult_age: Annotated[int, msgspec.Meta(ge=0, le=150)] = 18
 
 
 class AgeRestrictionFilter:
@@ -14,15 +23,14 @@ class AgeRestrictionFilter:
     restricted: when in doubt, the restricted item is not shown."""
 
     name = "age_restricted"
+    needs = ("found", "age_restricted")
+    provides = ()
+    Knobs = AgeRestrictionKnobs
 
-    def __init__(self, adult_age: int = 18) -> None:
-        self.adult_age = adult_age
-
-    def apply(self, batch: FilterInput) -> tuple[np.ndarray, Removed]:
-        """Remove restricted (or unknown) items unless the user is known to be an adult."""
-        age = batch.user.age
-        if age is not None and age >= self.adult_age:
-            keep = np.asarray(batch.found, dtype=bool).copy()
-        else:
-            keep = batch.found & ~batch.age_restricted
-        return outcome(batch, keep, self.name)
+    def keep(self, frame: Frame, ctx: RequestContext, knobs: AgeRestrictionKnobs) -> np.ndarray:
+        """Keep known items, and restricted ones only for a user known to be an adult."""
+        age = ctx.user.age
+        found = frame["found"]
+        if age is not None and age >= knobs.adult_age:
+            return found.copy()
+        return np.asarray(found & ~frame["age_restricted"], dtype=bool)

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.filtering.filters.base import membership, outcome
-from shared.pipeline.filter_input import FilterInput
-from shared.pipeline.types import Removed
+from shared.frame import Frame
+from shared.pipeline.context import RequestContext
+from shared.pipeline.knobs import NoKnobs
 
 
 class BlockedFilter:
-    """Hidden and reported items never come back."""
+    """Hidden and reported items never come back (the store's ``blocked`` column)."""
 
     name = "blocked"
+    needs = ("blocked",)
+    provides = ()
+    Knobs = NoKnobs
 
-    def apply(self, batch: FilterInput) -> tuple[np.ndarray, Removed]:
-        """Remove items in ``user.blocked``."""
-        return outcome(batch, ~membership(batch.item_ids, batch.user.blocked), self.name)
+    def keep(self, frame: Frame, ctx: RequestContext, knobs: NoKnobs) -> np.ndarray:
+        """Keep what the user did not block."""
+        return ~frame["blocked"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.filtering.filters.base import outcome
-from shared.pipeline.filter_input import FilterInput
-from shared.pipeline.types import Removed
+from shared.frame import Frame
+from shared.pipeline.context import RequestContext
+from shared.pipeline.knobs import NoKnobs
 
 
 class DuplicateFilter:
@@ -14,12 +14,15 @@ class DuplicateFilter:
     lists that reach the filter from elsewhere, e.g. a fallback)."""
 
     name = "duplicate"
+    needs = ()
+    provides = ()
+    Knobs = NoKnobs
 
-    def apply(self, batch: FilterInput) -> tuple[np.ndarray, Removed]:
-        """Remove the second and later occurrences."""
+    def keep(self, frame: Frame, ctx: RequestContext, knobs: NoKnobs) -> np.ndarray:
+        """Keep the first occurrence of each id."""
         first: dict[str, int] = {}
-        for row, item_id in enumerate(batch.item_ids):
+        for row, item_id in enumerate(frame.ids):
             first.setdefault(item_id, row)  # a hash per id: no sort of Python strings
-        keep = np.zeros(len(batch), dtype=bool)
+        keep = np.zeros(len(frame), dtype=bool)
         keep[np.fromiter(first.values(), np.int64, len(first))] = True
-        return outcome(batch, keep, self.name)
+        return keep

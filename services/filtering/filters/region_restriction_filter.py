@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.filtering.filters.base import outcome
-from shared.pipeline.filter_input import FilterInput
-from shared.pipeline.types import Removed
+from shared.frame import Frame
+from shared.pipeline.context import RequestContext
+from shared.pipeline.knobs import NoKnobs
 
 
 class RegionRestrictionFilter:
@@ -14,12 +14,15 @@ class RegionRestrictionFilter:
     unknown sees only unrestricted items."""
 
     name = "region_restricted"
+    needs = ("regions",)
+    provides = ()
+    Knobs = NoKnobs
 
-    def apply(self, batch: FilterInput) -> tuple[np.ndarray, Removed]:
-        """Remove items not available in the user's region."""
-        region = batch.user.region
-        regions = batch.regions
-        keep = np.fromiter(
-            (not r or (region is not None and region in r) for r in regions), bool, len(regions)
-        )
-        return outcome(batch, keep, self.name)
+    def keep(self, frame: Frame, ctx: RequestContext, knobs: NoKnobs) -> np.ndarray:
+        """Keep unrestricted items and those licensed in the user's region."""
+        regions = frame.text("regions")
+        keep = np.ones(len(regions), dtype=bool)
+        region = ctx.user.region
+        for row in (i for i, r in enumerate(regions) if r):  # most items have no restriction
+            keep[row] = region is not None and region in regions[row].split("|")
+        return keep

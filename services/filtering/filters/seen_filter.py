@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.filtering.filters.base import membership, outcome
-from shared.pipeline.filter_input import FilterInput
-from shared.pipeline.types import Removed
+from shared.frame import Frame
+from shared.pipeline.context import RequestContext
+from shared.pipeline.knobs import NoKnobs
 
 
 class SeenFilter:
-    """The online store's seen set (interactions, not mere impressions: fatigue handles those)."""
+    """The store's ``seen`` column (interactions, not mere impressions: fatigue handles those)."""
 
     name = "seen"
+    needs = ("seen",)
+    provides = ()
+    Knobs = NoKnobs
 
-    def apply(self, batch: FilterInput) -> tuple[np.ndarray, Removed]:
-        """Remove items in ``user.seen``."""
-        return outcome(batch, ~membership(batch.item_ids, batch.user.seen), self.name)
+    def keep(self, frame: Frame, ctx: RequestContext, knobs: NoKnobs) -> np.ndarray:
+        """Keep what the user has not interacted with."""
+        return ~frame["seen"]

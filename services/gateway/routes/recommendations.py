@@ -1,22 +1,25 @@
-"""GET /v1/recommendations: validate, run the pipeline, answer with timings and log the list."""
+"""GET /v1/recommendations: validate, run the pipeline, answer with timings, log the list."""
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Annotated
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from shared.logging import new_request_id
-from shared.pipeline.orchestrator import Orchestrator, RecommendRequest
-from shared.pipeline.recommendation import Recommendation
-from shared.pipeline.transport import json_response
-from shared.pipeline.wire import ID_PATTERN
+from services.gateway.request_state import RequestState
+from services.gateway.response import RecommendationResponse, response_body, served_record
+from services.gateway.runner import RequestRun, Runner
+from services.gateway.variants import VariantRegistry
+from shared.frame import ID_PATTERN
+from shared.platform.fast_routes import FastRequest, FastResponse, FastRoute, RequestError
 
 log = logging.getLogger(__name__)
-router = APIRouter()
+PATH = "/v1/recommendations"
 
 
 class RecommendationQuery(BaseModel):
@@ -27,33 +30,100 @@ class RecommendationQuery(BaseModel):
     user_id: str = Field(pattern=ID_PATTERN, description="letters, digits, _ . : - (1-64)")
     k: int = Field(default=20, ge=1, le=100, description="list length")
     explain: bool = Field(default=False, description="per-item trace of every stage")
-
-
-@router.get("/v1/recommendations", tags=["recommendations"])
-async def recommendations(request: Request, q: Annotated[RecommendationQuery, Query()]) -> Response:
-    """Recommendations for a user (an unknown user is served by the cold-start path)."""
-    state = request.app.state
-    rid = getattr(request.state, "request_id", "") or new_request_id()
-    req = RecommendRequest(user_id=q.user_id, k=q.k, request_id=rid, explain=q.explain)
-    try:
-        rec = await state.orchestrator.recommend(req)
-    except Exception:  # last line of defence: a bug must not turn into a 500
-        log.exception("orchestrator failed")
-        rec = _last_resort(state.orchestrator, req)
-    if state.served_log is not None:
-        state.served_log.log(rec.user_id, rec.to_served_event())
-    return json_response(rec.to_response(), headers={"Server-Timing": rec.server_timing})
-
-
-def _last_resort(orch: Orchestrator, req: RecommendRequest) -> Recommendation:
-    """The last known trending list, marked degraded."""
-    import numpy as np
-
-    pairs = orch.last_trending[: req.k]
-    return Recommendation(
-        request_id=req.request_id, user_id=req.user_id, k=req.k, now=time.time(),
-        item_ids=[p[0] for p in pairs], scores=np.array([p[1] for p in pairs], np.float32),
-        propensity=np.ones(len(pairs), np.float32), explored=np.zeros(len(pairs), bool),
-        cold_start="unknown_user",
-        degraded=["gateway: internal error; fallback: last known trending list"],
+    variant: str = Field(
+        default="production", pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="run under this declared variant (default production)",
     )  # fmt: skip
+
+
+def parse_query(req: FastRequest) -> RecommendationQuery:
+    """The checked query (a 422 in FastAPI's shape naming the parameter)."""
+    try:
+        return RecommendationQuery.model_validate(req.query())
+    except ValidationError as exc:
+        detail = [
+            {"loc": ["query", *e["loc"]], "msg": e["msg"], "type": e["type"]}
+            for e in exc.errors(include_url=False)
+        ]
+        raise RequestError(422, detail) from None
+
+
+@dataclass
+class GatewayCore:
+    """What the route runs on (built in the app's lifespan, when connections exist)."""
+
+    runner: Runner
+    variants: VariantRegistry
+    titles: Callable[[list[str]], list[str]]  # catalog titles of served items
+    log_served: Callable[[str, dict[str, Any]], None] | None
+    last_resort: Callable[[RequestState], None]  # serves something when the runner raised
+
+
+def recommendations_route(core: Callable[[], GatewayCore | None]) -> FastRoute:
+    """The route: the runner does the work; this only translates HTTP."""
+
+    async def handle(http: FastRequest) -> FastResponse:
+        q = parse_query(http)
+        gw = core()
+        if gw is None:
+            raise RequestError(503, "the gateway is starting", {"Retry-After": "1"})
+        runner, variants = gw.runner, gw.variants
+        try:
+            variant = variants.get(q.variant)
+        except KeyError:
+            msg = f"no variant {q.variant!r} (declared: {', '.join(variants.names())})"
+            detail = [{"loc": ["query", "variant"], "msg": msg, "type": "value_error"}]
+            raise RequestError(422, detail) from None
+        req = RequestState(http.request_id, q.user_id, q.k, time.time(), variant, q.explain)
+        try:
+            await runner.run(req)
+        except Exception:  # last line of defence: a bug must not turn into a 500
+            log.exception("pipeline failed")
+            req.run = RequestRun(runner.budget, runner.service)
+            gw.last_resort(req)
+        body = response_body(req, gw.titles(req.served.ids if req.served else []))
+        if gw.log_served is not None:
+            gw.log_served(req.user_id, served_record(req))
+        headers = [(b"server-timing", req.run.server_timing().encode())]
+        return FastResponse(200, orjson.dumps(body), headers=headers)
+
+    return FastRoute("GET", PATH, handle, _operation(), _schemas())
+
+
+def _schemas() -> dict[str, Any]:
+    schema = RecommendationResponse.model_json_schema(ref_template="#/components/schemas/{model}")
+    defs = schema.pop("$defs", {})
+    return {**defs, "RecommendationResponse": schema}
+
+
+def _operation() -> dict[str, Any]:
+    params = []
+    query_schema = RecommendationQuery.model_json_schema()
+    required = set(query_schema.get("required", []))
+    for name, prop in query_schema["properties"].items():
+        params.append({"name": name, "in": "query", "required": name in required,
+                       "schema": prop, "description": prop.get("description", "")})  # fmt: skip
+    return {
+        "tags": ["recommendations"],
+        "summary": "Recommendations for a user",
+        "description": "An unknown user is served by the cold-start path; a failed or late "
+        "stage degrades the answer (degraded_reasons say which and what served instead).",
+        "parameters": params,
+        "responses": {
+            "200": {
+                "description": "the list",
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": "#/components/schemas/RecommendationResponse"}
+                    }
+                },
+                "headers": {
+                    "Server-Timing": {
+                        "schema": {"type": "string"},
+                        "description": "milliseconds per step",
+                    }
+                },
+            },  # fmt: skip
+            "422": {"description": "a parameter is invalid (the detail names it)"},
+        },
+    }

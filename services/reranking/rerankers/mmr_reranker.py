@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+import msgspec
 import numpy as np
 
-from shared.pipeline.rerank_state import RerankState
+from services.reranking.rerank_state import RerankState
+from shared.pipeline.knobs import Knobs
+
+
+class MMRKnobs(Knobs, frozen=True):
+    """Relevance against novelty, how similarity is measured, and the cap per genre."""
+
+    lambda_: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = msgspec.field(
+        default=0.7, name="lambda"
+    )
+    embedding_weight: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.5
+    genre_cap: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 5
 
 
 def similarity(genres: np.ndarray, emb: np.ndarray, emb_weight: float) -> np.ndarray:
@@ -19,27 +33,30 @@ def similarity(genres: np.ndarray, emb: np.ndarray, emb_weight: float) -> np.nda
 class MMRReranker:
     """Greedy selection of k items maximising lambda * relevance - (1 - lambda) * redundancy.
 
-    Relevance is the current score min-max scaled over the pool (the top ``rerank_depth``);
+    Relevance is the current score min-max scaled over the pool (the active items sent);
     redundancy is the highest similarity to an item already selected. An item whose genres
     already fill ``genre_cap`` slots is skipped while any other item is left.
     """
 
     name = "mmr"
+    needs = ("genre_mask",)
+    provides = ("adjust_mmr_redundancy",)
+    Knobs = MMRKnobs
 
-    def rerank(self, state: RerankState) -> None:
+    def rerank(self, state: RerankState, knobs: MMRKnobs) -> None:
         """Fill ``state.order`` with the selected rows and record each one's redundancy."""
-        t = state.tunables
-        pool = state.top_active(t.rerank_depth)
+        pool = state.top_active(len(state))
         k = min(state.k, len(pool))
         rel = state.score[pool]
         span = float(rel.max() - rel.min()) if len(pool) else 0.0
         rel = (rel - rel.min()) / span if span > 0 else np.ones_like(rel)
-        genres = state.genres[pool] > 0
-        sim = similarity(state.genres[pool], state.embeddings[pool], t.mmr_embedding_weight)
-        picked, redundancy = self._select(rel, sim, genres, k, t.mmr_lambda, t.genre_cap)
+        genres = state.genres[pool]
+        emb = state.embeddings[pool] if knobs.embedding_weight > 0 else np.zeros((len(pool), 0))
+        sim = similarity(genres, emb, knobs.embedding_weight)
+        picked, redundancy = self._select(rel, sim, genres > 0, k, knobs.lambda_, knobs.genre_cap)
         state.order = pool[picked]
         penalty = np.zeros(len(state), dtype=np.float32)
-        penalty[state.order] = -(1.0 - t.mmr_lambda) * redundancy
+        penalty[state.order] = -(1.0 - knobs.lambda_) * redundancy
         state.adjustments["mmr_redundancy"] = penalty
         state.applied.append(self.name)
 

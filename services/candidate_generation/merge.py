@@ -1,0 +1,69 @@
+"""Merge the sources' results into one de-duplicated candidate frame that keeps provenance."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated
+
+import msgspec
+import numpy as np
+
+from services.candidate_generation.sources.base import SourceResult
+from shared.frame import Frame
+from shared.pipeline.knobs import Knobs
+
+
+class MergeKnobs(Knobs, frozen=True):
+    """The cap on the merged list."""
+
+    max_candidates: Annotated[int, msgspec.Meta(ge=10, le=5000)] = 500
+
+
+class Merge:
+    """Union in source order (first source first); every source that found an item keeps its
+    score in the item's ``source_<name>`` column (NaN where it did not find it).
+
+    Past ``max_candidates`` the tail of the first (primary, usually largest) source is dropped
+    first, so the smaller sources keep their reserved share of the list.
+    """
+
+    name = "merge"
+    needs = ()
+    provides = ()
+    Knobs = MergeKnobs
+
+    def merge(self, results: Sequence[SourceResult], knobs: MergeKnobs) -> Frame:
+        """The merged frame, in retrieval order."""
+        row_of: dict[str, int] = {}  # insertion order is the merged order
+        found: list[tuple[str, np.ndarray, np.ndarray]] = []
+        for res in results:
+            new_row = row_of.setdefault  # a new id gets the next row (len taken before insert)
+            rows = np.fromiter(
+                (new_row(i, len(row_of)) for i in res.item_ids), np.int64, len(res.item_ids)
+            )
+            # a source may list an item twice: keep its first (best) score only
+            rows, first = np.unique(rows, return_index=True)
+            found.append((res.source, rows, np.asarray(res.scores, dtype=np.float32)[first]))
+        n = len(row_of)
+        frame = Frame(list(row_of))
+        for source, rows, scores in found:
+            col = np.full(n, np.nan, dtype=np.float32)
+            col[rows] = scores
+            frame.columns[f"source_{source}"] = col
+        if n > knobs.max_candidates and found:
+            frame = frame.take(_keep_rows(frame, found[0][0], knobs.max_candidates))
+        return frame
+
+
+def _keep_rows(frame: Frame, primary: str, cap: int) -> np.ndarray:
+    """Rows to keep: drop primary-only rows from the primary's tail, then truncate."""
+    n = len(frame)
+    mine = ~np.isnan(frame[f"source_{primary}"])
+    elsewhere = np.zeros(n, dtype=bool)
+    for name in frame:
+        if name != f"source_{primary}":
+            elsewhere |= ~np.isnan(frame[name])
+    droppable = np.flatnonzero(mine & ~elsewhere)[::-1]  # tail first
+    keep = np.ones(n, dtype=bool)
+    keep[droppable[: n - cap]] = False
+    return np.flatnonzero(keep)[:cap]

@@ -1,0 +1,111 @@
+"""The public answer of GET /v1/recommendations: its declared model and how it is built.
+
+The pydantic models are the contract (they are the route's response schema in OpenAPI, and a
+test checks real answers against that schema); the answer itself is built as plain dicts and
+encoded with orjson, which costs a fraction of validating the model on every request.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from services.gateway.explain import explain
+from services.gateway.request_state import RequestState
+from shared.features.genre_mask import mask_to_names
+
+
+class RecommendedItem(BaseModel):
+    """One item of the list, as a person reads it."""
+
+    item_id: str
+    title: str = Field(description="catalog title ('' when the catalog does not know it)")
+    genres: list[str]
+    year: int | None = Field(description="release year, when known")
+    score: float = Field(description="final score after re-ranking")
+    explored: bool = Field(default=False, description="placed by an exploration slot")
+
+
+class RecommendationResponse(BaseModel):
+    """The list, what served it, and whether anything was degraded."""
+
+    request_id: str
+    user_id: str
+    k: int
+    variant: str = Field(description="the variant this request ran under")
+    items: list[RecommendedItem]
+    degraded: bool
+    degraded_reasons: list[str] = Field(description="'<step>: <reason>; fallback: <what>'")
+    cold_start: Literal["returning", "new_user", "unknown_user"]
+    model_versions: dict[str, str] = Field(
+        description="model part -> registry version, e.g. cascade-ranker/3 (@production)"
+    )
+    explain: dict[str, Any] | None = Field(default=None, description="with explain=true")
+
+
+def served_items(req: RequestState, titles: list[str]) -> list[dict[str, Any]]:
+    """The items of the answer (title, genres, year from the candidate columns)."""
+    served = req.served
+    if served is None or req.served_rows is None:
+        return []
+    rows = req.served_rows
+    frame = req.frame
+    masks = frame["genre_mask"][rows].tolist() if "genre_mask" in frame else [0] * len(rows)
+    years = (
+        frame["release_year"][rows].tolist() if "release_year" in frame else [math.nan] * len(rows)
+    )
+    scores = served["final_score"].tolist()
+    explored = served["explored"].tolist()
+    items = []
+    for i, item_id in enumerate(served.ids):
+        item: dict[str, Any] = {
+            "item_id": item_id, "title": titles[i], "genres": mask_to_names(masks[i]),
+            "year": None if math.isnan(years[i]) else int(years[i]),
+            "score": round(scores[i], 6),
+        }  # fmt: skip
+        if explored[i]:
+            item["explored"] = True
+        items.append(item)
+    return items
+
+
+def response_body(req: RequestState, titles: list[str]) -> dict[str, Any]:
+    """The JSON body of the answer."""
+    body: dict[str, Any] = {
+        "request_id": req.request_id,
+        "user_id": req.user_id,
+        "k": req.k,
+        "variant": req.variant.name,
+        "items": served_items(req, titles),
+        "degraded": bool(req.run.degraded),
+        "degraded_reasons": req.run.degraded,
+        "cold_start": req.cold_start,
+        "model_versions": req.models,
+    }
+    if req.explain:
+        body["explain"] = explain(req)
+    return body
+
+
+def served_record(req: RequestState) -> dict[str, Any]:
+    """The record logged to the ``served`` topic (columnar: one array per field)."""
+    served = req.served
+    ids = served.ids if served is not None else []
+    n = len(ids)
+    zeros = np.zeros(n)
+    return {
+        "request_id": req.request_id,
+        "user_id": req.user_id,
+        "ts": req.now,
+        "variant": req.variant.name,
+        "item_ids": ids,
+        "scores": np.round(served["final_score"], 6).tolist() if served else [],
+        "propensity": np.round(served["propensity"], 6).tolist() if served else [],
+        "explored": served["explored"].tolist() if served else zeros.astype(bool).tolist(),
+        "cold_start": req.cold_start,
+        "degraded": req.run.degraded,
+        "model_versions": req.models,
+    }

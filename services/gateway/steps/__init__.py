@@ -1,0 +1,1 @@
+"""The gateway's steps, one module each: what the step does, and its fallback."""

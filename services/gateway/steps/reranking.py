@@ -1,0 +1,66 @@
+"""Step reranking: the re-rank chain over the top ranked items; the top k when it fails."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+import numpy as np
+
+from services.gateway.request_state import RequestState
+from services.gateway.runner import RequestRun
+from services.gateway.steps.deps import StepDeps
+from shared.frame import Frame
+from shared.pipeline.knobs import Knobs
+
+
+class RerankDepthKnobs(Knobs, frozen=True):
+    """How many of the best ranked items the re-rankers see."""
+
+    depth: Annotated[int, msgspec.Meta(ge=10, le=1000)] = 200
+
+
+class RerankDepth:
+    """The gateway's own knob of this step (variants turn it as ``reranking.depth``)."""
+
+    name = "reranking"
+    needs = ()
+    provides = ()
+    Knobs = RerankDepthKnobs
+
+
+def top_rows(score: np.ndarray, n: int) -> np.ndarray:
+    """Rows of the n highest scores, best first (stable for ties: retrieval order wins)."""
+    if len(score) > n:
+        part = np.argpartition(-score, n - 1)[:n]
+        return part[np.argsort(-score[part], kind="stable")]
+    return np.argsort(-score, kind="stable")
+
+
+async def rerank(req: RequestState, deps: StepDeps) -> None:
+    """Fatigue, freshness, MMR, exploration over the top ``depth`` items."""
+    knobs = deps.knobs.resolve(req.variant)[RerankDepth.name]
+    top = top_rows(req.frame["score"], max(knobs.depth, req.k))  # type: ignore[attr-defined]
+    result = await deps.stages["reranking"].call(req.ctx(), req.frame.take(top))
+    rows = result.frame["row"]
+    if len(rows) and int(rows.max()) >= len(top):
+        raise ValueError(f"reranking answered row {int(rows.max())} of {len(top)}")
+    req.served, req.served_rows = result.frame, top[rows]
+    req.rerankers = list(result.info.applied)
+    if result.info.model:
+        req.models.setdefault("item_index", result.info.model)
+
+
+async def top_k(req: RequestState, _deps: StepDeps, _run: RequestRun) -> str:
+    """The first k by ranker score, no exploration."""
+    rows = top_rows(req.frame["score"], req.k)[: req.k]
+    k = len(rows)
+    req.served_rows = rows
+    req.served = Frame(
+        [req.frame.ids[r] for r in rows.tolist()],
+        {
+            "row": rows, "final_score": req.frame["score"][rows],
+            "propensity": np.ones(k, dtype=np.float32), "explored": np.zeros(k, dtype=bool),
+        },
+    )  # fmt: skip
+    return "top k by ranker score"

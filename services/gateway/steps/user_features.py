@@ -1,0 +1,19 @@
+"""Step user_features: the user's state from the online store, read once per request."""
+
+from __future__ import annotations
+
+from services.gateway.request_state import RequestState
+from services.gateway.runner import RequestRun
+from services.gateway.steps.deps import StepDeps
+
+
+async def read_user(req: RequestState, deps: StepDeps) -> None:
+    """Profile, history, seen and blocked sets, impression counts, genre affinities."""
+    req.user = await deps.store.get_user(req.user_id, req.now)
+
+
+async def unknown_user(req: RequestState, _deps: StepDeps, _run: RequestRun) -> str:
+    """Serve the user as unknown: no profile, so conservative filters (no restricted item)."""
+    req.user = None
+    req.user_state()
+    return "unknown user"

@@ -1,0 +1,47 @@
+"""Genres as bit masks: one int64 per item (bit i = ``GENRES[i]``), the frame's genre column."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import lru_cache
+
+import numpy as np
+
+from shared.features.item import N_GENRES, genre_index
+
+_BITS = np.left_shift(np.int64(1), np.arange(N_GENRES, dtype=np.int64))
+_BITS_F = _BITS.astype(np.float64)
+
+
+@lru_cache(maxsize=1 << 14)
+def _mask(genres: tuple[str, ...]) -> int:
+    mask = 0
+    for g in genres:
+        i = genre_index(g)
+        if i is not None:
+            mask |= 1 << i
+    return mask
+
+
+def genre_mask(genres: Iterable[str]) -> int:
+    """Genre names as a bit mask (unknown names are ignored)."""
+    return _mask(tuple(genres))
+
+
+def mask_to_multi_hot(masks: np.ndarray) -> np.ndarray:
+    """[n] int64 masks -> [n, N_GENRES] float32 multi-hot (equal to ``genre_multi_hot``)."""
+    m = np.asarray(masks, dtype=np.int64)
+    return np.asarray((m[:, None] & _BITS[None, :]) != 0, dtype=np.float32)
+
+
+def multi_hot_to_mask(genres: np.ndarray) -> np.ndarray:
+    """[n, N_GENRES] multi-hot -> [n] int64 masks (inverse of :func:`mask_to_multi_hot`)."""
+    # float matmul runs in BLAS; exact, since masks stay far below 2**53
+    return ((np.asarray(genres) > 0).astype(np.float64) @ _BITS_F).astype(np.int64)
+
+
+def mask_to_names(mask: int) -> list[str]:
+    """The genre names of a mask, in ``GENRES`` order."""
+    from shared.features.item import GENRES
+
+    return [g for i, g in enumerate(GENRES) if mask >> i & 1]
