@@ -15,11 +15,14 @@ COPY deploy ./deploy
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim
-# The latency budget is configuration, not code: it ships beside the packages, not inside.
+# The latency budget and the variants are configuration, not code: they ship beside the
+# packages, not inside.
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
-    CASCADE_LATENCY_BUDGET=/etc/cascade/latency_budget.yaml
+    CASCADE_LATENCY_BUDGET=/etc/cascade/latency_budget.yaml \
+    CASCADE_GATEWAY_VARIANTS=/etc/cascade/variants.yaml
 COPY --from=build /wheels /wheels
 COPY config/latency_budget.yaml /etc/cascade/latency_budget.yaml
+COPY config/variants.yaml /etc/cascade/variants.yaml
 RUN pip install --no-cache-dir --no-index /wheels/*.whl && rm -rf /wheels \
     && useradd --uid 10001 --create-home cascade \
     && mkdir -p /var/lib/cascade/events && chown -R cascade /var/lib/cascade \

@@ -44,9 +44,9 @@ from deploy.local import infra
 from deploy.local.processes import free_port, running
 from deploy.local.stack import service_on_free_port
 from shared.features.item import GENRES
-from shared.kafka import ensure_topics
 from shared.online_store import ItemRecord
 from shared.online_store.writer import StoreWriter
+from shared.stream.topic_keeper import ensure_topics
 
 N_ITEMS, N_USERS = 1682, 5000
 MIX = {"impression": 60, "click": 25, "watch": 8, "like": 4, "rate": 2, "hide": 1}

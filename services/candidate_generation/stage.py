@@ -101,7 +101,8 @@ class CandidateGenerationStage:
         start = time.perf_counter()
         timeout = self.deadline_s[source.name]
         try:
-            result: SourceResult = await asyncio.wait_for(source.fetch(call, knobs), timeout)
+            async with asyncio.timeout(timeout):  # (wait_for would cost one more task)
+                result: SourceResult = await source.fetch(call, knobs)
         except TimeoutError:
             result = SourceResult.failed(source.name, f"timeout after {timeout * 1000:.0f} ms")
         except Exception as exc:  # fail-open: one broken source never fails the request

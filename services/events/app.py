@@ -15,11 +15,11 @@ from kafka.errors import KafkaError
 from services.events.publisher import EventPublisher
 from services.events.routes import events
 from services.events.settings import Settings
-from services.events.topic_guard import TopicGuard
 from services.events.validation import BatchValidator
-from shared.kafka import LazyProducer
 from shared.platform.resources import Resources
 from shared.platform.service import Service, create_app
+from shared.stream.producer import LazyProducer
+from shared.stream.topic_keeper import TopicKeeper
 
 
 def build_app(settings: Settings) -> Service:
@@ -27,18 +27,21 @@ def build_app(settings: Settings) -> Service:
 
     async def setup(app: FastAPI, deps: Resources) -> None:
         producer = _producer(settings, deps)
-        guard = TopicGuard(
+        # Readiness stays false until the broker confirmed the topic; a failed produce makes
+        # the keeper check again (a restarted broker may have lost it). ``warm`` loads the
+        # topic's partition metadata into the producer so send() never blocks the loop on it.
+        topics = TopicKeeper(
             settings.kafka_bootstrap,
             {settings.topic: settings.event_partitions},
-            settings.topic_retry_s,
+            timeout_s=3.0,
             warm=lambda: producer.get().partitions_for(settings.topic),
         )
-        deps.readiness.add("topic", guard.check)
-        deps.on_close(guard.stop)
-        guard.start()
+        deps.readiness.add("topic", topics.check)
+        deps.on_close(topics.stop)
+        topics.start(settings.topic_retry_s)
         app.state.validator = BatchValidator(settings.max_batch, settings.max_future_s)
         app.state.publisher = EventPublisher(
-            producer, settings.topic, guard, settings.produce_timeout_s
+            producer, settings.topic, topics, settings.produce_timeout_s
         )
 
     app = create_app(settings, setup, description=__doc__ or "")

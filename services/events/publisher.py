@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from kafka.errors import KafkaError
 
 from services.events.metrics import BATCH_SIZE, EVENTS_ACCEPTED, PRODUCE_LATENCY
-from services.events.topic_guard import TopicGuard
 from shared.events import Event, encode_event
-from shared.kafka import LazyProducer, send_all
+from shared.stream.producer import LazyProducer, send_all
+from shared.stream.topic_keeper import TopicKeeper
 
 log = logging.getLogger(__name__)
 
@@ -30,17 +30,18 @@ class EventPublisher:
     """
 
     def __init__(
-        self, producer: LazyProducer, topic: str, guard: TopicGuard, timeout_s: float
+        self, producer: LazyProducer, topic: str, topics: TopicKeeper, timeout_s: float
     ) -> None:
         self.producer = producer
         self.topic = topic
-        self.guard = guard
+        self.topics = topics
         self.timeout_s = timeout_s
 
     async def publish(self, events: Sequence[Event]) -> int:
         """Send all events with acks=all; return how many; raise BrokerUnavailableError."""
-        if not self.guard.ready:
-            raise BrokerUnavailableError(self.guard.last_error or "events topic not ready")
+        topic_ok, reason = self.topics.status()
+        if not topic_ok:
+            raise BrokerUnavailableError(reason or "events topic not ready")
         accepted_ts = time.time()
         messages = [(e.user_id.encode(), encode_event(e, accepted_ts)) for e in events]
         start = time.perf_counter()
@@ -49,7 +50,8 @@ class EventPublisher:
             # A little slack so the producer's own delivery timeout (same value) reports first.
             await send_all(producer, self.topic, messages, self.timeout_s + 0.5)
         except (KafkaError, OSError, TimeoutError) as exc:
-            self.guard.recheck()  # the broker may have restarted without the topic
+            # The broker may have restarted without the topic.
+            self.topics.forget("re-checking the topic after a failed produce")
             log.warning("produce failed", extra={"error": repr(exc), "n": len(events)})
             raise BrokerUnavailableError(f"broker did not acknowledge the batch: {exc!r}") from exc
         PRODUCE_LATENCY.observe(time.perf_counter() - start)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from shared import topics
 from shared.events import DEFAULT_MAX_BATCH, DEFAULT_MAX_FUTURE_S
 from shared.platform.settings import KafkaSettings, ServiceSettings, platform
+from shared.stream import topics
 
 
 class Settings(ServiceSettings, KafkaSettings):

@@ -60,7 +60,7 @@ def _served_log(settings: Settings, resources: Resources) -> ServedLog | None:
     """The served-list log (best effort: a broker outage must not stop recommendations)."""
     if not settings.served_log:
         return None
-    from shared.kafka import register_producer
+    from shared.stream.producer import register_producer
 
     producer = register_producer(
         resources, settings.kafka_bootstrap, required=False, linger_ms=settings.served_linger_ms

@@ -17,7 +17,8 @@ import orjson
 from kafka.errors import KafkaError
 from prometheus_client import Counter
 
-from shared.kafka import LazyProducer, ensure_topics
+from shared.stream.producer import LazyProducer
+from shared.stream.topic_keeper import TopicKeeper
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class ServedLog:
         self.producer = producer
         self.topic = topic
         self.partitions = partitions
-        self._topic_ok = False
+        self.topics = TopicKeeper(producer.bootstrap, {topic: partitions}, timeout_s=3.0)
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
         self._thread = threading.Thread(target=self._run, name="served-log", daemon=True)
 
@@ -60,9 +61,7 @@ class ServedLog:
                 return
             key, value = item
             try:
-                if not self._topic_ok:
-                    ensure_topics(self.producer.bootstrap, {self.topic: self.partitions}, 3.0)
-                    self._topic_ok = True
+                self.topics.ensure()
                 future = self.producer.get().send(self.topic, key=key, value=value)
                 future.add_callback(lambda _meta: SERVED_LOG.labels("sent").inc())
                 future.add_errback(self._failed)
@@ -71,7 +70,7 @@ class ServedLog:
 
     def _failed(self, exc: BaseException) -> None:
         """Count and log a lost record; the next record re-checks the topic."""
-        self._topic_ok = False
+        self.topics.forget()
         SERVED_LOG.labels("failed").inc()
         log.warning("served log send failed", extra={"error": repr(exc)})
 

@@ -19,7 +19,7 @@ from shared.platform.settings import (
     ServiceSettings,
     platform,
 )
-from shared.topics import SERVED
+from shared.stream.topics import SERVED
 
 
 def _stage_url(stage: str, port: int) -> Any:

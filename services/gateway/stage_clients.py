@@ -39,7 +39,9 @@ class LocalStage:
 
 
 class RemoteStage:
-    """The stage behind its service: MessagePack over a pooled keep-alive connection."""
+    """The stage behind its service: MessagePack over a pooled keep-alive connection.
+
+    Every call is made under a deadline the caller sets (the runner's per-step budget)."""
 
     def __init__(self, stage: Stage[Any], client: ServiceClient) -> None:
         self.stage = stage
@@ -50,6 +52,7 @@ class RemoteStage:
         """POST the context and the needed columns; the decoded, checked answer."""
         body = self.codec.encode_request(ctx, frame)
         ctype, answer = await self.client.request(
-            "POST", self.stage.path, body, MSGPACK, headers={"X-Request-ID": ctx.request_id}
-        )
+            "POST", self.stage.path, body, MSGPACK, timeout_s=0,  # the runner's deadline bounds it
+            headers={"X-Request-ID": ctx.request_id},
+        )  # fmt: skip
         return self.codec.decode_reply(answer, ctype, frame.ids)

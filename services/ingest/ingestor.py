@@ -9,9 +9,9 @@ from concurrent.futures import Executor, Future
 from kafka.consumer.fetcher import ConsumerRecord
 
 from services.ingest.metrics import BATCH_SIZE, BATCH_WRITE, DEAD_LETTERS, EVENTS, FRESHNESS
-from shared.dead_letters import DeadLetterWriter, decode_records
 from shared.events import Event
 from shared.online_store.writer import ApplyResult, StoreWriter
+from shared.stream.dead_letters import DeadLetterWriter, decode_records
 
 _APPLIED = ord("1")  # the store's per-event mask: b"1" applied now, b"0" a duplicate
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 from pydantic_settings import SettingsConfigDict
 
-from shared import topics
 from shared.events import DEFAULT_MAX_FUTURE_S
-from shared.kafka import ConsumerGroupSettings
 from shared.online_store.config import StoreConfig
 from shared.platform.settings import (
     KafkaSettings,
@@ -15,6 +13,8 @@ from shared.platform.settings import (
     ServiceSettings,
     platform,
 )
+from shared.stream import topics
+from shared.stream.settings import ConsumerGroupSettings
 
 
 class StoreSettings(BaseModel):

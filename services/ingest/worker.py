@@ -7,11 +7,11 @@ from concurrent.futures import ThreadPoolExecutor
 from services.ingest.ingestor import EventIngestor
 from services.ingest.metrics import CONSUMER_LAG
 from services.ingest.settings import Settings
-from shared.consumer_worker import ConsumerWorker
-from shared.dead_letters import DeadLetterWriter
-from shared.kafka import ConsumerLoop, lag_value
 from shared.online_store.writer import StoreWriter
 from shared.platform.redis_client import create_redis
+from shared.stream.consumer_loop import ConsumerLoop, lag_value
+from shared.stream.consumer_worker import ConsumerWorker
+from shared.stream.dead_letters import DeadLetterWriter
 
 
 class IngestWorker:

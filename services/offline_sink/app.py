@@ -14,12 +14,12 @@ from fastapi import FastAPI
 from services.offline_sink.metrics import CONSUMER_LAG
 from services.offline_sink.settings import Settings
 from services.offline_sink.sink import OfflineSink
-from shared.consumer_worker import ConsumerWorker
-from shared.dead_letters import DeadLetterWriter
-from shared.kafka import ConsumerLoop, lag_value
 from shared.offline_store.writer import ParquetEventWriter
 from shared.platform.resources import Resources
 from shared.platform.service import Service, create_app
+from shared.stream.consumer_loop import ConsumerLoop, lag_value
+from shared.stream.consumer_worker import ConsumerWorker
+from shared.stream.dead_letters import DeadLetterWriter
 
 
 def build_worker(settings: Settings) -> tuple[ConsumerWorker, DeadLetterWriter]:

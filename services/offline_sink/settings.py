@@ -7,10 +7,10 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from shared import topics
 from shared.events import DEFAULT_MAX_FUTURE_S
-from shared.kafka import ConsumerGroupSettings
 from shared.platform.settings import KafkaSettings, ServiceSettings
+from shared.stream import topics
+from shared.stream.settings import ConsumerGroupSettings
 
 
 class Settings(ServiceSettings, KafkaSettings, ConsumerGroupSettings):

@@ -15,8 +15,8 @@ from services.offline_sink.metrics import (
     FLUSH_DURATION,
     FLUSH_SIZE,
 )
-from shared.dead_letters import DeadLetterWriter, decode_records
 from shared.offline_store.writer import LoggedEvent, ParquetEventWriter
+from shared.stream.dead_letters import DeadLetterWriter, decode_records
 
 log = logging.getLogger(__name__)
 

@@ -1,13 +1,14 @@
 """The ranker's item inputs from the frame's columns, via the shared feature encoders.
 
 Id hashes depend on nothing but the id, so the shared encoder runs once per item and process
-(``IdRowCache``); year columns once per distinct year. The values equal
+(``IdRowCache``). The values equal
 ``ItemTable.from_items`` on the same items (a test checks it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import repeat
 
 import numpy as np
 
@@ -32,7 +33,7 @@ class IdRowCache:
     def get(self, item_ids: list[str]) -> np.ndarray:
         """Values for ``item_ids``, row-aligned."""
         get = self._row.get
-        rows = np.fromiter((get(i, -1) for i in item_ids), np.int64, len(item_ids))
+        rows = np.fromiter(map(get, item_ids, repeat(-1)), np.int64, len(item_ids))
         miss = np.flatnonzero(rows < 0)
         if miss.size:
             rows = self._add([item_ids[i] for i in miss], rows, miss)
@@ -68,15 +69,6 @@ def _id_hash_cache(cfg: FeatureConfig) -> IdRowCache:
     return cache
 
 
-def _year_columns(release_year: np.ndarray) -> np.ndarray:
-    """``year_columns`` evaluated once per distinct year (NaNs count as one value)."""
-    years = np.asarray(release_year, dtype=np.float64)
-    if len(years) == 0:
-        return year_columns(years)
-    uniq, inverse = np.unique(years, return_inverse=True)
-    return year_columns(uniq)[inverse.reshape(-1)]
-
-
 def item_table(frame: Frame, cfg: FeatureConfig) -> ItemTable:
     """The ranker's item table of the frame's items."""
     counts = frame["counts"]
@@ -84,7 +76,7 @@ def item_table(frame: Frame, cfg: FeatureConfig) -> ItemTable:
         item_ids=frame.ids,
         id_hash=_id_hash_cache(cfg).get(frame.ids),
         genres=mask_to_multi_hot(frame["genre_mask"]),
-        year=_year_columns(frame["release_year"]),
+        year=year_columns(frame["release_year"]),
         release_year=frame["release_year"],
         counts=counts,
         like_count=frame["like_count"],

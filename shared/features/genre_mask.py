@@ -7,7 +7,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from shared.features.item import N_GENRES, genre_index
+from shared.features.item import GENRES, N_GENRES, genre_index
 
 _BITS = np.left_shift(np.int64(1), np.arange(N_GENRES, dtype=np.int64))
 _BITS_F = _BITS.astype(np.float64)
@@ -41,7 +41,10 @@ def multi_hot_to_mask(genres: np.ndarray) -> np.ndarray:
 
 
 def mask_to_names(mask: int) -> list[str]:
-    """The genre names of a mask, in ``GENRES`` order."""
-    from shared.features.item import GENRES
+    """The genre names of a mask, in ``GENRES`` order (a new list: callers may keep it)."""
+    return list(_names(mask))
 
-    return [g for i, g in enumerate(GENRES) if mask >> i & 1]
+
+@lru_cache(maxsize=1 << 14)
+def _names(mask: int) -> tuple[str, ...]:
+    return tuple(g for i, g in enumerate(GENRES) if mask >> i & 1)

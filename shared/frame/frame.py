@@ -7,8 +7,9 @@ stage needing one more attribute asks for one more column by name; no shared inp
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Literal, Union
 
 import numpy as np
@@ -44,6 +45,14 @@ class Column:
 
 class FrameError(ValueError):
     """A frame that breaks its own rules: a column of the wrong length, a missing column."""
+
+
+def _picker(rows: list[int]) -> Callable[[list[str]], list[str]]:
+    """A function taking ``rows`` of a list (itemgetter: one C call instead of a loop)."""
+    if len(rows) > 1:
+        get = itemgetter(*rows)
+        return lambda values: list(get(values))
+    return lambda values: [values[r] for r in rows]
 
 
 class Frame:
@@ -95,11 +104,10 @@ class Frame:
     def take(self, rows: np.ndarray) -> Frame:
         """The items at ``rows`` (int indices), in that order, with every column."""
         r = np.asarray(rows, dtype=np.int64)
-        picked = Frame([self.ids[i] for i in r.tolist()])
+        pick = _picker(r.tolist())
+        picked = Frame(pick(self.ids))
         for name, values in self.columns.items():
-            picked.columns[name] = (
-                [values[i] for i in r.tolist()] if isinstance(values, list) else values[r]
-            )
+            picked.columns[name] = pick(values) if isinstance(values, list) else values[r]
         return picked
 
     def select(self, names: Iterable[str]) -> Frame:

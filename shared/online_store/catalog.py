@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -195,4 +196,4 @@ class CatalogColumns:
     def rows(self, item_ids: Sequence[str]) -> np.ndarray:
         """Row of each id (0 for ids not in the cache)."""
         get = self._row.get
-        return np.fromiter((get(i, 0) for i in item_ids), np.int64, len(item_ids))
+        return np.fromiter(map(get, item_ids, repeat(0)), np.int64, len(item_ids))

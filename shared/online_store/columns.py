@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import repeat
 
 import numpy as np
 
@@ -32,7 +33,7 @@ def membership(item_ids: list[str], members: frozenset[str]) -> np.ndarray:
     """Bool mask: which ids are in ``members`` (one set lookup per item, no objects built)."""
     if not members:
         return np.zeros(len(item_ids), dtype=bool)
-    return np.fromiter((i in members for i in item_ids), bool, len(item_ids))
+    return np.fromiter(map(members.__contains__, item_ids), bool, len(item_ids))
 
 
 def _text(batch: ItemBatch, attr: str, fallback: Callable[[int], str]) -> list[str]:
@@ -57,7 +58,7 @@ def _impressions(batch: ItemBatch, user: UserState) -> np.ndarray:
     imp = user.impressions
     if not imp:
         return np.zeros(len(batch), dtype=np.int64)
-    return np.fromiter((imp.get(i, 0) for i in batch.item_ids), np.int64, len(batch))
+    return np.fromiter(map(imp.get, batch.item_ids, repeat(0)), np.int64, len(batch))
 
 
 def _counts(batch: ItemBatch, _: UserState) -> np.ndarray:

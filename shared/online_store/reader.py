@@ -94,7 +94,7 @@ class OnlineStore:
             gender=profile.gender,
             occupation=profile.occupation,
             zip_code=profile.zip_code,
-            history=tuple(i.decode() for i in hist),
+            history=tuple(map(bytes.decode, hist)),
             genre_affinity=affinity_at(stored, now, self.config.affinity_half_life_s).tolist()
             if stored.any()
             else None,
@@ -107,9 +107,9 @@ class OnlineStore:
         return UserState(
             features=features,
             known=bool(h or hist or seen or blocked),
-            seen=frozenset(i.decode() for i in seen),
-            blocked=frozenset(i.decode() for i in blocked),
-            impressions={k.decode(): int(v) for k, v in imps.items()},
+            seen=frozenset(map(bytes.decode, seen)),
+            blocked=frozenset(map(bytes.decode, blocked)),
+            impressions=dict(zip(map(bytes.decode, imps), map(int, imps.values()), strict=True)),
             segment=seg.decode() if seg else UNKNOWN_SEGMENT,
             region=profile.region,
         )

@@ -145,11 +145,15 @@ class ServiceClient:
         timeout_s: float | None = None,
         headers: dict[str, str] | None = None,
     ) -> tuple[str, bytes]:
-        """Send a request; (content type, body) of a 2xx answer, else UpstreamError."""
+        """Send a request; (content type, body) of a 2xx answer, else UpstreamError.
+
+        ``timeout_s`` 0 means the caller bounds the call itself (the gateway's runner does,
+        with each step's deadline): no second timer per call.
+        """
         timeout = self.timeout_s if timeout_s is None else timeout_s
         head = self._head(method, path, body, content_type, headers)
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(timeout or None):
                 status, ctype, answer = await self._exchange(head, body)
         except TimeoutError:
             raise UpstreamError(

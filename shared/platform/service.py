@@ -185,4 +185,5 @@ def run_service(
         lifespan="on",
         timeout_graceful_shutdown=5,
         timeout_keep_alive=75,  # pooled callers keep connections 30 s (http_client.IDLE_S)
+        proxy_headers=False,  # no proxy in front whose client addresses we would trust
     )

@@ -114,11 +114,14 @@ def test_every_connection_setting_points_at_a_compose_service(compose: dict[str,
             assert host in hosts, f"{name}: {field}={given[0]} names no compose service"
 
 
-def test_latency_budget_ships_in_the_serving_image() -> None:
+def test_latency_budget_and_variants_ship_in_the_serving_image() -> None:
     dockerfile = (REPO_ROOT / "Dockerfile").read_text()
     copied = re.search(r"COPY config/latency_budget.yaml (\S+)", dockerfile)
     assert copied, "the serving image does not carry config/latency_budget.yaml"
     assert f"CASCADE_LATENCY_BUDGET={copied.group(1)}" in dockerfile
+    variants = re.search(r"COPY config/variants.yaml (\S+)", dockerfile)
+    assert variants, "the serving image does not carry config/variants.yaml"
+    assert f"CASCADE_GATEWAY_VARIANTS={variants.group(1)}" in dockerfile
 
 
 def test_runtime_services_are_all_deployed(compose: dict[str, Any]) -> None:

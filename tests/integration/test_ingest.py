@@ -22,10 +22,10 @@ from kafka.structs import TopicPartition
 from deploy.local import infra
 from deploy.local.processes import free_port, running
 from shared.events import Event
-from shared.kafka import ensure_topics
 from shared.online_store import DEFAULT_STORE_CONFIG, ItemRecord, UserProfile
 from shared.online_store.counter_layout import TOTAL_INTERACTIONS, CounterLayout
 from shared.online_store.writer import StoreWriter
+from shared.stream.topic_keeper import ensure_topics
 from tests.conftest import ServiceStarter
 from tests.utils.metrics import scrape as metrics
 from tests.utils.servers import service_spec

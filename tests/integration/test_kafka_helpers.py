@@ -9,7 +9,9 @@ from collections.abc import Callable
 import pytest
 from kafka.consumer.fetcher import ConsumerRecord
 
-from shared.kafka import ConsumerLoop, create_producer, ensure_topics, send_all
+from shared.stream.consumer_loop import ConsumerLoop
+from shared.stream.producer import create_producer, send_all
+from shared.stream.topic_keeper import ensure_topics
 
 pytestmark = pytest.mark.integration
 

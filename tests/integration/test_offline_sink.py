@@ -15,8 +15,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from deploy.local.processes import running
-from shared.kafka import create_producer, ensure_topics
 from shared.offline_store import EventLog
+from shared.stream.producer import create_producer
+from shared.stream.topic_keeper import ensure_topics
 from tests.conftest import ServiceStarter
 from tests.integration.test_events_api import make_events, post, read_topic
 from tests.utils.servers import service_spec

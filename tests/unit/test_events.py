@@ -10,7 +10,6 @@ import pytest
 from pydantic import ValidationError
 
 from services.events.validation import BatchValidator, InvalidBatchError
-from shared import topics
 from shared.events import (
     Event,
     EventBatch,
@@ -20,6 +19,7 @@ from shared.events import (
     encode_event,
     validation_context,
 )
+from shared.stream import topics
 
 
 def event(**overrides: object) -> dict[str, object]:

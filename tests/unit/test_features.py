@@ -125,3 +125,14 @@ def test_no_torch_or_pandas_in_shared_features() -> None:
             "print([m for m in ('torch', 'pandas') if m in sys.modules])")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_year_columns_equal_the_scalar_definition() -> None:
+    years = np.array([np.nan, 0.0, -5.0, 1900.0, 1920.0, 1979.5, 1980.0, 1995.0, 2000.0, 2030.0])
+    expected = np.array(
+        [F.year_features(None if np.isnan(y) else float(y)) for y in years], dtype=np.float32
+    )
+    from shared.features.encoders import year_columns
+
+    np.testing.assert_array_equal(year_columns(years), expected)
+    assert year_columns(np.zeros(0)).shape == (0, 2)

@@ -20,6 +20,7 @@ from services.candidate_generation.sources import (
     TrendingSource,
     TwoTowerSource,
 )
+from services.candidate_generation.sources.two_tower_source import TwoTowerKnobs
 from services.candidate_generation.stage import CandidateGenerationStage
 from shared.features import GENRES, UserFeatures
 from shared.frame import Frame
@@ -292,12 +293,12 @@ async def test_variant_overrides_a_sources_quota(store: Any, models: Any) -> Non
     base = await gen.run(context(user, now=NOW), Frame([]))
     small = VariantSpec(name="small", knobs={"two_tower": {"quota": 20}, "trending": {"quota": 5}})
     result = await gen.run(context(user, now=NOW, variant=small), Frame([]))
-    assert base.info.sources["two_tower"].n == len(ITEMS)  # 500 by default, the index has 300
+    assert base.info.sources["two_tower"].n == TwoTowerKnobs().quota  # 200 of the 300 indexed
     assert result.info.sources["two_tower"].n == 20
     assert result.info.sources["trending"].n == 5
     assert set(found_by(result.frame, "trending")) == {i for i, _ in store._top(5)}
     again = await gen.run(context(user, now=NOW), Frame([]))
-    assert again.info.sources["two_tower"].n == len(ITEMS)  # the override stays in its variant
+    assert again.info.sources["two_tower"].n == TwoTowerKnobs().quota  # override stays in its variant
 
 
 async def test_variant_caps_the_merged_list(store: Any, models: Any) -> None:

@@ -74,9 +74,7 @@ def recbole_split(
         parts[0].append(idx[: c[0]])
         parts[1].append(idx[c[0] : c[0] + c[1]])
         parts[2].append(idx[c[0] + c[1] :])
-    frames = [
-        interactions.iloc[np.sort(np.concatenate(p))].reset_index(drop=True) for p in parts
-    ]
+    frames = [interactions.iloc[np.sort(np.concatenate(p))].reset_index(drop=True) for p in parts]
     end = float(interactions["timestamp"].max()) + 1.0
     return Split("recbole", frames[0], frames[1], frames[2], end, end, temporal=False)
 
@@ -123,9 +121,14 @@ def ranker_holdout(split: Split, frac: float, seed: int, n_query_times: int = 1)
         ts = np.sort(train["timestamp"].to_numpy())
         t_hold = float(ts[int(len(ts) * (1.0 - frac))])
         t = train["timestamp"]
-        fit, hold = train[t < t_hold].reset_index(drop=True), train[t >= t_hold].reset_index(drop=True)
+        fit, hold = (
+            train[t < t_hold].reset_index(drop=True),
+            train[t >= t_hold].reset_index(drop=True),
+        )
         hold_ts = hold["timestamp"].to_numpy()  # sorted: the split keeps the log's time order
-        times = [float(hold_ts[int(len(hold_ts) * k / n_query_times)]) for k in range(n_query_times)]
+        times = [
+            float(hold_ts[int(len(hold_ts) * k / n_query_times)]) for k in range(n_query_times)
+        ]
         return RankerHoldout(fit, hold, sorted(set(times)))
     rng = np.random.default_rng(seed + 17)
     hold_idx: list[np.ndarray] = []
@@ -133,4 +136,6 @@ def ranker_holdout(split: Split, frac: float, seed: int, n_query_times: int = 1)
         hold_idx.append(rng.permutation(idx)[: int(len(idx) * frac)])
     mask = np.zeros(len(train), dtype=bool)
     mask[np.concatenate(hold_idx)] = True
-    return RankerHoldout(train[~mask].reset_index(drop=True), train[mask].reset_index(drop=True), [])
+    return RankerHoldout(
+        train[~mask].reset_index(drop=True), train[mask].reset_index(drop=True), []
+    )

@@ -14,7 +14,7 @@ from shared.pipeline.knobs import Knobs
 class TwoTowerKnobs(Knobs, frozen=True):
     """How deep the ANN query goes."""
 
-    quota: Annotated[int, msgspec.Meta(ge=1, le=5000)] = 500
+    quota: Annotated[int, msgspec.Meta(ge=1, le=5000)] = 200  # what the ranker trained on
 
 
 class TwoTowerSource:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import compress
+
 import numpy as np
 
 from shared.frame import Frame
@@ -23,6 +25,6 @@ class RegionRestrictionFilter:
         regions = frame.text("regions")
         keep = np.ones(len(regions), dtype=bool)
         region = ctx.user.region
-        for row in (i for i, r in enumerate(regions) if r):  # most items have no restriction
+        for row in compress(range(len(regions)), regions):  # only restricted items (few)
             keep[row] = region is not None and region in regions[row].split("|")
         return keep

@@ -17,7 +17,7 @@ from shared.pipeline.knobs import Knobs
 class RerankDepthKnobs(Knobs, frozen=True):
     """How many of the best ranked items the re-rankers see."""
 
-    depth: Annotated[int, msgspec.Meta(ge=10, le=1000)] = 200
+    depth: Annotated[int, msgspec.Meta(ge=10, le=1000)] = 100
 
 
 class RerankDepth:

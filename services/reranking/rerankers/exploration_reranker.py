@@ -17,7 +17,7 @@ class ExplorationKnobs(Knobs, frozen=True):
 
     slots: Annotated[int, msgspec.Meta(ge=0, le=10)] = 1
     rate: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 1.0
-    pool: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
+    pool: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 50
 
 
 class ExplorationReranker:

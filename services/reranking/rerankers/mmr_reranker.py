@@ -66,19 +66,27 @@ class MMRReranker:
     ) -> tuple[np.ndarray, np.ndarray]:
         n = len(rel)
         max_sim = np.zeros(n, dtype=np.float32)
+        base = (lam * rel).astype(np.float32)
+        blocked = np.zeros(n, dtype=bool)  # taken, or (while others are left) genre-capped
         taken = np.zeros(n, dtype=bool)
+        capped = np.zeros(n, dtype=bool)
         genre_count = np.zeros(genres.shape[1], dtype=np.int64)
         picked = np.empty(k, dtype=np.int64)
         redundancy = np.empty(k, dtype=np.float32)
+        mmr = np.empty(n, dtype=np.float32)
         for step in range(k):
-            mmr = lam * rel - (1.0 - lam) * max_sim
-            mmr[taken] = -np.inf
-            capped = (genres & (genre_count >= cap)[None, :]).any(axis=1)
-            if not np.all(taken | capped):  # the cap yields when nothing else is left
-                mmr[capped] = -np.inf
+            np.multiply(max_sim, lam - 1.0, out=mmr)
+            mmr += base
+            mmr[blocked] = -np.inf
             j = int(np.argmax(mmr))
             picked[step], redundancy[step] = j, max_sim[j]
-            taken[j] = True
+            taken[j] = blocked[j] = True
             genre_count += genres[j]
+            full = np.flatnonzero(genres[j] & (genre_count == cap))
+            if full.size:  # a genre just reached the cap: its items wait (capped only changes here)
+                capped |= genres[:, full].any(axis=1)
+            np.logical_or(taken, capped, out=blocked)
+            if blocked.all():  # the cap yields when nothing else is left
+                blocked[:] = taken
             np.maximum(max_sim, sim[j], out=max_sim)
         return picked, redundancy

@@ -1,4 +1,4 @@
-"""Kafka helpers: topic setup, an acks=all producer usable from asyncio, and the consumer loop.
+"""The consumer loop: poll a batch, hand it to a handler, commit only after it succeeded.
 
 The consumer loop has one shape (poll a batch, handle it, commit only after the handler
 succeeded), so every worker gets at-least-once delivery; handlers make it exactly-once in effect
@@ -7,11 +7,9 @@ by being idempotent. SIGTERM stops the loop after the batch in hand, with a fina
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -19,201 +17,16 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from kafka.admin import NewTopic
+from kafka import KafkaConsumer
 from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
-from pydantic import BaseModel
-
-from shared.platform.settings import platform
 
 log = logging.getLogger(__name__)
 
 BatchHandler = Callable[[list[ConsumerRecord]], "Future[Any] | None"]
 """Handles a batch: returns None when its effect is complete, or a Future that completes with
 it (meanwhile the loop polls and hands over the next batch; it commits only once it is done)."""
-
-
-def ensure_topics(bootstrap: str, topics: dict[str, int], timeout_s: float = 10.0) -> None:
-    """Create topics (name -> partitions) that do not exist yet; existing ones are left alone."""
-    admin = KafkaAdminClient(
-        bootstrap_servers=bootstrap.split(","),
-        request_timeout_ms=int(timeout_s * 1000),
-        bootstrap_timeout_ms=int(timeout_s * 1000),
-    )
-    try:
-        existing = set(admin.list_topics())
-        new = [
-            NewTopic(name=name, num_partitions=parts, replication_factor=1)
-            for name, parts in topics.items()
-            if name not in existing
-        ]
-        if new:
-            try:
-                admin.create_topics(new, timeout_ms=int(timeout_s * 1000))
-            except TopicAlreadyExistsError:
-                pass  # another process created it between list and create: the goal is met
-    finally:
-        admin.close()
-
-
-def create_producer(bootstrap: str, **overrides: Any) -> KafkaProducer:
-    """A producer that only counts a message as sent once every in-sync replica has it."""
-    config: dict[str, Any] = {
-        "bootstrap_servers": bootstrap.split(","),
-        "acks": "all",
-        "linger_ms": 1,
-        "retries": 5,
-        "request_timeout_ms": 5000,
-        "max_block_ms": 5000,
-        "enable_idempotence": False,
-        # kafka-python blocks in the constructor until the broker answers (default 30 s):
-        # fail fast so a service with a dead broker starts and reports not-ready instead.
-        "bootstrap_timeout_ms": 3000,
-    }
-    config.update(overrides)
-    return KafkaProducer(**config)
-
-
-async def send_all(
-    producer: KafkaProducer,
-    topic: str,
-    messages: Sequence[tuple[bytes | None, bytes]],
-    timeout_s: float = 5.0,
-) -> None:
-    """Send (key, value) messages and return once the broker acknowledged all of them.
-
-    kafka-python's futures complete on its I/O thread; one asyncio future per call is settled
-    from there when the last ack (or the first failure) arrives, so the event loop is woken
-    once per batch, not once per message. Raises KafkaError (or TimeoutError) if any failed.
-    """
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[None] = loop.create_future()
-    acks = _AckCounter(loop, done, len(messages))
-    for key, value in messages:
-        producer.send(topic, key=key, value=value).add_both(acks.settle)
-    await asyncio.wait_for(done, timeout_s)
-
-
-class _AckCounter:
-    """Counts a batch's delivery results (on kafka-python's thread) into one asyncio future."""
-
-    def __init__(
-        self, loop: asyncio.AbstractEventLoop, done: asyncio.Future[None], expected: int
-    ) -> None:
-        self.loop = loop
-        self.done = done
-        self.pending = expected
-        self.failed = False
-        self._lock = threading.Lock()
-        if expected == 0:
-            done.set_result(None)
-
-    def settle(self, result: Any) -> None:
-        """Callback and errback of every message's future (an exception means it failed)."""
-        with self._lock:
-            if self.failed:
-                return
-            if isinstance(result, BaseException):
-                self.failed = True
-                self.loop.call_soon_threadsafe(_set_exception, self.done, result)
-                return
-            self.pending -= 1
-            if self.pending == 0:
-                self.loop.call_soon_threadsafe(_set_result, self.done)
-
-
-def _set_result(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
-
-
-def _set_exception(fut: asyncio.Future[None], exc: BaseException) -> None:
-    if not fut.done():
-        fut.set_exception(exc)
-
-
-def broker_reachable(bootstrap: str, timeout_s: float = 0.3) -> bool:
-    """True when any bootstrap server accepts a TCP connection.
-
-    kafka-python 3.0's ``bootstrap_connected()`` turns False once bootstrapping has finished,
-    so it cannot tell a live broker from a dead one; a connect is cheap and unambiguous.
-    """
-    for server in bootstrap.split(","):
-        host, _, port = server.rpartition(":")
-        try:
-            with socket.create_connection((host, int(port)), timeout=timeout_s):
-                return True
-        except (OSError, ValueError):
-            continue
-    return False
-
-
-class LazyProducer:
-    """Creates the producer on first use and again after a broker outage.
-
-    kafka-python's constructor fails when no broker answers; a service must still start and
-    report not-ready instead of crash-looping, so creation is deferred and retried.
-    """
-
-    def __init__(self, bootstrap: str, **overrides: Any) -> None:
-        self.bootstrap = bootstrap
-        self.overrides = overrides
-        self._producer: KafkaProducer | None = None
-        self._lock = threading.Lock()
-        self.last_error = "not connected yet"
-
-    def get(self) -> KafkaProducer:
-        """The live producer, creating it if needed; raises KafkaError when down."""
-        with self._lock:
-            if self._producer is None:
-                try:
-                    self._producer = create_producer(self.bootstrap, **self.overrides)
-                except (KafkaError, OSError) as exc:
-                    self.last_error = f"kafka unreachable at {self.bootstrap}: {exc!r}"
-                    raise
-                self.last_error = ""
-            return self._producer
-
-    def ready(self) -> tuple[bool, str]:
-        """Readiness probe: a producer exists and a bootstrap broker accepts connections."""
-        try:
-            self.get()
-        except (KafkaError, OSError):
-            return False, self.last_error
-        # The producer object survives broker restarts; report an outage honestly meanwhile.
-        if not broker_reachable(self.bootstrap):
-            return False, f"kafka unreachable at {self.bootstrap}"
-        return True, "ok"
-
-    def close(self) -> None:
-        """Flush and close the producer if one was created."""
-        with self._lock:
-            if self._producer is not None:
-                try:
-                    self._producer.close(timeout=5)
-                except KafkaError as exc:  # unflushed records to a dead broker: say so, go on
-                    log.warning("producer close failed", extra={"error": repr(exc)})
-                self._producer = None
-
-
-def register_producer(
-    resources: Any, bootstrap: str, name: str = "kafka", required: bool = True, **overrides: Any
-) -> LazyProducer:
-    """A producer created on first use, its broker a readiness check of ``resources``
-    (``shared.platform.resources.Resources``), closed with them."""
-    producer = LazyProducer(bootstrap, **overrides)
-
-    async def check() -> tuple[bool, str]:
-        return await asyncio.to_thread(producer.ready)
-
-    async def close() -> None:
-        await asyncio.to_thread(producer.close)
-
-    resources.readiness.add(name, check, required)
-    resources.on_close(close)
-    return producer
 
 
 @dataclass
@@ -258,24 +71,6 @@ def _drain(future: Future[Any]) -> None:
     if not future.cancel():
         with contextlib.suppress(Exception):
             future.result()
-
-
-class ConsumerGroupSettings(BaseModel):
-    """Settings of a consumer of the events topic.
-
-    The group timings are also read platform-wide as ``CASCADE_KAFKA_<NAME>``: every consumer
-    of a Tansu broker wants the short values (it joins a group in about half the session
-    timeout), while real Kafka keeps the defaults. The partition count is platform-wide so the
-    events API and every consumer create the topic alike.
-    """
-
-    session_timeout_ms: int = platform(10_000, env="KAFKA_SESSION_TIMEOUT_MS", ge=1000, le=300_000)
-    heartbeat_interval_ms: int = platform(
-        3000, env="KAFKA_HEARTBEAT_INTERVAL_MS", ge=100, le=100_000
-    )
-    event_partitions: int = platform(
-        6, ge=1, le=1024, description="partitions of the events topic when it is created"
-    )
 
 
 def lag_value(loop: ConsumerLoop) -> float:
@@ -419,9 +214,9 @@ class ConsumerLoop:
         """True while a consumer exists (it reconnects by itself after a broker outage)."""
         return self._consumer is not None
 
-    def pause(self, seconds: float) -> None:
-        """Sleep, waking early when stop() is called."""
-        self._stop.wait(seconds)
+    def pause(self, seconds: float) -> bool:
+        """Sleep, waking early when stop() is called; True once stopping."""
+        return self._stop.wait(seconds)
 
     def _poll_until_stopped(self, consumer: KafkaConsumer) -> None:
         buffer: dict[TopicPartition, list[ConsumerRecord]] = {}

@@ -1,4 +1,8 @@
-"""Kafka topic names, in one place so producers and consumers cannot disagree."""
+"""Kafka topic names, in one place so producers and consumers cannot disagree.
+
+Names only: settings modules import them without loading kafka-python (creating topics is
+``shared.stream.topic_keeper``'s job).
+"""
 
 from __future__ import annotations
 

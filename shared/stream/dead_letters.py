@@ -17,7 +17,8 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError
 
 from shared.events import Event, MalformedEventError, decode_event, encode_dead_letter
-from shared.kafka import LazyProducer, ensure_topics
+from shared.stream.producer import LazyProducer
+from shared.stream.topic_keeper import TopicKeeper
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,8 @@ class DeadLetterWriter:
     """Blocking writer (it runs on the consumer thread): returns once the broker has them all.
 
     A failure raises, so the consumer loop retries the whole batch rather than commit past a
-    record that is neither applied nor in the dead-letter topic.
+    record that is neither applied nor in the dead-letter topic. The topic is created at the
+    first letter, and checked again after a failed send (a restarted broker may have lost it).
     """
 
     def __init__(self, bootstrap: str, topic: str, source: str, timeout_s: float) -> None:
@@ -62,21 +64,24 @@ class DeadLetterWriter:
         self.source = source
         self.timeout_s = timeout_s
         self.producer = LazyProducer(bootstrap)
-        self._topic_ready = False
+        self.topics = TopicKeeper(bootstrap, {topic: 1}, timeout_s)
 
     def send(self, letters: Sequence[DeadLetter]) -> None:
         """Write every letter (acks=all) or raise."""
         if not letters:
             return
-        if not self._topic_ready:
-            ensure_topics(self.bootstrap, {self.topic: 1}, self.timeout_s)
-            self._topic_ready = True
-        producer = self.producer.get()
-        futures = [
-            producer.send(self.topic, key=dl.record.key, value=self._encode(dl)) for dl in letters
-        ]
-        for fut in futures:
-            fut.get(timeout=self.timeout_s)
+        self.topics.ensure()
+        try:
+            producer = self.producer.get()
+            futures = [
+                producer.send(self.topic, key=dl.record.key, value=self._encode(dl))
+                for dl in letters
+            ]
+            for fut in futures:
+                fut.get(timeout=self.timeout_s)
+        except (KafkaError, OSError):
+            self.topics.forget()  # a restarted broker may have lost the topic: the retry re-checks
+            raise
         log.warning("dead-lettered records", extra={"n": len(letters), "reason": letters[0].reason})
 
     def _encode(self, letter: DeadLetter) -> bytes:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import threading
 
-from kafka.errors import KafkaError
-
-from shared.kafka import ConsumerLoop, broker_reachable, ensure_topics
+from shared.stream.broker import broker_reachable
+from shared.stream.consumer_loop import ConsumerLoop
+from shared.stream.topic_keeper import TopicKeeper
 
 log = logging.getLogger(__name__)
 
@@ -23,10 +23,9 @@ class ConsumerWorker:
         self, loop: ConsumerLoop, topics: dict[str, int], name: str, retry_s: float = 2.0
     ) -> None:
         self.loop = loop
-        self.topics = topics
+        self.topics = TopicKeeper(loop.bootstrap, topics, timeout_s=3.0)
         self.retry_s = retry_s
         self.error = ""
-        self.topics_ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
@@ -43,8 +42,9 @@ class ConsumerWorker:
         bootstrap = self.loop.bootstrap
         if not self._thread.is_alive():
             return False, f"consumer thread not running: {self.error}"
-        if not self.topics_ready.is_set():
-            return False, self.error or f"creating topics on kafka at {bootstrap}, no answer yet"
+        topics_ok, reason = self.topics.status()
+        if not topics_ok:
+            return False, reason
         if not self.loop.connected:
             return False, self.loop.stats.last_error or "consumer not started yet"
         # The consumer object survives an outage; say so honestly meanwhile.
@@ -53,8 +53,8 @@ class ConsumerWorker:
         return True, f"ok, {len(self.loop.stats.assigned)} partition(s) assigned"
 
     def _run(self) -> None:
-        while not self.loop.stopping and not self._ensure_topics():
-            self.loop.pause(self.retry_s)
+        if self.loop.stopping or not self.topics.wait(self.retry_s, self.loop.pause):
+            return
         while not self.loop.stopping:
             try:
                 self.loop.run()
@@ -62,15 +62,3 @@ class ConsumerWorker:
                 self.error = f"{type(exc).__name__}: {exc}"
                 log.exception("consumer loop died; restarting")
                 self.loop.pause(self.retry_s)
-
-    def _ensure_topics(self) -> bool:
-        try:
-            ensure_topics(self.loop.bootstrap, self.topics, timeout_s=3.0)
-        except (KafkaError, OSError) as exc:
-            self.error = f"kafka unreachable at {self.loop.bootstrap}: {exc!r}"
-            self.loop.stats.last_error = self.error
-            log.warning("cannot create topics", extra={"error": self.error})
-            return False
-        self.error = ""
-        self.topics_ready.set()
-        return True
