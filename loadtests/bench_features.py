@@ -29,7 +29,8 @@ from deploy.local import infra
 from deploy.local.processes import free_port, running
 from shared.events import Event
 from shared.features.item import GENRES
-from shared.online_store import ItemRecord, OnlineStore
+from shared.online_store import ItemRecord
+from shared.online_store.reader import OnlineStore
 from shared.online_store.writer import StoreWriter
 from shared.platform.redis_client import create_async_redis
 

@@ -198,7 +198,7 @@ async def _in_process_library(env: dict[str, str], users: list[str]) -> dict[str
     from services.gateway.stage_clients import LocalStage
     from services.gateway.stages import in_process_stages
     from services.gateway.steps.deps import StepDeps
-    from shared.online_store import OnlineStore
+    from shared.online_store.reader import OnlineStore
     from shared.pipeline.budget import load_budget
     from shared.pipeline.context import VariantSpec
     from shared.pipeline.knobs import KnobTable
@@ -275,8 +275,8 @@ async def stage_timings(env: dict[str, str], n: int = 500) -> dict[str, Any]:
     from shared.models.locators import locate_models
     from shared.models.model_set import ModelSet
     from shared.models.onnx_model import create_session
-    from shared.online_store import OnlineStore
     from shared.online_store.columns import STORE_COLUMN_NAMES, hydrate
+    from shared.online_store.reader import OnlineStore
     from shared.pipeline.stage import StageCodec
     from shared.platform.redis_client import create_async_redis
 

@@ -12,7 +12,7 @@ from services.candidate_generation.warmup import warm_up_retrieval
 from shared.models.bundle import ModelBundle
 from shared.models.item_indexer import ItemIndexer, sync_forever
 from shared.models.settings import model_set_for
-from shared.online_store import OnlineStore
+from shared.online_store.reader import OnlineStore
 from shared.pipeline.budget import load_budget
 from shared.pipeline.stage import stage_route
 from shared.platform.resources import Resources

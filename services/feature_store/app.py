@@ -12,7 +12,7 @@ from redis.exceptions import RedisError
 
 from services.feature_store.routes import catalog, features
 from services.feature_store.settings import Settings
-from shared.online_store import OnlineStore
+from shared.online_store.reader import OnlineStore
 from shared.platform.resources import Resources
 from shared.platform.service import Service, create_app
 

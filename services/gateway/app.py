@@ -21,7 +21,7 @@ from services.gateway.steps.candidates import refresh_trending
 from services.gateway.steps.deps import StepDeps
 from services.gateway.variants import VariantRegistry
 from services.gateway.warmup import GatewayWarmUp
-from shared.online_store import OnlineStore
+from shared.online_store.reader import OnlineStore
 from shared.pipeline.budget import LatencyBudget, load_budget
 from shared.pipeline.knobs import KnobTable
 from shared.platform.resources import Resources

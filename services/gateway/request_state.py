@@ -14,7 +14,7 @@ from shared.online_store.types import UserState
 from shared.pipeline.context import RequestContext, UserContext, VariantSpec
 
 if TYPE_CHECKING:
-    from services.gateway.runner import RequestRun
+    from services.gateway.request_run import RequestRun
 
 
 def seed_of(request_id: str) -> int:

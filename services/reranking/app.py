@@ -11,8 +11,8 @@ from services.reranking.warmup import warm_up_rerank
 from shared.models.bundle import ModelBundle
 from shared.models.item_indexer import ItemIndexer, sync_forever
 from shared.models.settings import model_set_for
-from shared.online_store import OnlineStore
 from shared.online_store.columns import STORE_COLUMN_NAMES
+from shared.online_store.reader import OnlineStore
 from shared.pipeline.components import check_wiring
 from shared.pipeline.stage import stage_route
 from shared.platform.resources import Resources

@@ -109,15 +109,7 @@ def _load_recbole(root: Path) -> MovieLens:
             "genres": [tuple(g.split()) for g in item["class"]],
         }
     )
-    users = pd.DataFrame(
-        {
-            "user_id": user["user_id"].str.strip(),
-            "age": _numeric(user["age"], paths[2], "age").astype(float),
-            "gender": user["gender"],
-            "occupation": user["occupation"],
-            "zip_code": user["zip_code"],
-        }
-    )
+    users = _users(user, paths[2])
     return MovieLens(
         _finish_interactions(inter, paths[0]), users, items, _fingerprint(paths), "recbole"
     )
@@ -161,15 +153,7 @@ def _load_grouplens(root: Path) -> MovieLens:
             "genres": [tuple(g for g, f in zip(GENRES, row, strict=True) if f) for row in flags],
         }
     )
-    users = pd.DataFrame(
-        {
-            "user_id": user["user_id"].str.strip(),
-            "age": _numeric(user["age"], paths[2], "age").astype(float),
-            "gender": user["gender"],
-            "occupation": user["occupation"],
-            "zip_code": user["zip_code"],
-        }
-    )
+    users = _users(user, paths[2])
     return MovieLens(
         _finish_interactions(inter, paths[0]), users, items, _fingerprint(paths), "grouplens"
     )
@@ -202,3 +186,16 @@ def load_movielens(root: str | Path) -> MovieLens:
         len(data.items),
     )
     return data
+
+
+def _users(user: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """The user table in the loader's columns (both source formats have the same fields)."""
+    return pd.DataFrame(
+        {
+            "user_id": user["user_id"].str.strip(),
+            "age": _numeric(user["age"], path, "age").astype(float),
+            "gender": user["gender"],
+            "occupation": user["occupation"],
+            "zip_code": user["zip_code"],
+        }
+    )

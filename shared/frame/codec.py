@@ -12,7 +12,7 @@ ids match ``ID_PATTERN``. A failure raises ``WireError`` naming the field (a 422
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -127,14 +127,22 @@ class FrameCodec:
         self, wire: WireFrame, required: tuple[str, ...] = (), loc: tuple[str | int, ...] = ()
     ) -> Frame:
         """The frame of a MessagePack body, every column checked against its declaration."""
+        return self._decode(wire.ids, wire.columns, self._decode_binary, required, loc)
+
+    def _decode(
+        self,
+        ids: list[str] | None,
+        columns: Mapping[str, Any],
+        decode: Callable[[Column, Any, int, tuple[str | int, ...]], ColumnValues],
+        required: tuple[str, ...],
+        loc: tuple[str | int, ...],
+    ) -> Frame:
         floc = (*loc, "frame")
-        ids = check_ids(wire.ids, (*floc, "ids"), self.max_items)
-        n = len(ids)
-        frame = Frame(ids)
-        for name, wc in wire.columns.items():
+        checked = check_ids(ids, (*floc, "ids"), self.max_items)
+        frame = Frame(checked)
+        for name, values in columns.items():
             cloc = (*floc, "columns", name)
-            col = self._column(name, cloc)
-            frame.columns[name] = self._decode_binary(col, wc, n, cloc)
+            frame.columns[name] = decode(self._column(name, cloc), values, len(checked), cloc)
         self._require(frame, required, floc)
         return frame
 
@@ -180,16 +188,7 @@ class FrameCodec:
         self, wire: JsonFrame, required: tuple[str, ...] = (), loc: tuple[str | int, ...] = ()
     ) -> Frame:
         """The frame of a JSON body (lists converted to typed arrays, then checked)."""
-        floc = (*loc, "frame")
-        ids = check_ids(wire.ids, (*floc, "ids"), self.max_items)
-        n = len(ids)
-        frame = Frame(ids)
-        for name, values in wire.columns.items():
-            cloc = (*floc, "columns", name)
-            col = self._column(name, cloc)
-            frame.columns[name] = self._decode_list(col, values, n, cloc)
-        self._require(frame, required, floc)
-        return frame
+        return self._decode(wire.ids, wire.columns, self._decode_list, required, loc)
 
     def _decode_list(
         self, col: Column, values: list[Any], n: int, loc: tuple[str | int, ...]

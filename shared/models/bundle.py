@@ -9,10 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from shared.models.item_index import ItemIndex
 from shared.models.onnx_model import ModelLoadError, OnnxModel, load_onnx, read_json
+
+if TYPE_CHECKING:
+    from shared.models.item_index import ItemIndex
 
 PARTS = ("user_tower", "item_index", "ranker")
 
@@ -92,6 +94,8 @@ def load_bundle(
         folder = paths["user_tower"]
         bundle.user_tower = load_onnx(folder, "user_tower.onnx", "user_tower", version_of(folder))
     if "item_index" in wanted:
+        from shared.models.item_index import ItemIndex  # hnswlib: only where an index is served
+
         folder = paths["item_index"]
         version = version_of(folder)
         bundle.item_tower = load_onnx(folder, "item_tower.onnx", "item_tower", version)

@@ -21,7 +21,8 @@ import pytest
 import redis
 
 from deploy.local.processes import start, stop, wait_ready
-from shared.online_store import DEFAULT_STORE_CONFIG, ItemRecord, OnlineStore, UserProfile
+from shared.online_store import DEFAULT_STORE_CONFIG, ItemRecord, UserProfile
+from shared.online_store.reader import OnlineStore
 from shared.online_store.writer import StoreWriter
 from shared.platform.redis_client import create_async_redis
 from tests.integration.serving_fixtures import catalog, write_budget, write_synthetic_bundle
@@ -185,11 +186,8 @@ def test_hidden_and_clicked_items_leave_the_next_list(
     record_property("click_to_next_list_s", round(took, 3))
     after_click = p.recommend("alice")
     assert clicked not in ids(after_click) and hidden not in ids(after_click)
-    removed = after_click["explain"]["removed"]
-    served_by = {s for t in after_click["explain"]["items"] for s in t["sources"]}
-    # Retrieval moved with the click (the history changed): when a source still found the
-    # item, the seen filter is what removed it.
-    assert clicked in removed.get("seen", []) or "two_tower" in served_by
+    # (Whether retrieval still finds the clicked item depends on the new history, so which
+    # filter removed it is not asserted here; the seen set below is what the filter reads.)
     assert hidden in after_click["explain"]["removed"]["blocked"]
     # The features moved too: history, seen set, event count (the hide is not an interaction).
     assert p.client.zrange(b"{u:alice}:histz", 0, -1) == [clicked.encode()]

@@ -12,7 +12,8 @@ import redis
 
 from shared.events import Event
 from shared.features.counters import count_in_window
-from shared.online_store import ItemRecord, OnlineStore, UserProfile
+from shared.online_store import ItemRecord, UserProfile
+from shared.online_store.reader import OnlineStore
 from shared.online_store.writer import StoreWriter
 from shared.platform.redis_client import create_async_redis
 

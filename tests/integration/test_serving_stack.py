@@ -610,7 +610,7 @@ async def test_read_cache_and_preload_give_what_redis_holds(live_stack: LiveStac
     plain reader does; a new event shows up once the cache entry is older than its TTL."""
     import numpy as np
 
-    from shared.online_store import OnlineStore
+    from shared.online_store.reader import OnlineStore
     from shared.platform.redis_client import create_async_redis
 
     client = create_async_redis(live_stack.env["CASCADE_REDIS_URL"])

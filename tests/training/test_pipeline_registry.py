@@ -85,9 +85,9 @@ def test_report_and_bundle(trained: dict) -> None:  # type: ignore[type-arg]
 
 def test_registered_with_alias_and_tags(trained: dict, tmp_path: Path) -> None:  # type: ignore[type-arg]
     uri = trained["uri"]
-    bundle_ids = set()
+    bundle_ids, versions = set(), {}
     for name in NAMES:
-        v = reg.current_version(name, "production", uri)
+        v = versions[name] = reg.current_version(name, "production", uri)
         got = reg.resolve_and_download(name, "production", uri, tmp_path / "cache")
         assert got.version == v and got.run_id
         assert got.tags["data_fingerprint"] and got.tags["feature_schema_version"] == "1"
@@ -96,7 +96,9 @@ def test_registered_with_alias_and_tags(trained: dict, tmp_path: Path) -> None: 
         ).is_file()
         bundle_ids.add(got.tags["bundle_id"])
     assert len(bundle_ids) == 1  # the three versions come from one training run
-    assert (tmp_path / "cache" / "cascade-item-index" / v / "hnsw_index.bin").is_file()
+    # each registered model numbers its own versions (another test may have added a ranker)
+    index_version = versions["cascade-item-index"]
+    assert (tmp_path / "cache" / "cascade-item-index" / index_version / "hnsw_index.bin").is_file()
 
 
 def test_failed_registration_leaves_nothing(trained: dict, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[type-arg]

@@ -18,30 +18,12 @@ from loadtests.loadtest import Settings, build_report, step_record
 from loadtests.loadtest_report import format_table, write_report
 from loadtests.prom_histograms import Snapshot, parse
 from shared.pipeline.budget import LatencyBudget
+from shared.platform.metrics import LATENCY_BUCKETS
 
 STAGES = ("user_features", "candidates", "item_features", "filtering", "ranking", "reranking")
 
-# Bounds of the services' latency histograms (shared metrics module), in seconds.
-BUCKETS = (
-    0.0005,
-    0.001,
-    0.002,
-    0.003,
-    0.005,
-    0.0075,
-    0.01,
-    0.015,
-    0.02,
-    0.03,
-    0.05,
-    0.075,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-)
+# Bounds of the services' latency histograms, in seconds.
+BUCKETS = LATENCY_BUCKETS
 
 
 class FakeService:

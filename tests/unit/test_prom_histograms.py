@@ -8,33 +8,15 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from loadtests.prom_histograms import Snapshot, histogram_quantile, parse
+from shared.platform.metrics import LATENCY_BUCKETS
 
 # prometheus/prometheus promql/testdata/histograms.test: two histograms, one whose lowest bucket
 # is negative. Cumulative counts per bucket (the ratios of its 0+5x10... series).
 POSITIVE = ((0.1, 0.2, 1.0, math.inf), (5, 7, 11, 12))
 NEGATIVE = ((-0.2, -0.1, 0.3, math.inf), (1, 2, 2, 3))
 
-# Bounds of the services' latency histograms (shared metrics module), in seconds.
-BUCKETS = (
-    0.0005,
-    0.001,
-    0.002,
-    0.003,
-    0.005,
-    0.0075,
-    0.01,
-    0.015,
-    0.02,
-    0.03,
-    0.05,
-    0.075,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-)
+# Bounds of the services' latency histograms, in seconds.
+BUCKETS = LATENCY_BUCKETS
 
 
 @pytest.mark.parametrize(

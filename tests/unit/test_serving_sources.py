@@ -298,7 +298,9 @@ async def test_variant_overrides_a_sources_quota(store: Any, models: Any) -> Non
     assert result.info.sources["trending"].n == 5
     assert set(found_by(result.frame, "trending")) == {i for i, _ in store._top(5)}
     again = await gen.run(context(user, now=NOW), Frame([]))
-    assert again.info.sources["two_tower"].n == TwoTowerKnobs().quota  # override stays in its variant
+    assert (
+        again.info.sources["two_tower"].n == TwoTowerKnobs().quota
+    )  # override stays in its variant
 
 
 async def test_variant_caps_the_merged_list(store: Any, models: Any) -> None:

@@ -27,8 +27,8 @@ from shared.features.config import DEFAULT_CONFIG
 from shared.features.item import N_GENRES
 from shared.offline_store import EventLog, ParquetEventWriter, build_training_set
 from shared.offline_store.writer import LoggedEvent
-from shared.online_store import OnlineStore, keys
-from shared.online_store.reader import COUNTER_FEATURES
+from shared.online_store import keys
+from shared.online_store.reader import COUNTER_FEATURES, OnlineStore
 from shared.online_store.types import UserState
 from shared.online_store.writer import StoreWriter
 from tests.utils.event_sequences import EventSequence

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from services.feature_store.schemas import KQuery, NewItems, NowQuery
-from shared.online_store import OnlineStore
+from shared.online_store.reader import OnlineStore
 
 router = APIRouter(tags=["catalog"])
 

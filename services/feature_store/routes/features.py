@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from services.feature_store.schemas import ItemFeaturesRequest, NowQuery, UserIdPath
-from shared.online_store import OnlineStore
+from shared.online_store.reader import OnlineStore
 from shared.online_store.wire import item_batch_to_json, user_state_to_json
 from shared.platform.metrics import stage_timer
 

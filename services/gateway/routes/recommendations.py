@@ -11,9 +11,10 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from services.gateway.request_run import RequestRun
 from services.gateway.request_state import RequestState
 from services.gateway.response import RecommendationResponse, response_body, served_record
-from services.gateway.runner import RequestRun, Runner
+from services.gateway.runner import Runner
 from services.gateway.variants import VariantRegistry
 from shared.frame import ID_PATTERN
 from shared.platform.fast_routes import FastRequest, FastResponse, FastRoute, RequestError

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from services.gateway.request_run import RequestRun
 from services.gateway.request_state import RequestState
-from services.gateway.runner import RequestRun
 from services.gateway.steps.deps import StepDeps
 
 

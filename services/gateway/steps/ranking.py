@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from services.gateway.request_run import RequestRun
 from services.gateway.request_state import RequestState
-from services.gateway.runner import RequestRun
 from services.gateway.steps.deps import StepDeps
 
 

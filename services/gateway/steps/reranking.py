@@ -7,8 +7,8 @@ from typing import Annotated
 import msgspec
 import numpy as np
 
+from services.gateway.request_run import RequestRun
 from services.gateway.request_state import RequestState
-from services.gateway.runner import RequestRun
 from services.gateway.steps.deps import StepDeps
 from shared.frame import Frame
 from shared.pipeline.knobs import Knobs
