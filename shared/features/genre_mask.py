@@ -40,6 +40,12 @@ def multi_hot_to_mask(genres: np.ndarray) -> np.ndarray:
     return ((np.asarray(genres) > 0).astype(np.float64) @ _BITS_F).astype(np.int64)
 
 
+@lru_cache(maxsize=1 << 14)
+def genre_columns(mask: int) -> tuple[int, ...]:
+    """The genre columns (bit positions) set in a mask."""
+    return tuple(i for i in range(N_GENRES) if mask >> i & 1)
+
+
 def mask_to_names(mask: int) -> list[str]:
     """The genre names of a mask, in ``GENRES`` order (a new list: callers may keep it)."""
     return list(_names(mask))

@@ -8,6 +8,7 @@ import msgspec
 import numpy as np
 
 from services.reranking.rerank_state import RerankState
+from shared.features.genre_mask import genre_columns
 from shared.pipeline.knobs import Knobs
 
 
@@ -53,7 +54,10 @@ class MMRReranker:
         genres = state.genres[pool]
         emb = state.embeddings[pool] if knobs.embedding_weight > 0 else np.zeros((len(pool), 0))
         sim = similarity(genres, emb, knobs.embedding_weight)
-        picked, redundancy = self._select(rel, sim, genres > 0, k, knobs.lambda_, knobs.genre_cap)
+        masks = state.frame["genre_mask"][pool].tolist()
+        picked, redundancy = self._select(
+            rel, sim, genres > 0, masks, k, knobs.lambda_, knobs.genre_cap
+        )
         state.order = pool[picked]
         penalty = np.zeros(len(state), dtype=np.float32)
         penalty[state.order] = -(1.0 - knobs.lambda_) * redundancy
@@ -62,30 +66,32 @@ class MMRReranker:
 
     @staticmethod
     def _select(
-        rel: np.ndarray, sim: np.ndarray, genres: np.ndarray, k: int, lam: float, cap: int
-    ) -> tuple[np.ndarray, np.ndarray]:
+        rel: np.ndarray, sim: np.ndarray, genres: np.ndarray, masks: list[int], k: int,
+        lam: float, cap: int,
+    ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        # About six numpy calls per pick: on lists of ~100 items each call's overhead is the
+        # cost, so the genre counting is plain Python over each item's few genres.
         n = len(rel)
-        max_sim = np.zeros(n, dtype=np.float32)
         base = (lam * rel).astype(np.float32)
-        blocked = np.zeros(n, dtype=bool)  # taken, or (while others are left) genre-capped
+        max_sim = np.zeros(n, dtype=np.float32)
         taken = np.zeros(n, dtype=bool)
         capped = np.zeros(n, dtype=bool)
-        genre_count = np.zeros(genres.shape[1], dtype=np.int64)
+        blocked = np.zeros(n, dtype=bool)  # taken, or (while others are left) genre-capped
+        of_item = [genre_columns(m) for m in masks] if cap < k else [()] * n
+        count = [0] * genres.shape[1]
         picked = np.empty(k, dtype=np.int64)
         redundancy = np.empty(k, dtype=np.float32)
-        mmr = np.empty(n, dtype=np.float32)
         for step in range(k):
-            np.multiply(max_sim, lam - 1.0, out=mmr)
-            mmr += base
+            mmr = base - (1.0 - lam) * max_sim
             mmr[blocked] = -np.inf
-            j = int(np.argmax(mmr))
+            j = int(mmr.argmax())
             picked[step], redundancy[step] = j, max_sim[j]
             taken[j] = blocked[j] = True
-            genre_count += genres[j]
-            full = np.flatnonzero(genres[j] & (genre_count == cap))
-            if full.size:  # a genre just reached the cap: its items wait (capped only changes here)
-                capped |= genres[:, full].any(axis=1)
-            np.logical_or(taken, capped, out=blocked)
+            for g in of_item[j]:
+                count[g] += 1
+                if count[g] == cap:  # the genre is full: its items wait
+                    capped |= genres[:, g]
+                    np.logical_or(taken, capped, out=blocked)
             if blocked.all():  # the cap yields when nothing else is left
                 blocked[:] = taken
             np.maximum(max_sim, sim[j], out=max_sim)
