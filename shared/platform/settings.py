@@ -191,7 +191,11 @@ def describe_validation_error(settings_cls: type[BaseSettings], exc: ValidationE
     for err in exc.errors():
         field = str(err["loc"][0]) if err["loc"] else "?"
         value = err.get("input")
-        lines.append(f"invalid setting {_env_name(settings_cls, field)}={value!r}: {err['msg']}")
+        names = env_names(settings_cls, field) if field in settings_cls.model_fields else []
+        where = " (or " + names[1] + ")" if len(names) > 1 else ""
+        lines.append(
+            f"invalid setting {_env_name(settings_cls, field)}={value!r}{where}: {err['msg']}"
+        )
     return "; ".join(lines)
 
 

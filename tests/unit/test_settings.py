@@ -84,3 +84,33 @@ def test_service_process_refuses_to_start_on_bad_setting() -> None:
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert lines == [lines[0]] and "CASCADE_GATEWAY_PORT" in lines[0]
+
+
+def test_only_fields_marked_platform_wide_read_the_platform_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from services.ranking.settings import Settings as RankingSettings
+
+    monkeypatch.setenv("CASCADE_PORT", "9999")  # not platform-wide: every service has its own
+    monkeypatch.setenv("CASCADE_MODEL_ALIASES", "production,blue")
+    monkeypatch.setenv("CASCADE_KAFKA_SESSION_TIMEOUT_MS", "6000")  # a platform name of its own
+    ranking = RankingSettings()
+    assert ranking.port == 8005 and ranking.followed() == ("production", "blue")
+    from services.ingest.settings import Settings as IngestSettings
+
+    assert IngestSettings().session_timeout_ms == 6000
+    monkeypatch.setenv("CASCADE_INGEST_SESSION_TIMEOUT_MS", "7000")
+    assert IngestSettings().session_timeout_ms == 7000
+
+
+def test_a_bad_platform_value_names_the_variable_a_user_would_set(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from services.ranking.settings import Settings as RankingSettings
+    from shared.platform.settings import load_settings
+
+    monkeypatch.setenv("CASCADE_MODEL_MAX_HELD", "0")
+    with pytest.raises(SystemExit):
+        load_settings(RankingSettings)
+    err = capsys.readouterr().err
+    assert "CASCADE_RANKING_MODEL_MAX_HELD='0' (or CASCADE_MODEL_MAX_HELD)" in err
