@@ -134,7 +134,7 @@ class ServiceClient:
         self._host_header = f"Host: {parts.netloc}\r\n".encode()
         self._idle: deque[_Connection] = deque()
         self._open = 0
-        self._room = asyncio.Condition()
+        self._waiters: deque[asyncio.Future[_Connection | None]] = deque()
 
     async def request(
         self,
@@ -204,16 +204,29 @@ class ServiceClient:
         return result
 
     async def _acquire(self) -> tuple[_Connection, bool]:
-        """An idle pooled connection (reused True) or a new one."""
+        """An idle pooled connection (reused True), a new one, or, at ``max_connections``,
+        the first one another call releases."""
         now = time.monotonic()
         while self._idle:
             conn = self._idle.pop()
             if not conn.closed and now - conn.idle_since < IDLE_S:
                 return conn, True
             self._discard(conn)
-        async with self._room:
-            await self._room.wait_for(lambda: self._open < self.max_connections)
-        return await self._connect(), False
+        if self._open < self.max_connections:
+            return await self._connect(), False
+        waiter: asyncio.Future[_Connection | None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            handed = await waiter  # a released connection, or None: room for a new one
+        except asyncio.CancelledError:  # handed over just as our deadline came: pass it on
+            if waiter.done() and not waiter.cancelled():
+                got = waiter.result()
+                if got is not None:
+                    self._release(got)
+                else:
+                    self._wake(None)
+            raise
+        return (handed, True) if handed is not None else (await self._connect(), False)
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
@@ -222,6 +235,7 @@ class ServiceClient:
             _, conn = await loop.create_connection(_Connection, self.host, self.port)
         except BaseException:
             self._open -= 1
+            self._wake(None)
             raise
         return conn
 
@@ -230,16 +244,22 @@ class ServiceClient:
             self._discard(conn)
             return
         conn.idle_since = time.monotonic()
-        self._idle.append(conn)
+        if not self._wake(conn):
+            self._idle.append(conn)
 
     def _discard(self, conn: _Connection) -> None:
         conn.close()
         self._open -= 1
-        asyncio.ensure_future(self._notify())
+        self._wake(None)
 
-    async def _notify(self) -> None:
-        async with self._room:
-            self._room.notify()
+    def _wake(self, conn: _Connection | None) -> bool:
+        """Hand ``conn`` (or room for a new connection) to the first waiting call, if any."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():  # a waiter whose call was cancelled is skipped
+                waiter.set_result(conn)
+                return True
+        return False
 
     def _linger(self, conn: _Connection, answer: asyncio.Future[Any]) -> None:
         """Read a late answer in the background; keep the connection if it comes in time."""

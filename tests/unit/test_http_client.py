@@ -168,3 +168,10 @@ async def test_a_late_answer_is_read_and_the_connection_kept(server: str) -> Non
 def test_only_http_urls_are_accepted() -> None:
     with pytest.raises(ValueError, match="not an http://host:port URL"):
         ServiceClient("svc", "ftp://x")
+
+
+async def test_calls_beyond_the_pool_wait_for_a_released_connection(server: str) -> None:
+    client = ServiceClient("svc", server, max_connections=2)
+    answers = await asyncio.gather(*(client.get_json("/peer") for _ in range(12)))
+    await client.aclose()
+    assert len(answers) == 12 and len({a["port"] for a in answers}) <= 2
