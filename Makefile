@@ -1,5 +1,5 @@
 # Cascade: the two commands a newcomer needs are `make up` and `make test`.
-.PHONY: bootstrap up up-detached down status test test-fast lint data train bench loadtest loadtest-locust clean
+.PHONY: bootstrap up up-detached down status test test-fast lint data train bench loadtest loadtest-locust simulate rollout-demo rollout-decisions clean
 
 PY := .venv/bin/python
 
@@ -44,6 +44,15 @@ loadtest: bootstrap  ## open-loop rate steps against a running stack (make up fi
 loadtest-locust: bootstrap  ## locust scenario against a running gateway, CSV under reports/
 	@.venv/bin/locust -f loadtests/locustfile.py --headless -u 50 -r 10 -t 60s \
 		--host $${CASCADE_GATEWAY_URL:-http://127.0.0.1:8000} --csv reports/locust
+
+simulate: bootstrap  ## simulated users (hidden ground truth) against a running stack (make up first): per-arm clicks, reports/simulator/
+	@$(PY) -m loadtests.simulator --gateway $${CASCADE_GATEWAY_URL:-http://127.0.0.1:8000} --events $${CASCADE_EVENTS_URL:-http://127.0.0.1:8001} --out reports/simulator/summary.json
+
+rollout-demo: bootstrap  ## a candidate derived, registered, shadowed then canaried on a running stack (make up first); KIND=worse|same|slower
+	@$(PY) -m loadtests.rollout_demo --kind $${KIND:-worse}
+
+rollout-decisions: bootstrap data  ## how often the rollout analysis decides wrong (A/A, worse models, many seeds): reports/rollouts/
+	@$(PY) -m loadtests.rollout_decisions --seeds $${SEEDS:-300}
 
 clean:  ## remove generated models, reports and runtime state (keeps data/ and .venv)
 	rm -rf models reports .run

@@ -37,6 +37,7 @@ BENCHES: dict[str, str] = {
     "ingest": "loadtests.bench_ingest",
     "events": "loadtests.bench_events",
     "serving": "loadtests.bench_serving",
+    "rollouts": "loadtests.bench_rollouts",
 }
 
 

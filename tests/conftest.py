@@ -16,7 +16,12 @@ import redis
 
 from deploy.local import infra
 from deploy.local.processes import ProcessSpec, free_port, running
+from tests.integration.serving_fixtures import registered_models, trained_models
 from tests.utils.servers import env_or_none, service_spec
+
+# The tiny trained bundle and its registration are session fixtures defined once, here: a
+# module importing them itself would get its own copies (trained, and registered, again).
+__all__ = ["registered_models", "trained_models"]
 
 
 @pytest.fixture(scope="session")

@@ -55,6 +55,52 @@ def log_and_register(
         return _register(client, run.info.run_id, run.info.artifact_uri, parts, tags, alias)
 
 
+def register_version(
+    folder: Path,
+    part: str,
+    tags: dict[str, str],
+    uri: str | None = None,
+    experiment: str = EXPERIMENT,
+) -> str:
+    """Log ``folder`` in a run, register it as a new version of ``cascade-<part>``, move no alias.
+
+    For candidates a rollout will try: which version serves stays the rollout's decision. A
+    failure deletes the version (and the registered model, when this call created it). Returns
+    the new version.
+    """
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    uri = check_reachable(tracking_uri(uri))
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    mlflow.set_experiment(experiment)
+    name = MODEL_PREFIX + part
+    created_models: list[str] = []
+    created_versions: list[tuple[str, str]] = []
+    with mlflow.start_run(run_name=f"register {name}") as run:
+        mlflow.set_tags(tags)
+        mlflow.log_artifacts(str(folder), artifact_path=part)
+        try:
+            if not _exists(client, name):
+                client.create_registered_model(
+                    name, description=f"Cascade {part} (see docs/training.md)"
+                )
+                created_models.append(name)
+            mv = client.create_model_version(
+                name, source=f"{run.info.artifact_uri}/{part}", run_id=run.info.run_id, tags=tags
+            )
+            created_versions.append((name, str(mv.version)))
+            _wait_ready(client, name, str(mv.version))
+        except Exception as e:
+            _rollback(client, created_models, created_versions, {}, "")
+            if isinstance(e, RegistryUnavailableError):
+                raise
+            raise RegistrationError(f"registration failed and was rolled back: {e}") from e
+    log.info("registered %s v%s (no alias moved)", name, created_versions[0][1])
+    return created_versions[0][1]
+
+
 def _register(
     client: Any,
     run_id: str,

@@ -32,6 +32,7 @@ SERVICES: tuple[str, ...] = (
     "events",
     "ingest",
     "offline_sink",
+    "rollouts",
 )
 
 
@@ -88,6 +89,10 @@ def platform_env(inf: Infra, run_dir: Path) -> dict[str, str]:
     """Environment every service process gets (registry downloads cached under the run dir)."""
     return {
         "CASCADE_MODEL_CACHE_DIR": str(run_dir / "model_cache"),
+        # Aliases are polled every 5 s, so a rollout's candidate is loaded within seconds.
+        "CASCADE_MODEL_POLL_S": "5",
+        "CASCADE_ROLLOUTS_STATE_PATH": str(run_dir / "rollouts" / "rollouts.sqlite"),
+        "CASCADE_ROLLOUTS_CACHE_DIR": str(run_dir / "rollouts" / "candidates"),
         "CASCADE_REDIS_URL": inf.redis_url,
         "CASCADE_KAFKA_BOOTSTRAP": inf.kafka_bootstrap,
         "CASCADE_MLFLOW_URI": inf.mlflow_uri,

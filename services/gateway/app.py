@@ -11,6 +11,9 @@ from fastapi import FastAPI
 
 from services.gateway.last_resort import last_resort
 from services.gateway.pipeline import GATEWAY_KNOBS, PIPELINE
+from services.gateway.rollouts.follower import AssignmentFollower
+from services.gateway.rollouts.gateway_rollouts import GatewayRollouts
+from services.gateway.rollouts.shadow import ShadowRunner
 from services.gateway.routes.recommendations import GatewayCore, recommendations_route
 from services.gateway.runner import Runner
 from services.gateway.served_log import ServedLog
@@ -24,6 +27,7 @@ from services.gateway.warmup import GatewayWarmUp
 from shared.online_store.reader import OnlineStore
 from shared.pipeline.budget import LatencyBudget, load_budget
 from shared.pipeline.knobs import KnobTable
+from shared.platform.http_client import ServiceClient
 from shared.platform.resources import Resources
 from shared.platform.service import Service, create_app
 
@@ -44,6 +48,14 @@ def _remote_clients(settings: Settings, resources: Resources, stages: Stages,
         name: RemoteStage(stage, resources.service(urls[name][0], urls[name][1], total))
         for name, stage in stages.by_name().items()
     }
+
+
+def _elsewhere(resources: Resources, budget: LatencyBudget, client: StageClient,
+               url: str) -> StageClient:  # fmt: skip
+    """A client of ``client``'s stage at another URL (a rollout's canary deployment)."""
+    service = ServiceClient(f"{client.stage.name}@{url}", url, budget.total_ms / 1000.0)
+    resources.on_close(service.aclose)
+    return RemoteStage(client.stage, service)
 
 
 async def _refresh_forever(deps: StepDeps, every_s: float) -> None:
@@ -69,6 +81,27 @@ def _served_log(settings: Settings, resources: Resources) -> ServedLog | None:
     served.start()
     resources.on_close(served.stop)
     return served
+
+
+def _rollouts(settings: Settings, resources: Resources, deps: StepDeps,
+              budget: LatencyBudget) -> GatewayRollouts | None:  # fmt: skip
+    """The split and the shadow, following the controller (None: rollouts are off)."""
+    if not settings.follow_rollouts:
+        return None
+    client = ServiceClient("rollouts", settings.rollouts_url, timeout_s=2.0, max_connections=2)
+    resources.on_close(client.aclose)
+    follower = AssignmentFollower(client, settings.rollouts_poll_s, settings.rollouts_stale_s)
+    resources.readiness.add("rollouts", follower.check, required=False)
+    resources.background(follower.follow_forever())
+    shadow = None
+    if settings.shadow_max_in_flight > 0:
+        # The shadow reuses the user production read: its pipeline starts after that step.
+        steps = [s for s in PIPELINE if getattr(s, "name", "") != "user_features"]
+        shadow_budget = budget.scaled(settings.shadow_budget_factor)
+        runner = Runner(steps, deps, shadow_budget, f"{settings.service_name}_shadow")
+        shadow = ShadowRunner(runner, settings.shadow_max_in_flight)
+        resources.on_close(shadow.drain)
+    return GatewayRollouts(follower, shadow)
 
 
 def build_app(settings: Settings) -> Service:
@@ -103,10 +136,12 @@ def build_app(settings: Settings) -> Service:
             clients = _remote_clients(settings, resources, stages, budget)
         deps = StepDeps(store, clients, declared.filtering, stages.hydrated(),
                         KnobTable(GATEWAY_KNOBS))  # fmt: skip
+        deps.remote = partial(_elsewhere, resources, budget)
         served = _served_log(settings, resources)
         holder["core"] = GatewayCore(
             Runner(PIPELINE, deps, budget, settings.service_name), variants, store.titles,
             served.log if served is not None else None, partial(last_resort, deps),
+            _rollouts(settings, resources, deps, budget),
         )  # fmt: skip
         resources.background(_refresh_forever(deps, settings.trending_refresh_s))
         warm = GatewayWarmUp(deps, settings.warmup_connections, settings.warmup_timeout_s,

@@ -59,6 +59,7 @@ class RequestState:
     explain: bool = False
     user: UserState | None = None
     frame: Frame = field(default_factory=lambda: Frame([]))
+    candidates: Frame | None = None  # the frame candidate generation answered (before filters)
     sources: dict[str, Any] = field(default_factory=dict)  # per-source status
     filters: list[str] = field(default_factory=list)  # the filters that ran, in order
     removed: dict[str, list[str]] = field(default_factory=dict)  # reason -> item ids
@@ -67,6 +68,8 @@ class RequestState:
     served: Frame | None = None  # the final list, with its columns
     served_rows: np.ndarray | None = None  # rows of ``frame`` the final list holds
     models: dict[str, str] = field(default_factory=dict)  # model part -> label
+    canary_failure: str | None = None  # set when production re-ran a request the canary failed
+    endpoints: dict[str, str] = field(default_factory=dict)  # stage -> URL (a canary deployment)
     _ctx: RequestContext | None = None
     run: RequestRun = field(init=False)
 

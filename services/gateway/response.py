@@ -36,6 +36,10 @@ class RecommendationResponse(BaseModel):
     user_id: str
     k: int
     variant: str = Field(description="the variant this request ran under")
+    arms: dict[str, str] = Field(
+        default_factory=dict,
+        description="rollout id -> arm (production or canary) for every rollout in force",
+    )
     items: list[RecommendedItem]
     degraded: bool
     degraded_reasons: list[str] = Field(description="'<step>: <reason>; fallback: <what>'")
@@ -72,13 +76,15 @@ def served_items(req: RequestState, titles: list[str]) -> list[dict[str, Any]]:
     return items
 
 
-def response_body(req: RequestState, titles: list[str]) -> dict[str, Any]:
+def response_body(req: RequestState, titles: list[str],
+                  arms: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
     """The JSON body of the answer."""
     body: dict[str, Any] = {
         "request_id": req.request_id,
         "user_id": req.user_id,
         "k": req.k,
         "variant": req.variant.name,
+        "arms": arms or {},
         "items": served_items(req, titles),
         "degraded": bool(req.run.degraded),
         "degraded_reasons": req.run.degraded,
@@ -90,8 +96,12 @@ def response_body(req: RequestState, titles: list[str]) -> dict[str, Any]:
     return body
 
 
-def served_record(req: RequestState) -> dict[str, Any]:
-    """The record logged to the ``served`` topic (columnar: one array per field)."""
+def served_record(req: RequestState, arms: dict[str, str] | None = None) -> dict[str, Any]:
+    """The record logged to the ``served`` topic (columnar: one array per field).
+
+    ``arms`` is the rollout assignment (intention to treat: a canary user answered by
+    production after a canary failure stays in the canary arm, with ``canary_failure`` set).
+    """
     served = req.served
     ids = served.ids if served is not None else []
     n = len(ids)
@@ -101,6 +111,8 @@ def served_record(req: RequestState) -> dict[str, Any]:
         "user_id": req.user_id,
         "ts": req.now,
         "variant": req.variant.name,
+        "arms": arms or {},
+        "canary_failure": req.canary_failure,
         "item_ids": ids,
         "scores": np.round(served["final_score"], 6).tolist() if served else [],
         "propensity": np.round(served["propensity"], 6).tolist() if served else [],

@@ -73,6 +73,21 @@ class Settings(
         default=8, ge=1, le=64, description="concurrent warm-up calls (pooled connections)"
     )
     warmup_timeout_s: float = Field(default=2.0, gt=0, le=60, description="per warm-up call")
+    # rollouts (services/gateway/rollouts): follow the controller's assignments
+    follow_rollouts: bool = Field(
+        default=True, description="split traffic as the rollout controller assigns"
+    )
+    rollouts_url: HttpUrl = _stage_url("rollouts", 8009)
+    rollouts_poll_s: float = Field(default=1.0, gt=0, le=60, description="assignments poll")
+    rollouts_stale_s: float = Field(
+        default=30.0, gt=0, description="unheard-of controller: production only after this"
+    )
+    shadow_max_in_flight: int = Field(
+        default=4, ge=0, le=256, description="concurrent shadow runs (0: never shadow)"
+    )
+    shadow_budget_factor: float = Field(
+        default=3.0, ge=1, le=100, description="the shadow's deadlines: the budget's times this"
+    )
     warmup_give_up_s: float = Field(
         default=10.0, ge=0, le=3600, description="ready anyway (degraded) after this long"
     )

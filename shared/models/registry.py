@@ -112,6 +112,22 @@ def resolve_and_download(
         raise ModelNotFoundError(
             f"no version of {model_name!r} behind alias {alias!r} at {uri}: {e}"
         ) from e
+    return _download(mv, model_name, uri, cache_dir)
+
+
+def download_version(
+    model_name: str, version: str, uri: str | None = None, cache_dir: str | Path = ".cache/models"
+) -> LocalModel:
+    """Download one version by number (what a rollout checks before it moves any alias)."""
+    uri = check_reachable(uri)
+    try:
+        mv = _client(uri).get_model_version(model_name, version)
+    except Exception as e:
+        raise ModelNotFoundError(f"{model_name!r} has no version {version} at {uri}: {e}") from e
+    return _download(mv, model_name, uri, cache_dir)
+
+
+def _download(mv: Any, model_name: str, uri: str, cache_dir: str | Path) -> LocalModel:
     dest = Path(cache_dir) / model_name / str(mv.version)
     if not (dest / "manifest.json").is_file():
         from mlflow.artifacts import download_artifacts

@@ -41,6 +41,16 @@ class LatencyBudget(BaseModel):
         """A candidate source's deadline in seconds."""
         return self.sources.get(source, default_ms) / 1000.0
 
+    def scaled(self, factor: float) -> LatencyBudget:
+        """Every deadline times ``factor`` (the shadow's: off the latency path, it competes
+        with production for the CPU and must not be judged on that contention)."""
+        stages = {k: v * factor for k, v in self.stages.model_dump().items()}
+        return LatencyBudget(
+            total_ms=min(self.total_ms * factor, 60_000),
+            stages=StageBudgets(**{k: min(v, 10_000) for k, v in stages.items()}),
+            sources={k: v * factor for k, v in self.sources.items()},
+        )
+
 
 class BudgetError(ValueError):
     """The budget file is missing or invalid; the message names the file and the problem."""

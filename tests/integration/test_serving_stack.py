@@ -31,14 +31,12 @@ from shared.online_store.writer import StoreWriter
 from tests.integration.serving_fixtures import (
     LiveStack,
     live_stack,
-    registered_models,
-    trained_models,
     write_budget,
 )
 from tests.utils.delay_proxy import gateway_with_slow_stage
 from tests.utils.metrics import scrape
 
-__all__ = ["live_stack", "registered_models", "trained_models"]  # fixtures used here
+__all__ = ["live_stack"]  # the fixture used here (the model fixtures are in tests/conftest.py)
 pytestmark = pytest.mark.integration
 
 STAGES = ("user_features", "candidates", "item_features", "filtering", "ranking", "reranking")

@@ -1,4 +1,5 @@
-"""Histogram differencing and PromQL's histogram_quantile, on Prometheus's own test cases."""
+"""shared.observability: histogram differencing and PromQL's histogram_quantile, on Prometheus's
+own test cases, and summing the series of several instances."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import math
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from loadtests.prom_histograms import Snapshot, histogram_quantile, parse
+from shared.observability import Snapshot, combine, histogram_quantile, parse
 from shared.platform.metrics import LATENCY_BUCKETS
 
 # prometheus/prometheus promql/testdata/histograms.test: two histograms, one whose lowest bucket
@@ -130,17 +131,64 @@ def test_prometheus_client_exposition_round_trip() -> None:
     assert kinds == {"timeout": 3.0, "status": 1.0}
 
 
-def test_gauges_and_created_samples_are_dropped() -> None:
+def test_gauges_are_kept_and_created_samples_dropped() -> None:
     text = (
         "# TYPE up gauge\nup 1\n"
         "# TYPE c_total counter\nc_total 2\n# TYPE c_created gauge\nc_created 1.7e9\n"
     )
     snap = parse(text)
     assert snap.counters == {("c_total", frozenset()): 2.0}
+    assert snap.gauges == {("up", frozenset()): 1.0}
     assert snap.histograms == {}
+
+
+def test_gauges_are_levels_not_differenced() -> None:
+    before = parse('# TYPE held gauge\nheld{m="a"} 1\n')
+    after = parse('# TYPE held gauge\nheld{m="b"} 1\n')
+    assert after.since(before).gauges == {("held", frozenset({("m", "b")})): 1.0}
+
+
+def test_combine_sums_instances_like_promql_sum() -> None:
+    """Two instances summed: the same quantiles as PromQL's sum over both series."""
+    one = parse(_exposition({("job1", "ins1"): REALISTIC[("job1", "ins1")]}))
+    two = parse(_exposition({("job1", "ins1"): REALISTIC[("job1", "ins2")]}))
+    both = combine([one, two])
+    assert both.histogram("request_duration_seconds").cumulative == (3, 8, 10)
+    summed = parse(_exposition({k: v for k, v in REALISTIC.items() if k[0] == "job1"}))
+    assert both.histogram("request_duration_seconds") == summed.histogram(
+        "request_duration_seconds"
+    )
+
+
+def test_combine_refuses_histograms_with_different_buckets() -> None:
+    one = parse('# TYPE h histogram\nh_bucket{le="1"} 1\nh_bucket{le="+Inf"} 1\n')
+    two = parse('# TYPE h histogram\nh_bucket{le="2"} 1\nh_bucket{le="+Inf"} 1\n')
+    with pytest.raises(ValueError, match="bucket bounds differ"):
+        combine([one, two])
+
+
+def test_labelled_and_selected_series() -> None:
+    snap = parse(_exposition(REALISTIC) + '# TYPE c_total counter\nc_total{a="x"} 2\n')
+    tagged = snap.select({"c_total"}).with_labels({"instance": "gw-1", "a": "y"})
+    assert tagged.histograms == {}
+    assert tagged.counters == {("c_total", frozenset({("instance", "gw-1"), ("a", "y")})): 2.0}
+    assert snap.counters_by("c_total", ["a", "b"]) == {("x", ""): 2.0}
+    by_job = snap.histogram_by("request_duration_seconds", ["job"])
+    assert by_job[("job2",)].quantile(0.5) == pytest.approx(0.1125)
+    assert by_job[("job1",)].mean == pytest.approx(2.0 / 10)
 
 
 def test_empty_selection_has_no_quantile() -> None:
     empty = Snapshot({}, {}).histogram("nothing")
     assert empty.count == 0
     assert math.isnan(empty.quantile(0.99))
+
+
+def test_a_histogram_without_sum_has_no_mean() -> None:
+    """prometheus_client writes no _sum when the lowest bucket is negative: unknown, not 0."""
+    reg = CollectorRegistry()
+    tau = Histogram("tau", "t", buckets=(-0.5, 0.0, 1.0), registry=reg)
+    tau.observe(0.9)
+    hist = parse(generate_latest(reg).decode()).histogram("tau")
+    assert hist.count == 1
+    assert math.isnan(hist.sum) and math.isnan(hist.mean)

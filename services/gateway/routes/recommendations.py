@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from services.gateway.request_run import RequestRun
 from services.gateway.request_state import RequestState
 from services.gateway.response import RecommendationResponse, response_body, served_record
+from services.gateway.rollouts.gateway_rollouts import GatewayRollouts
+from services.gateway.rollouts.split import Decision
 from services.gateway.runner import Runner
 from services.gateway.variants import VariantRegistry
 from shared.frame import ID_PATTERN
@@ -33,7 +35,8 @@ class RecommendationQuery(BaseModel):
     explain: bool = Field(default=False, description="per-item trace of every stage")
     variant: str = Field(
         default="production", pattern=r"^[A-Za-z0-9_-]{1,64}$",
-        description="run under this declared variant (default production)",
+        description="run under this declared variant (default: production, or the arm a "
+        "rollout assigns; a named variant takes no part in rollouts)",
     )  # fmt: skip
 
 
@@ -58,6 +61,7 @@ class GatewayCore:
     titles: Callable[[list[str]], list[str]]  # catalog titles of served items
     log_served: Callable[[str, dict[str, Any]], None] | None
     last_resort: Callable[[RequestState], None]  # serves something when the runner raised
+    rollouts: GatewayRollouts | None = None  # the split, canary re-runs and shadows
 
 
 def recommendations_route(core: Callable[[], GatewayCore | None]) -> FastRoute:
@@ -75,18 +79,35 @@ def recommendations_route(core: Callable[[], GatewayCore | None]) -> FastRoute:
             msg = f"no variant {q.variant!r} (declared: {', '.join(variants.names())})"
             detail = [{"loc": ["query", "variant"], "msg": msg, "type": "value_error"}]
             raise RequestError(422, detail) from None
-        req = RequestState(http.request_id, q.user_id, q.k, time.time(), variant, q.explain)
-        try:
-            await runner.run(req)
-        except Exception:  # last line of defence: a bug must not turn into a 500
-            log.exception("pipeline failed")
-            req.run = RequestRun(runner.budget, runner.service)
-            gw.last_resort(req)
-        body = response_body(req, gw.titles(req.served.ids if req.served else []))
+        started = time.perf_counter()
+        rollouts = gw.rollouts if "variant" not in q.model_fields_set else None
+
+        async def run(req: RequestState) -> None:
+            try:
+                await runner.run(req)
+            except Exception:  # last line of defence: a bug must not turn into a 500
+                log.exception("pipeline failed")
+                req.run = RequestRun(runner.budget, runner.service)
+                gw.last_resort(req)
+
+        now = time.time()
+        if rollouts is None:
+            decision = Decision(variant)
+            req = RequestState(http.request_id, q.user_id, q.k, now, variant, q.explain)
+            await run(req)
+        else:
+            decision = rollouts.decide(q.user_id, http.request_id, variant)
+            req = RequestState(http.request_id, q.user_id, q.k, now, decision.variant, q.explain)
+            req.endpoints = decision.endpoints
+            req = await rollouts.serve(req, decision, run, variant)
+        body = response_body(req, gw.titles(req.served.ids if req.served else []), decision.arms)
         if gw.log_served is not None:
-            gw.log_served(req.user_id, served_record(req))
+            gw.log_served(req.user_id, served_record(req, decision.arms))
         headers = [(b"server-timing", req.run.server_timing().encode())]
-        return FastResponse(200, orjson.dumps(body), headers=headers)
+        response = FastResponse(200, orjson.dumps(body), headers=headers)
+        if rollouts is not None and decision.arms:
+            rollouts.after(req, decision, time.perf_counter() - started)
+        return response
 
     return FastRoute("GET", PATH, handle, _operation(), _schemas())
 

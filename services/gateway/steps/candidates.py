@@ -15,7 +15,7 @@ FALLBACK_LENGTH = 200
 
 async def generate(req: RequestState, deps: StepDeps) -> None:
     """Every source of the candidate stage, merged (an empty merge of failed sources fails)."""
-    result = await deps.stages["candidates"].call(req.ctx(), Frame([]))
+    result = await deps.stage(req, "candidates").call(req.ctx(), Frame([]))
     req.sources = dict(result.info.sources)
     req.models.update(result.info.models)
     errors = [f"{name}: {st.error}" for name, st in req.sources.items() if st.error]
@@ -23,7 +23,7 @@ async def generate(req: RequestState, deps: StepDeps) -> None:
         raise StepFailed(
             "candidates", "no candidates, sources failed (" + "; ".join(errors)[:300] + ")", "empty"
         )
-    req.frame = result.frame
+    req.frame = req.candidates = result.frame
 
 
 async def trending_list(req: RequestState, deps: StepDeps, run: RequestRun) -> str:
@@ -35,7 +35,7 @@ async def trending_list(req: RequestState, deps: StepDeps, run: RequestRun) -> s
     except StepFailed:
         pairs, served = deps.last_trending, "last known trending list"
     scores = np.fromiter((p[1] for p in pairs), np.float32, len(pairs))
-    req.frame = Frame([p[0] for p in pairs], {FALLBACK_SOURCE: scores})
+    req.frame = req.candidates = Frame([p[0] for p in pairs], {FALLBACK_SOURCE: scores})
     return served
 
 

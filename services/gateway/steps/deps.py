@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from services.filtering.stage import FilteringStage
 from services.gateway.stage_clients import StageClient
 from shared.online_store.store import FeatureReader
 from shared.pipeline.knobs import KnobTable
+
+if TYPE_CHECKING:
+    from services.gateway.request_state import RequestState
 
 
 @dataclass
@@ -22,3 +26,16 @@ class StepDeps:
     knobs: KnobTable  # the gateway's own step knobs (e.g. how deep re-ranking looks)
     last_trending: list[tuple[str, float]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    # Builds a client of a stage at another URL (a canary deployment); None: not supported.
+    remote: Callable[[StageClient, str], StageClient] | None = None
+    _elsewhere: dict[tuple[str, str], StageClient] = field(default_factory=dict)
+
+    def stage(self, req: RequestState, name: str) -> StageClient:
+        """The client of stage ``name`` for this request (a canary's own deployment, if any)."""
+        url = req.endpoints.get(name) if req.endpoints else None
+        if url is None or self.remote is None:
+            return self.stages[name]
+        client = self._elsewhere.get((name, url))
+        if client is None:
+            client = self._elsewhere[(name, url)] = self.remote(self.stages[name], url)
+        return client

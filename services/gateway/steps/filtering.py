@@ -9,7 +9,7 @@ from services.gateway.steps.deps import StepDeps
 
 async def filter_candidates(req: RequestState, deps: StepDeps) -> None:
     """Remove what the chain removes (each removal under its filter's name)."""
-    result = await deps.stages["filtering"].call(req.ctx(), req.frame)
+    result = await deps.stage(req, "filtering").call(req.ctx(), req.frame)
     req.keep(result.frame["removed_by"], result.info.applied)
 
 

@@ -11,7 +11,7 @@ from services.gateway.steps.deps import StepDeps
 
 async def rank(req: RequestState, deps: StepDeps) -> None:
     """Score every candidate under the variant's ranker."""
-    result = await deps.stages["ranking"].call(req.ctx(), req.frame)
+    result = await deps.stage(req, "ranking").call(req.ctx(), req.frame)
     req.frame.update(result.frame)
     req.heads = list(result.info.heads)
     req.models["ranker"] = result.info.model

@@ -41,7 +41,7 @@ async def rerank(req: RequestState, deps: StepDeps) -> None:
     """Fatigue, freshness, MMR, exploration over the top ``depth`` items."""
     knobs = deps.knobs.resolve(req.variant)[RerankDepth.name]
     top = top_rows(req.frame["score"], max(knobs.depth, req.k))  # type: ignore[attr-defined]
-    result = await deps.stages["reranking"].call(req.ctx(), req.frame.take(top))
+    result = await deps.stage(req, "reranking").call(req.ctx(), req.frame.take(top))
     rows = result.frame["row"]
     if len(rows) and int(rows.max()) >= len(top):
         raise ValueError(f"reranking answered row {int(rows.max())} of {len(top)}")

@@ -1,0 +1,75 @@
+"""GatewayRollouts: the split, the canary's production re-run, the metrics, the shadow.
+
+The route asks ``decide`` which variant a request runs under, runs it through ``serve``
+(which re-runs it under production when the canary's model failed it: the user gets a
+production answer, not a degraded one, and the rollout is charged a canary error), then
+hands the finished request to ``after`` (metrics by arm, the shadow). With no rollout in
+force ``decide`` returns the base variant and the rest does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from services.gateway.request_state import RequestState
+from services.gateway.rollouts import metrics
+from services.gateway.rollouts.canary import slot_failure
+from services.gateway.rollouts.follower import AssignmentFollower
+from services.gateway.rollouts.shadow import ShadowRunner
+from services.gateway.rollouts.split import Decision, decide
+from shared.pipeline.context import VariantSpec
+
+log = logging.getLogger(__name__)
+RunRequest = Callable[[RequestState], Awaitable[None]]
+
+
+class GatewayRollouts:
+    """The gateway's part of every active rollout."""
+
+    def __init__(self, follower: AssignmentFollower, shadow: ShadowRunner | None) -> None:
+        self.follower = follower
+        self.shadow = shadow
+
+    def decide(self, user_id: str, request_id: str, base: VariantSpec) -> Decision:
+        """The variant this request runs under (``base`` when no rollout is in force)."""
+        return decide(self.follower.current(), user_id, request_id, base)
+
+    async def serve(self, req: RequestState, decision: Decision, run: RunRequest,
+                    base: VariantSpec) -> RequestState:  # fmt: skip
+        """Run ``req``; a canary whose model failed it is re-run under ``base``.
+
+        Returns the request that answers (``canary_failure`` says why when it was re-run).
+        """
+        await run(req)
+        if decision.canary:
+            failure = slot_failure(req, decision.canary_slots)
+            if failure is not None:
+                log.warning("canary failed a request: production answers",
+                            extra={"arms": decision.arms, "reason": failure[:300]})  # fmt: skip
+                again = RequestState(req.request_id, req.user_id, req.k, req.now, base,
+                                     req.explain)  # fmt: skip
+                await run(again)
+                again.canary_failure = failure
+                return again
+        return req
+
+    def after(self, req: RequestState, decision: Decision, elapsed_s: float) -> None:
+        """Count the request by arm and start its shadow (if it was drawn for one).
+
+        ``model_error`` is counted alike in both arms (the rollout's model slots failed the
+        request), so the controller compares like with like: a busy machine that times out
+        ranking calls does it to production as much as to the canary.
+        """
+        plain = "degraded" if req.run.degraded else "ok"
+        for a in decision.rollouts:
+            arm = decision.arms[a.rollout_id]
+            if arm == "canary":
+                failed = req.canary_failure is not None
+            else:
+                failed = slot_failure(req, a.slots) is not None
+            outcome = "model_error" if failed else plain
+            metrics.ROLLOUT_REQUESTS.labels(a.rollout_id, arm, outcome).inc()
+            metrics.ROLLOUT_LATENCY.labels(a.rollout_id, arm).observe(elapsed_s)
+        if decision.shadow is not None and self.shadow is not None:
+            self.shadow.submit(req, decision)

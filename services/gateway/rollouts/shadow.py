@@ -1,0 +1,149 @@
+"""ShadowRunner: a request run again under the shadow variant, after its answer went out.
+
+Never on the latency path: the production answer is written before the shadow task gets the
+event loop, the shadow reuses the user production read (same inputs, one Redis read fewer)
+and at most ``max_in_flight`` shadows run at once; a request that finds them all busy is not
+shadowed, and is counted (``cascade_shadow_requests_total{outcome="dropped"}``). A shadow
+never changes what is served: nothing it computes is logged to the served topic or returned.
+
+Each run is compared with production per stage (``shared.stats.ranking_diff``):
+
+- ``candidates``: the candidate sets (production's recall in the shadow's, their Jaccard);
+- ``ranked``: the top ``k`` by ranker score (overlap@k, Jaccard@k, Kendall tau, RBO) and
+  the score deltas on every item both rankers scored;
+- ``final``: the served lists after re-ranking (same measures as ``ranked``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+import shared.stats.ranking_diff as rd
+from services.gateway.request_state import RequestState
+from services.gateway.rollouts import metrics
+from services.gateway.rollouts.canary import slot_failure
+from services.gateway.rollouts.split import Decision
+from services.gateway.runner import Runner
+from services.gateway.steps.reranking import top_rows
+
+log = logging.getLogger(__name__)
+
+
+def ranked_ids(req: RequestState, k: int) -> list[str]:
+    """The ``k`` best items by ranker score (the ranked frame, before re-ranking)."""
+    if "score" not in req.frame or not len(req.frame):
+        return []
+    rows = top_rows(req.frame["score"], k)[:k].tolist()
+    return [req.frame.ids[r] for r in rows]
+
+
+def served_ids(req: RequestState) -> list[str]:
+    """The final list's item ids."""
+    return req.served.ids if req.served is not None else []
+
+
+def compare(prod: RequestState, shadow: RequestState) -> dict[str, dict[str, float]]:
+    """Agreement of the shadow with production, per stage and measure."""
+    k = prod.k
+    out: dict[str, dict[str, float]] = {}
+    prod_cands = prod.candidates.ids if prod.candidates is not None else []
+    shadow_cands = shadow.candidates.ids if shadow.candidates is not None else []
+    if prod_cands:
+        out["candidates"] = {
+            "recall": rd.recall(prod_cands, shadow_cands),
+            "jaccard_at_k": rd.jaccard_at_k(prod_cands, shadow_cands, len(prod_cands)),
+        }
+    for stage, a, b in (
+        ("ranked", ranked_ids(prod, k), ranked_ids(shadow, k)),
+        ("final", served_ids(prod), served_ids(shadow)),
+    ):
+        if a:
+            out[stage] = {
+                "overlap_at_k": rd.overlap_at_k(a, b, k),
+                "jaccard_at_k": rd.jaccard_at_k(a, b, k),
+                "kendall_tau": rd.kendall_tau(a, b),
+                "rbo": rd.rank_biased_overlap(a, b),
+            }
+    return out
+
+
+def score_delta(prod: RequestState, shadow: RequestState) -> float | None:
+    """Mean absolute ranker-score difference on the items both ranked (None: none shared)."""
+    if "score" not in prod.frame or "score" not in shadow.frame:
+        return None
+    mean_abs, _max_abs, shared = rd.score_deltas(
+        prod.frame.ids, np.asarray(prod.frame["score"]),
+        shadow.frame.ids, np.asarray(shadow.frame["score"]),
+    )  # fmt: skip
+    return mean_abs if shared else None
+
+
+class ShadowRunner:
+    """Runs shadows in the background, bounded, and records how they compare."""
+
+    def __init__(self, runner: Runner, max_in_flight: int = 4) -> None:
+        self.runner = runner  # the pipeline without the user step (the user is reused)
+        self.max_in_flight = max_in_flight
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def in_flight(self) -> int:
+        """Shadows running now."""
+        return len(self._tasks)
+
+    def submit(self, prod: RequestState, decision: Decision) -> bool:
+        """Start the shadow of ``prod`` (False: dropped, every shadow slot is busy)."""
+        if decision.shadow is None:
+            return False
+        if len(self._tasks) >= self.max_in_flight:
+            for a in decision.shadowed_by:
+                metrics.SHADOW_RUNS.labels(a.rollout_id, "dropped").inc()
+            return False
+        task = asyncio.get_running_loop().create_task(self._run(prod, decision))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    async def _run(self, prod: RequestState, decision: Decision) -> None:
+        assert decision.shadow is not None
+        shadow = RequestState(prod.request_id, prod.user_id, prod.k, prod.now, decision.shadow,
+                              user=prod.user_state())  # fmt: skip
+        started = time.perf_counter()
+        try:
+            await self.runner.run(shadow)
+        except Exception:  # a shadow bug is the shadow's error, never production's
+            log.exception("shadow run failed")
+            for a in decision.shadowed_by:
+                metrics.SHADOW_RUNS.labels(a.rollout_id, "error").inc()
+            return
+        elapsed = time.perf_counter() - started
+        figures = compare(prod, shadow)
+        delta = score_delta(prod, shadow)
+        for a in decision.shadowed_by:
+            metrics.SHADOW_LATENCY.labels(a.rollout_id).observe(elapsed)
+            failure = slot_failure(shadow, a.slots)
+            if failure is not None:  # a fallback's list says nothing about the model
+                metrics.SHADOW_RUNS.labels(a.rollout_id, "error").inc()
+                log.info("shadow failed", extra={"rollout": a.rollout_id, "reason": failure})
+                continue
+            metrics.SHADOW_RUNS.labels(a.rollout_id, "compared").inc()
+            for stage, measures in figures.items():
+                for measure, value in measures.items():
+                    if value == value:  # nan: not defined for this pair (too few shared)
+                        metrics.SHADOW_DIFF.labels(a.rollout_id, stage, measure).observe(value)
+            if delta is not None:
+                metrics.SHADOW_SCORE_DELTA.labels(a.rollout_id).observe(delta)
+
+    async def drain(self, timeout_s: float = 5.0) -> None:
+        """Wait for the running shadows (at shutdown), cancelling what is left after that."""
+        tasks: list[Any] = list(self._tasks)
+        if not tasks:
+            return
+        _done, pending = await asyncio.wait(tasks, timeout=timeout_s)
+        for t in pending:
+            t.cancel()

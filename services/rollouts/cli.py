@@ -1,0 +1,209 @@
+"""The rollout CLI: `python -m services.rollouts.cli start|status|history|promote|resume|abort`.
+
+It talks to the controller's HTTP API (``--url``, default $CASCADE_ROLLOUTS_URL or the local
+controller) and prints what it answered; a refusal prints the controller's reason and exits 1.
+
+    python -m services.rollouts.cli start --model ranker --candidate ranker=7
+    python -m services.rollouts.cli start --model ranker --latest \
+        --steps shadow:0.2:300,canary:0.05:600
+    python -m services.rollouts.cli start --plan my-plan.yaml
+    python -m services.rollouts.cli status [ROLLOUT_ID]
+    python -m services.rollouts.cli history ROLLOUT_ID
+    python -m services.rollouts.cli promote|resume|abort ROLLOUT_ID [--reason "..."]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from services.rollouts.plan import PARTS_OF
+
+DEFAULT_URL = "http://127.0.0.1:8009"
+
+
+class ApiError(Exception):
+    """The controller refused or could not be reached; the message is what to print."""
+
+
+def call(url: str, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
+    """One request to the controller; its JSON answer, or ApiError with its reason."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url.rstrip("/") + path, data=data, method=method)
+    req.add_header("content-type", "application/json")
+    if token:
+        req.add_header("authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        try:
+            detail = json.loads(raw).get("detail", raw.decode())
+        except (ValueError, AttributeError):
+            detail = raw.decode("utf-8", "replace")
+        raise ApiError(f"HTTP {exc.code}: {_detail_text(detail)}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise ApiError(f"rollout controller unreachable at {url}: {exc}") from None
+
+
+def _detail_text(detail: Any) -> str:
+    if isinstance(detail, list):  # FastAPI validation errors: where and what
+        return "; ".join(
+            f"{'.'.join(str(p) for p in d.get('loc', []))}: {d.get('msg', '')}" for d in detail
+        )
+    return str(detail)
+
+
+def parse_steps(text: str) -> list[dict[str, Any]]:
+    """``shadow:0.2:300,canary:0.05:600[:min_sample]`` as plan steps."""
+    steps = []
+    for chunk in filter(None, (c.strip() for c in text.split(","))):
+        parts = chunk.split(":")
+        if len(parts) not in (3, 4):
+            raise SystemExit(f"step {chunk!r}: expected kind:share:duration_s[:min_sample]")
+        step: dict[str, Any] = {"kind": parts[0], "share": float(parts[1]),
+                                "duration_s": float(parts[2])}  # fmt: skip
+        if len(parts) == 4:
+            step["min_sample"] = int(parts[3])
+        steps.append(step)
+    return steps
+
+
+def latest_versions(model: str) -> dict[str, str]:
+    """The newest registered version of each part of ``model`` (from MLflow directly)."""
+    from mlflow.tracking import MlflowClient
+
+    from shared.models.locators import registered_name
+    from shared.models.registry import tracking_uri
+
+    client = MlflowClient(tracking_uri=tracking_uri(), registry_uri=tracking_uri())
+    out = {}
+    for part in PARTS_OF[model]:
+        versions = client.search_model_versions(f"name='{registered_name(part)}'")
+        if not versions:
+            raise SystemExit(f"no registered version of {registered_name(part)}")
+        out[part] = str(max(int(v.version) for v in versions))
+    return out
+
+
+def build_plan(args: argparse.Namespace) -> dict[str, Any]:
+    """The plan to submit, from a file or from the flags."""
+    if args.plan:
+        plan: dict[str, Any] = yaml.safe_load(Path(args.plan).read_text())
+        return plan
+    if not args.model:
+        raise SystemExit("start needs --plan FILE or --model")
+    candidate = dict(c.split("=", 1) for c in args.candidate or [])
+    if args.latest:
+        candidate = latest_versions(args.model)
+    plan = {"model": args.model, "candidate": candidate}
+    if args.steps:
+        plan["steps"] = parse_steps(args.steps)
+    if args.metric:
+        plan["analysis"] = {"metric": args.metric}
+    if args.no_auto_promote:
+        plan["auto_promote"] = False
+    return plan
+
+
+def show_rollout(r: dict[str, Any]) -> str:
+    """A rollout in a few lines."""
+    step = r.get("current_step") or {}
+    where = (f"step {r['step'] + 1}/{r['steps']} {step.get('kind', '')} "
+             f"{step.get('share', 0):.0%}" if step else "past the last step")  # fmt: skip
+    elapsed = time.time() - r["step_started"] if r.get("step_started") else 0.0
+    lines = [
+        f"{r['id']}  {r['model']} {r['candidate']} (production was {r['production_before']})",
+        f"  {r['state']} / {r['phase']}: {where}, {elapsed:.0f} s in",
+    ]
+    if r.get("hold_reason"):
+        lines.append(f"  holding: {r['hold_reason']}")
+    look = r.get("last_look") or {}
+    if "metric" in look:
+        m = look["metric"]
+        lines.append(f"  {m['name']}: lift {m.get('lift')} [{m.get('ci_low')}, "
+                     f"{m.get('ci_high')}], p={m.get('p_value')}, {m.get('decision')}")  # fmt: skip
+    if "guardrails" in look:
+        for arm, g in look["guardrails"].items():
+            lines.append(f"  {arm}: {g['requests']:.0f} requests, errors {g['error_rate']}, "
+                         f"degraded {g['degraded_share']}, p99 {g['p99_ms']} ms")  # fmt: skip
+    if "shadow" in look:
+        s = look["shadow"]
+        lines.append(f"  shadow: {s['compared']:.0f} compared, {s['errors']:.0f} errors, "
+                     f"final overlap@k {s.get('final.overlap_at_k')}, "
+                     f"rbo {s.get('final.rbo')}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def show_history(h: dict[str, Any]) -> str:
+    """The decisions, one per line."""
+    lines = [f"history of {h['id']}"]
+    for d in h["decisions"]:
+        stamp = time.strftime("%H:%M:%S", time.localtime(d["ts"]))
+        lines.append(f"  {stamp}  step {d['step'] + 1}  {d['decision']:<12} "
+                     + "; ".join(d["reasons"]))  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; 0 on success, 1 when the controller refused."""
+    summary = (__doc__ or "").split("\n\n")[0]
+    parser = argparse.ArgumentParser(prog="python -m services.rollouts.cli", description=summary)
+    parser.add_argument("--url", default=os.environ.get("CASCADE_ROLLOUTS_URL", DEFAULT_URL))
+    parser.add_argument("--token", default=os.environ.get("CASCADE_ROLLOUTS_ADMIN_TOKEN"))
+    parser.add_argument("--json", action="store_true", help="print the raw JSON answer")
+    sub = parser.add_subparsers(dest="command", required=True)
+    start = sub.add_parser("start", help="start a rollout")
+    start.add_argument("--plan", help="a plan file (YAML or JSON, as POST /v1/rollouts takes)")
+    start.add_argument("--model", choices=sorted(PARTS_OF))
+    start.add_argument("--candidate", action="append", metavar="PART=VERSION")
+    start.add_argument("--latest", action="store_true", help="the newest version of each part")
+    start.add_argument("--steps", help="kind:share:duration_s[:min_sample],...")
+    start.add_argument("--metric", help="online metric (default clicks_per_request)")
+    start.add_argument("--no-auto-promote", action="store_true")
+    status = sub.add_parser("status", help="active rollouts, or one")
+    status.add_argument("rollout_id", nargs="?")
+    status.add_argument("--all", action="store_true", help="ended rollouts too")
+    history = sub.add_parser("history", help="every decision of a rollout")
+    history.add_argument("rollout_id")
+    for name in ("promote", "resume", "abort"):
+        action = sub.add_parser(name, help=f"{name} a rollout")
+        action.add_argument("rollout_id")
+        action.add_argument("--reason", default="")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "start":
+            answer = call(args.url, "POST", "/v1/rollouts", build_plan(args), args.token)
+            text = show_rollout(answer)
+        elif args.command == "status" and args.rollout_id:
+            answer = call(args.url, "GET", f"/v1/rollouts/{args.rollout_id}")
+            text = show_rollout(answer)
+        elif args.command == "status":
+            answer = call(args.url, "GET", f"/v1/rollouts?active={str(not args.all).lower()}")
+            text = "\n".join(show_rollout(r) for r in answer["rollouts"]) or "no rollouts"
+        elif args.command == "history":
+            answer = call(args.url, "GET", f"/v1/rollouts/{args.rollout_id}/history")
+            text = show_history(answer)
+        else:
+            answer = call(args.url, "POST", f"/v1/rollouts/{args.rollout_id}/{args.command}",
+                          {"reason": args.reason}, args.token)  # fmt: skip
+            text = show_rollout(answer)
+    except ApiError as exc:
+        print(f"refused: {exc}", file=sys.stderr)  # noqa: T201 - a CLI prints
+        return 1
+    print(json.dumps(answer, indent=2) if args.json else text)  # noqa: T201
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

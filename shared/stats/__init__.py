@@ -1,0 +1,55 @@
+"""Statistics for rollouts (canary analysis) and experiments: tests valid under repeated looks.
+
+- ``srm_check`` (srm.py): sample-ratio mismatch, chi-square goodness of fit of the units per arm
+  against the planned shares; mismatch at p < 0.001. Valid for one look.
+- ``srm_sequential_check`` (srm.py): the same question, always valid (Dirichlet-multinomial
+  mixture; Lindon & Malek 2022, "Anytime-valid inference for multinomial count data").
+- ``ArmStats`` (sequential.py): an arm's per-unit count, mean and variance; streamed by ``merge``.
+- ``msprt`` / ``msprt_relative`` (sequential.py): always-valid p-value, interval and decision for
+  treatment - control (or the lift treatment / control - 1), the normal-mixture sequential
+  probability ratio test (Johari, Koomen, Pekelis & Walsh 2017/2022, "Always valid inference";
+  Waudby-Smith et al. 2021, "Time-uniform central limit theory" for the plug-in variance).
+- ``tau_for_sample_size`` (sequential.py): the mixing sd sharpest at a planned sample size.
+- ``bernoulli_confidence_sequence`` (sequential.py): an exact always-valid interval for one rate,
+  e.g. a canary's error rate against a guardrail (Robbins' beta-binomial mixture, 1970).
+- ``mixture_log_lr`` / ``mixture_p_value`` / ``mixture_half_width`` / ``beta_binomial_log_lr``:
+  the vectorised cores, for simulators that evaluate thousands of runs at once.
+
+- ``ratio``: user-level ratio metrics (clicks per impression) with delta-method variances.
+- ``ranking_diff``: overlap@k, Jaccard@k, recall, Kendall tau, rank-biased overlap and score
+  deltas of two ranked lists (the gateway's shadow comparison; numpy only).
+
+The names are loaded on first use (PEP 562; import from the submodules for static types):
+the gateway imports ``ranking_diff`` and must not pay scipy's import (1-2 s, ~70 MB) for it.
+
+Assumptions, defaults and measured error rates: docs/statistics.md.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_HOMES = {
+    "sequential": (
+        "DEFAULT_ALPHA", "DEFAULT_MIN_SAMPLE", "DEFAULT_RATE_PRIOR", "DEFAULT_STANDARDISED_TAU",
+        "ArmStats", "Decision", "RateInterval", "RateVerdict", "SequentialResult",
+        "bernoulli_confidence_sequence", "beta_binomial_log_lr", "mixture_half_width",
+        "mixture_log_lr", "mixture_p_value", "msprt", "msprt_relative", "tau_for_sample_size",
+    ),
+    "srm": (
+        "DEFAULT_CONCENTRATION", "DEFAULT_SRM_ALPHA", "SrmResult", "srm_check",
+        "srm_sequential_check",
+    ),
+}  # fmt: skip
+_MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'shared.stats' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"shared.stats.{module}"), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,245 @@
+"""The exposure join without Kafka: served lists and events in any order, per arm and user."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import orjson
+import pytest
+
+from services.rollouts.exposure_join import (
+    ExposureJoin,
+    JoinLimits,
+    ServedExposure,
+    UnitArrays,
+    decode_served,
+)
+from shared.events import Event
+
+T0 = 1_800_000_000.0
+ROLLOUT = "r1"
+
+
+def served(
+    request_id: str,
+    user: str,
+    arm: str | None = "canary",
+    ts: float = T0,
+    failure: str | None = None,
+    rollout: str = ROLLOUT,
+) -> ServedExposure:
+    arms = {rollout: arm} if arm is not None else {}
+    return ServedExposure(request_id, user, ts, arms, failure)
+
+
+def event(
+    event_id: str,
+    user: str,
+    request_id: str | None,
+    type: str = "impression",
+    value: float | None = None,
+    ts: float = T0 + 1,
+) -> Event:
+    return Event.model_validate(
+        {
+            "event_id": event_id,
+            "user_id": user,
+            "item_id": "i1",
+            "type": type,
+            "value": value,
+            "timestamp": ts,
+            "request_id": request_id,
+            "position": 0,
+        }
+    )
+
+
+def totals(units: UnitArrays) -> dict[str, tuple[int, int, int, int, float, int]]:
+    """user -> (requests, impressions, clicks, likes, watch_s, canary_failures)."""
+    return {
+        str(u): (int(r), int(i), int(c), int(lk), float(w), int(f))
+        for u, r, i, c, lk, w, f in zip(
+            units.user_ids,
+            units.requests,
+            units.impressions,
+            units.clicks,
+            units.likes,
+            units.watch_s,
+            units.canary_failures,
+            strict=True,
+        )
+    }
+
+
+def test_events_join_whether_they_come_before_or_after_their_served_record() -> None:
+    join = ExposureJoin(ROLLOUT, since_ts=T0)
+    join.add_event(event("e1", "u1", "q1"), at=T0)  # before its request was read
+    join.add_event(event("e2", "u1", "q1", "click"), at=T0)
+    assert join.pending_events == 2
+    join.add_served(served("q1", "u1"), at=T0)
+    join.add_event(event("e3", "u1", "q1", "watch", value=42.5), at=T0 + 1)  # after
+    join.add_event(event("e4", "u1", "q1", "like"), at=T0 + 1)
+    assert join.pending_events == 0
+    assert totals(join.units("canary")) == {"u1": (1, 1, 1, 1, 42.5, 0)}
+    assert join.event_outcomes == {"joined": 4}
+    assert join.served_outcomes == {"counted": 1}
+
+
+def test_aggregates_are_per_user_and_per_arm() -> None:
+    join = ExposureJoin(ROLLOUT, since_ts=T0)
+    join.add_served(served("q1", "u1", "canary", failure="ranking: timeout"), at=T0)
+    join.add_served(served("q2", "u1", "canary"), at=T0)
+    join.add_served(served("q3", "u2", "production", failure="another rollout's canary"), at=T0)
+    for i, (rid, user) in enumerate([("q1", "u1"), ("q2", "u1"), ("q3", "u2"), ("q3", "u2")]):
+        join.add_event(event(f"imp{i}", user, rid), at=T0)
+    join.add_event(event("c1", "u2", "q3", "click"), at=T0)
+    assert totals(join.units("canary")) == {"u1": (2, 2, 0, 0, 0.0, 1)}
+    assert totals(join.units("production")) == {"u2": (1, 2, 1, 0, 0.0, 0)}
+    assert join.distinct_users() == {"canary": 1, "production": 1}
+    assert join.requests() == {"canary": 2, "production": 1}
+
+
+def test_duplicates_count_once() -> None:
+    join = ExposureJoin(ROLLOUT, since_ts=T0)
+    join.add_event(event("e1", "u1", "q1", "click"), at=T0)
+    join.add_event(event("e1", "u1", "q1", "click"), at=T0)  # duplicate while pending
+    join.add_served(served("q1", "u1"), at=T0)
+    join.add_served(served("q1", "u1"), at=T0)  # the producer retried
+    join.add_event(event("e1", "u1", "q1", "click"), at=T0 + 1)  # duplicate after the join
+    assert totals(join.units("canary")) == {"u1": (1, 0, 1, 0, 0.0, 0)}
+    assert join.event_outcomes == {"joined": 1, "duplicate": 2}
+    assert join.served_outcomes == {"counted": 1, "duplicate": 1}
+
+
+def test_what_does_not_belong_to_the_rollout_is_counted_not_aggregated() -> None:
+    join = ExposureJoin(ROLLOUT, since_ts=T0)
+    join.add_event(event("e0", "u1", None, "click"), at=T0)  # no request id
+    join.add_served(served("q1", "u1", rollout="other"), at=T0)  # another rollout's request
+    join.add_event(event("e1", "u1", "q1", "click"), at=T0)
+    join.add_served(served("q2", "u1", ts=T0 - 5), at=T0 - 5)  # served before since_ts
+    join.add_event(event("e2", "u1", "q2", "click"), at=T0)
+    join.add_served(served("q3", "u1"), at=T0)
+    join.add_event(event("e3", "u1", "q3", "click", ts=T0 - 1), at=T0)  # older than since_ts
+    join.add_event(event("e4", "u9", "q3", "click"), at=T0)  # another user's request id
+    assert totals(join.units("canary")) == {"u1": (1, 0, 0, 0, 0.0, 0)}
+    assert join.event_outcomes == {
+        "no_request_id": 1,
+        "outside_rollout": 1,
+        "before_start": 2,
+        "user_mismatch": 1,
+    }
+    assert join.served_outcomes == {"outside_rollout": 1, "before_start": 1, "counted": 1}
+
+
+def test_a_waiting_event_expires_by_the_served_topics_progress_not_its_own() -> None:
+    join = ExposureJoin(ROLLOUT, T0, JoinLimits(pending_window_s=60))
+    join.add_event(event("e1", "u1", "q1", "click"), at=T0)
+    # The events topic is far ahead (a rebuild reads it faster): the event still waits.
+    assert join.expire(served_watermark=T0 + 30, events_watermark=T0 + 3600) == 0
+    join.add_served(served("q1", "u1"), at=T0 + 30)
+    assert totals(join.units("canary")) == {"u1": (1, 0, 1, 0, 0.0, 0)}
+
+    join.add_event(event("e2", "u1", "q2", "click"), at=T0 + 40)
+    assert join.expire(served_watermark=T0 + 99, events_watermark=None) == 0
+    assert join.expire(served_watermark=T0 + 101, events_watermark=None) == 1
+    assert join.pending_events == 0
+    assert join.event_outcomes["expired_unjoined"] == 1
+    join.add_served(served("q2", "u1"), at=T0 + 102)  # too late for its event
+    assert totals(join.units("canary")) == {"u1": (2, 0, 1, 0, 0.0, 0)}
+
+
+def test_a_served_record_is_remembered_for_the_window_of_the_events_topic() -> None:
+    join = ExposureJoin(ROLLOUT, T0, JoinLimits(pending_window_s=60, dedup_window_s=60))
+    join.add_served(served("q1", "u1"), at=T0)
+    join.expire(served_watermark=T0 + 3600, events_watermark=T0 + 59)
+    join.add_event(event("e1", "u1", "q1", "click"), at=T0 + 59)
+    assert join.event_outcomes == {"joined": 1}
+    join.expire(served_watermark=T0 + 3600, events_watermark=T0 + 130)
+    join.add_event(event("e1", "u1", "q1", "click"), at=T0 + 130)  # dedup window over too
+    assert join.pending_events == 1  # its request is forgotten: it waits, then expires
+    assert join.expire(served_watermark=T0 + 200, events_watermark=T0 + 200) == 1
+
+
+def test_memory_is_bounded_and_what_is_pushed_out_is_counted() -> None:
+    limits = JoinLimits(max_pending_events=3, max_requests=2, max_event_ids=4)
+    join = ExposureJoin(ROLLOUT, T0, limits)
+    for i in range(5):
+        join.add_event(event(f"e{i}", "u1", f"q{i}"), at=T0 + i)
+    assert join.pending_events == 3
+    assert join.event_outcomes == {"evicted_unjoined": 2}
+    assert join.forgotten["event_ids"] == 1
+    for i in range(3):
+        join.add_served(served(f"r{i}", "u1"), at=T0)
+    assert join.forgotten["requests"] == 1
+    assert join.units("canary").requests.tolist() == [3]
+
+
+def test_units_are_aligned_sorted_arrays_and_empty_for_an_arm_without_traffic() -> None:
+    join = ExposureJoin(ROLLOUT, since_ts=T0)
+    for user in ("u3", "u1", "u2"):
+        join.add_served(served(f"q-{user}", user), at=T0)
+    units = join.units("canary")
+    assert units.user_ids.tolist() == ["u1", "u2", "u3"]
+    assert units.requests.dtype == np.int64 and units.watch_s.dtype == np.float64
+    empty = join.units("production")
+    assert len(empty) == 0 and empty.clicks.dtype == np.int64 and empty.clicks.shape == (0,)
+
+
+def test_the_result_does_not_depend_on_the_order_records_are_read() -> None:
+    rng = random.Random(7)
+    records: list[tuple[str, object]] = []
+    expected: dict[str, list[float]] = {}
+    for r in range(200):
+        user = f"u{rng.randrange(40)}"
+        arm = "canary" if int(user[1:]) % 2 else "production"
+        records.append(("served", served(f"q{r}", user, arm)))
+        row = expected.setdefault(user, [0, 0, 0, 0, 0.0, 0])
+        row[0] += 1
+        for pos in range(3):
+            records.append(("event", event(f"q{r}:{pos}:i", user, f"q{r}")))
+            row[1] += 1
+        if rng.random() < 0.3:
+            records.append(("event", event(f"q{r}:0:c", user, f"q{r}", "click")))
+            records.append(("event", event(f"q{r}:0:w", user, f"q{r}", "watch", value=10.0)))
+            row[2] += 1
+            row[4] += 10.0
+    results = []
+    for seed in range(3):
+        rng.seed(seed)
+        shuffled = rng.sample(records, len(records))
+        join = ExposureJoin(ROLLOUT, since_ts=T0)
+        for kind, value in shuffled:
+            if kind == "served":
+                assert isinstance(value, ServedExposure)
+                join.add_served(value, at=T0)
+            else:
+                assert isinstance(value, Event)
+                join.add_event(value, at=T0)
+        assert join.pending_events == 0
+        results.append({**totals(join.units("canary")), **totals(join.units("production"))})
+    assert results[0] == results[1] == results[2]
+    assert results[0] == {u: tuple(row) for u, row in expected.items()}
+
+
+def test_decode_served_reads_the_gateways_record_and_skips_the_rest() -> None:
+    record = {
+        "request_id": "q1",
+        "user_id": "u1",
+        "ts": T0,
+        "variant": "r1-canary",
+        "arms": {"r1": "canary"},
+        "canary_failure": None,
+        "item_ids": ["a", "b"],
+        "scores": [0.5, 0.4],
+        "propensity": [1.0, 1.0],
+        "explored": [False, False],
+        "cold_start": "returning",
+        "degraded": [],
+        "model_versions": {"ranker": "m/3"},
+    }
+    assert decode_served(orjson.dumps(record)) == ServedExposure("q1", "u1", T0, {"r1": "canary"})
+    with pytest.raises(ValueError, match="served record"):
+        decode_served(b'{"request_id": "q1"}')
+    with pytest.raises(ValueError, match="empty"):
+        decode_served(None)
