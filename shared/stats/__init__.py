@@ -19,8 +19,25 @@
 - ``ranking_diff``: overlap@k, Jaccard@k, recall, Kendall tau, rank-biased overlap and score
   deltas of two ranked lists (the gateway's shadow comparison; numpy only).
 
+Experiments (docs/statistics.md, "Experiments: CUPED, power, interleaving, off-policy"):
+
+- ``cuped_estimate`` / ``cuped_arm_stats`` / ``cuped_theta`` (cuped.py): variance reduction
+  with a pre-experiment covariate (Deng, Xu, Kohavi & Walker 2013); the adjusted arms as
+  ``ArmStats`` for ``msprt``.
+- ``sample_size_means`` / ``mde_means``, ``sample_size_proportions`` / ``mde_proportions``,
+  ``sample_size_preference`` / ``mde_preference`` (power.py): fixed-horizon planning by the
+  normal approximation, with an allocation ratio; ``SampleSize``.
+- ``team_draft`` / ``team_draft_from_flips``, ``credit``, ``UserPreference``, ``tally``,
+  ``count_preferences``, ``preference_test``, ``preference_delta`` (interleaving.py): team-draft
+  interleaving (Radlinski, Kurup & Joachims 2008) and its sign test; numpy only at import, the
+  gateway drafts with it.
+- ``ips`` / ``snips`` / ``dr``, ``deterministic_target_probability`` (off_policy.py): off-policy
+  estimates from logged propensities with normal or bootstrap intervals and the effective
+  sample size; ``PolicyEstimate``.
+
 The names are loaded on first use (PEP 562; import from the submodules for static types):
-the gateway imports ``ranking_diff`` and must not pay scipy's import (1-2 s, ~70 MB) for it.
+the gateway imports ``ranking_diff`` and ``interleaving`` and must not pay scipy's import
+(1-2 s, ~70 MB) for them.
 
 Assumptions, defaults and measured error rates: docs/statistics.md.
 """
@@ -31,6 +48,22 @@ import importlib
 from typing import Any
 
 _HOMES = {
+    "cuped": (
+        "DEFAULT_CUPED_ALPHA", "CupedResult", "cuped_arm_stats", "cuped_estimate", "cuped_theta",
+    ),
+    "interleaving": (
+        "DEFAULT_PREFERENCE_ALPHA", "Interleaved", "PreferenceCounts", "PreferenceDelta",
+        "PreferenceTest", "UserPreference", "count_preferences", "credit", "preference_delta",
+        "preference_test", "tally", "team_draft", "team_draft_from_flips",
+    ),
+    "off_policy": (
+        "DEFAULT_OPE_ALPHA", "DEFAULT_PROPENSITY_FLOOR", "PolicyEstimate",
+        "deterministic_target_probability", "dr", "ips", "snips",
+    ),
+    "power": (
+        "DEFAULT_POWER", "DEFAULT_POWER_ALPHA", "SampleSize", "mde_means", "mde_preference",
+        "mde_proportions", "sample_size_means", "sample_size_preference", "sample_size_proportions",
+    ),
     "sequential": (
         "DEFAULT_ALPHA", "DEFAULT_MIN_SAMPLE", "DEFAULT_RATE_PRIOR", "DEFAULT_STANDARDISED_TAU",
         "ArmStats", "Decision", "RateInterval", "RateVerdict", "SequentialResult",
