@@ -101,7 +101,7 @@ def _rollouts(settings: Settings, resources: Resources, deps: StepDeps,
         runner = Runner(steps, deps, shadow_budget, f"{settings.service_name}_shadow")
         shadow = ShadowRunner(runner, settings.shadow_max_in_flight)
         resources.on_close(shadow.drain)
-    return GatewayRollouts(follower, shadow)
+    return GatewayRollouts(follower, shadow, deps.store.remember_arms)
 
 
 def build_app(settings: Settings) -> Service:

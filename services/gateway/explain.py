@@ -15,12 +15,26 @@ def _columns(frame: Any, prefix: str) -> dict[str, Any]:
     return {name[len(prefix) :]: frame[name] for name in frame if name.startswith(prefix)}
 
 
+def _experiments(req: RequestState) -> dict[str, Any]:
+    d = req.experiment
+    if d is None:
+        return {}
+    out: dict[str, Any] = {"arms": d.arms, "skipped": d.skipped}
+    if d.interleave is not None:
+        il = d.interleave
+        out["interleaving"] = {"experiment": il.experiment_id, "teams": list(il.arm_names),
+                               "rankers": [il.a.models.get("ranker", "production"),
+                                           il.b.models.get("ranker", "production")]}  # fmt: skip
+    return out
+
+
 def explain(req: RequestState) -> dict[str, Any]:
     """The trace of one request, read from the frame's columns."""
     frame, served = req.frame, req.served
     sources = _columns(frame, "source_")
     heads = _columns(frame, "head_")
     items = []
+    teams = req.teams()
     if served is not None and req.served_rows is not None:
         adjust = _columns(served, "adjust_")
         for pos, row in enumerate(req.served_rows.tolist()):
@@ -40,6 +54,7 @@ def explain(req: RequestState) -> dict[str, Any]:
                     "rerank": {n: round(float(a[pos]), 6) for n, a in adjust.items()},
                     "explored": bool(served["explored"][pos]),
                     "propensity": round(float(served["propensity"][pos]), 6),
+                    **({"team": teams[pos]} if teams is not None else {}),
                 }
             )
     return {
@@ -50,6 +65,7 @@ def explain(req: RequestState) -> dict[str, Any]:
             name: {"n": st.n, "ms": st.ms, "error": st.error} for name, st in req.sources.items()
         },
         "rerankers": req.rerankers,
+        "experiments": _experiments(req),
         "variant": {
             "name": req.variant.name,
             "models": req.variant.models,

@@ -16,11 +16,19 @@ Adding a stage is one ``Step`` here, its two functions in ``steps/``, and its se
 from __future__ import annotations
 
 from services.gateway.runner import Pipeline, Step
-from services.gateway.steps import candidates, filtering, item_features, ranking, reranking
+from services.gateway.steps import (
+    candidates,
+    experiments,
+    filtering,
+    item_features,
+    ranking,
+    reranking,
+)
 from services.gateway.steps import user_features as user
 
 PIPELINE: Pipeline = (
     Step("user_features", user.read_user, fallback=user.unknown_user),
+    Step("experiments", experiments.assign_arms, fallback=experiments.without_experiments),
     Step("candidates", candidates.generate, fallback=candidates.trending_list,
          stage="candidates"),
     Step("item_features", item_features.read_items, fallback=item_features.cached_attributes,

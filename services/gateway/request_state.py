@@ -14,6 +14,8 @@ from shared.online_store.types import UserState
 from shared.pipeline.context import RequestContext, UserContext, VariantSpec
 
 if TYPE_CHECKING:
+    from services.gateway.experiments.assign import ExperimentDecision
+    from services.gateway.experiments.assignment import ExperimentAssignment
     from services.gateway.request_run import RequestRun
 
 
@@ -70,6 +72,10 @@ class RequestState:
     models: dict[str, str] = field(default_factory=dict)  # model part -> label
     canary_failure: str | None = None  # set when production re-ran a request the canary failed
     endpoints: dict[str, str] = field(default_factory=dict)  # stage -> URL (a canary deployment)
+    # Experiments in force (set by the route) and what the experiments step decided of them.
+    experiments: tuple[ExperimentAssignment, ...] = ()
+    claimed_slots: frozenset[str] = frozenset()  # model slots the rollouts in force claim
+    experiment: ExperimentDecision | None = None
     _ctx: RequestContext | None = None
     run: RequestRun = field(init=False)
 
@@ -96,6 +102,14 @@ class RequestState:
             self.removed[filters[i]] = [self.frame.ids[r] for r in rows]
         if (removed_by >= 0).any():
             self.frame = self.frame.take(np.flatnonzero(removed_by < 0))
+
+    def teams(self) -> list[str] | None:
+        """Per served position, the interleaving arm that contributed the item (else None)."""
+        il = self.experiment.interleave if self.experiment is not None else None
+        if il is None or self.served_rows is None or "team" not in self.frame:
+            return None
+        team = self.frame["team"][self.served_rows].tolist()
+        return [il.arm_names[t] if t >= 0 else "" for t in team]
 
     @property
     def cold_start(self) -> str:

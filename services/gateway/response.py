@@ -27,6 +27,9 @@ class RecommendedItem(BaseModel):
     year: int | None = Field(description="release year, when known")
     score: float = Field(description="final score after re-ranking")
     explored: bool = Field(default=False, description="placed by an exploration slot")
+    team: str | None = Field(
+        default=None, description="in an interleaving experiment: the arm whose ranker put it here"
+    )
 
 
 class RecommendationResponse(BaseModel):
@@ -38,7 +41,9 @@ class RecommendationResponse(BaseModel):
     variant: str = Field(description="the variant this request ran under")
     arms: dict[str, str] = Field(
         default_factory=dict,
-        description="rollout id -> arm (production or canary) for every rollout in force",
+        description="rollout id -> arm (production or canary) for every rollout in force, "
+        "experiment id -> arm (interleaved: the list is drafted from two rankers, each item's "
+        "`team` names its arm) for every experiment the user is in",
     )
     items: list[RecommendedItem]
     degraded: bool
@@ -63,6 +68,7 @@ def served_items(req: RequestState, titles: list[str]) -> list[dict[str, Any]]:
     )
     scores = served["final_score"].tolist()
     explored = served["explored"].tolist()
+    teams = req.teams()
     items = []
     for i, item_id in enumerate(served.ids):
         item: dict[str, Any] = {
@@ -72,6 +78,8 @@ def served_items(req: RequestState, titles: list[str]) -> list[dict[str, Any]]:
         }  # fmt: skip
         if explored[i]:
             item["explored"] = True
+        if teams is not None:
+            item["team"] = teams[i]
         items.append(item)
     return items
 
@@ -100,7 +108,8 @@ def served_record(req: RequestState, arms: dict[str, str] | None = None) -> dict
     """The record logged to the ``served`` topic (columnar: one array per field).
 
     ``arms`` is the rollout assignment (intention to treat: a canary user answered by
-    production after a canary failure stays in the canary arm, with ``canary_failure`` set).
+    production after a canary failure stays in the canary arm, with ``canary_failure`` set)
+    and the experiments' arms; ``teams`` the interleaving arm of each position, when drafted.
     """
     served = req.served
     ids = served.ids if served is not None else []
@@ -113,6 +122,7 @@ def served_record(req: RequestState, arms: dict[str, str] | None = None) -> dict
         "variant": req.variant.name,
         "arms": arms or {},
         "canary_failure": req.canary_failure,
+        "teams": req.teams(),
         "item_ids": ids,
         "scores": np.round(served["final_score"], 6).tolist() if served else [],
         "propensity": np.round(served["propensity"], 6).tolist() if served else [],

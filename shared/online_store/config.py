@@ -16,6 +16,7 @@ class StoreConfig:
     dedupe_ttl_s: int = 86_400  # how long an event id is remembered: the replay horizon
     history_cap: int = 100  # recent items kept per user (>= FeatureConfig.hist_len)
     impressions_ttl_s: int = 7 * 86_400  # fatigue counts expire after a week without impressions
+    arms_ttl_s: int = 90 * 86_400  # remembered experiment arms outlive any experiment
     trending_half_life_s: float = 6 * 3_600.0
     ctr_prior_rate: float = 0.05
     ctr_prior_strength: float = 20.0

@@ -51,6 +51,12 @@ def user_history(user_id: str) -> bytes:
     return _user(user_id, b"histz")
 
 
+def user_arms(user_id: str) -> bytes:
+    """Hash experiment id -> the arm the user was first given (sticky bucketing; the gateway
+    writes it, with a TTL of StoreConfig.arms_ttl_s after the last assignment)."""
+    return _user(user_id, b"arms")
+
+
 def user_seen(user_id: str) -> bytes:
     """Set of items the user interacted with."""
     return _user(user_id, b"seen")

@@ -72,8 +72,23 @@ class OnlineStore:
         pipe.smembers(keys.user_seen(user_id))
         pipe.smembers(keys.user_blocked(user_id))
         pipe.hgetall(keys.user_impressions(user_id))
-        h, hist, seen, blocked, imps = await pipe.execute()
-        return self._user_state(user_id, now, h, hist, seen, blocked, imps)
+        pipe.hgetall(keys.user_arms(user_id))
+        h, hist, seen, blocked, imps, arms = await pipe.execute()
+        state = self._user_state(user_id, now, h, hist, seen, blocked, imps)
+        if arms:  # remembered experiment arms do not make a user known
+            state.arms = {k.decode(): v.decode() for k, v in arms.items()}
+        return state
+
+    async def remember_arms(self, user_id: str, arms: dict[str, str]) -> None:
+        """Keep each experiment's first arm for the user (HSETNX: an arm once given stays)."""
+        if not arms:
+            return
+        key = keys.user_arms(user_id)
+        pipe = self.redis.pipeline(transaction=False)
+        for experiment_id, arm in arms.items():
+            pipe.hsetnx(key, experiment_id, arm)
+        pipe.expire(key, int(self.store.arms_ttl_s))
+        await pipe.execute()
 
     def _user_state(
         self,

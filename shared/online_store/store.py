@@ -23,6 +23,10 @@ class FeatureReader(Protocol):
         """Attributes and windowed counters of the items, in the order asked."""
         ...
 
+    async def remember_arms(self, user_id: str, arms: dict[str, str]) -> None:
+        """Keep the experiment arms a user was first given (``UserState.arms`` on later reads)."""
+        ...
+
     def cached_items(self, item_ids: Sequence[str], now: float) -> ItemBatch:
         """What this process still knows of the items without the store (fallback): cached
         catalog attributes, counters zero, items never seen not ``found``."""

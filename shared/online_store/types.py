@@ -59,6 +59,7 @@ class UserState:
     impressions: dict[str, int] = field(default_factory=dict)  # fatigue: times shown
     segment: str = "unknown"
     region: str | None = None
+    arms: dict[str, str] = field(default_factory=dict)  # experiment id -> remembered arm
 
     @property
     def user_id(self) -> str:

@@ -16,6 +16,7 @@ class StageBudgets(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user_features: float = Field(default=10.0, gt=0, le=10_000)
+    experiments: float = Field(default=2.0, gt=0, le=10_000)  # assignment: no I/O
     candidates: float = Field(default=20.0, gt=0, le=10_000)
     item_features: float = Field(default=10.0, gt=0, le=10_000)
     filtering: float = Field(default=8.0, gt=0, le=10_000)

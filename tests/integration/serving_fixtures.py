@@ -226,6 +226,13 @@ class MemoryStore:
         await self._maybe_wait("get_items")
         return self._batch(item_ids, with_counts=True)
 
+    async def remember_arms(self, user_id: str, arms: dict[str, str]) -> None:
+        await self._maybe_wait("remember_arms")
+        state = await self.get_user(user_id, 0.0)
+        self.users[user_id] = state
+        for experiment_id, arm in arms.items():
+            state.arms.setdefault(experiment_id, arm)
+
     def cached_items(self, item_ids: Sequence[str], now: float) -> ItemBatch:
         """Attributes without counters (as the real store's catalog cache gives them)."""
         return self._batch(item_ids, with_counts=False)

@@ -17,10 +17,13 @@ from loadtests.load_generator import LoadResult
 from loadtests.loadtest import Settings, build_report, step_record
 from loadtests.loadtest_report import format_table, write_report
 from loadtests.prom_histograms import Snapshot, parse
+from services.gateway.pipeline import PIPELINE
+from services.gateway.runner import Step
 from shared.pipeline.budget import LatencyBudget
 from shared.platform.metrics import LATENCY_BUCKETS
 
-STAGES = ("user_features", "candidates", "item_features", "filtering", "ranking", "reranking")
+# The gateway's steps (each has its budget entry), as the pipeline declares them.
+STAGES = tuple(s.name for s in PIPELINE if isinstance(s, Step))
 
 # Bounds of the services' latency histograms, in seconds.
 BUCKETS = LATENCY_BUCKETS

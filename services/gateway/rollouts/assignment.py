@@ -8,23 +8,28 @@ id, so a shadow step sees every kind of user.
 
 from __future__ import annotations
 
-import hashlib
-from typing import Annotated, Literal
+from typing import Annotated
 
 import msgspec
 
+from services.gateway.experiments.assignment import ExperimentAssignment
+from services.gateway.split_hash import Slot, unit_interval
 from shared.pipeline.context import VariantSpec
 
-Slot = Literal["retrieval", "ranker"]
+__all__ = [
+    "CANARY_ALIAS",
+    "SHADOW_ALIAS",
+    "Assignment",
+    "Assignments",
+    "Share",
+    "Slot",
+    "unit_interval",
+]
+
+
 Share = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 CANARY_ALIAS = "canary"
 SHADOW_ALIAS = "shadow"
-
-
-def unit_interval(salt: str, key: str) -> float:
-    """A uniform number in [0, 1) from a salted hash of ``key`` (same in every process)."""
-    digest = hashlib.blake2b(f"{salt}:{key}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") / 2.0**64
 
 
 class Assignment(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -58,7 +63,9 @@ class Assignment(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class Assignments(msgspec.Struct, frozen=True):
-    """What the controller publishes: every active rollout (at most one per model slot)."""
+    """What the controller publishes: every active rollout (at most one per model slot) and
+    every running experiment (``services/gateway/experiments``)."""
 
     rollouts: tuple[Assignment, ...] = ()
     version: int = 0  # moves whenever the controller changes anything
+    experiments: tuple[ExperimentAssignment, ...] = ()

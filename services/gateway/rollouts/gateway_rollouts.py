@@ -9,9 +9,11 @@ force ``decide`` returns the base variant and the rest does nothing.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from services.gateway.experiments import metrics as experiment_metrics
 from services.gateway.request_state import RequestState
 from services.gateway.rollouts import metrics
 from services.gateway.rollouts.canary import slot_failure
@@ -22,14 +24,18 @@ from shared.pipeline.context import VariantSpec
 
 log = logging.getLogger(__name__)
 RunRequest = Callable[[RequestState], Awaitable[None]]
+Remember = Callable[[str, dict[str, str]], Awaitable[None]]
 
 
 class GatewayRollouts:
     """The gateway's part of every active rollout."""
 
-    def __init__(self, follower: AssignmentFollower, shadow: ShadowRunner | None) -> None:
+    def __init__(self, follower: AssignmentFollower, shadow: ShadowRunner | None,
+                 remember: Remember | None = None) -> None:  # fmt: skip
         self.follower = follower
         self.shadow = shadow
+        self.remember = remember  # keeps a user's first experiment arms (the online store)
+        self._writes: set[asyncio.Task[None]] = set()
 
     def decide(self, user_id: str, request_id: str, base: VariantSpec) -> Decision:
         """The variant this request runs under (``base`` when no rollout is in force)."""
@@ -49,6 +55,7 @@ class GatewayRollouts:
                             extra={"arms": decision.arms, "reason": failure[:300]})  # fmt: skip
                 again = RequestState(req.request_id, req.user_id, req.k, req.now, base,
                                      req.explain)  # fmt: skip
+                again.experiments, again.claimed_slots = req.experiments, req.claimed_slots
                 await run(again)
                 again.canary_failure = failure
                 return again
@@ -62,6 +69,8 @@ class GatewayRollouts:
         ranking calls does it to production as much as to the canary.
         """
         plain = "degraded" if req.run.degraded else "ok"
+        if req.experiment is not None:
+            self._experiments(req, plain, elapsed_s)
         for a in decision.rollouts:
             arm = decision.arms[a.rollout_id]
             if arm == "canary":
@@ -73,3 +82,29 @@ class GatewayRollouts:
             metrics.ROLLOUT_LATENCY.labels(a.rollout_id, arm).observe(elapsed_s)
         if decision.shadow is not None and self.shadow is not None:
             self.shadow.submit(req, decision)
+
+    def _experiments(self, req: RequestState, outcome: str, elapsed_s: float) -> None:
+        """Experiment traffic by arm, items by team, and the arms to remember."""
+        d = req.experiment
+        assert d is not None
+        for experiment_id, arm in d.arms.items():
+            experiment_metrics.EXPERIMENT_REQUESTS.labels(experiment_id, arm, outcome).inc()
+            experiment_metrics.EXPERIMENT_LATENCY.labels(experiment_id, arm).observe(elapsed_s)
+        teams = req.teams()
+        if teams and d.interleave is not None:
+            for name in d.interleave.arm_names:
+                n = teams.count(name)
+                if n:
+                    experiment_metrics.TEAM_ITEMS.labels(d.interleave.experiment_id, name).inc(n)
+        if d.remember and self.remember is not None:
+            task = asyncio.create_task(self._remember(req.user_id, d.remember))
+            self._writes.add(task)  # held until done: a dropped task may be collected early
+            task.add_done_callback(self._writes.discard)
+
+    async def _remember(self, user_id: str, arms: dict[str, str]) -> None:
+        assert self.remember is not None
+        try:
+            await self.remember(user_id, arms)
+        except Exception as exc:  # the store down: the hash gives the same arm until weights move
+            experiment_metrics.REMEMBER_ERRORS.inc()
+            log.warning("could not remember experiment arms", extra={"error": str(exc)[:200]})

@@ -113,6 +113,8 @@ class ShadowRunner:
         assert decision.shadow is not None
         shadow = RequestState(prod.request_id, prod.user_id, prod.k, prod.now, decision.shadow,
                               user=prod.user_state())  # fmt: skip
+        # the same experiment arms as production (re-derived from the same user state)
+        shadow.experiments, shadow.claimed_slots = prod.experiments, prod.claimed_slots
         started = time.perf_counter()
         try:
             await self.runner.run(shadow)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from services.gateway.experiments.assignment import ExperimentAssignment
 from services.gateway.rollouts.assignment import (
     CANARY_ALIAS,
     SHADOW_ALIAS,
@@ -34,6 +35,8 @@ class Decision:
     shadowed_by: tuple[Assignment, ...] = ()  # rollouts the shadow run is compared for
     rollouts: tuple[Assignment, ...] = ()  # every rollout in force when it was decided
     endpoints: dict[str, str] = field(default_factory=dict)  # stage -> the canary's URL
+    # Running experiments: their arms are decided once the user is read (steps/experiments).
+    experiments: tuple[ExperimentAssignment, ...] = ()
 
     @property
     def canary_slots(self) -> tuple[str, ...]:
@@ -45,7 +48,7 @@ def decide(assignments: Assignments, user_id: str, request_id: str,
            base: VariantSpec) -> Decision:  # fmt: skip
     """The variant of one request under ``assignments`` (``base`` when none applies)."""
     if not assignments.rollouts:
-        return Decision(base)
+        return Decision(base, experiments=assignments.experiments)
     arms: dict[str, str] = {}
     canary: list[Assignment] = []
     shadowed: list[Assignment] = []
@@ -66,4 +69,4 @@ def decide(assignments: Assignments, user_id: str, request_id: str,
             shadow = a.variant(SHADOW_ALIAS, shadow)
     endpoints = {stage: url for a in canary for stage, url in a.endpoints.items()}
     return Decision(variant, arms, tuple(canary), shadow, tuple(shadowed), assignments.rollouts,
-                    endpoints)  # fmt: skip
+                    endpoints, assignments.experiments)  # fmt: skip

@@ -99,13 +99,18 @@ def recommendations_route(core: Callable[[], GatewayCore | None]) -> FastRoute:
             decision = rollouts.decide(q.user_id, http.request_id, variant)
             req = RequestState(http.request_id, q.user_id, q.k, now, decision.variant, q.explain)
             req.endpoints = decision.endpoints
+            req.experiments = decision.experiments
+            req.claimed_slots = frozenset(s for a in decision.rollouts for s in a.slots)
             req = await rollouts.serve(req, decision, run, variant)
-        body = response_body(req, gw.titles(req.served.ids if req.served else []), decision.arms)
+        arms = decision.arms
+        if req.experiment is not None and req.experiment.arms:
+            arms = {**arms, **req.experiment.arms}
+        body = response_body(req, gw.titles(req.served.ids if req.served else []), arms)
         if gw.log_served is not None:
-            gw.log_served(req.user_id, served_record(req, decision.arms))
+            gw.log_served(req.user_id, served_record(req, arms))
         headers = [(b"server-timing", req.run.server_timing().encode())]
         response = FastResponse(200, orjson.dumps(body), headers=headers)
-        if rollouts is not None and decision.arms:
+        if rollouts is not None and arms:
             rollouts.after(req, decision, time.perf_counter() - started)
         return response
 
