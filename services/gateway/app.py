@@ -99,7 +99,9 @@ def _rollouts(settings: Settings, resources: Resources, deps: StepDeps,
         steps = [s for s in PIPELINE if getattr(s, "name", "") != "user_features"]
         shadow_budget = budget.scaled(settings.shadow_budget_factor)
         runner = Runner(steps, deps, shadow_budget, f"{settings.service_name}_shadow")
-        shadow = ShadowRunner(runner, settings.shadow_max_in_flight)
+        ranking_on = [s for s in steps if getattr(s, "name", "") in ("ranking", "reranking")]
+        rank_only = Runner(ranking_on, deps, shadow_budget, f"{settings.service_name}_shadow")
+        shadow = ShadowRunner(runner, settings.shadow_max_in_flight, rank_only)
         resources.on_close(shadow.drain)
     return GatewayRollouts(follower, shadow, deps.store.remember_arms)
 

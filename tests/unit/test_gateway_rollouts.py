@@ -100,10 +100,22 @@ def models_with_candidate(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return models
 
 
-def rollouts_for(runner: Runner, max_in_flight: int = 4) -> GatewayRollouts:
+def rollouts_for(runner: Runner, max_in_flight: int = 4, rank_only: bool = True) -> GatewayRollouts:
     shadow_steps = [s for s in PIPELINE if getattr(s, "name", "") != "user_features"]
-    shadow = ShadowRunner(Runner(shadow_steps, runner.deps, BUDGET, "test_shadow"), max_in_flight)
+    ranking_on = [s for s in shadow_steps if getattr(s, "name", "") in ("ranking", "reranking")]
+    shadow = ShadowRunner(Runner(shadow_steps, runner.deps, BUDGET, "test_shadow"), max_in_flight,
+                          Runner(ranking_on, runner.deps, BUDGET, "test_shadow") if rank_only
+                          else None)  # fmt: skip
     return GatewayRollouts(AssignmentFollower(None), shadow)
+
+
+def stage_errors(service: str) -> float:
+    """Every step failure counted for ``service`` so far."""
+    return sum(
+        m.value for family in REGISTRY.collect() if family.name == "cascade_stage_errors"
+        for m in family.samples if m.labels.get("service") == service
+        and m.name.endswith("_total")
+    )  # fmt: skip
 
 
 def sample(name: str, labels: dict[str, str]) -> float:
@@ -150,11 +162,12 @@ async def test_a_working_canary_serves_the_candidate(
     assert answer.models["ranker"].endswith("(@canary)")
 
 
+@pytest.mark.parametrize("rank_only", [True, False], ids=["from_ranking", "whole_pipeline"])
 async def test_shadow_is_compared_and_never_changes_the_answer(
-    store: Any, models_with_candidate: Any
+    store: Any, models_with_candidate: Any, rank_only: bool
 ) -> None:
-    runner, _ = build(store, models_with_candidate)
-    gw = rollouts_for(runner)
+    runner, clients = build(store, models_with_candidate)
+    gw = rollouts_for(runner, rank_only=rank_only)
     gw.follower.apply(Assignments((canary(0.0, "shadow-test", ("ranker",), shadow=0.999999),), 1))
     d = gw.decide("u1", "req-c", VariantSpec())
     assert d.shadow is not None and d.arms == {"shadow-test": "production"}
@@ -164,10 +177,14 @@ async def test_shadow_is_compared_and_never_changes_the_answer(
     scores_before = prod.frame["score"].copy()
     labels = {"rollout": "shadow-test", "outcome": "compared"}
     compared = sample("cascade_shadow_requests_total", labels)
+    shadow_errors = stage_errors("test_shadow")
+    if rank_only:  # a ranker's shadow starts from production's candidates: it calls neither
+        clients["candidates"].fail = clients["filtering"].fail = True
     gw.after(prod, d, 0.01)
     assert gw.shadow is not None
     await gw.shadow.drain()
     assert sample("cascade_shadow_requests_total", labels) == compared + 1
+    assert stage_errors("test_shadow") == shadow_errors
     assert (prod.served.ids if prod.served else []) == served_before  # the answer is untouched
     assert np.array_equal(prod.frame["score"], scores_before)
     assert prod.models["ranker"].endswith("(@production)")

@@ -30,6 +30,8 @@ from services.gateway.rollouts.canary import slot_failure
 from services.gateway.rollouts.split import Decision
 from services.gateway.runner import Runner
 from services.gateway.steps.reranking import top_rows
+from shared.frame import Frame
+from shared.pipeline.context import VariantSpec
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +88,12 @@ def score_delta(prod: RequestState, shadow: RequestState) -> float | None:
 class ShadowRunner:
     """Runs shadows in the background, bounded, and records how they compare."""
 
-    def __init__(self, runner: Runner, max_in_flight: int = 4) -> None:
+    def __init__(self, runner: Runner, max_in_flight: int = 4,
+                 rank_only: Runner | None = None) -> None:  # fmt: skip
         self.runner = runner  # the pipeline without the user step (the user is reused)
+        # Ranking and re-ranking only: a ranker's shadow starts from production's filtered
+        # candidates, which it would compute again identically (half the shadow's CPU).
+        self.rank_only = rank_only
         self.max_in_flight = max_in_flight
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -109,15 +115,38 @@ class ShadowRunner:
         task.add_done_callback(self._tasks.discard)
         return True
 
+    def _from_ranking(self, prod: RequestState, decision: Decision) -> RequestState | None:
+        """The shadow of a ranker-only rollout, starting at ranking (None: not applicable)."""
+        slots = {slot for a in decision.shadowed_by for slot in a.slots}
+        interleaved = prod.experiment is not None and prod.experiment.interleave is not None
+        if self.rank_only is None or slots != {"ranker"} or interleaved or not len(prod.frame):
+            return None
+        assert decision.shadow is not None
+        # production's variant (its experiment arms included) with the ranker at shadow
+        models = {**prod.variant.models, "ranker": decision.shadow.alias("ranker")}
+        variant = VariantSpec(name=decision.shadow.name, models=models, knobs=prod.variant.knobs)
+        shadow = RequestState(prod.request_id, prod.user_id, prod.k, prod.now, variant,
+                              user=prod.user_state())  # fmt: skip
+        # the steps replace columns, never write into them: a shallow copy is enough
+        shadow.frame = Frame(prod.frame.ids, None)
+        shadow.frame.columns = dict(prod.frame.columns)
+        shadow.candidates, shadow.sources = prod.candidates, prod.sources
+        shadow.filters, shadow.removed = prod.filters, prod.removed
+        return shadow
+
     async def _run(self, prod: RequestState, decision: Decision) -> None:
         assert decision.shadow is not None
-        shadow = RequestState(prod.request_id, prod.user_id, prod.k, prod.now, decision.shadow,
-                              user=prod.user_state())  # fmt: skip
-        # the same experiment arms as production (re-derived from the same user state)
-        shadow.experiments, shadow.claimed_slots = prod.experiments, prod.claimed_slots
+        shadow = self._from_ranking(prod, decision)
+        runner = self.runner if shadow is None else self.rank_only
+        if shadow is None:
+            shadow = RequestState(prod.request_id, prod.user_id, prod.k, prod.now,
+                                  decision.shadow, user=prod.user_state())  # fmt: skip
+            # the same experiment arms as production (re-derived from the same user state)
+            shadow.experiments, shadow.claimed_slots = prod.experiments, prod.claimed_slots
+        assert runner is not None
         started = time.perf_counter()
         try:
-            await self.runner.run(shadow)
+            await runner.run(shadow)
         except Exception:  # a shadow bug is the shadow's error, never production's
             log.exception("shadow run failed")
             for a in decision.shadowed_by:
