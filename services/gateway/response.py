@@ -104,12 +104,19 @@ def response_body(req: RequestState, titles: list[str],
     return body
 
 
+def _teams_by_item(ids: list[str], teams: list[str] | None) -> dict[str, str] | None:
+    """Item -> team of an interleaved list (what a click on the item credits)."""
+    if teams is None:
+        return None
+    return dict(zip(ids, teams, strict=True))
+
+
 def served_record(req: RequestState, arms: dict[str, str] | None = None) -> dict[str, Any]:
     """The record logged to the ``served`` topic (columnar: one array per field).
 
     ``arms`` is the rollout assignment (intention to treat: a canary user answered by
     production after a canary failure stays in the canary arm, with ``canary_failure`` set)
-    and the experiments' arms; ``teams`` the interleaving arm of each position, when drafted.
+    and the experiments' arms; ``teams`` item -> the interleaving arm that contributed it.
     """
     served = req.served
     ids = served.ids if served is not None else []
@@ -122,7 +129,7 @@ def served_record(req: RequestState, arms: dict[str, str] | None = None) -> dict
         "variant": req.variant.name,
         "arms": arms or {},
         "canary_failure": req.canary_failure,
-        "teams": req.teams(),
+        "teams": _teams_by_item(ids, req.teams()),
         "item_ids": ids,
         "scores": np.round(served["final_score"], 6).tolist() if served else [],
         "propensity": np.round(served["propensity"], 6).tolist() if served else [],

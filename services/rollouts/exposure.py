@@ -199,11 +199,13 @@ _Decoded = tuple[ConsumerRecord, ServedExposure | Event | None]
 class _Reader:
     """One rollout's reader: a thread reading both topics from since_ts into an ExposureJoin."""
 
-    def __init__(self, settings: ExposureSettings, rollout_id: str, since_ts: float) -> None:
+    def __init__(self, settings: ExposureSettings, rollout_id: str, since_ts: float,
+                 pre_period_s: float = 0.0) -> None:  # fmt: skip
         self.settings = settings
         self.rollout_id = rollout_id
         self.since_ts = since_ts
-        self.join = ExposureJoin(rollout_id, since_ts, settings.join_limits())
+        pre_since = since_ts - pre_period_s if pre_period_s > 0 else None
+        self.join = ExposureJoin(rollout_id, since_ts, settings.join_limits(), pre_since)
         self.lock = threading.Lock()  # guards join and parts against the controller's reads
         self.parts: dict[TopicPartition, _Partition] = {}
         self.caught_up = False  # reached every partition's end once: the rebuild is complete
@@ -214,7 +216,9 @@ class _Reader:
             settings.served_topic: since_ts
             - settings.exposure_served_lookback_s
             - settings.exposure_seek_margin_s,
-            settings.events_topic: since_ts - settings.exposure_seek_margin_s,
+            settings.events_topic: since_ts
+            - max(pre_period_s, 0.0)
+            - settings.exposure_seek_margin_s,
         }
         self._stop = threading.Event()
         self._beat = time.monotonic()
@@ -625,12 +629,14 @@ class ExposureLog:
         self._readers: dict[str, _Reader] = {}
         self._lock = threading.Lock()
 
-    def start(self, rollout_id: str, since_ts: float) -> None:
+    def start(self, rollout_id: str, since_ts: float, pre_period_s: float = 0.0) -> None:
         """Track ``rollout_id`` from ``since_ts`` (epoch seconds), e.g. the start of a step.
 
         Starting again with the same ``since_ts`` changes nothing; another ``since_ts`` (a new
         step, or a restarted controller) rebuilds the rollout's aggregates from that time by
         re-reading both topics, and ``healthy()`` says so until the rebuild has caught up.
+        ``pre_period_s`` > 0 also counts each user's events of that long before ``since_ts``
+        (an experiment's CUPED covariate; read as far back as the topic keeps).
         """
         with self._lock:
             current = self._readers.get(rollout_id)
@@ -638,7 +644,7 @@ class ExposureLog:
                 return
             if current is not None:
                 current.stop()
-            reader = _Reader(self.settings, rollout_id, since_ts)
+            reader = _Reader(self.settings, rollout_id, since_ts, pre_period_s)
             self._readers[rollout_id] = reader
         reader.start()
 
@@ -663,6 +669,18 @@ class ExposureLog:
         reader = self._reader(rollout_id)
         with reader.lock:
             return reader.join.units(arm)
+
+    def team_clicks(self, rollout_id: str, teams: tuple[str, str]) -> tuple[Any, Any]:
+        """Users of interleaved lists and their credited clicks per team (ExposureJoin)."""
+        reader = self._reader(rollout_id)
+        with reader.lock:
+            return reader.join.team_clicks(teams)
+
+    def pre_period(self, rollout_id: str, user_ids: Any) -> Any:
+        """Each user's clicks in the pre-period (ExposureJoin.pre_period)."""
+        reader = self._reader(rollout_id)
+        with reader.lock:
+            return reader.join.pre_period(user_ids)
 
     def distinct_users(self, rollout_id: str) -> dict[str, int]:
         """Users per arm since since_ts (both arms always present, for the SRM check)."""

@@ -65,6 +65,7 @@ class ServedExposure(msgspec.Struct, frozen=True):
     ts: float
     arms: dict[str, str] = {}
     canary_failure: str | None = None
+    teams: dict[str, str] | None = None  # interleaving: item -> the arm that contributed it
 
 
 _SERVED_DECODER = msgspec.json.Decoder(ServedExposure)
@@ -127,8 +128,10 @@ class UnitArrays:
         )  # fmt: skip
 
 
-# What the join remembers of a served request: the arm and user it is credited to, or why not.
+# What the join remembers of a served request: the arm and user it is credited to, or why not;
+# and for an interleaved list, item -> the team that contributed it.
 _Credit = tuple[str, str] | str
+_Teams = dict[str, str] | None
 
 
 @dataclass(slots=True)
@@ -140,22 +143,32 @@ class _Waiting:
 
 
 class ExposureJoin:
-    """Joins one rollout's served records and events into per-arm, per-user totals.
+    """Joins one rollout's (or experiment's) served records and events into per-arm, per-user
+    totals.
 
     Feed it ``add_served`` / ``add_event`` with each record's stream time, and ``expire`` with
     each topic's watermark after every batch. Not thread-safe: the owner serialises calls.
+
+    Two extras for experiments: a click on an item of an interleaved list is credited to the
+    team (arm) that contributed the item (``team_clicks``), and with ``pre_since_ts`` each
+    user's events between it and ``since_ts`` are counted as pre-period activity
+    (``pre_period``: the CUPED covariate), not joined to any request.
     """
 
-    def __init__(self, rollout_id: str, since_ts: float, limits: JoinLimits | None = None) -> None:
+    def __init__(self, rollout_id: str, since_ts: float, limits: JoinLimits | None = None,
+                 pre_since_ts: float | None = None) -> None:  # fmt: skip
         self.rollout_id = rollout_id
         self.since_ts = since_ts
+        self.pre_since_ts = pre_since_ts
+        self._pre: dict[str, list[float]] = {}  # user -> [events, clicks] before since_ts
+        self._team_clicks: dict[str, Counter[str]] = {}  # user -> team -> credited clicks
         self.limits = limits or JoinLimits()
         self.served_outcomes: Counter[str] = Counter()
         self.event_outcomes: Counter[str] = Counter()
         # Remembered requests / event ids dropped early by the count bounds: not data loss, but
         # a later event of such a request goes unjoined, a later duplicate counts twice.
         self.forgotten: Counter[str] = Counter()
-        self._requests: OrderedDict[str, tuple[float, _Credit]] = OrderedDict()
+        self._requests: OrderedDict[str, tuple[float, _Credit, _Teams]] = OrderedDict()
         self._waiting: OrderedDict[str, _Waiting] = OrderedDict()
         self._pending_count = 0
         self._event_ids: OrderedDict[str, float] = OrderedDict()
@@ -172,7 +185,8 @@ class ExposureJoin:
             self.served_outcomes["duplicate"] += 1
             return
         credit = self._credit(served)
-        self._requests[served.request_id] = (at, credit)
+        teams = served.teams if served.teams and isinstance(credit, tuple) else None
+        self._requests[served.request_id] = (at, credit, teams)
         if len(self._requests) > self.limits.max_requests:
             self._requests.popitem(last=False)
             self.forgotten["requests"] += 1
@@ -187,7 +201,7 @@ class ExposureJoin:
         if waiting is not None:
             self._pending_count -= len(waiting.events)
             for event in waiting.events:
-                self._attach(event, credit)
+                self._attach(event, credit, teams)
 
     def _credit(self, served: ServedExposure) -> _Credit:
         arm = served.arms.get(self.rollout_id)
@@ -203,6 +217,12 @@ class ExposureJoin:
 
     def add_event(self, event: Event, at: float) -> None:
         """An event read at stream time ``at``: attached now, or kept until its request comes."""
+        if self.pre_since_ts is not None and self.pre_since_ts <= event.timestamp < self.since_ts:
+            # activity, whatever request it answered (a retried event may count twice here:
+            # harmless in a covariate, and the dedup window is for the joined counts)
+            pre = self._pre.setdefault(event.user_id, [0.0, 0.0])
+            pre[0] += 1
+            pre[1] += event.type == "click"
         if event.request_id is None:
             self.event_outcomes["no_request_id"] += 1
             return
@@ -218,7 +238,7 @@ class ExposureJoin:
             return
         known = self._requests.get(event.request_id)
         if known is not None:
-            self._attach(event, known[1])
+            self._attach(event, known[1], known[2])
             return
         self._wait(event, at)
 
@@ -234,7 +254,7 @@ class ExposureJoin:
             self._pending_count -= len(oldest.events)
             self.event_outcomes["evicted_unjoined"] += len(oldest.events)
 
-    def _attach(self, event: Event, credit: _Credit) -> None:
+    def _attach(self, event: Event, credit: _Credit, teams: _Teams = None) -> None:
         if isinstance(credit, str):  # before_start or outside_rollout, as its request
             self.event_outcomes[credit] += 1
             return
@@ -247,6 +267,8 @@ class ExposureJoin:
         column = _EVENT_COLUMN.get(event.type)
         if column is not None:
             row[column] += 1
+            if column == _CLICKS and teams is not None and event.item_id in teams:
+                self._team_clicks.setdefault(user_id, Counter())[teams[event.item_id]] += 1
         elif event.type == "watch":
             row[_WATCH_S] += event.value or 0.0
         # rate, hide, report: joined (so not "lost"), but no rollout metric reads them yet
@@ -301,6 +323,17 @@ class ExposureJoin:
             watch_s=table[:, _WATCH_S],
             canary_failures=counts[:, _CANARY_FAILURES],
         )
+
+    def team_clicks(self, teams: tuple[str, str]) -> tuple[NDArray[np.str_], NDArray[np.int64]]:
+        """Users of interleaved lists and their credited clicks per team (columns: ``teams``)."""
+        ids = sorted(self._team_clicks)
+        clicks = np.array([[self._team_clicks[u][t] for t in teams] for u in ids],
+                          dtype=np.int64).reshape(len(ids), 2)  # fmt: skip
+        return np.array(ids, dtype=np.str_), clicks
+
+    def pre_period(self, user_ids: NDArray[np.str_]) -> NDArray[np.float64]:
+        """Clicks of each user between ``pre_since_ts`` and ``since_ts`` (0: none seen)."""
+        return np.array([self._pre.get(str(u), (0.0, 0.0))[1] for u in user_ids], np.float64)
 
     def distinct_users(self) -> dict[str, int]:
         """Users seen per arm."""

@@ -243,3 +243,38 @@ def test_decode_served_reads_the_gateways_record_and_skips_the_rest() -> None:
         decode_served(b'{"request_id": "q1"}')
     with pytest.raises(ValueError, match="empty"):
         decode_served(None)
+
+
+# ---- experiments: team credit of interleaved lists, the pre-period covariate ----------------
+def click(event_id: str, user: str, request_id: str | None, item: str,
+          ts: float = T0 + 1) -> Event:  # fmt: skip
+    return event(event_id, user, request_id, "click", ts=ts).model_copy(update={"item_id": item})
+
+
+def test_clicks_on_an_interleaved_list_are_credited_to_the_contributing_team() -> None:
+    join = ExposureJoin("il", since_ts=T0)
+    teams = {"a": "prod", "b": "cand", "c": "cand"}
+    list_ = ServedExposure("q1", "u1", T0, {"il": "interleaved"}, None, teams=teams)
+    join.add_event(click("e0", "u1", "q1", "b"), at=T0)  # before its list was read
+    join.add_served(list_, at=T0)
+    join.add_event(click("e1", "u1", "q1", "c"), at=T0)
+    join.add_event(click("e2", "u1", "q1", "a"), at=T0)
+    join.add_event(click("e3", "u1", "q1", "zz"), at=T0)  # not in the list: no team
+    plain = ServedExposure("q2", "u2", T0, {"il": "interleaved"}, None)  # ranking fell back
+    join.add_served(plain, at=T0)
+    join.add_event(click("e4", "u2", "q2", "a"), at=T0)
+    users, clicks = join.team_clicks(("prod", "cand"))
+    assert users.tolist() == ["u1"] and clicks.tolist() == [[1, 2]]
+    assert join.units("interleaved").clicks.tolist() == [4, 1]  # every click still counted
+
+
+def test_pre_period_events_are_each_users_covariate_and_join_nothing() -> None:
+    join = ExposureJoin("exp", since_ts=T0, pre_since_ts=T0 - 3600)
+    join.add_event(click("p1", "u1", "old-1", "a", ts=T0 - 100), at=T0)
+    join.add_event(click("p2", "u1", None, "b", ts=T0 - 50), at=T0)  # no request id: still activity
+    join.add_event(event("p3", "u2", "old-2", "impression", ts=T0 - 10), at=T0)
+    join.add_event(click("p4", "u3", "older", "a", ts=T0 - 7200), at=T0)  # before the pre-period
+    join.add_served(served("q1", "u1", "b", rollout="exp"), at=T0)
+    join.add_event(click("e1", "u1", "q1", "a"), at=T0)
+    assert join.pre_period(np.array(["u1", "u2", "u3", "u9"])).tolist() == [2.0, 0.0, 0.0, 0.0]
+    assert totals(join.units("b"))["u1"][2] == 1  # only the experiment's click is joined

@@ -147,6 +147,12 @@ async def test_interleaving_drafts_from_both_rankers_and_marks_each_item(
         assert len(mine) >= 2
         assert all(np.isfinite(scored[i]) for i in mine)
     from services.gateway.explain import explain
+    from services.gateway.response import response_body, served_record
+
+    record = served_record(req, {"il": "interleaved"})
+    assert record["teams"] == dict(zip(req.served.ids, teams, strict=True))  # type: ignore[union-attr]
+    body = response_body(req, [""] * 10, {"il": "interleaved"})
+    assert [it["team"] for it in body["items"]] == teams
 
     trace = explain(req)
     assert trace["experiments"]["interleaving"]["teams"] == ["prod", "cand"]
