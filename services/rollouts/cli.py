@@ -1,4 +1,5 @@
-"""The rollout CLI: `python -m services.rollouts.cli start|status|history|promote|resume|abort`.
+"""The rollout CLI: `python -m services.rollouts.cli start|status|history|promote|resume|abort`,
+and `... experiment start|list|status|stop|weights` for experiments (docs/experiments.md).
 
 It talks to the controller's HTTP API (``--url``, default $CASCADE_ROLLOUTS_URL or the local
 controller) and prints what it answered; a refusal prints the controller's reason and exits 1.
@@ -10,6 +11,11 @@ controller) and prints what it answered; a refusal prints the controller's reaso
     python -m services.rollouts.cli status [ROLLOUT_ID]
     python -m services.rollouts.cli history ROLLOUT_ID
     python -m services.rollouts.cli promote|resume|abort ROLLOUT_ID [--reason "..."]
+    python -m services.rollouts.cli experiment start --file experiment.yaml
+    python -m services.rollouts.cli experiment list [--all]
+    python -m services.rollouts.cli experiment status EXPERIMENT_ID
+    python -m services.rollouts.cli experiment stop EXPERIMENT_ID [--reason "..."]
+    python -m services.rollouts.cli experiment weights EXPERIMENT_ID control=0.3,diverse=0.7
 """
 
 from __future__ import annotations
@@ -155,6 +161,85 @@ def show_history(h: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def parse_weights(text: str) -> dict[str, float]:
+    """``a=0.3,b=0.7`` as arm -> weight (the controller checks that they sum to 1)."""
+    weights = {}
+    for chunk in filter(None, (c.strip() for c in text.split(","))):
+        name, sep, value = chunk.partition("=")
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise SystemExit(f"weight {chunk!r}: expected arm=weight")
+    return weights
+
+
+def show_experiment(e: dict[str, Any]) -> str:
+    """An experiment in a few lines."""
+    held = "[{:.4g}, {:.4g})".format(*e["range"]) if e.get("range") else "no range"
+    head = f"{e['id']}  {e['kind']} in layer {e['layer']}: {e['traffic']:g} of its users"
+    lines = [f"{head}, {e['state']}, {held}"]
+    for arm in e["arms"]:
+        changes = {k: arm[k] for k in ("models", "knobs") if arm.get(k)} or "production"
+        lines.append(f"  {arm['name']:<16} {arm['weight']:<6g} {changes}")
+    if e.get("waiting"):
+        lines.append(f"  waiting: {e['waiting']}")
+    if e.get("stop_reason"):
+        lines.append(f"  stopped: {e['stop_reason']}")
+    return "\n".join(lines)
+
+
+def run_experiment(args: argparse.Namespace) -> tuple[Any, str]:
+    """One ``experiment`` command: the controller's answer and how it reads."""
+    base = "/v1/experiments"
+    if args.action == "start":
+        loaded = yaml.safe_load(Path(args.file).read_text())
+        # One plan, or a declared file's list (each created in turn; the first refusal stops)
+        many = isinstance(loaded, dict) and isinstance(loaded.get("experiments"), list)
+        plans = loaded["experiments"] if many else [loaded]
+        answers = [call(args.url, "POST", base, plan, args.token) for plan in plans]
+        return answers if many else answers[0], "\n".join(map(show_experiment, answers))
+    if args.action == "list":
+        answer = call(args.url, "GET", f"{base}?active={str(not args.all).lower()}")
+        return answer, "\n".join(map(show_experiment, answer["experiments"])) or "no experiments"
+    if args.action == "status":
+        answer = call(args.url, "GET", f"{base}/{args.experiment_id}")
+        history = call(args.url, "GET", f"{base}/{args.experiment_id}/history")
+        lines = [show_experiment(answer)]
+        for d in history["decisions"]:
+            stamp = time.strftime("%H:%M:%S", time.localtime(d["ts"]))
+            lines.append(f"  {stamp}  {d['decision']:<16} " + "; ".join(d["reasons"]))
+        return answer, "\n".join(lines)
+    if args.action == "stop":
+        stop = f"{base}/{args.experiment_id}/stop"
+        answer = call(args.url, "POST", stop, {"reason": args.reason}, args.token)
+        return answer, show_experiment(answer)
+    body = {"weights": parse_weights(args.weights)}
+    answer = call(args.url, "PATCH", f"{base}/{args.experiment_id}/weights", body, args.token)
+    return answer, show_experiment(answer)
+
+
+def _experiment_parser(sub: Any) -> None:
+    exp = sub.add_parser("experiment", help="A/B and interleaving experiments")
+    actions = exp.add_subparsers(dest="action", required=True)
+    start = actions.add_parser("start", help="create an experiment from a plan file")
+    start.add_argument(
+        "--file", required=True, help="a plan, or experiments: [plan, ...] (YAML or JSON)"
+    )
+    listing = actions.add_parser("list", help="scheduled and running experiments")
+    listing.add_argument("--all", action="store_true", help="stopped experiments too")
+    actions.add_parser("status", help="one experiment and its history").add_argument(
+        "experiment_id"
+    )
+    stop = actions.add_parser("stop", help="stop an experiment")
+    stop.add_argument("experiment_id")
+    stop.add_argument("--reason", default="")
+    weights = actions.add_parser("weights", help="change the arms' weights")
+    weights.add_argument("experiment_id")
+    weights.add_argument("weights", help="arm=weight,... (every arm, summing to 1)")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; 0 on success, 1 when the controller refused."""
     summary = (__doc__ or "").split("\n\n")[0]
@@ -180,9 +265,12 @@ def main(argv: list[str] | None = None) -> int:
         action = sub.add_parser(name, help=f"{name} a rollout")
         action.add_argument("rollout_id")
         action.add_argument("--reason", default="")
+    _experiment_parser(sub)
     args = parser.parse_args(argv)
     try:
-        if args.command == "start":
+        if args.command == "experiment":
+            answer, text = run_experiment(args)
+        elif args.command == "start":
             answer = call(args.url, "POST", "/v1/rollouts", build_plan(args), args.token)
             text = show_rollout(answer)
         elif args.command == "status" and args.rollout_id:

@@ -24,7 +24,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from services.gateway.rollouts.assignment import Assignment, Assignments
 from services.rollouts import metrics
@@ -33,6 +33,9 @@ from services.rollouts.plan import SLOT_OF_PART, Plan
 from services.rollouts.registry_ops import CandidateRefused, RegistryOps
 from services.rollouts.store import DecisionRecord, Rollout, RolloutStore
 from shared.models.registry import RegistryUnavailableError
+
+if TYPE_CHECKING:  # the book imports Refusal from here
+    from services.rollouts.experiments.book import ExperimentBook
 
 log = logging.getLogger(__name__)
 ALIAS_OF_STEP = {"shadow": "shadow", "canary": "canary"}
@@ -92,6 +95,7 @@ class Controller:
         exposure: ExposureLike,
         warm_timeout_s: float = 180.0,
         clock: Callable[[], float] = time.time,
+        experiments: ExperimentBook | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -107,6 +111,11 @@ class Controller:
         # The metric test of each rollout's current step, carried from look to look (its
         # running p-value and interval); lost at a restart, which only makes it less tight.
         self._tests: dict[tuple[str, int], Any] = {}
+        # Experiments (services/rollouts/experiments) share this lock and this document, so a
+        # rollout and an experiment are checked against each other one change at a time.
+        self.experiments = experiments
+        if experiments is not None:
+            experiments.bind(self.lock, self._publish)
 
     # -- what the gateways follow -------------------------------------------------------
 
@@ -128,9 +137,10 @@ class Controller:
                 Assignment(r.id, r.plan.slots, r.id, canary, shadow, endpoints)  # type: ignore[arg-type]
             )
         new = tuple(rollouts)
-        if new != self._assignments.rollouts:
+        experiments = self.experiments.assignments() if self.experiments is not None else ()
+        if new != self._assignments.rollouts or experiments != self._assignments.experiments:
             self._version = max(self._version + 1, int(self.clock() * 1000))
-            self._assignments = Assignments(new, self._version)
+            self._assignments = Assignments(new, self._version, experiments)
         for r in self.store.all(limit=20):
             metrics.publish_state(r)
 
@@ -139,6 +149,16 @@ class Controller:
     async def start(self, plan: Plan) -> Rollout:
         """Check and begin a rollout (Refusal: nothing changed in the registry)."""
         async with self.lock:
+            # A slot a running experiment changes is not rolled out as well: both would
+            # claim the same users for it (the experiment's own check is the converse).
+            claims = self.experiments.claiming(plan.slots) if self.experiments else []
+            if claims:
+                experiment_id, slots = claims[0]
+                raise Refusal(
+                    409,
+                    f"models.{slots[0]} is changed by running experiment {experiment_id}; "
+                    f"stop it before rolling out {plan.model}",
+                )
             for other in self.store.all(active_only=True):
                 shared = set(other.plan.parts) & set(plan.parts)
                 if shared:
@@ -218,6 +238,8 @@ class Controller:
     async def tick(self) -> None:
         """One look at every active rollout (and clean-up of ended ones)."""
         async with self.lock:
+            if self.experiments is not None:
+                await self.experiments.on_tick()  # scheduled starts and stops
             active = self.store.all(active_only=True)
             pending = [r for r in self.store.all(limit=50) if r.phase == "cleanup"]
             if not active and not pending:

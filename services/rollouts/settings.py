@@ -8,7 +8,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.rollouts.exposure import ExposureSettings
-from shared.platform.settings import ServiceSettings, platform
+from shared.platform.settings import BudgetSettings, ServiceSettings, platform
 
 # The processes whose metrics a rollout reads when no Prometheus is configured: the gateway
 # (arms, shadow) and every model-serving stage (which versions each holds).
@@ -28,7 +28,7 @@ def _local_targets() -> str:
     )
 
 
-class Settings(ServiceSettings, ExposureSettings):
+class Settings(ServiceSettings, ExposureSettings, BudgetSettings):
     """Runs canary and shadow rollouts of registered models (docs/rollouts.md)."""
 
     model_config = SettingsConfigDict(env_prefix="CASCADE_ROLLOUTS_", populate_by_name=True)
@@ -53,6 +53,17 @@ class Settings(ServiceSettings, ExposureSettings):
     )
     admin_token: str | None = Field(
         default=None, min_length=8, description="writes need 'Authorization: Bearer <token>'"
+    )
+    # Experiments' arms are checked against the gateway's own declarations: the same
+    # variants file, latency budget (CASCADE_LATENCY_BUDGET) and plugins the gateway reads.
+    variants: str | None = platform(
+        None,
+        env="GATEWAY_VARIANTS",
+        description="the gateway's variants YAML (default config/variants.yaml)",
+    )
+    plugins: str = platform("", description="the gateway's extra components, module:Class,...")
+    experiments_file: str | None = Field(
+        default=None, description="experiments YAML created at start (unset: none declared)"
     )
 
     def targets(self) -> dict[str, str]:

@@ -1,0 +1,217 @@
+"""analyse: one look at a running experiment, from its exposure (served ⋈ events, per user).
+
+Units are users, counted from the first list they were served in the experiment (the exposure
+join only credits requests whose ``arms`` name it: triggered analysis). Per arm: users,
+requests, impressions, clicks, likes, watch time; the metrics clicks, likes and watch seconds
+per user and CTR (clicks per impression, a ratio: user-level delta method, ``shared.stats.
+ratio``). Against the first arm (the control), for every metric:
+
+- an always-valid interval and p-value for the relative lift (mSPRT, ``msprt_relative``),
+  carried from look to look, so the analysis can be read every day without inflating errors;
+- the fixed-horizon estimate, and for the primary metric the CUPED-adjusted one, with each
+  user's clicks before the experiment as the covariate (``pre_period_s`` of events read
+  before the start) and the variance reduction it bought;
+- the minimum detectable effect at the users seen so far (80% power, two-sided α).
+
+Plus the sample-ratio check of users per arm against the weights (chi-square, mismatch at
+p < 0.001), and for an interleaving experiment the per-user team preference with its sign test
+and Δ (``shared.stats.interleaving``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from services.rollouts.exposure_join import UnitArrays
+from shared.stats.cuped import cuped_estimate
+from shared.stats.interleaving import count_preferences, preference_delta, preference_test
+from shared.stats.power import mde_means
+from shared.stats.ratio import summarize
+from shared.stats.sequential import ArmStats, SequentialResult, msprt_relative
+from shared.stats.srm import srm_check
+
+PER_USER = {"clicks_per_user": "clicks", "likes_per_user": "likes", "watch_s_per_user": "watch_s"}
+METRICS = (*PER_USER, "ctr")
+INTERLEAVED = "interleaved"
+
+
+class ExperimentExposure(Protocol):
+    """What the analysis reads (services.rollouts.exposure.ExposureLog provides it)."""
+
+    def arm_units(self, rollout_id: str, arm: str) -> UnitArrays:
+        """Per-user totals of one arm."""
+        ...
+
+    def pre_period(self, rollout_id: str, user_ids: Any) -> Any:
+        """Each user's clicks before the experiment began."""
+        ...
+
+    def team_clicks(self, rollout_id: str, teams: tuple[str, str]) -> tuple[Any, Any]:
+        """Users of interleaved lists and their credited clicks per team."""
+        ...
+
+
+@dataclass(frozen=True)
+class AnalysisSpec:
+    """What to analyse: the experiment's arms (the first is the control) and its metrics."""
+
+    experiment_id: str
+    arms: tuple[tuple[str, float], ...]  # (name, weight)
+    kind: str = "ab"
+    primary: str = "clicks_per_user"
+    alpha: float = 0.05
+    srm_alpha: float = 0.001
+    min_users: int = 20  # per arm, before any test is computed
+
+
+@dataclass
+class Carried:
+    """What one look passes to the next: each running sequential test."""
+
+    tests: dict[tuple[str, str], SequentialResult] = field(default_factory=dict)
+
+
+def _per_user(units: UnitArrays, metric: str) -> NDArray[np.float64]:
+    values: NDArray[np.float64] = np.asarray(getattr(units, PER_USER[metric]), dtype=np.float64)
+    return values
+
+
+def _arm_stats(units: UnitArrays, metric: str) -> ArmStats:
+    """An arm's per-user statistics of ``metric`` (CTR through its linearisation)."""
+    if metric == "ctr":
+        s = summarize(units.clicks, units.impressions)
+        if not s.available:
+            return ArmStats(0, 0.0, 0.0)
+        return ArmStats(s.n_users, s.mean, s.unit_variance)
+    return ArmStats.from_values(_per_user(units, metric)) if len(units) else ArmStats(0, 0.0, 0.0)
+
+
+def _num(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else round(float(x), 6)
+
+
+def _totals(units: UnitArrays) -> dict[str, Any]:
+    n = len(units)
+    clicks, impressions = int(units.clicks.sum()), int(units.impressions.sum())
+    return {
+        "users": n, "requests": int(units.requests.sum()), "impressions": impressions,
+        "clicks": clicks, "likes": int(units.likes.sum()),
+        "watch_s": round(float(units.watch_s.sum()), 1),
+        "ctr": _num(clicks / impressions) if impressions else None,
+        **{m: _num(float(_per_user(units, m).mean())) if n else None for m in PER_USER},
+    }  # fmt: skip
+
+
+def analyse(spec: AnalysisSpec, exposure: ExperimentExposure, carried: Carried | None = None,
+            ) -> dict[str, Any]:  # fmt: skip
+    """The figures of one look (JSON-ready); ``carried`` is updated for the next look."""
+    carried = carried if carried is not None else Carried()
+    if spec.kind == "interleaving":
+        return _interleaving(spec, exposure)
+    names = [name for name, _ in spec.arms]
+    units = {name: exposure.arm_units(spec.experiment_id, name) for name in names}
+    srm = srm_check({n: len(u) for n, u in units.items()}, dict(spec.arms), alpha=spec.srm_alpha)
+    out: dict[str, Any] = {
+        "kind": "ab",
+        "arms": {n: _totals(u) for n, u in units.items()},
+        "srm": {
+            "p_value": _num(srm.p_value),
+            "mismatch": srm.mismatch,
+            "observed": srm.observed,
+            "expected": {k: round(v, 1) for k, v in srm.expected.items()},
+        },  # fmt: skip
+        "comparisons": {},
+    }
+    control = names[0]
+    for arm in names[1:]:
+        out["comparisons"][arm] = _compare(spec, exposure, units[control], units[arm], arm,
+                                           carried)  # fmt: skip
+    return out
+
+
+def _compare(spec: AnalysisSpec, exposure: ExperimentExposure, c: UnitArrays, t: UnitArrays,
+             arm: str, carried: Carried) -> dict[str, Any]:  # fmt: skip
+    figures: dict[str, Any] = {}
+    enough = min(len(c), len(t)) >= spec.min_users
+    for metric in METRICS:
+        cs, ts = _arm_stats(c, metric), _arm_stats(t, metric)
+        row: dict[str, Any] = {
+            "control": _num(cs.mean) if cs.n else None,
+            "treatment": _num(ts.mean) if ts.n else None,
+        }
+        if enough and cs.n >= 2 and ts.n >= 2 and cs.mean > 0:
+            previous = carried.tests.get((arm, metric))
+            test = msprt_relative(cs, ts, alpha=spec.alpha, previous=previous)
+            carried.tests[(arm, metric)] = test
+            row.update(lift=_num(test.estimate), ci_low=_num(test.ci_low),
+                       ci_high=_num(test.ci_high), p_value=_num(test.p_value),
+                       decision=test.decision)  # fmt: skip
+            sd = math.sqrt(cs.var) if cs.var > 0 else 0.0
+            if sd > 0:
+                mde = mde_means(cs.n, sd, alpha=spec.alpha, ratio=ts.n / cs.n)
+                row["mde_relative"] = _num(mde / cs.mean)
+        figures[metric] = row
+    if enough and spec.primary in PER_USER:
+        figures["cuped"] = _cuped(spec, exposure, c, t)
+    return figures
+
+
+def _cuped(spec: AnalysisSpec, exposure: ExperimentExposure, c: UnitArrays,
+           t: UnitArrays) -> dict[str, Any]:  # fmt: skip
+    """The primary metric CUPED-adjusted on each user's pre-period clicks."""
+    xc = np.asarray(exposure.pre_period(spec.experiment_id, c.user_ids), dtype=np.float64)
+    xt = np.asarray(exposure.pre_period(spec.experiment_id, t.user_ids), dtype=np.float64)
+    r = cuped_estimate(_per_user(c, spec.primary), xc, _per_user(t, spec.primary), xt,
+                       alpha=spec.alpha)  # fmt: skip
+    base = float(_per_user(c, spec.primary).mean()) or math.nan
+    return {
+        "metric": spec.primary, "theta": _num(r.theta),
+        "estimate": _num(r.estimate), "ci_low": _num(r.ci_low), "ci_high": _num(r.ci_high),
+        "p_value": _num(r.p_value), "lift": _num(r.estimate / base),
+        "unadjusted_estimate": _num(r.unadjusted_estimate),
+        "variance_reduction": _num(r.variance_reduction),
+        "users_with_pre_period": int((xc > 0).sum() + (xt > 0).sum()),
+    }  # fmt: skip
+
+
+def _interleaving(spec: AnalysisSpec, exposure: ExperimentExposure) -> dict[str, Any]:
+    a, b = (name for name, _ in spec.arms)
+    users = exposure.arm_units(spec.experiment_id, INTERLEAVED)
+    ids, clicks = exposure.team_clicks(spec.experiment_id, (a, b))
+    # users shown interleaved lists but who clicked nothing credited: ties
+    counts = count_preferences(ids, clicks[:, 0], clicks[:, 1]) if len(ids) else None
+    prefs_a = counts.a if counts else 0
+    prefs_b = counts.b if counts else 0
+    ties = len(users) - prefs_a - prefs_b
+    out: dict[str, Any] = {
+        "kind": "interleaving", "teams": [a, b], "users": len(users),
+        "arms": {INTERLEAVED: _totals(users)},
+        "credited_clicks": {a: int(clicks[:, 0].sum()) if len(ids) else 0,
+                            b: int(clicks[:, 1].sum()) if len(ids) else 0},
+        "preferences": {a: prefs_a, b: prefs_b, "ties": ties},
+    }  # fmt: skip
+    if prefs_a + prefs_b:
+        test = preference_test(prefs_a, prefs_b, alpha=spec.alpha)
+        delta = preference_delta(prefs_a, prefs_b, max(ties, 0), alpha=spec.alpha)
+        out["test"] = {
+            "share_preferring": {b: _num(test.share_b), a: _num(1 - test.share_b)},
+            "ci_low": _num(test.ci_low), "ci_high": _num(test.ci_high),
+            "p_value": _num(test.p_value), "delta": _num(delta.delta),
+            "winner": (b if test.share_b > 0.5 else a) if test.p_value < spec.alpha else None,
+        }  # fmt: skip
+    return out
+
+
+def spec_of(experiment_id: str, arms: Sequence[tuple[str, float]], kind: str = "ab",
+            metrics: Mapping[str, Any] | None = None) -> AnalysisSpec:  # fmt: skip
+    """An AnalysisSpec from an experiment's declared arms and metrics."""
+    primary = (metrics or {}).get("primary", "clicks_per_user")
+    if primary not in METRICS:
+        primary = "clicks_per_user"
+    return AnalysisSpec(experiment_id, tuple(arms), kind, primary)
