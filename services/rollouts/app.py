@@ -19,6 +19,7 @@ from services.rollouts.experiments.book import ExperimentBook
 from services.rollouts.experiments.declarations import GatewayDeclarations
 from services.rollouts.experiments.declared_file import load_declared
 from services.rollouts.experiments.store import ExperimentStore
+from services.rollouts.experiments.watch import ExperimentWatch, LookStore
 from services.rollouts.exposure import ExposureLog
 from services.rollouts.metrics_source import metrics_source
 from services.rollouts.registry_ops import RegistryOps
@@ -47,6 +48,16 @@ def build_app(settings: Settings) -> Service:
         registry = RegistryOps(settings.mlflow_uri, settings.cache_dir)
         book = ExperimentBook(experiment_store, store, declarations, registry)
         book.declare(declared)  # created on the first tick, unless already there
+        looks = LookStore(settings.state_path)
+
+        def weights_changed(experiment_id: str) -> float | None:
+            changes = [d.ts for d in experiment_store.history(experiment_id)
+                       if d.decision == "weights_changed"]  # fmt: skip
+            return changes[-1] if changes else None
+
+        book.watch = ExperimentWatch(exposure, looks, settings.experiment_look_s,
+                                     settings.experiment_pre_period_s,
+                                     weights_changed)  # fmt: skip
         controller = Controller(
             store, registry, source, exposure, settings.warm_timeout_s, experiments=book
         )
@@ -57,6 +68,7 @@ def build_app(settings: Settings) -> Service:
             await asyncio.to_thread(exposure.close)
             store.close()
             experiment_store.close()
+            looks.close()
 
         resources.on_close(close)
 

@@ -211,6 +211,13 @@ def run_experiment(args: argparse.Namespace) -> tuple[Any, str]:
             stamp = time.strftime("%H:%M:%S", time.localtime(d["ts"]))
             lines.append(f"  {stamp}  {d['decision']:<16} " + "; ".join(d["reasons"]))
         return answer, "\n".join(lines)
+    if args.action == "analysis":
+        answer = call(args.url, "GET", f"{base}/{args.experiment_id}/analysis?looks=1")
+        latest = answer["latest"]
+        page = f"{args.url}{base}/{args.experiment_id}/report"
+        if latest is None:
+            return answer, f"no look yet (the page: {page})"
+        return answer, show_analysis(latest["figures"]) + f"\nthe page: {page}"
     if args.action == "stop":
         stop = f"{base}/{args.experiment_id}/stop"
         answer = call(args.url, "POST", stop, {"reason": args.reason}, args.token)
@@ -218,6 +225,30 @@ def run_experiment(args: argparse.Namespace) -> tuple[Any, str]:
     body = {"weights": parse_weights(args.weights)}
     answer = call(args.url, "PATCH", f"{base}/{args.experiment_id}/weights", body, args.token)
     return answer, show_experiment(answer)
+
+
+def show_analysis(f: dict[str, Any]) -> str:
+    """A look as lines: users per arm, then each comparison (or the interleaving preference)."""
+    lines = ["  ".join(f"{arm}: {t['users']} users, ctr {t['ctr']}" for arm, t in
+                       f.get("arms", {}).items())]  # fmt: skip
+    if f.get("kind") == "interleaving":
+        lines.append(f"preferences {f.get('preferences')}; test {f.get('test')}")
+        return "\n".join(lines)
+    srm = f.get("srm", {})
+    verdict = "MISMATCH" if srm.get("mismatch") else "ok"
+    lines.append(f"sample ratio p={srm.get('p_value')} ({verdict})")
+    for arm, comparison in f.get("comparisons", {}).items():
+        for metric, row in comparison.items():
+            if metric == "cuped" or row.get("lift") is None:
+                continue
+            interval = f"[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]"
+            lines.append(f"{arm} {metric}: lift {row['lift']:+.4f} {interval} "
+                         f"p={row['p_value']} {row['decision']}")  # fmt: skip
+        if comparison.get("cuped"):
+            c = comparison["cuped"]
+            lines.append(f"{arm} CUPED {c['metric']}: lift {c['lift']} variance reduction "
+                         f"{c['variance_reduction']}")  # fmt: skip
+    return "\n".join(lines)
 
 
 def _experiment_parser(sub: Any) -> None:
@@ -232,6 +263,7 @@ def _experiment_parser(sub: Any) -> None:
     actions.add_parser("status", help="one experiment and its history").add_argument(
         "experiment_id"
     )
+    actions.add_parser("analysis", help="the last look's figures").add_argument("experiment_id")
     stop = actions.add_parser("stop", help="stop an experiment")
     stop.add_argument("experiment_id")
     stop.add_argument("--reason", default="")

@@ -65,6 +65,14 @@ class Settings(ServiceSettings, ExposureSettings, BudgetSettings):
     experiments_file: str | None = Field(
         default=None, description="experiments YAML created at start (unset: none declared)"
     )
+    experiment_look_s: float = Field(
+        default=10.0, ge=0.5, le=3600, description="how often a running experiment is analysed"
+    )
+    experiment_pre_period_s: float = Field(
+        default=14 * 86_400.0, ge=0, le=90 * 86_400,
+        description="events read before an experiment's start: each user's CUPED covariate "
+        "(as far back as the events topic keeps)",
+    )  # fmt: skip
 
     def targets(self) -> dict[str, str]:
         """``scrape_targets`` as name -> URL."""

@@ -114,3 +114,53 @@ def test_interleaving_credits_teams_and_tests_the_preference() -> None:
     assert prefs["cand"] > prefs["prod"] and sum(prefs.values()) == 300
     assert look["test"]["winner"] == "cand" and look["test"]["p_value"] < 0.01
     assert look["credited_clicks"]["cand"] > look["credited_clicks"]["prod"]
+
+
+class TrackedJoin(JoinExposure):
+    """The watch's view of the exposure log: tracking calls recorded, always caught up."""
+
+    def __init__(self, join: ExposureJoin) -> None:
+        super().__init__(join)
+        self.started: dict[str, tuple[float, float]] = {}
+        self.stopped: list[str] = []
+
+    def start(self, rollout_id: str, since_ts: float, pre_period_s: float = 0.0) -> None:
+        self.started[rollout_id] = (since_ts, pre_period_s)
+
+    def stop(self, rollout_id: str) -> None:
+        self.stopped.append(rollout_id)
+
+    def caught_up(self, _rollout_id: str) -> bool:
+        return True
+
+
+async def test_the_watch_follows_looks_keeps_the_effect_over_time_and_renders_it() -> None:
+    from services.gateway.experiments.assignment import ArmSpec
+    from services.rollouts.experiments.plan import ExperimentPlan
+    from services.rollouts.experiments.report import render
+    from services.rollouts.experiments.store import Experiment
+    from services.rollouts.experiments.watch import ExperimentWatch, LookStore
+
+    join = ab_join(5, 1500, {"control": 0.5, "treatment": 0.6},
+                   {"control": 0.5, "treatment": 0.5}, pre_weight=1.0)  # fmt: skip
+    exposure, clock = TrackedJoin(join), [T0]
+    watch = ExperimentWatch(exposure, LookStore(":memory:"), look_every_s=10, pre_period_s=3600,
+                            clock=lambda: clock[0])  # fmt: skip
+    plan = ExperimentPlan.model_validate(
+        {"name": EXP, "arms": [{"name": "control", "weight": 0.5},
+                               {"name": "treatment", "weight": 0.5}]})  # fmt: skip
+    e = Experiment(EXP, plan, (ArmSpec("control", 0.5), ArmSpec("treatment", 0.5)),
+                   state="running", range=(0.0, 1.0), started=T0)  # fmt: skip
+    for step in range(3):
+        clock[0] = T0 + 10 * step
+        await watch.on_tick([e])
+    assert exposure.started == {EXP: (T0, 3600)}
+    looks = watch.store.looks(EXP)
+    assert len(looks) == 3 and looks[-1]["figures"]["srm"]["checked"]
+    e.state = "stopped"
+    await watch.on_tick([e])
+    assert exposure.stopped == [EXP] and len(watch.store.looks(EXP)) == 4  # a last look
+    described = {"id": EXP, "kind": "ab", "layer": "default", "state": "stopped",
+                 "arms": [{"name": "control"}, {"name": "treatment"}]}  # fmt: skip
+    page = render(described, watch.store.looks(EXP))
+    assert page.count("<svg") == 1 and "treatment vs control" in page and "CUPED" in page

@@ -1,5 +1,5 @@
 """The controller's state machine with a real SQLite store and stand-ins for MLflow, the metrics
-and the exposure log (the real ones: tests/integration/test_rollouts.py).
+and the exposure log (the real ones: tests/integration/test_rollouts_and_experiments.py).
 
 Covered: refusals that change nothing, warming until every process holds the candidate,
 steps and promotion, rollback that takes traffic off first, holds while an input is blind,

@@ -68,6 +68,8 @@ class AnalysisSpec:
     alpha: float = 0.05
     srm_alpha: float = 0.001
     min_users: int = 20  # per arm, before any test is computed
+    # Why the split cannot be checked (weights changed: assigned users kept the old ones)
+    srm_skipped: str = ""
 
 
 @dataclass
@@ -116,16 +118,10 @@ def analyse(spec: AnalysisSpec, exposure: ExperimentExposure, carried: Carried |
         return _interleaving(spec, exposure)
     names = [name for name, _ in spec.arms]
     units = {name: exposure.arm_units(spec.experiment_id, name) for name in names}
-    srm = srm_check({n: len(u) for n, u in units.items()}, dict(spec.arms), alpha=spec.srm_alpha)
     out: dict[str, Any] = {
         "kind": "ab",
         "arms": {n: _totals(u) for n, u in units.items()},
-        "srm": {
-            "p_value": _num(srm.p_value),
-            "mismatch": srm.mismatch,
-            "observed": srm.observed,
-            "expected": {k: round(v, 1) for k, v in srm.expected.items()},
-        },  # fmt: skip
+        "srm": _srm(spec, {n: len(u) for n, u in units.items()}),
         "comparisons": {},
     }
     control = names[0]
@@ -133,6 +129,16 @@ def analyse(spec: AnalysisSpec, exposure: ExperimentExposure, carried: Carried |
         out["comparisons"][arm] = _compare(spec, exposure, units[control], units[arm], arm,
                                            carried)  # fmt: skip
     return out
+
+
+def _srm(spec: AnalysisSpec, users: dict[str, int]) -> dict[str, Any]:
+    if spec.srm_skipped:
+        return {"checked": False, "reason": spec.srm_skipped, "mismatch": False,
+                "p_value": None, "observed": users}  # fmt: skip
+    srm = srm_check(users, dict(spec.arms), alpha=spec.srm_alpha)
+    return {"checked": True, "p_value": _num(srm.p_value), "mismatch": srm.mismatch,
+            "observed": srm.observed,
+            "expected": {k: round(v, 1) for k, v in srm.expected.items()}}  # fmt: skip
 
 
 def _compare(spec: AnalysisSpec, exposure: ExperimentExposure, c: UnitArrays, t: UnitArrays,
@@ -209,9 +215,10 @@ def _interleaving(spec: AnalysisSpec, exposure: ExperimentExposure) -> dict[str,
 
 
 def spec_of(experiment_id: str, arms: Sequence[tuple[str, float]], kind: str = "ab",
-            metrics: Mapping[str, Any] | None = None) -> AnalysisSpec:  # fmt: skip
+            metrics: Mapping[str, Any] | None = None,
+            srm_skipped: str = "") -> AnalysisSpec:  # fmt: skip
     """An AnalysisSpec from an experiment's declared arms and metrics."""
     primary = (metrics or {}).get("primary", "clicks_per_user")
     if primary not in METRICS:
         primary = "clicks_per_user"
-    return AnalysisSpec(experiment_id, tuple(arms), kind, primary)
+    return AnalysisSpec(experiment_id, tuple(arms), kind, primary, srm_skipped=srm_skipped)

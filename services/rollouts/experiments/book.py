@@ -34,6 +34,7 @@ from services.rollouts.experiments.allocation import Range, first_fit, free_gaps
 from services.rollouts.experiments.declarations import GatewayDeclarations, PlanRefused
 from services.rollouts.experiments.plan import WEIGHT_TOLERANCE, ExperimentPlan, check_weights
 from services.rollouts.experiments.store import Experiment, ExperimentDecision, ExperimentStore
+from services.rollouts.experiments.watch import ExperimentWatch
 from services.rollouts.store import RolloutStore
 from shared.models.registry import RegistryUnavailableError
 
@@ -65,6 +66,7 @@ class ExperimentBook:
         self._published: tuple[ExperimentAssignment, ...] | None = None
         self._declared: list[ExperimentPlan] = []
         self._declared_why: dict[str, str] = {}  # last refusal logged per declared name
+        self.watch: ExperimentWatch | None = None  # looks at the running ones (app sets it)
 
     def bind(self, lock: asyncio.Lock, on_change: Callable[[], None]) -> None:
         """Share the controller's lock, and tell it (``on_change``) to republish."""
@@ -184,6 +186,8 @@ class ExperimentBook:
         for e in sorted(due, key=lambda x: (x.plan.start_at or 0.0, x.created)):
             await self._start_due(e)
         await self._create_declared()
+        if self.watch is not None:
+            await self.watch.on_tick(self.store.all(limit=100))
 
     # -- inside the lock -----------------------------------------------------------------
 

@@ -12,12 +12,13 @@ from typing import Any
 
 import msgspec
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 from services.rollouts.controller import Refusal
 from services.rollouts.experiments.book import ExperimentBook
 from services.rollouts.experiments.plan import ExperimentPlan
+from services.rollouts.experiments.report import render
 from services.rollouts.experiments.store import Experiment, ExperimentDecision
 from services.rollouts.routes.rollouts import Action, _authorised, _refused
 
@@ -131,3 +132,30 @@ async def change_weights(experiment_id: str, body: Weights, request: Request) ->
     except Refusal as exc:
         return _refused(exc)
     return experiment_json(e)
+
+
+@router.get("/v1/experiments/{experiment_id}/analysis", responses={404: {}})
+async def experiment_analysis(experiment_id: str, request: Request, looks: int = 200) -> Any:
+    """The last look's figures and the effect over the looks (oldest first)."""
+    book = _book(request)
+    if book.get(experiment_id) is None:
+        return _unknown(experiment_id)
+    if book.watch is None:
+        return JSONResponse({"detail": "this controller does not analyse experiments"}, 503)
+    history = book.watch.store.looks(experiment_id, max(1, min(looks, 5000)))
+    return {
+        "id": experiment_id,
+        "latest": history[-1] if history else None,
+        "looks": history,
+    }
+
+
+@router.get("/v1/experiments/{experiment_id}/report", responses={404: {}})
+async def experiment_report(experiment_id: str, request: Request) -> Any:
+    """The experiment's page: the effect and its always-valid interval over time, the arms."""
+    book = _book(request)
+    e = book.get(experiment_id)
+    if e is None:
+        return _unknown(experiment_id)
+    history = book.watch.store.looks(experiment_id) if book.watch is not None else []
+    return HTMLResponse(render(experiment_json(e), history))

@@ -1,0 +1,125 @@
+"""An experiment's HTML page: the effect and its always-valid interval over time, and the arms.
+
+Plain inline SVG (no plotting library in the serving image, no script): one chart per treatment
+arm of the primary metric's relative lift against the control, the interval shaded, zero
+drawn; for an interleaving experiment the share of users preferring the second arm, 0.5 drawn.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import time
+from typing import Any
+
+W, H, PAD = 640, 220, 40
+
+
+def _series(looks: list[dict[str, Any]], arm: str, primary: str) -> list[tuple[float, ...]]:
+    """(ts, estimate, low, high) per look (looks without the figure are skipped)."""
+    out: list[tuple[float, ...]] = []
+    for look in looks:
+        f = look["figures"]
+        if f.get("kind") == "interleaving":
+            t = f.get("test")
+            if t is None:
+                continue
+            point = (t["share_preferring"].get(arm), t["ci_low"], t["ci_high"])
+        else:
+            row = f.get("comparisons", {}).get(arm, {}).get(primary, {})
+            point = (row.get("lift"), row.get("ci_low"), row.get("ci_high"))
+        if all(v is not None and math.isfinite(v) for v in point):
+            out.append((look["ts"], *point))
+    return out
+
+
+def chart(points: list[tuple[float, ...]], reference: float, label: str) -> str:
+    """An SVG line of the estimate with its interval band over time."""
+    if not points:
+        return f"<p>{html.escape(label)}: no look with enough users yet.</p>"
+    t0, t1 = points[0][0], max(points[-1][0], points[0][0] + 1e-9)
+    lows = [max(p[2], -1.0) for p in points]
+    highs = [min(p[3], 3.0) for p in points]  # an early interval may be unbounded: clip
+    lo, hi = min([*lows, reference]), max([*highs, reference])
+    span = (hi - lo) or 1.0
+
+    def x(t: float) -> float:
+        return PAD + (t - t0) / (t1 - t0) * (W - 2 * PAD) if t1 > t0 else W / 2
+
+    def y(v: float) -> float:
+        return H - PAD - (v - lo) / span * (H - 2 * PAD)
+
+    band = " ".join(f"{x(p[0]):.1f},{y(h):.1f}" for p, h in zip(points, highs, strict=True))
+    band += " " + " ".join(
+        f"{x(p[0]):.1f},{y(lw):.1f}" for p, lw in reversed(list(zip(points, lows, strict=True)))
+    )
+    line = " ".join(f"{x(p[0]):.1f},{y(p[1]):.1f}" for p in points)
+    last = points[-1]
+    return (
+        f'<svg width="{W}" height="{H}" role="img" aria-label="{html.escape(label)}">'
+        f'<text x="{PAD}" y="16" font-size="13">{html.escape(label)}: {last[1]:+.3f} '
+        f"[{last[2]:+.3f}, {last[3]:+.3f}]</text>"
+        f'<polygon points="{band}" fill="#9ecae1" opacity="0.6"/>'
+        f'<line x1="{PAD}" x2="{W - PAD}" y1="{y(reference):.1f}" y2="{y(reference):.1f}" '
+        f'stroke="#555" stroke-dasharray="4"/>'
+        f'<polyline points="{line}" fill="none" stroke="#08519c" stroke-width="2"/>'
+        f'<text x="{PAD}" y="{H - 8}" font-size="11">{_clock(t0)}</text>'
+        f'<text x="{W - PAD}" y="{H - 8}" font-size="11" text-anchor="end">{_clock(t1)}</text>'
+        f'<text x="4" y="{y(hi):.1f}" font-size="11">{hi:+.2f}</text>'
+        f'<text x="4" y="{y(lo):.1f}" font-size="11">{lo:+.2f}</text>'
+        "</svg>"
+    )
+
+
+def _clock(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts))
+
+
+def _arms_table(figures: dict[str, Any]) -> str:
+    cols = ("users", "requests", "impressions", "clicks", "ctr", "clicks_per_user",
+            "likes_per_user", "watch_s_per_user")  # fmt: skip
+    head = "".join(f"<th>{c}</th>" for c in ("arm", *cols))
+    rows = "".join(
+        "<tr><td>" + html.escape(arm) + "</td>"
+        + "".join(f"<td>{'' if t.get(c) is None else t[c]}</td>" for c in cols) + "</tr>"
+        for arm, t in figures.get("arms", {}).items()
+    )  # fmt: skip
+    return f"<table border=1 cellpadding=4><tr>{head}</tr>{rows}</table>"
+
+
+def render(experiment: dict[str, Any], looks: list[dict[str, Any]]) -> str:
+    """The page of one experiment from its description and its looks (oldest first)."""
+    name = html.escape(experiment["id"])
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{name}</title></head>"
+             f"<body><h1>Experiment {name}</h1><p>{html.escape(experiment['kind'])} in layer "
+             f"{html.escape(experiment['layer'])}, {html.escape(experiment['state'])}; "
+             f"{len(looks)} looks.</p>"]  # fmt: skip
+    if not looks:
+        parts.append("<p>No look yet.</p></body></html>")
+        return "".join(parts)
+    latest = looks[-1]["figures"]
+    primary = latest.get("primary", "clicks_per_user")
+    arms = [a["name"] for a in experiment["arms"]]
+    if latest.get("kind") == "interleaving":
+        b = arms[1]
+        parts.append(chart(_series(looks, b, primary), 0.5, f"share of users preferring {b}"))
+        prefs = latest.get("preferences", {})
+        parts.append(f"<p>preferences: {html.escape(str(prefs))}; test: "
+                     f"{html.escape(str(latest.get('test')))}</p>")  # fmt: skip
+    else:
+        for arm in arms[1:]:
+            parts.append(chart(_series(looks, arm, primary), 0.0,
+                               f"{arm} vs {arms[0]}: {primary} lift"))  # fmt: skip
+        srm = latest.get("srm", {})
+        parts.append(f"<p>sample ratio: p = {srm.get('p_value')} "
+                     f"({'MISMATCH' if srm.get('mismatch') else 'ok'}), users "
+                     f"{html.escape(str(srm.get('observed')))}</p>")  # fmt: skip
+        for arm, comparison in latest.get("comparisons", {}).items():
+            cuped = comparison.get("cuped")
+            if cuped:
+                parts.append(f"<p>{html.escape(arm)} CUPED ({cuped['metric']}): lift "
+                             f"{cuped['lift']}, variance reduction "
+                             f"{cuped['variance_reduction']}</p>")  # fmt: skip
+    parts.append(_arms_table(latest))
+    parts.append("</body></html>")
+    return "".join(parts)
