@@ -676,6 +676,12 @@ class ExposureLog:
         with reader.lock:
             return reader.join.team_clicks(teams)
 
+    def by_day(self, rollout_id: str) -> dict[str, dict[int, tuple[int, int]]]:
+        """Requests and clicks by arm and days since first exposure (ExposureJoin.by_day)."""
+        reader = self._reader(rollout_id)
+        with reader.lock:
+            return reader.join.by_day()
+
     def pre_period(self, rollout_id: str, user_ids: Any) -> Any:
         """Each user's clicks in the pre-period (ExposureJoin.pre_period)."""
         reader = self._reader(rollout_id)

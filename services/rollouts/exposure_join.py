@@ -162,13 +162,16 @@ class ExposureJoin:
         self.pre_since_ts = pre_since_ts
         self._pre: dict[str, list[float]] = {}  # user -> [events, clicks] before since_ts
         self._team_clicks: dict[str, Counter[str]] = {}  # user -> team -> credited clicks
+        # Novelty: requests and clicks by arm and whole days since the user's first exposure.
+        self._first_seen: dict[str, float] = {}
+        self._by_day: dict[tuple[str, int], list[int]] = {}
         self.limits = limits or JoinLimits()
         self.served_outcomes: Counter[str] = Counter()
         self.event_outcomes: Counter[str] = Counter()
         # Remembered requests / event ids dropped early by the count bounds: not data loss, but
         # a later event of such a request goes unjoined, a later duplicate counts twice.
         self.forgotten: Counter[str] = Counter()
-        self._requests: OrderedDict[str, tuple[float, _Credit, _Teams]] = OrderedDict()
+        self._requests: OrderedDict[str, tuple[float, _Credit, _Teams, int]] = OrderedDict()
         self._waiting: OrderedDict[str, _Waiting] = OrderedDict()
         self._pending_count = 0
         self._event_ids: OrderedDict[str, float] = OrderedDict()
@@ -186,7 +189,12 @@ class ExposureJoin:
             return
         credit = self._credit(served)
         teams = served.teams if served.teams and isinstance(credit, tuple) else None
-        self._requests[served.request_id] = (at, credit, teams)
+        day = 0
+        if isinstance(credit, tuple):
+            first = self._first_seen.setdefault(credit[1], served.ts)
+            day = max(0, int((served.ts - first) // 86_400))
+            self._by_day.setdefault((credit[0], day), [0, 0])[0] += 1
+        self._requests[served.request_id] = (at, credit, teams, day)
         if len(self._requests) > self.limits.max_requests:
             self._requests.popitem(last=False)
             self.forgotten["requests"] += 1
@@ -201,7 +209,7 @@ class ExposureJoin:
         if waiting is not None:
             self._pending_count -= len(waiting.events)
             for event in waiting.events:
-                self._attach(event, credit, teams)
+                self._attach(event, credit, teams, day)
 
     def _credit(self, served: ServedExposure) -> _Credit:
         arm = served.arms.get(self.rollout_id)
@@ -238,7 +246,7 @@ class ExposureJoin:
             return
         known = self._requests.get(event.request_id)
         if known is not None:
-            self._attach(event, known[1], known[2])
+            self._attach(event, known[1], known[2], known[3])
             return
         self._wait(event, at)
 
@@ -254,7 +262,7 @@ class ExposureJoin:
             self._pending_count -= len(oldest.events)
             self.event_outcomes["evicted_unjoined"] += len(oldest.events)
 
-    def _attach(self, event: Event, credit: _Credit, teams: _Teams = None) -> None:
+    def _attach(self, event: Event, credit: _Credit, teams: _Teams = None, day: int = 0) -> None:
         if isinstance(credit, str):  # before_start or outside_rollout, as its request
             self.event_outcomes[credit] += 1
             return
@@ -267,8 +275,10 @@ class ExposureJoin:
         column = _EVENT_COLUMN.get(event.type)
         if column is not None:
             row[column] += 1
-            if column == _CLICKS and teams is not None and event.item_id in teams:
-                self._team_clicks.setdefault(user_id, Counter())[teams[event.item_id]] += 1
+            if column == _CLICKS:
+                self._by_day.setdefault((arm, day), [0, 0])[1] += 1
+                if teams is not None and event.item_id in teams:
+                    self._team_clicks.setdefault(user_id, Counter())[teams[event.item_id]] += 1
         elif event.type == "watch":
             row[_WATCH_S] += event.value or 0.0
         # rate, hide, report: joined (so not "lost"), but no rollout metric reads them yet
@@ -330,6 +340,13 @@ class ExposureJoin:
         clicks = np.array([[self._team_clicks[u][t] for t in teams] for u in ids],
                           dtype=np.int64).reshape(len(ids), 2)  # fmt: skip
         return np.array(ids, dtype=np.str_), clicks
+
+    def by_day(self) -> dict[str, dict[int, tuple[int, int]]]:
+        """Arm -> whole days since each user's first exposure -> (requests, clicks)."""
+        out: dict[str, dict[int, tuple[int, int]]] = {}
+        for (arm, day), (requests, clicks) in sorted(self._by_day.items()):
+            out.setdefault(arm, {})[day] = (requests, clicks)
+        return out
 
     def pre_period(self, user_ids: NDArray[np.str_]) -> NDArray[np.float64]:
         """Clicks of each user between ``pre_since_ts`` and ``since_ts`` (0: none seen)."""

@@ -31,6 +31,9 @@ class JoinExposure:
     def team_clicks(self, _experiment_id: str, teams: tuple[str, str]) -> tuple[Any, Any]:
         return self.join.team_clicks(teams)
 
+    def by_day(self, _experiment_id: str) -> dict[str, dict[int, tuple[int, int]]]:
+        return self.join.by_day()
+
 
 def ev(n: int, user: str, request_id: str | None, kind: str, ts: float,
        item: str = "i1") -> Event:  # fmt: skip
@@ -164,3 +167,25 @@ async def test_the_watch_follows_looks_keeps_the_effect_over_time_and_renders_it
                  "arms": [{"name": "control"}, {"name": "treatment"}]}  # fmt: skip
     page = render(described, watch.store.looks(EXP))
     assert page.count("<svg") == 1 and "treatment vs control" in page and "CUPED" in page
+    assert "Novelty" in page
+
+
+def test_novelty_shows_the_lift_by_days_since_first_exposure() -> None:
+    # the treatment's lift is +100% on a user's first day and gone from the second
+    join = ExposureJoin(EXP, since_ts=T0)
+    rng = np.random.default_rng(6)
+    for u in range(400):
+        user, arm = f"u{u}", ("control", "treatment")[u % 2]
+        for day in range(3):
+            rid = f"q{u}-{day}"
+            ts = T0 + day * 86_400 + 10
+            join.add_served(ServedExposure(rid, user, ts, {EXP: arm}), at=ts)
+            rate = 0.6 if (arm == "treatment" and day == 0) else 0.3
+            for c in range(rng.poisson(rate)):
+                join.add_event(ev(c, user, rid, "click", ts + 1), at=ts)
+    look = analyse(spec_of(EXP, [("control", 0.5), ("treatment", 0.5)]), JoinExposure(join))
+    novelty = look["novelty"]
+    assert [row["day"] for row in novelty] == [0, 1, 2]
+    assert novelty[0]["treatment"]["lift"] > 0.5
+    assert abs(novelty[2]["treatment"]["lift"]) < 0.35
+    assert novelty[1]["control"]["requests"] == 200

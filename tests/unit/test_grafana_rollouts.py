@@ -1,4 +1,4 @@
-"""The "Cascade rollouts" Grafana dashboard: a valid dashboard that charts only exported series.
+"""The "Cascade rollouts and experiments" Grafana dashboard: valid, charting only exported series.
 
 Every ``cascade_*`` name in a target's expression (and in the template variable's query) must
 be a series the code exports: the rollout controller's, the gateway's rollout and shadow
@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 from prometheus_client.metrics import MetricWrapperBase
 
+import services.gateway.experiments.metrics as experiment_metrics
 import services.gateway.rollouts.metrics as gateway_metrics
+import services.rollouts.experiments.watch as experiment_watch
 import services.rollouts.metrics as controller_metrics
 import shared.models.model_set as model_set
 
@@ -24,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "rollouts.json"
 DATASOURCES = ROOT / "deploy" / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
 METRIC_NAME = re.compile(r"\bcascade_[A-Za-z0-9_]*")
-ROWS = ("State and decisions", "Traffic by arm (guardrails)", "Shadow vs production", "Models held")
+ROWS = ("State and decisions", "Traffic by arm (guardrails)", "Shadow vs production", "Models held",
+        "Experiments")  # fmt: skip
 # The series a metric object exposes beside its name (prometheus_client's text format).
 SUFFIXES = {
     "counter": ("_total",),
@@ -39,7 +42,8 @@ SUFFIXES = {
 def exported_names() -> set[str]:
     """Every series name the rollout, gateway-rollout and model-set modules export."""
     names: set[str] = set()
-    for module in (gateway_metrics, controller_metrics, model_set):
+    modules = (gateway_metrics, controller_metrics, model_set, experiment_metrics, experiment_watch)
+    for module in modules:
         for value in vars(module).values():
             if isinstance(value, MetricWrapperBase):
                 names.update(value._name + suffix for suffix in SUFFIXES[value._type])
@@ -70,7 +74,7 @@ def expressions(dashboard: dict[str, Any]) -> list[str]:
 
 
 def test_dashboard_structure(dashboard: dict[str, Any]) -> None:
-    assert dashboard["title"] == "Cascade rollouts"
+    assert dashboard["title"] == "Cascade rollouts and experiments"
     assert dashboard["uid"] == "cascade-rollouts"
     assert isinstance(dashboard["schemaVersion"], int)
     ids = [p["id"] for p in panels(dashboard)]

@@ -56,6 +56,10 @@ class ExperimentExposure(Protocol):
         """Users of interleaved lists and their credited clicks per team."""
         ...
 
+    def by_day(self, rollout_id: str) -> dict[str, dict[int, tuple[int, int]]]:
+        """Requests and clicks by arm and whole days since the user's first exposure."""
+        ...
+
 
 @dataclass(frozen=True)
 class AnalysisSpec:
@@ -123,12 +127,34 @@ def analyse(spec: AnalysisSpec, exposure: ExperimentExposure, carried: Carried |
         "arms": {n: _totals(u) for n, u in units.items()},
         "srm": _srm(spec, {n: len(u) for n, u in units.items()}),
         "comparisons": {},
+        "novelty": _novelty(names, exposure.by_day(spec.experiment_id)),
     }
     control = names[0]
     for arm in names[1:]:
         out["comparisons"][arm] = _compare(spec, exposure, units[control], units[arm], arm,
                                            carried)  # fmt: skip
     return out
+
+
+def _novelty(names: list[str], by_day: dict[str, dict[int, tuple[int, int]]]) -> list[Any]:
+    """Clicks per request by days since first exposure, each arm's lift on the control's.
+
+    A lift that starts high and falls with the days is a novelty effect (a decaying one a
+    primacy effect the other way): the users' first days overstate the long-run change."""
+    control = by_day.get(names[0], {})
+    days = sorted({d for arm in names for d in by_day.get(arm, {})})
+    rows = []
+    for day in days:
+        row: dict[str, Any] = {"day": day}
+        base_req, base_clicks = control.get(day, (0, 0))
+        base = base_clicks / base_req if base_req else None
+        for arm in names:
+            req, clicks = by_day.get(arm, {}).get(day, (0, 0))
+            row[arm] = {"requests": req, "clicks_per_request": _num(clicks / req) if req else None}
+            if arm != names[0] and req and base:
+                row[arm]["lift"] = _num((clicks / req) / base - 1)
+        rows.append(row)
+    return rows
 
 
 def _srm(spec: AnalysisSpec, users: dict[str, int]) -> dict[str, Any]:

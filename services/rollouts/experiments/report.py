@@ -87,6 +87,23 @@ def _arms_table(figures: dict[str, Any]) -> str:
     return f"<table border=1 cellpadding=4><tr>{head}</tr>{rows}</table>"
 
 
+def _novelty_table(rows: list[dict[str, Any]], arms: list[str]) -> str:
+    """Clicks per request by days since first exposure (a falling lift: novelty)."""
+    if not rows:
+        return ""
+    head = "".join(f"<th>{html.escape(a)}</th>" for a in arms)
+    body = ""
+    for row in rows:
+        cells = ""
+        for a in arms:
+            r = row.get(a, {})
+            lift = f" ({r['lift']:+.2f})" if r.get("lift") is not None else ""
+            cells += f"<td>{r.get('clicks_per_request')}{lift}</td>"
+        body += f"<tr><td>{row['day']}</td>{cells}</tr>"
+    return ("<h2>Novelty: clicks per request by days since first exposure (lift)</h2>"
+            f"<table border=1 cellpadding=4><tr><th>day</th>{head}</tr>{body}</table>")  # fmt: skip
+
+
 def render(experiment: dict[str, Any], looks: list[dict[str, Any]]) -> str:
     """The page of one experiment from its description and its looks (oldest first)."""
     name = html.escape(experiment["id"])
@@ -121,5 +138,6 @@ def render(experiment: dict[str, Any], looks: list[dict[str, Any]]) -> str:
                              f"{cuped['lift']}, variance reduction "
                              f"{cuped['variance_reduction']}</p>")  # fmt: skip
     parts.append(_arms_table(latest))
+    parts.append(_novelty_table(latest.get("novelty", []), arms))
     parts.append("</body></html>")
     return "".join(parts)
