@@ -1,5 +1,5 @@
 # Cascade: the two commands a newcomer needs are `make up` and `make test`.
-.PHONY: bootstrap up up-detached down status test test-fast lint data train bench loadtest loadtest-locust simulate rollout-demo rollout-decisions clean
+.PHONY: bootstrap up up-detached down status test test-fast lint data train bench loadtest loadtest-locust simulate rollout-demo rollout-decisions experiment-sensitivity clean
 
 PY := .venv/bin/python
 
@@ -53,6 +53,9 @@ rollout-demo: bootstrap  ## a candidate derived, registered, shadowed then canar
 
 rollout-decisions: bootstrap data  ## how often the rollout analysis decides wrong (A/A, worse models, many seeds): reports/rollouts/
 	@$(PY) -m loadtests.rollout_decisions --seeds $${SEEDS:-300}
+
+experiment-sensitivity: bootstrap data  ## users each experiment method needs for a small lift (A/B, CUPED, interleaving) and A/A false positives: reports/experiments/
+	@$(PY) -m loadtests.experiment_sensitivity --seeds $${SEEDS:-200}
 
 clean:  ## remove generated models, reports and runtime state (keeps data/ and .venv)
 	rm -rf models reports .run

@@ -10,7 +10,8 @@
 
 The controller is a stand-in here (an HTTP server answering ``/v1/assignments`` with what
 the benchmark sets), so the figures are the gateway's; the controller's own decision-to-
-publish time is a function call (tests/integration/test_rollouts_and_experiments.py checks the whole path).
+publish time is a function call (tests/integration/test_rollouts_and_experiments.py checks
+the whole path).
 """
 
 from __future__ import annotations

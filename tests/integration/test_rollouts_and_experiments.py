@@ -474,8 +474,10 @@ def test_interleaving_prefers_production_over_the_reversed_ranker(stack: Rollout
         trace = answer["explain"]["experiments"]["interleaving"]
         assert trace["teams"] == ["prod", "reversed"]
         assert [it["team"] for it in answer["explain"]["items"]] == teams
-        with stack.traffic(rate=25, seconds=150, seed=21):
-            look = wait_for_look(stack, "il-e2e", lambda f: (f.get("test") or {}).get("winner"))
+        # the always-valid verdict needs about 80 users with a preference (~70 s here)
+        with stack.traffic(rate=25, seconds=240, seed=21):
+            look = wait_for_look(stack, "il-e2e", lambda f: (f.get("test") or {}).get("winner"),
+                                 timeout_s=240)  # fmt: skip
         assert look["test"]["winner"] == "prod", look
         assert look["preferences"]["prod"] > look["preferences"]["reversed"]
         assert look["credited_clicks"]["prod"] > look["credited_clicks"]["reversed"]

@@ -115,7 +115,7 @@ def test_interleaving_credits_teams_and_tests_the_preference() -> None:
     look = analyse(spec, JoinExposure(join))
     prefs = look["preferences"]
     assert prefs["cand"] > prefs["prod"] and sum(prefs.values()) == 300
-    assert look["test"]["winner"] == "cand" and look["test"]["p_value"] < 0.01
+    assert look["test"]["winner"] == "cand" and look["test"]["sign_test_p"] < 0.01
     assert look["credited_clicks"]["cand"] > look["credited_clicks"]["prod"]
 
 

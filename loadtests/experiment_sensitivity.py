@@ -1,0 +1,1148 @@
+"""How many users each experiment method needs to see a small improvement, on the simulator.
+
+``python -m loadtests.experiment_sensitivity [--seeds 200] [--out reports/experiments]``
+
+The traffic simulator's hidden ground truth and behaviour (``loadtests.simulator``) judge two
+noisy-oracle rankers of known quality (``loadtests.rollout_decisions.noisy_oracle``): production
+ranks by the true interest plus noise sd ``--production-noise`` (0.5), the candidate with less
+noise (``--candidate-noise`` 0.45), a few percent more clicks. The true lift is exact: the
+expected clicks of a session, from the truth's click and hide probabilities, the examination
+curve and the session-length distribution, averaged over the personas.
+
+Users: one session each (the population model's: requests ~ geometric, mean 3, at most 10),
+a MovieLens taste drawn with weight ``n_ratings ** 0.5``, or 10 % new users with the average
+user's taste. A persona is a taste and one of ``--model-draws`` (16) draws of both rankers'
+errors; a fixed model gives a persona the same list at every request. With one draw the
+candidate's edge over 944 tastes is as much luck as noise level (it was worse than production
+at the top position in draw 0), which moved the interleaving ratio from 0.3 to 5.6 between
+draws (the sweep shows it). Clicks follow the simulator's behaviour: position-based
+examination ``1/(1+p)``, a click with the truth's probability, a hide otherwise; an item
+clicked or hidden is not clicked again in the session (``react`` is ``Behaviour.react``
+without likes and dwell).
+
+Methods, each at a grid of user counts over ``--seeds`` seeds (two-sided, alpha 0.05):
+
+- ``ab_clicks``: users split 50/50 by the gateway's salted hash, z-test on clicks per user;
+- ``ab_ctr``: the same split, clicks per impression (delta method, ``shared.stats.ratio``);
+- ``cuped``: ``ab_clicks`` adjusted by each user's clicks in a pre-period session under
+  production (new users: 0), ``shared.stats.cuped``. Chosen over MovieLens activity because
+  activity only sets how often a user arrives in the simulator, not how they click in a
+  session; the pre-period session carries whatever persists in a user (their taste and the
+  list production gives them);
+- ``interleaving``: every request shows ``team_draft(production, candidate)``, a user prefers
+  the team credited with more of their clicks; sign test (``shared.stats.interleaving``).
+
+The users for 95 % power come from a probit fit of the simulated power, Phi(a + b sqrt(n)),
+with a bootstrap over seeds; beside it the analytical figure of ``shared.stats.power`` from the
+effect and variance measured in the same runs. Then A/A experiments, users arriving over
+``--days`` days with a look after each: the always-valid ``msprt_relative``, a naive z-test and
+the sign test looked at daily, and a sequential sign test (the beta-binomial mixture of
+``shared.stats.sequential``). Printed as a table; ``sensitivity.json`` and ``sensitivity.html``
+(plots) under ``--out``.
+
+Measured by the default run (200 seeds a point, 500 A/A seeds; 336 s on one core): true lift
++2.61 % (1.6546 -> 1.6977 clicks per user). Users for 95 % power (bootstrap 95 % interval;
+analytical): A/B clicks per user 48,435 (41,945-53,659; 50,562), A/B clicks per impression
+29,203 (26,593-32,033; 31,904), CUPED 48,435 (variance reduction 0.0000), interleaving 30,918
+(27,241-35,183; 29,158). A/B / interleaving is 1.57 (1.19-1.97), not 10x: interleaving's gain
+in the literature is cancelling differences between users, and the simulator's users barely
+differ. Of the per-user variance of clicks (1.89), 0.7 % lies between personas (a click
+depends on the item's rank in the user's own taste, so everyone's top items click alike) and
+45 % between session lengths (redrawn every session: no pre-period can predict it, which is
+also why CUPED removes nothing and clicks per impression needs 1.66x fewer users); the rest is
+Bernoulli click noise, which interleaving does not cancel either. Its per-user margin keeps
+0.60 of the A/B difference (only each ranker's top ~k/2 is shown) at 0.79 of the sd, and the
+sign test drops magnitudes and the 40 % ties. The ratio (analytical) grows with the lift (2.5
+at +5.5 %, 2.8 at +8.1 %), the list length (2.8 at k = 20; 1.0 at k = 5) and with less
+position bias (2.6 at eta 0.5, 1.8 at 1.5). A/A false positives, any of 14 daily looks:
+msprt_relative 0.006 (0.001-0.017), naive z-test 0.224 (0.188-0.263; last look alone 0.052),
+sign test 0.216 (0.181-0.255), sequential sign test 0.014 (0.006-0.029).
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import io
+import json
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from pathlib import Path
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from loadtests.rollout_decisions import noisy_oracle
+from loadtests.simulator.behaviour import Behaviour
+from loadtests.simulator.ground_truth import GroundTruth
+from loadtests.simulator.offline import assign_arms
+from loadtests.simulator.settings import BehaviourSettings, PopulationSettings
+from shared.stats.cuped import cuped_estimate
+from shared.stats.interleaving import preference_test
+from shared.stats.power import sample_size_means, sample_size_preference
+from shared.stats.ratio import difference, summarize
+from shared.stats.sequential import ArmStats, beta_binomial_log_lr, msprt_relative
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+Bool = npt.NDArray[np.bool_]
+
+REPO = Path(__file__).resolve().parents[1]
+METHODS = ("ab_clicks", "ab_ctr", "cuped", "interleaving")
+LABELS = {
+    "ab_clicks": "A/B, clicks per user",
+    "ab_ctr": "A/B, clicks per impression",
+    "cuped": "A/B + CUPED (pre-period clicks)",
+    "interleaving": "team-draft interleaving",
+}
+ALPHA = 0.05
+POWER = 0.95
+SALT = "experiment-sensitivity"
+# Grid of user counts around the pilot's analytical estimate: dense where power crosses 0.95.
+GRID_FACTORS = (0.5, 0.65, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 1.8)
+# The sequential sign test mixes over Beta(100, 100) (sd 0.035 around 1/2): preference shares
+# of 0.5-0.6 are what interleaving sees; the A/A guarantee holds for any prior fixed in advance.
+SIGN_PRIOR = (100.0, 100.0)
+MAX_TABLE_ROUNDS = 6  # all drafts of k <= 12: 64 per persona; k = 20 would need 1,024
+_STREAMS = {"pilot": 11, "power": 12, "aa": 13}  # independent random streams
+
+
+@dataclass(frozen=True)
+class ListPair:
+    """Production's and the candidate's top k per persona, both as indices into that persona's
+    union of the two lists (an item in both carries production's index)."""
+
+    a: I64  # (personas, k) production: 0..k-1
+    b: I64  # (personas, k) candidate: shared items < k, its own items k..2k-1
+    p_click: F64  # (personas, 2k) P(click | examined) of each union item
+    p_hide: F64  # (personas, 2k) P(hide | examined, not clicked)
+    weights: F64  # (personas,) share of users with this persona, sums to 1
+    new: Bool  # (personas,) a new user's (no pre-period)
+    examine: F64  # (k,) P(examine position)
+
+    @property
+    def k(self) -> int:
+        """List length."""
+        return int(self.a.shape[1])
+
+    @property
+    def overlap(self) -> float:
+        """Mean number of items the two lists share, weighted by persona."""
+        return float(self.weights @ (self.b < self.k).sum(axis=1))
+
+    @cached_property
+    def drafts(self) -> tuple[I64, Bool]:
+        """Every team draft of each persona's two lists: items and whether the candidate drafted
+        them, (personas, 2^rounds, k); bit r of the pattern number says production leads round r.
+        """
+        k, personas = self.k, self.a.shape[0]
+        rounds = (k + 1) // 2  # the flips a k-item draft uses (team_draft draws k // 2 + 1)
+        bits = (np.arange(2**rounds)[:, None] >> np.arange(rounds)) & 1
+        flips = np.zeros((bits.shape[0], k // 2 + 1), dtype=bool)
+        flips[:, :rounds] = bits == 1
+        items, by_b = team_draft_batch(
+            np.repeat(self.a, len(flips), axis=0),
+            np.repeat(self.b, len(flips), axis=0),
+            np.tile(flips, (personas, 1)),
+        )
+        shape = (personas, len(flips), k)
+        return items.reshape(shape), by_b.reshape(shape)
+
+
+def personas(truth: GroundTruth, population: PopulationSettings) -> tuple[list[str], F64]:
+    """The MovieLens users and one new user (the average taste), with their shares of users."""
+    returning = np.maximum(truth.tables.user_activity, 1).astype(np.float64)
+    returning **= population.activity_exponent
+    returning *= (1 - population.new_user_share) / returning.sum()
+    ids = [*truth.known_users, f"{population.new_user_prefix}0"]
+    return ids, np.append(returning, population.new_user_share)
+
+
+def build_pair(
+    truth: GroundTruth,
+    production_noise: float,
+    candidate_noise: float | None,
+    *,
+    k: int = 10,
+    model_seed: int = 0,
+    model_draws: int = 1,
+    behaviour: Behaviour | None = None,
+    population: PopulationSettings | None = None,
+) -> ListPair:
+    """The two rankers' lists for every persona; ``candidate_noise=None`` is production (A/A).
+
+    With ``model_draws`` > 1 a persona is a (taste, draw of both rankers' errors) pair: the
+    candidate is then better by what its smaller noise is worth on average, not by one draw's
+    luck (one draw's per-position advantage is noisy over 944 tastes, see the sweep).
+    """
+    ids, weights = personas(truth, population or PopulationSettings())
+    cols_a, cols_b = [], []
+    for draw in range(model_draws):
+        seed = model_seed * 1000 + draw  # rollout_decisions' seeds: seed, seed + 10,000
+        production = noisy_oracle(truth, production_noise, seed)
+        cols_a.append(np.stack([truth.item_columns(production(u, k)) for u in ids]))
+        if candidate_noise is None:
+            cols_b.append(cols_a[-1])
+        else:
+            candidate = noisy_oracle(truth, candidate_noise, seed + 10_000)
+            cols_b.append(np.stack([truth.item_columns(candidate(u, k)) for u in ids]))
+    col_a, col_b = np.concatenate(cols_a), np.concatenate(cols_b)
+    # A shared item takes production's position as its union index, so a draft sees one item.
+    same = col_b[:, :, None] == col_a[:, None, :]
+    b = np.where(same.any(axis=2), same.argmax(axis=2), k + np.arange(k))
+    rows = np.tile(np.array([truth.user_row(u) for u in ids], dtype=np.int64), model_draws)
+    look = truth.lookup(rows, np.concatenate([col_a, col_b], axis=1))
+    examine = (behaviour or Behaviour()).examine_probs(k)
+    a = np.broadcast_to(np.arange(k), col_a.shape).copy()
+    shares = np.tile(weights / model_draws, model_draws)
+    new = np.tile(np.arange(len(ids)) == len(ids) - 1, model_draws)
+    return ListPair(a, b.astype(np.int64), look.p_click, look.p_hide, shares, new, examine)
+
+
+def session_length_pmf(population: PopulationSettings) -> F64:
+    """P(requests = r) for r = 1..max: the population model's capped geometric."""
+    p = 1.0 / population.session_mean_requests
+    r = np.arange(1, population.session_max_requests + 1)
+    pmf: F64 = np.power(1 - p, r - 1.0) * p
+    pmf[-1] = (1 - p) ** (population.session_max_requests - 1)  # every longer session is cut
+    return pmf
+
+
+def expected_session_clicks(p_click: F64, p_hide: F64, examine: F64, pmf: F64) -> F64:
+    """Expected clicks of a session that shows the same list at every request, per list row.
+
+    An item is clicked at most once: per request it is clicked with e c, hidden with e (1-c) h
+    (either ends it), so over R requests P(clicked) = e c (1 - q^R) / (1 - q), q = 1 - e c -
+    e (1-c) h; averaged over R's distribution.
+    """
+    ec = examine * p_click
+    q = 1 - ec - examine * (1 - p_click) * p_hide
+    r = np.arange(1, pmf.size + 1)
+    q_to_r = (pmf * q[..., None] ** r).sum(axis=-1)
+    clicks: F64 = (ec * (1 - q_to_r) / (1 - q)).sum(axis=-1)
+    return clicks
+
+
+@dataclass(frozen=True)
+class TrueEffect:
+    """Expected clicks per user (one session) of each ranker, and the lift, from the truth."""
+
+    production: float
+    candidate: float
+    impressions: float  # per user: k x mean requests
+
+    @property
+    def lift(self) -> float:
+        """candidate / production - 1."""
+        return self.candidate / self.production - 1
+
+    @property
+    def difference(self) -> float:
+        """candidate - production, clicks per user."""
+        return self.candidate - self.production
+
+    @property
+    def ctr_difference(self) -> float:
+        """candidate - production, clicks per impression (both arms show as many)."""
+        return self.difference / self.impressions
+
+
+def true_effect(pair: ListPair, population: PopulationSettings) -> TrueEffect:
+    """The exact expected clicks per user of both rankers over the persona mix."""
+    pmf = session_length_pmf(population)
+    take = np.take_along_axis
+    per_list = [
+        expected_session_clicks(
+            take(pair.p_click, x, 1), take(pair.p_hide, x, 1), pair.examine, pmf
+        )
+        for x in (pair.a, pair.b)
+    ]
+    impressions = pair.k * float(pmf @ np.arange(1, pmf.size + 1))
+    return TrueEffect(
+        float(pair.weights @ per_list[0]), float(pair.weights @ per_list[1]), impressions
+    )
+
+
+def variance_sources(pair: ListPair, population: PopulationSettings) -> dict[str, float]:
+    """Exact variances of production's expected clicks per user between personas (what a
+    pre-period could predict) and between session lengths (redrawn for every session)."""
+    pmf = session_length_pmf(population)
+    p_click = np.take_along_axis(pair.p_click, pair.a, axis=1)
+    p_hide = np.take_along_axis(pair.p_hide, pair.a, axis=1)
+    lengths = np.eye(pmf.size)
+    by_length = np.stack(
+        [expected_session_clicks(p_click, p_hide, pair.examine, one) for one in lengths]
+    )  # (lengths, personas)
+    mean = float(pmf @ by_length @ pair.weights)
+    per_persona, per_length = pmf @ by_length, by_length @ pair.weights
+    return {
+        "between_personas": float(pair.weights @ (per_persona - mean) ** 2),
+        "between_session_lengths": float(pmf @ (per_length - mean) ** 2),
+    }
+
+
+@dataclass(frozen=True)
+class Users:
+    """Simulated users: persona, requests in their experiment session and in the pre-period."""
+
+    persona: I64
+    requests: I64
+    pre_requests: I64  # 0 for new users: they have no pre-period
+
+
+def draw_users(
+    rng: np.random.Generator, n: int, pair: ListPair, population: PopulationSettings
+) -> Users:
+    """``n`` users with personas by their shares and sessions of the population's lengths."""
+    persona = rng.choice(pair.weights.size, size=n, p=pair.weights)
+    cap = population.session_max_requests
+    lengths = np.minimum(rng.geometric(1.0 / population.session_mean_requests, (2, n)), cap)
+    return Users(persona, lengths[0], np.where(pair.new[persona], 0, lengths[1]))
+
+
+def react(
+    p_click: F64, p_hide: F64, examine: F64, u: npt.NDArray[np.floating[Any]], blocked: Bool
+) -> tuple[Bool, Bool]:
+    """(clicked, hidden) of one request per row: ``Behaviour.react`` on the same uniforms for
+    examination, click and hide (``u`` of shape (3, rows, k)), without likes and dwell."""
+    examined = u[0] < examine
+    clicked = examined & ~blocked & (u[1] < p_click)
+    hidden = examined & ~clicked & ~blocked & (u[2] < p_hide)
+    return clicked, hidden
+
+
+def team_draft_batch(a: I64, b: I64, a_first: Bool) -> tuple[I64, Bool]:
+    """``team_draft_from_flips`` for many rows at once: (items, drafted by b), shape (rows, k).
+
+    ``a`` and ``b`` (rows, k) hold distinct ids per row; ``a_first`` (rows, k // 2 + 1). With
+    both lists as long as the draft neither team is ever exhausted: a team has skipped or taken
+    at most as many items as are in the list so far, fewer than k.
+    """
+    rows, k = a.shape
+    at = np.arange(rows)
+    items = np.empty((rows, k), dtype=np.int64)
+    by_b = np.empty((rows, k), dtype=bool)
+    taken_a = np.zeros((rows, k), dtype=bool)
+    taken_b = np.zeros((rows, k), dtype=bool)
+    for pos in range(k):
+        lead_a = a_first[:, pos // 2]
+        pick_a = lead_a if pos % 2 == 0 else ~lead_a  # the leader drafts first in each round
+        item = np.where(
+            pick_a, a[at, np.argmax(~taken_a, axis=1)], b[at, np.argmax(~taken_b, axis=1)]
+        )
+        items[:, pos], by_b[:, pos] = item, ~pick_a
+        taken_a |= a == item[:, None]
+        taken_b |= b == item[:, None]
+    return items, by_b
+
+
+@dataclass(frozen=True)
+class Played:
+    """Per user: clicks of the session, and credited clicks of the candidate minus production's
+    (interleaving; 0 otherwise)."""
+
+    clicks: F64
+    margin: F64
+
+
+def play_sessions(
+    pair: ListPair,
+    persona: I64,
+    requests: I64,
+    rng: np.random.Generator,
+    *,
+    treated: Bool | None = None,
+    interleave: bool = False,
+) -> Played:
+    """Simulate one session per user: production's list, the candidate's where ``treated``, or
+    a fresh team draft of both at every request."""
+    n, k = persona.size, pair.k
+    done = np.zeros((n, 2 * k), dtype=bool)  # union items clicked or hidden in the session
+    clicks, margin = np.zeros(n), np.zeros(n)
+    for request in range(int(requests.max(initial=0))):
+        idx = np.flatnonzero(requests > request)
+        who = persona[idx]
+        by_b: Bool | None = None
+        if interleave:
+            shown, by_b = _draft(pair, who, rng)
+        elif treated is not None:
+            shown = np.where(treated[idx, None], pair.b[who], pair.a[who])
+        else:
+            shown = pair.a[who]
+        blocked = done[idx[:, None], shown]
+        p_click = pair.p_click[who[:, None], shown]
+        p_hide = pair.p_hide[who[:, None], shown]
+        # float32 uniforms: half the cost of float64, and 2^-24 resolution is ample for clicks
+        u = rng.random((3, idx.size, k), dtype=np.float32)
+        clicked, hidden = react(p_click, p_hide, pair.examine, u, blocked)
+        done[idx[:, None], shown] = blocked | clicked | hidden
+        clicks[idx] += clicked.sum(axis=1)
+        if by_b is not None:
+            margin[idx] += 2 * (clicked & by_b).sum(axis=1) - clicked.sum(axis=1)
+    return Played(clicks, margin)
+
+
+def _draft(pair: ListPair, who: I64, rng: np.random.Generator) -> tuple[I64, Bool]:
+    """A fresh team draft per row: a random flip pattern looked up in the table of all drafts
+    (the same thing, 5x cheaper), or drafted here when that table would be too large."""
+    k = pair.k
+    if (k + 1) // 2 <= MAX_TABLE_ROUNDS:
+        items, by_b = pair.drafts
+        pattern = rng.integers(0, items.shape[1], who.size)
+        return items[who, pattern], by_b[who, pattern]
+    return team_draft_batch(pair.a[who], pair.b[who], rng.random((who.size, k // 2 + 1)) < 0.5)
+
+
+@dataclass(frozen=True)
+class AbRun:
+    """One seed's A/B users: clicks Y, pre-period clicks X, impressions, and the arm."""
+
+    clicks: F64
+    pre_clicks: F64
+    impressions: F64
+    treated: Bool
+
+
+def run_ab(pair: ListPair, users: Users, treated: Bool, rng: np.random.Generator) -> AbRun:
+    """The experiment sessions (arm by ``treated``) and each user's pre-period under production."""
+    played = play_sessions(pair, users.persona, users.requests, rng, treated=treated)
+    pre = play_sessions(pair, users.persona, users.pre_requests, rng)
+    impressions = (users.requests * pair.k).astype(np.float64)
+    return AbRun(played.clicks, pre.clicks, impressions, treated)
+
+
+def normal_p(estimate: float, std_error: float) -> float:
+    """Two-sided p-value of a z statistic."""
+    if not std_error > 0:
+        return 1.0
+    return 2 * NormalDist().cdf(-abs(estimate) / std_error)
+
+
+def ab_p_value(run: AbRun, n: int, method: str) -> float:
+    """The fixed-horizon two-sided p-value of ``method`` on the first ``n`` users."""
+    t = run.treated[:n]
+    y, x = run.clicks[:n], run.pre_clicks[:n]
+    if method == "ab_ctr":
+        est = difference(
+            summarize(y[~t], run.impressions[:n][~t]),
+            summarize(y[t], run.impressions[:n][t]),
+            relative=False,
+        )
+        return normal_p(est.point, est.standard_error)
+    # theta = 0 is the plain difference in means: cuped_estimate is then the z-test
+    theta = None if method == "cuped" else 0.0
+    return cuped_estimate(y[~t], x[~t], y[t], x[t], theta=theta).p_value
+
+
+def sign_p_values(margin: F64, grid: Sequence[int]) -> F64:
+    """The sign test's p-value on the first n interleaved users, for each n of ``grid``."""
+    prefs_b = np.cumsum(margin > 0)
+    prefs_a = np.cumsum(margin < 0)
+    return np.array(
+        [preference_test(int(prefs_a[n - 1]), int(prefs_b[n - 1])).p_value for n in grid]
+    )
+
+
+@dataclass
+class Moments:
+    """Per-seed effect and variance of each method at the largest grid point, for the
+    analytical cross-check (averaged over seeds)."""
+
+    diff: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m in METHODS[:3]})
+    unit_var: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m in METHODS[:3]})
+    prefs: list[tuple[int, int, int]] = field(default_factory=list)  # (a, b, ties)
+    margin: list[tuple[float, float]] = field(default_factory=list)  # (mean, variance)
+    rho2: list[float] = field(default_factory=list)
+
+    def add_ab(self, run: AbRun) -> None:
+        """Effects and per-user variances of one seed's A/B users."""
+        t = run.treated
+        y, x = run.clicks, run.pre_clicks
+        cuped = cuped_estimate(y[~t], x[~t], y[t], x[t])
+        n_c, n_t = int((~t).sum()), int(t.sum())
+        scale = 1 / (1 / n_c + 1 / n_t)  # Var(difference) = unit var (1/n_c + 1/n_t)
+        self.diff["ab_clicks"].append(cuped.unadjusted_estimate)
+        self.unit_var["ab_clicks"].append(cuped.unadjusted_std_error**2 * scale)
+        self.diff["cuped"].append(cuped.estimate)
+        self.unit_var["cuped"].append(cuped.std_error**2 * scale)
+        self.rho2.append(cuped.variance_reduction)
+        ctr = difference(
+            summarize(y[~t], run.impressions[~t]),
+            summarize(y[t], run.impressions[t]),
+            relative=False,
+        )
+        self.diff["ab_ctr"].append(ctr.point)
+        self.unit_var["ab_ctr"].append(ctr.variance * scale)
+
+    def add_interleaving(self, margin: F64) -> None:
+        """Preferences of one seed's interleaved users."""
+        self.prefs.append(
+            (int((margin < 0).sum()), int((margin > 0).sum()), int((margin == 0).sum()))
+        )
+        self.margin.append((float(margin.mean()), float(margin.var(ddof=1))))
+
+    def analytical(self, truth: TrueEffect | None = None) -> dict[str, dict[str, float]]:
+        """Users for 95 % power by ``shared.stats.power`` from the measured effects and variances;
+        for the A/B methods also from the true effect (``users_true_effect``)."""
+        out: dict[str, dict[str, float]] = {}
+        for m in METHODS[:3]:
+            diff, sd = float(np.mean(self.diff[m])), math.sqrt(float(np.mean(self.unit_var[m])))
+            runs = len(self.diff[m])
+            se = float(np.std(self.diff[m], ddof=1) / math.sqrt(runs)) if runs > 1 else math.nan
+            users = sample_size_means(diff, sd, alpha=ALPHA, power=POWER).total
+            out[m] = {"effect": diff, "effect_se": se, "unit_sd": sd, "users": float(users)}
+            if truth is not None:
+                true_diff = truth.ctr_difference if m == "ab_ctr" else truth.difference
+                out[m]["true_effect"] = true_diff
+                out[m]["users_true_effect"] = float(
+                    sample_size_means(true_diff, sd, alpha=ALPHA, power=POWER).total
+                )
+        a, b, ties = (int(v) for v in np.sum(self.prefs, axis=0))
+        share, tie_share = b / (a + b), ties / (a + b + ties)
+        needed = sample_size_preference(share, alpha=ALPHA, power=POWER, tie_share=tie_share)
+        se = math.sqrt(share * (1 - share) / (a + b))
+        margin_mean, margin_var = (float(v) for v in np.mean(self.margin, axis=0))
+        out["interleaving"] = {
+            "effect": share,
+            "effect_se": se,
+            "tie_share": tie_share,
+            "users": needed,
+            "margin_mean": margin_mean,
+            "margin_sd": math.sqrt(margin_var),
+        }
+        return out
+
+
+@dataclass(frozen=True)
+class PowerFit:
+    """Users for the target power from a probit fit Phi(a + b sqrt(n / n_ref)) of the simulated
+    rejections, with a bootstrap interval over seeds."""
+
+    users: float
+    low: float
+    high: float
+    intercept: float
+    slope: float
+    n_ref: float
+
+    def power(self, users: F64) -> F64:
+        """The fitted power at ``users``."""
+        from scipy import special
+
+        out: F64 = special.ndtr(self.intercept + self.slope * np.sqrt(users / self.n_ref))
+        return out
+
+
+def fit_probit(users: F64, rejections: F64, trials: F64) -> tuple[float, float]:
+    """(a, b) of power = Phi(a + b sqrt(users / median users)), binomial maximum likelihood by
+    Fisher scoring (iteratively reweighted least squares)."""
+    from scipy import special
+
+    # A z-test's power is Phi(d sqrt(n) - z_alpha/2): linear in sqrt(n) on the probit scale.
+    x = np.stack([np.ones_like(users), np.sqrt(users / np.median(users))], axis=1)
+    share = np.clip(rejections / trials, 0.5 / trials, 1 - 0.5 / trials)
+    theta = np.linalg.lstsq(x, special.ndtri(share), rcond=None)[0]
+    for _ in range(50):
+        eta = x @ theta
+        mu = np.clip(special.ndtr(eta), 1e-12, 1 - 1e-12)
+        density = np.maximum(np.exp(-0.5 * eta**2) / math.sqrt(2 * math.pi), 1e-300)
+        weight = trials * density**2 / (mu * (1 - mu))
+        working = eta + (rejections / trials - mu) / density
+        try:
+            step = np.linalg.solve(x.T @ (weight[:, None] * x), x.T @ (weight * working))
+        except np.linalg.LinAlgError:  # every point at power 0 or 1: no curve to fit
+            return math.nan, math.nan
+        done = bool(np.abs(step - theta).max() < 1e-10)
+        theta = step
+        if done:
+            break
+    return float(theta[0]), float(theta[1])
+
+
+def users_for_power(
+    grid: Sequence[int],
+    rejected: Bool,
+    *,
+    target: float = POWER,
+    bootstrap: int = 200,
+    rng: np.random.Generator | None = None,
+) -> PowerFit:
+    """Where the fitted power crosses ``target``; ``rejected`` is (seeds, len(grid))."""
+    users = np.asarray(grid, dtype=np.float64)
+    n_ref = float(np.median(users))
+    z = NormalDist().inv_cdf(target)
+
+    def solve(rows: Bool) -> tuple[float, float, float]:
+        trials = np.full(users.size, float(rows.shape[0]))
+        a, b = fit_probit(users, rows.sum(axis=0).astype(np.float64), trials)
+        return (n_ref * ((z - a) / b) ** 2 if b > 0 else math.nan), a, b
+
+    n, a, b = solve(rejected)
+    rng = rng or np.random.default_rng(0)
+    seeds = rejected.shape[0]
+    boot = [solve(rejected[rng.integers(0, seeds, seeds)])[0] for _ in range(bootstrap)]
+    low, high = (float(v) for v in np.nanpercentile(boot, [2.5, 97.5]))
+    return PowerFit(n, low, high, a, b, n_ref)
+
+
+def grid_around(users: float, factors: Sequence[float] = GRID_FACTORS) -> list[int]:
+    """User counts at ``factors`` times ``users``, even (two equal arms by expectation)."""
+    return sorted({max(20, 2 * round(users * f / 2)) for f in factors})
+
+
+@dataclass(frozen=True)
+class Config:
+    """What one measurement simulates."""
+
+    production_noise: float = 0.5
+    candidate_noise: float = 0.45
+    k: int = 10
+    position_eta: float = 1.0
+    model_seed: int = 0
+    model_draws: int = 16
+    population: PopulationSettings = PopulationSettings()
+
+    def pair(self, truth: GroundTruth, aa: bool = False) -> ListPair:
+        """The two rankers' lists for this configuration (production twice when ``aa``)."""
+        behaviour = Behaviour(BehaviourSettings(position_eta=self.position_eta))
+        candidate = None if aa else self.candidate_noise
+        return build_pair(
+            truth,
+            self.production_noise,
+            candidate,
+            k=self.k,
+            model_seed=self.model_seed,
+            model_draws=self.model_draws,
+            behaviour=behaviour,
+            population=self.population,
+        )
+
+
+def split(n: int) -> Bool:
+    """The gateway's 50/50 salted-hash split of users ``user-0`` .. ``user-{n-1}``.
+
+    One salt for every seed: a user index gets a fresh persona, session and clicks in each
+    seed, so the fixed split is as random as a fresh one, and hashing is done once.
+    """
+    treated: Bool = assign_arms([f"user-{i}" for i in range(n)], SALT, [1.0, 1.0]) == 1
+    return treated
+
+
+def pilot(
+    pair: ListPair, population: PopulationSettings, n_ab: int, n_il: int, seed: int
+) -> Moments:
+    """One large run of each design: the effects and variances that place the power grids."""
+    rng = np.random.default_rng([seed, _STREAMS["pilot"]])
+    moments = Moments()
+    moments.add_ab(run_ab(pair, draw_users(rng, n_ab, pair, population), split(n_ab), rng))
+    users = draw_users(rng, n_il, pair, population)
+    moments.add_interleaving(
+        play_sessions(pair, users.persona, users.requests, rng, interleave=True).margin
+    )
+    return moments
+
+
+@dataclass(frozen=True)
+class PowerResult:
+    """Simulated rejections per method and grid point, the fits and the analytical figures."""
+
+    grids: dict[str, list[int]]
+    rejected: dict[str, Bool]  # (seeds, grid points)
+    fits: dict[str, PowerFit]
+    analytical: dict[str, dict[str, float]]
+    seconds: float
+
+
+def simulate_power(
+    pair: ListPair,
+    population: PopulationSettings,
+    grids: dict[str, list[int]],
+    seeds: int,
+    effect: TrueEffect | None = None,
+    bootstrap: int = 200,
+) -> PowerResult:
+    """Power of every method at its grid over ``seeds`` seeds; one simulation per seed and design,
+    the smaller counts are its first users (users arrive in order)."""
+    started = time.perf_counter()
+    n_ab = max(max(grids[m]) for m in METHODS[:3])
+    treated = split(n_ab)
+    rejected = {m: np.zeros((seeds, len(grids[m])), dtype=bool) for m in METHODS}
+    moments = Moments()
+    for seed in range(seeds):
+        rng = np.random.default_rng([seed, _STREAMS["power"]])
+        run = run_ab(pair, draw_users(rng, n_ab, pair, population), treated, rng)
+        for m in METHODS[:3]:
+            rejected[m][seed] = [ab_p_value(run, n, m) <= ALPHA for n in grids[m]]
+        moments.add_ab(run)
+        users = draw_users(rng, max(grids["interleaving"]), pair, population)
+        margin = play_sessions(pair, users.persona, users.requests, rng, interleave=True).margin
+        rejected["interleaving"][seed] = sign_p_values(margin, grids["interleaving"]) <= ALPHA
+        moments.add_interleaving(margin)
+    fits = {m: users_for_power(grids[m], rejected[m], bootstrap=bootstrap) for m in METHODS}
+    return PowerResult(
+        grids, rejected, fits, moments.analytical(effect), time.perf_counter() - started
+    )
+
+
+@dataclass(frozen=True)
+class AaResult:
+    """A/A experiments looked at daily: per seed and look, each test's p-value or verdict."""
+
+    days: int
+    users_per_day: int
+    tau: float
+    sequential_p: F64  # (seeds, days) always-valid p of msprt_relative (running minimum)
+    sequential_decided: Bool  # (seeds, days) its decision is not "inconclusive"
+    naive_p: F64  # (seeds, days) fixed-horizon z-test on clicks per user at each look
+    sign_p: F64  # (seeds, days) interleaving sign test at each look
+    sign_sequential_llr: F64  # (seeds, days) log mixture LR of the preference share vs 1/2
+    seconds: float
+
+    def rates(self) -> dict[str, dict[str, float]]:
+        """False-positive rate of each test (any look, and the last look alone) with intervals."""
+        threshold = math.log(1 / ALPHA)
+        any_look = {
+            "msprt_relative": self.sequential_decided.any(axis=1),
+            "naive_z_daily": (self.naive_p <= ALPHA).any(axis=1),
+            "naive_z_last_look": self.naive_p[:, -1] <= ALPHA,
+            "sign_test_daily": (self.sign_p <= ALPHA).any(axis=1),
+            "sign_test_last_look": self.sign_p[:, -1] <= ALPHA,
+            "sequential_sign_test": (self.sign_sequential_llr >= threshold).any(axis=1),
+        }
+        return {name: binomial_rate(int(hits.sum()), hits.size) for name, hits in any_look.items()}
+
+
+def binomial_rate(events: int, n: int) -> dict[str, float]:
+    """A rate with its exact (Clopper-Pearson) 95 % interval."""
+    from scipy import stats
+
+    ci = stats.binomtest(events, n).proportion_ci(confidence_level=0.95, method="exact")
+    return {
+        "rate": events / n,
+        "low": float(ci.low),
+        "high": float(ci.high),
+        "events": events,
+        "n": n,
+    }
+
+
+def run_aa(
+    pair: ListPair,
+    population: PopulationSettings,
+    seeds: int,
+    days: int,
+    users_per_day: int,
+    tau: float,
+) -> AaResult:
+    """``seeds`` A/A experiments (production against itself), A/B and interleaved; daily looks."""
+    started = time.perf_counter()
+    n = days * users_per_day
+    treated = split(n)
+    shape = (seeds, days)
+    seq_p, naive_p, sign_p, llr = np.ones(shape), np.ones(shape), np.ones(shape), np.zeros(shape)
+    decided = np.zeros(shape, dtype=bool)
+    for seed in range(seeds):
+        rng = np.random.default_rng([seed, _STREAMS["aa"]])
+        users = draw_users(rng, n, pair, population)
+        clicks = play_sessions(pair, users.persona, users.requests, rng, treated=treated).clicks
+        seq_p[seed], decided[seed], naive_p[seed] = daily_ab_looks(clicks, treated, days, tau)
+        users = draw_users(rng, n, pair, population)
+        margin = play_sessions(pair, users.persona, users.requests, rng, interleave=True).margin
+        sign_p[seed], llr[seed] = daily_sign_looks(margin, days)
+    return AaResult(
+        days,
+        users_per_day,
+        tau,
+        seq_p,
+        decided,
+        naive_p,
+        sign_p,
+        llr,
+        time.perf_counter() - started,
+    )
+
+
+def daily_ab_looks(clicks: F64, treated: Bool, days: int, tau: float) -> tuple[F64, Bool, F64]:
+    """Per look: msprt_relative's always-valid p and decision (chained through ``previous``, the
+    day's users merged in), and a naive z-test's p on the users so far."""
+    control = treatment = ArmStats(0, 0.0, 0.0)
+    result = None
+    out_p, out_naive, out_decided = np.ones(days), np.ones(days), np.zeros(days, dtype=bool)
+    for day, (y, t) in enumerate(
+        zip(np.array_split(clicks, days), np.array_split(treated, days), strict=True)
+    ):
+        control = control.merge(ArmStats.from_values(y[~t]))
+        treatment = treatment.merge(ArmStats.from_values(y[t]))
+        result = msprt_relative(control, treatment, tau=tau, previous=result)
+        out_p[day], out_decided[day] = result.p_value, result.decision != "inconclusive"
+        se = math.sqrt(control.var / control.n + treatment.var / treatment.n)
+        out_naive[day] = normal_p(treatment.mean - control.mean, se)
+    return out_p, out_decided, out_naive
+
+
+def daily_sign_looks(margin: F64, days: int) -> tuple[F64, F64]:
+    """Per look: the sign test's p on the interleaved users so far, and the log beta-binomial
+    mixture LR of 'share preferring the candidate = 1/2' (a sequential sign test)."""
+    ends = np.array([len(c) for c in np.array_split(margin, days)]).cumsum()
+    prefs_b, prefs_a = np.cumsum(margin > 0)[ends - 1], np.cumsum(margin < 0)[ends - 1]
+    p = np.array(
+        [preference_test(int(a), int(b)).p_value for a, b in zip(prefs_a, prefs_b, strict=True)]
+    )
+    llr: F64 = beta_binomial_log_lr(prefs_b, prefs_a + prefs_b, 0.5, SIGN_PRIOR)
+    return p, llr
+
+
+def sweep(
+    truth: GroundTruth,
+    base: Config,
+    variants: Sequence[dict[str, Any]],
+    n_users: int,
+    seed: int,
+) -> list[dict[str, Any]]:
+    """Analytical users per method as one setting at a time moves: A/B from the true effect and
+    a pilot's variance, interleaving from a pilot of ``n_users`` users."""
+    rows = []
+    for change in variants:
+        config = replace(base, **change)
+        pair = config.pair(truth)
+        effect = true_effect(pair, config.population)
+        n_ab = min(n_users, 200_000)  # variances settle long before preference shares do
+        est = pilot(pair, config.population, n_ab, n_users, seed).analytical(effect)
+        il, ab = est["interleaving"], est["ab_clicks"]
+        users = {m: est[m].get("users_true_effect", est[m]["users"]) for m in METHODS}
+        rows.append(
+            {
+                "change": change,
+                "true_lift": effect.lift,
+                "overlap": pair.overlap,
+                "users": users,
+                "ab_over_interleaving": users["ab_clicks"] / users["interleaving"],
+                "ab_ctr_over_interleaving": users["ab_ctr"] / users["interleaving"],
+                "preference_share": il["effect"],
+                "preference_share_se": il["effect_se"],
+                "tie_share": il["tie_share"],
+                # interleaving's signal and noise per user against the A/B effect and sd
+                "margin_over_ab_effect": il["margin_mean"] / effect.difference,
+                "margin_sd_over_ab_sd": il["margin_sd"] / ab["unit_sd"],
+            }
+        )
+    return rows
+
+
+SWEEP: tuple[dict[str, Any], ...] = (
+    {"candidate_noise": 0.4},
+    {"candidate_noise": 0.35},
+    {"k": 5},
+    {"k": 20},
+    {"position_eta": 0.5},
+    {"position_eta": 1.5},
+    # one draw of the rankers' errors instead of 16: how much the candidate's luck moves it
+    {"model_draws": 1, "model_seed": 0},
+    {"model_draws": 1, "model_seed": 1},
+    {"model_draws": 1, "model_seed": 2},
+)
+
+
+def ratio_with_interval(num: PowerFit, den: PowerFit) -> dict[str, float]:
+    """num.users / den.users, with the interval of the two bootstrap intervals' extremes."""
+    return {"ratio": num.users / den.users, "low": num.low / den.high, "high": num.high / den.low}
+
+
+def report(
+    effect: TrueEffect,
+    pair: ListPair,
+    power: PowerResult,
+    aa: AaResult,
+    sweep_rows: list[dict[str, Any]],
+    settings: dict[str, Any],
+) -> dict[str, Any]:
+    """Everything measured, as JSON-ready values."""
+    methods = {}
+    for m in METHODS:
+        fit = power.fits[m]
+        methods[m] = {
+            "label": LABELS[m],
+            "grid": power.grids[m],
+            "power": power.rejected[m].mean(axis=0).round(4).tolist(),
+            "users_for_95_power": {"fit": fit.users, "low": fit.low, "high": fit.high},
+            "analytical": power.analytical[m],
+        }
+    fits, an = power.fits, power.analytical
+    pairs = (
+        ("ab_clicks", "interleaving"),
+        ("ab_ctr", "interleaving"),
+        ("ab_clicks", "cuped"),
+        ("ab_clicks", "ab_ctr"),
+    )
+    ratios = {
+        f"{num}_over_{den}": {
+            **ratio_with_interval(fits[num], fits[den]),
+            "analytical": an[num]["users"] / an[den]["users"],
+        }
+        for num, den in pairs
+    }
+    return {
+        "settings": settings,
+        "true_effect": {
+            "production_clicks_per_user": effect.production,
+            "candidate_clicks_per_user": effect.candidate,
+            "lift": effect.lift,
+            "difference": effect.difference,
+            "impressions_per_user": effect.impressions,
+            "shared_items_per_list": pair.overlap,
+        },
+        "methods": methods,
+        "ratios": ratios,
+        "cuped_variance_reduction": 1 - (an["cuped"]["unit_sd"] / an["ab_clicks"]["unit_sd"]) ** 2,
+        "aa": {
+            "days": aa.days,
+            "users_per_day": aa.users_per_day,
+            "tau": aa.tau,
+            "seeds": int(aa.naive_p.shape[0]),
+            "false_positive_rates": aa.rates(),
+            "seconds": round(aa.seconds, 1),
+        },
+        "sweep": sweep_rows,
+        "power_seconds": round(power.seconds, 1),
+    }
+
+
+def _change(row: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in row["change"].items())
+
+
+def summary_lines(rep: dict[str, Any]) -> list[str]:
+    """The headline figures, one line each (printed, and the page's preformatted summary)."""
+    eff, settings = rep["true_effect"], rep["settings"]
+    lines = [
+        f"true lift {eff['lift']:+.2%} in clicks per user ({eff['production_clicks_per_user']:.4f}"
+        f" -> {eff['candidate_clicks_per_user']:.4f}); {eff['shared_items_per_list']:.1f} of "
+        f"{settings['k']} items shared; {settings['seeds']} seeds per grid point",
+        f"{'method':<32} {'users for 95% power (95% CI)':>30} {'analytical':>10}"
+        f" {'(true eff.)':>11}",
+    ]
+    for r in rep["methods"].values():
+        fit, an = r["users_for_95_power"], r["analytical"]
+        ci = f"{fit['fit']:,.0f} ({fit['low']:,.0f}-{fit['high']:,.0f})"
+        true_n = f"{an['users_true_effect']:,.0f}" if "users_true_effect" in an else "-"
+        lines.append(f"{r['label']:<32} {ci:>30} {an['users']:>10,.0f} {true_n:>11}")
+    for name, r in rep["ratios"].items():
+        lines.append(
+            f"  {name:<28} {r['ratio']:6.2f} ({r['low']:.2f}-{r['high']:.2f}),"
+            f" analytical {r['analytical']:.2f}"
+        )
+    lines.append(f"  CUPED variance reduction {rep['cuped_variance_reduction']:.4f}")
+    il, ab = rep["methods"]["interleaving"]["analytical"], rep["methods"]["ab_clicks"]["analytical"]
+    signal, noise = il["margin_mean"] / eff["difference"], il["margin_sd"] / ab["unit_sd"]
+    lines.append(
+        f"  interleaving per user: E[margin] {il['margin_mean']:.4f} = {signal:.2f} x the A/B "
+        f"difference, sd {il['margin_sd']:.3f} = {noise:.2f} x sd(clicks); a margin t-test "
+        f"would need 4 ({signal:.2f} / {noise:.2f})^2 = {4 * (signal / noise) ** 2:.2f}x fewer "
+        f"users than A/B; {il['tie_share']:.0%} of users tie"
+    )
+    if "variance_of_expected_clicks" in rep:
+        v = rep["variance_of_expected_clicks"]
+        total = v["total_per_user"]
+        lines.append(
+            f"  variance of clicks per user {total:.3f}: between personas "
+            f"{v['between_personas'] / total:.1%}, between session lengths "
+            f"{v['between_session_lengths'] / total:.1%}, the rest click noise"
+        )
+    aa = rep["aa"]
+    lines.append(
+        f"A/A: {aa['seeds']} seeds, {aa['days']} daily looks x {aa['users_per_day']:,} users;"
+        " false-positive rate (95% CI)"
+    )
+    for name, r in aa["false_positive_rates"].items():
+        lines.append(f"  {name:<28} {r['rate']:.3f} ({r['low']:.3f}-{r['high']:.3f})")
+    if rep["sweep"]:
+        lines.append("what moves A/B / interleaving (analytical; A/B from the true effect)")
+    for row in rep["sweep"]:
+        lines.append(
+            f"  {_change(row):<22} lift {row['true_lift']:+.2%}  share "
+            f"{row['preference_share']:.4f} +- {row['preference_share_se']:.4f}  E[margin]/A/B "
+            f"{row['margin_over_ab_effect']:.2f}  ratio {row['ab_over_interleaving']:.2f}"
+        )
+    return lines
+
+
+def _svg(fig: Any) -> str:
+    """A matplotlib figure as inline SVG (the page is one self-contained file)."""
+    import matplotlib.pyplot as plt
+
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight")
+    plt.close(fig)
+    text = buf.getvalue()
+    return text[text.index("<svg") :]
+
+
+def plot_power(power: PowerResult) -> str:
+    """Simulated power (points, +-1.96 SE) and the probit fit per method against users."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for m in METHODS:
+        grid = np.asarray(power.grids[m], dtype=np.float64)
+        p = power.rejected[m].mean(axis=0)
+        se = np.sqrt(p * (1 - p) / power.rejected[m].shape[0])
+        marker, style = ("s", "--") if m == "cuped" else ("o", "-")  # CUPED lies on A/B here
+        line = ax.errorbar(grid, p, yerr=1.96 * se, fmt=marker, ms=3, label=LABELS[m])
+        xs = np.geomspace(grid.min(), grid.max(), 100)
+        ax.plot(xs, power.fits[m].power(xs), color=line[0].get_color(), lw=1, ls=style)
+    ax.axhline(POWER, color="grey", ls="--", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("users (one session each, both arms together)")
+    ax.set_ylabel(f"power (alpha {ALPHA}, two-sided)")
+    ax.legend(fontsize=8, loc="lower right")
+    return _svg(fig)
+
+
+def plot_aa(aa: AaResult) -> str:
+    """Share of A/A runs that declared a difference by each look, and 40 p-value paths."""
+    import matplotlib.pyplot as plt
+
+    days = np.arange(1, aa.days + 1)
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 3.8))
+    ever = {
+        "naive z-test, daily": np.maximum.accumulate(aa.naive_p <= ALPHA, axis=1),
+        "msprt_relative": aa.sequential_decided,
+        "sign test, daily": np.maximum.accumulate(aa.sign_p <= ALPHA, axis=1),
+        "sequential sign test": np.maximum.accumulate(
+            aa.sign_sequential_llr >= math.log(1 / ALPHA), axis=1
+        ),
+    }
+    for name, hits in ever.items():
+        ax.plot(days, hits.mean(axis=0), marker="o", ms=3, label=name)
+    ax.axhline(ALPHA, color="grey", ls="--", lw=0.8)
+    ax.set_xlabel("day (look)")
+    ax.set_ylabel("share of A/A runs declared different so far")
+    ax.legend(fontsize=8)
+    for seed in range(min(40, aa.naive_p.shape[0])):
+        bx.plot(days, aa.naive_p[seed], color="tab:red", alpha=0.3, lw=0.8)
+        bx.plot(days, aa.sequential_p[seed], color="tab:blue", alpha=0.5, lw=0.8)
+    bx.axhline(ALPHA, color="grey", ls="--", lw=0.8)
+    bx.set_yscale("log")
+    bx.set_xlabel("day (look)")
+    bx.set_ylabel("p-value (red: naive z, blue: always valid)")
+    return _svg(fig)
+
+
+def write_html(rep: dict[str, Any], power: PowerResult, aa: AaResult, path: Path) -> None:
+    """The page: the printed summary, the figures and the sweep's table."""
+    head = (
+        "change",
+        "true lift",
+        "share preferring candidate",
+        "E[margin] / A/B effect",
+        "sd(margin) / sd(clicks)",
+        "A/B clicks ÷ interleaving",
+        "A/B CTR ÷ interleaving",
+    )
+    cells = [
+        [
+            _change(r),
+            f"{r['true_lift']:+.2%}",
+            f"{r['preference_share']:.4f}",
+            f"{r['margin_over_ab_effect']:.2f}",
+            f"{r['margin_sd_over_ab_sd']:.2f}",
+            f"{r['ab_over_interleaving']:.2f}",
+            f"{r['ab_ctr_over_interleaving']:.2f}",
+        ]
+        for r in rep["sweep"]
+    ]
+    table = "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"
+    table += "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in cells
+    )
+    page = f"""<!doctype html><html><head><meta charset="utf-8">
+<title>Experiment sensitivity on the simulator</title>
+<style>body{{font-family:sans-serif;max-width:1050px;margin:2em auto}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px}}</style>
+</head><body><h1>Experiment sensitivity on the simulator</h1>
+<pre>{html.escape(chr(10).join(summary_lines(rep)))}</pre>
+<h2>Power against users (points: simulated, +-1.96 SE; lines: probit fit)</h2>
+{_svg_block(plot_power(power))}
+<h2>A/A experiments looked at daily</h2>
+{_svg_block(plot_aa(aa))}
+<h2>What moves the ratio (analytical, one pilot run each)</h2>
+<table>{table}</table>
+</body></html>
+"""
+    path.write_text(page)
+
+
+def _svg_block(svg: str) -> str:
+    return f"<figure>{svg}</figure>"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure, print the table, write sensitivity.json and sensitivity.html under ``--out``."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else "")
+    parser.add_argument("--seeds", type=int, default=200, help="seeds per power grid point")
+    parser.add_argument("--aa-seeds", type=int, default=500)
+    parser.add_argument("--days", type=int, default=14)
+    parser.add_argument("--aa-users-per-day", type=int, default=3000)
+    parser.add_argument("--production-noise", type=float, default=0.5)
+    parser.add_argument("--candidate-noise", type=float, default=0.45)
+    parser.add_argument("--k", type=int, default=10, help="list length")
+    parser.add_argument("--model-draws", type=int, default=16, help="draws of the rankers' errors")
+    parser.add_argument("--pilot-users", type=int, default=600_000)
+    parser.add_argument("--sweep-users", type=int, default=600_000, help="0: no sweep")
+    parser.add_argument("--data", type=Path, default=REPO / "data" / "ml-100k")
+    parser.add_argument("--cache", type=Path, default=REPO / ".cache" / "simulator")
+    parser.add_argument("--out", type=Path, default=REPO / "reports" / "experiments")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    truth = GroundTruth.load(args.data, args.cache)
+    config = Config(
+        args.production_noise, args.candidate_noise, args.k, model_draws=args.model_draws
+    )
+    pair = config.pair(truth)
+    effect = true_effect(pair, config.population)
+    # Variances settle on 200,000 users; the preference share needs more (its SE ~ 0.0008 here).
+    n_ab = min(args.pilot_users, 200_000)
+    pilot_run = pilot(pair, config.population, n_ab, args.pilot_users, 0)
+    estimate = pilot_run.analytical(effect)
+    grids = {
+        m: grid_around(estimate[m].get("users_true_effect", estimate[m]["users"])) for m in METHODS
+    }
+    power = simulate_power(pair, config.population, grids, args.seeds, effect)
+    aa = run_aa(
+        config.pair(truth, aa=True),
+        config.population,
+        args.aa_seeds,
+        args.days,
+        args.aa_users_per_day,
+        tau=math.log1p(effect.lift),
+    )
+    sweep_rows = sweep(truth, config, SWEEP, args.sweep_users, 1) if args.sweep_users else []
+    settings = {
+        **{k: v if isinstance(v, int | float) else str(v) for k, v in vars(args).items()},
+        "alpha": ALPHA,
+        "power": POWER,
+        "grid_factors": list(GRID_FACTORS),
+    }
+    rep = report(effect, pair, power, aa, sweep_rows, settings)
+    rep["variance_of_expected_clicks"] = {
+        **variance_sources(pair, config.population),
+        "total_per_user": power.analytical["ab_clicks"]["unit_sd"] ** 2,
+    }
+    rep["seconds"] = round(time.perf_counter() - started, 1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "sensitivity.json").write_text(json.dumps(rep, indent=2))
+    write_html(rep, power, aa, args.out / "sensitivity.html")
+    written = f"written: {args.out / 'sensitivity.json'}, {args.out / 'sensitivity.html'}"
+    print("\n".join([*summary_lines(rep), f"{rep['seconds']:.0f} s; {written}"]))  # noqa: T201
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

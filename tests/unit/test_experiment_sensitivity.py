@@ -1,0 +1,264 @@
+"""The experiment-sensitivity measurement (loadtests/experiment_sensitivity.py): its mechanics on
+small populations, against the library it vectorises and against cases with a known answer."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import special
+
+from loadtests import experiment_sensitivity as es
+from loadtests.simulator.behaviour import CLICK, EXAMINE, HIDE, N_DRAWS, Behaviour
+from loadtests.simulator.ground_truth import ListTruth
+from loadtests.simulator.settings import PopulationSettings
+from shared.stats.interleaving import count_preferences, credit, team_draft_from_flips
+from tests.utils.simulator import cache_dir, data_dir, ground_truth
+
+K = 10
+POPULATION = PopulationSettings()
+
+
+def _distinct_lists(rng: np.random.Generator, rows: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two rankings per row drawn from a small catalogue, so they overlap a lot."""
+    a = np.stack([rng.choice(2 * k, k, replace=False) for _ in range(rows)])
+    b = np.stack([rng.choice(2 * k, k, replace=False) for _ in range(rows)])
+    return a, b
+
+
+def _flat_pair(p_click: np.ndarray, *, p_hide: float = 0.01, new: int = 0) -> es.ListPair:
+    """A pair whose lists share nothing, with click probabilities (personas, 2k) given."""
+    personas = p_click.shape[0]
+    a = np.broadcast_to(np.arange(K), (personas, K)).copy()
+    is_new = np.zeros(personas, dtype=bool)
+    is_new[personas - new :] = new > 0
+    return es.ListPair(
+        a,
+        a + K,
+        p_click,
+        np.full_like(p_click, p_hide),
+        np.full(personas, 1 / personas),
+        is_new,
+        Behaviour().examine_probs(K),
+    )
+
+
+@pytest.mark.parametrize("k", [10, 7])
+def test_batch_draft_is_team_draft_from_flips_row_by_row(k: int) -> None:
+    rng = np.random.default_rng(3)
+    a, b = _distinct_lists(rng, 300, k)
+    flips = rng.random((300, k // 2 + 1)) < 0.5
+    items, by_b = es.team_draft_batch(a, b, flips)
+    for i in range(300):
+        ref = team_draft_from_flips(a[i].tolist(), b[i].tolist(), k, flips[i].tolist())
+        assert items[i].tolist() == ref.items
+        assert ["b" if t else "a" for t in by_b[i]] == ref.teams
+
+
+def test_the_draft_table_holds_the_draft_of_every_flip_pattern() -> None:
+    pair = es.build_pair(ground_truth(), 0.5, 0.45, k=K)
+    items, by_b = pair.drafts
+    assert items.shape == (pair.a.shape[0], 2 ** (K // 2), K)
+    rows = np.arange(0, pair.a.shape[0], 97)
+    for pattern in (0, 5, 31):
+        flips = np.zeros((rows.size, K // 2 + 1), dtype=bool)
+        flips[:, : K // 2] = (pattern >> np.arange(K // 2)) & 1 == 1
+        expect = es.team_draft_batch(pair.a[rows], pair.b[rows], flips)
+        assert np.array_equal(items[rows, pattern], expect[0])
+        assert np.array_equal(by_b[rows, pattern], expect[1])
+
+
+def test_react_is_behaviour_react_on_the_same_uniforms() -> None:
+    rng = np.random.default_rng(0)
+    n = 5_000
+    p_click, p_hide = rng.uniform(0, 0.6, (n, K)), rng.uniform(0, 0.3, (n, K))
+    blocked = rng.random((n, K)) < 0.2
+    rand = rng.random((n, N_DRAWS, K))
+    truth = ListTruth(p_click, p_click, p_hide, np.zeros((n, K)), 0.8, 3600.0)
+    full = Behaviour().react(truth, rand, np.ones((n, K), dtype=bool), blocked)
+    u = np.stack([rand[:, EXAMINE], rand[:, CLICK], rand[:, HIDE]])
+    clicked, hidden = es.react(p_click, p_hide, Behaviour().examine_probs(K), u, blocked)
+    assert np.array_equal(clicked, full.clicked) and np.array_equal(hidden, full.hidden)
+    assert clicked.any() and hidden.any()
+
+
+def test_expected_session_clicks_are_what_simulated_sessions_click() -> None:
+    """Three personas of different quality, sessions of 1-10 requests re-showing one list."""
+    p = np.concatenate([np.full((3, K), 0.0), np.zeros((3, K))], axis=1)
+    p[:, :K] = np.array([[0.05], [0.2], [0.5]])
+    pair = _flat_pair(p, p_hide=0.05)
+    expect = es.true_effect(pair, POPULATION).production
+    rng = np.random.default_rng(1)
+    users = es.draw_users(rng, 100_000, pair, POPULATION)
+    clicks = es.play_sessions(pair, users.persona, users.requests, rng).clicks
+    se = clicks.std() / math.sqrt(clicks.size)
+    assert abs(clicks.mean() - expect) < 4 * se, (clicks.mean(), expect, se)
+
+
+def test_identical_rankers_interleave_to_no_preference() -> None:
+    pair = es.build_pair(ground_truth(), 0.5, None)
+    assert np.array_equal(pair.a, pair.b) and pair.overlap == pytest.approx(K)
+    rng = np.random.default_rng(2)
+    users = es.draw_users(rng, 30_000, pair, POPULATION)
+    margin = es.play_sessions(pair, users.persona, users.requests, rng, interleave=True).margin
+    prefs_a, prefs_b = int((margin < 0).sum()), int((margin > 0).sum())
+    share, n = prefs_b / (prefs_a + prefs_b), prefs_a + prefs_b
+    assert abs(share - 0.5) < 3 * math.sqrt(0.25 / n), share
+    assert abs(margin.mean()) < 3 * margin.std() / math.sqrt(margin.size)
+
+
+def test_margin_is_the_library_credit_summed_per_user() -> None:
+    """Per-user margins from the drafted teams equal credit + count_preferences per impression."""
+    rng = np.random.default_rng(4)
+    a, b = _distinct_lists(rng, 400, K)
+    flips = rng.random((400, K // 2 + 1)) < 0.5
+    _, by_b = es.team_draft_batch(a, b, flips)
+    clicked = rng.random((400, K)) < 0.2
+    margin = 2 * (clicked & by_b).sum(axis=1) - clicked.sum(axis=1)
+    wins = [
+        credit(["b" if t else "a" for t in by_b[i]], np.flatnonzero(clicked[i])) for i in range(400)
+    ]
+    counts = count_preferences(np.arange(400), [w[0] for w in wins], [w[1] for w in wins])
+    assert (counts.a, counts.b, counts.ties) == (
+        int((margin < 0).sum()),
+        int((margin > 0).sum()),
+        int((margin == 0).sum()),
+    )
+
+
+def test_a_strictly_better_ranker_wins_both_ways_round() -> None:
+    truth = ground_truth()
+    rng = np.random.default_rng(5)
+    for production, candidate, wins in ((1.0, 0.0, "b"), (0.0, 1.0, "a")):
+        pair = es.build_pair(truth, production, candidate)
+        lift = es.true_effect(pair, POPULATION).lift
+        assert (lift > 0.3) if wins == "b" else (lift < -0.2), lift
+        users = es.draw_users(rng, 4_000, pair, POPULATION)
+        margin = es.play_sessions(pair, users.persona, users.requests, rng, interleave=True).margin
+        share = (margin > 0).sum() / (margin != 0).sum()
+        assert share > 0.6 if wins == "b" else share < 0.4, share
+        p = es.sign_p_values(margin, [margin.size])[0]
+        assert p < 1e-6
+
+
+def test_cuped_reduces_variance_when_the_pre_period_predicts_clicks() -> None:
+    """Personas that click a lot in both periods (0.4) and little (0.02): pre-period clicks
+    carry that, and CUPED removes about their squared correlation. The simulator's own users
+    are alike (clicks depend on the item's rank in the user's own taste), so there it removes
+    almost nothing."""
+    rng = np.random.default_rng(6)
+    p = np.repeat(np.array([[0.4], [0.02]]), 2 * K, axis=1)
+    pair = _flat_pair(p)
+    users = es.draw_users(rng, 20_000, pair, POPULATION)
+    run = es.run_ab(pair, users, es.split(20_000), rng)
+    moments = es.Moments()
+    moments.add_ab(run)
+    rho = np.corrcoef(run.clicks, run.pre_clicks)[0, 1]
+    assert moments.rho2[0] > 0.1
+    assert abs(moments.rho2[0] - rho**2) < 0.03
+    plain = es.build_pair(ground_truth(), 0.5, 0.45)
+    users = es.draw_users(rng, 20_000, plain, POPULATION)
+    moments.add_ab(es.run_ab(plain, users, es.split(20_000), rng))
+    assert moments.rho2[1] < 0.01
+
+
+def test_new_users_have_no_pre_period() -> None:
+    pair = _flat_pair(np.full((4, 2 * K), 0.2), new=1)
+    users = es.draw_users(np.random.default_rng(7), 4_000, pair, POPULATION)
+    assert np.all(users.pre_requests[users.persona == 3] == 0)
+    assert np.all(users.pre_requests[users.persona != 3] >= 1)
+
+
+def _power_curve(users: np.ndarray, strength: float) -> np.ndarray:
+    return special.ndtr(strength * np.sqrt(users / 1_000) - 1.96)
+
+
+def test_the_power_search_recovers_a_known_curve_and_is_monotone() -> None:
+    """Rejections drawn from Phi(c sqrt(n / 1000) - 1.96): 95 % power at
+    n = 1000 ((1.645 + 1.96) / c)^2."""
+    grid = [400, 600, 800, 1_000, 1_300, 1_700, 2_200]
+    rng = np.random.default_rng(8)
+    found = []
+    for strength in (2.5, 3.0, 3.6):
+        power = _power_curve(np.array(grid, dtype=float), strength)
+        rejected = rng.random((2_000, len(grid))) < power
+        fit = es.users_for_power(grid, rejected, bootstrap=50, rng=rng)
+        truth = 1_000 * ((1.645 + 1.96) / strength) ** 2
+        assert abs(fit.users / truth - 1) < 0.05, (fit.users, truth)
+        assert fit.low < fit.users < fit.high
+        xs = np.linspace(100, 5_000, 50)
+        assert np.all(np.diff(fit.power(xs)) > 0)
+        found.append(fit.users)
+    assert found[0] > found[1] > found[2]  # a larger effect needs fewer users
+
+
+def test_simulated_power_lands_near_the_analytical_users_for_a_large_effect() -> None:
+    truth = ground_truth()
+    pair = es.build_pair(truth, 1.0, 0.5)
+    effect = es.true_effect(pair, POPULATION)
+    estimate = es.pilot(pair, POPULATION, 20_000, 20_000, 0).analytical(effect)
+    grids = {
+        m: es.grid_around(estimate[m].get("users_true_effect", estimate[m]["users"]))
+        for m in es.METHODS
+    }
+    result = es.simulate_power(pair, POPULATION, grids, 30, effect, bootstrap=20)
+    for m in es.METHODS:
+        power = result.rejected[m].mean(axis=0)
+        assert power[-1] >= power[0] and power[-1] > 0.9, (m, power)
+        ratio = result.fits[m].users / result.analytical[m]["users"]
+        assert 0.6 < ratio < 1.5, (m, ratio)
+
+
+def test_aa_sequential_test_holds_alpha_where_daily_peeking_does_not() -> None:
+    pair = es.build_pair(ground_truth(), 0.5, None)
+    aa = es.run_aa(pair, POPULATION, seeds=80, days=14, users_per_day=300, tau=0.05)
+    rates = aa.rates()
+    assert rates["msprt_relative"]["rate"] <= 0.05
+    assert rates["naive_z_daily"]["rate"] > 2 * rates["naive_z_last_look"]["rate"]
+    assert rates["sequential_sign_test"]["rate"] <= rates["sign_test_daily"]["rate"]
+    assert np.all(np.diff(aa.sequential_p, axis=1) <= 0)  # the always-valid p never rises
+    low, high = rates["naive_z_daily"]["low"], rates["naive_z_daily"]["high"]
+    assert low < rates["naive_z_daily"]["rate"] < high
+
+
+def test_the_command_writes_the_table_json_and_page(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ground_truth()  # the fit, cached where the command looks
+    args = [
+        "--seeds",
+        "6",
+        "--aa-seeds",
+        "6",
+        "--days",
+        "3",
+        "--aa-users-per-day",
+        "300",
+        "--production-noise",
+        "1.0",
+        "--candidate-noise",
+        "0.3",
+        "--model-draws",
+        "1",
+        "--pilot-users",
+        "10000",
+        "--sweep-users",
+        "0",
+        "--data",
+        str(data_dir()),
+        "--cache",
+        str(cache_dir()),
+        "--out",
+        str(tmp_path),
+    ]
+    assert es.main(args) == 0
+    report = json.loads((tmp_path / "sensitivity.json").read_text())
+    assert set(report["methods"]) == set(es.METHODS)
+    assert report["true_effect"]["lift"] > 0.1
+    assert report["aa"]["false_positive_rates"]["msprt_relative"]["n"] == 6
+    page = (tmp_path / "sensitivity.html").read_text()
+    assert page.count("<svg") == 2 and "interleaving" in page
+    assert "users for 95% power" in capsys.readouterr().out
