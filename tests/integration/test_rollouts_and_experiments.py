@@ -373,12 +373,19 @@ def test_a_worse_model_is_rolled_back_and_its_shadow_changes_nothing(stack: Roll
 
 # ---- a slower model: stopped by the latency guardrail --------------------------------------
 def test_a_slower_model_is_stopped_by_the_latency_guardrail(stack: RolloutStack) -> None:
-    # a small share: the slower ranker's extra work is CPU, and at half the traffic it would
-    # slow production too on two busy cores (its p99 then hides the canary's)
-    r = stack.start_rollout(plan(stack.versions["slower"], canary(0.2, 90, 10),
-                                 guardrails={"min_requests": 40}))  # fmt: skip
-    with stack.traffic(rate=25, seconds=100, seed=12):
-        final = stack.wait(r["id"], ended)
+    # The canary runs in its own ranking process (a canary deployment: the plan's endpoints).
+    # Served by the process production uses, the slower ranker's extra CPU queues production's
+    # requests as long as its own (in one CI run both p99s were 2.3 s and the step passed;
+    # locally the p99s differed by 1.27x against a 1.25x limit): docs/rollouts.md.
+    env = dict(stack.procs["ranking"].spec.env)
+    env.pop("CASCADE_RANKING_PORT", None)
+    with running(service_on_free_port("ranking", env, label="ranking_slower"),
+                 stack.log_dir) as canary_ranking:  # fmt: skip
+        r = stack.start_rollout({**plan(stack.versions["slower"], canary(0.3, 120, 10),
+                                        guardrails={"min_requests": 30}),
+                                 "endpoints": {"ranking": canary_ranking.spec.url}})  # fmt: skip
+        with stack.traffic(rate=12, seconds=150, seed=12):
+            final = stack.wait(r["id"], ended)
     assert final["state"] == "rolled_back", stack.history(r["id"])
     fail = next(d for d in stack.history(r["id"]) if d["decision"] == "fail")
     assert "p99" in fail["reasons"][0], fail
