@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             {"kind": "canary", "share": 0.1, "duration_s": step, "min_sample": 30},
             {"kind": "canary", "share": 0.5, "duration_s": step * 1.5, "min_sample": 100},
         ],
-        "analysis": {"min_units": 50},
+        # short steps: the p99 guardrail judges from 200 requests per arm (default 500)
+        "analysis": {"min_units": 50, "guardrails": {"p99_min_requests": 200}},
     }  # fmt: skip
     rollout = _post(f"{args.controller}/v1/rollouts", plan)
     rid = rollout["id"]
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     say(f"  history:  python -m services.rollouts.cli history {rid}")
     say("  metrics:  cascade_rollout_* and cascade_shadow_* on the gateway's and the "
         "controller's /metrics, Prometheus at http://127.0.0.1:9090 (Grafana dashboard "
-        "'Cascade rollouts' under docker compose)")  # fmt: skip
+        "'Cascade rollouts and experiments' under docker compose)")  # fmt: skip
     want = expected.get(args.kind)
     return 0 if want is None or status["state"] == want else 1
 

@@ -59,6 +59,10 @@ class Guardrails(_Strict):
     min_requests: int = Field(
         100, ge=1, description="canary requests before a guardrail can fail the step"
     )
+    p99_min_requests: int = Field(
+        500, ge=1, description="requests per arm before the p99 guardrail judges (a p99 of "
+        "fewer rests on a handful of the slowest requests)",
+    )  # fmt: skip
 
 
 class ShadowGates(_Strict):

@@ -381,8 +381,9 @@ def test_a_slower_model_is_stopped_by_the_latency_guardrail(stack: RolloutStack)
     env.pop("CASCADE_RANKING_PORT", None)
     with running(service_on_free_port("ranking", env, label="ranking_slower"),
                  stack.log_dir) as canary_ranking:  # fmt: skip
+        guard = {"min_requests": 30, "p99_min_requests": 150}
         r = stack.start_rollout({**plan(stack.versions["slower"], canary(0.3, 120, 10),
-                                        guardrails={"min_requests": 30}),
+                                        guardrails=guard),
                                  "endpoints": {"ranking": canary_ranking.spec.url}})  # fmt: skip
         with stack.traffic(rate=12, seconds=150, seed=12):
             final = stack.wait(r["id"], ended)

@@ -86,6 +86,10 @@ def test_a_slower_canary_fails_on_p99(proc: Process) -> None:
     before = proc.snapshot()
     proc.traffic("production", 400, 0.02)
     proc.traffic("canary", 400, 0.045)  # +25 ms
+    # 400 requests are too few for a p99 by default (its 4 slowest): no verdict yet
+    assert judge(ROLLOUT, CANARY, Analysis(), look(proc, before, even())).outcome == "continue"
+    proc.traffic("production", 200, 0.02)
+    proc.traffic("canary", 200, 0.045)
     v = judge(ROLLOUT, CANARY, Analysis(), look(proc, before, even()))
     assert v.outcome == "fail" and "p99" in v.reasons[0]
     assert (
@@ -95,8 +99,8 @@ def test_a_slower_canary_fails_on_p99(proc: Process) -> None:
     # within the ratio and slack: not a breach
     proc2 = Process()
     before = proc2.snapshot()
-    proc2.traffic("production", 400, 0.02)
-    proc2.traffic("canary", 400, 0.022)
+    proc2.traffic("production", 600, 0.02)
+    proc2.traffic("canary", 600, 0.022)
     assert judge(ROLLOUT, CANARY, Analysis(), look(proc2, before, even())).outcome == "continue"
 
 
