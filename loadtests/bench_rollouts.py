@@ -159,6 +159,35 @@ def rollback_delay(gateway: str, controller: StandInController, repeats: int = 5
             "max_s": round(float(np.max(delays)), 3)}  # fmt: skip
 
 
+def comparison_cost() -> dict[str, float]:
+    """Microseconds per call of the shadow's list comparison and of a team draft (best of many
+    short rounds: the figure is about the code, not the neighbours' time slices)."""
+    import timeit
+
+    from shared.stats.interleaving import team_draft
+    from shared.stats.ranking_diff import compare_lists
+
+    rng = np.random.default_rng(0)
+    out: dict[str, float] = {}
+    for n in (20, 400):
+        prod = [f"item-{i}" for i in rng.permutation(10 * n)[:n]]
+        shadow = list(prod)
+        for j in rng.permutation(n)[: n // 3]:
+            shadow[j] = f"new{j}"
+        a, b = rng.random(n), rng.random(n)
+
+        def diff(p: list[str] = prod, s: list[str] = shadow, x: Any = a, y: Any = b) -> None:
+            compare_lists(p, s, 20, prod_scores=x, shadow_scores=y)
+
+        best = min(timeit.repeat(diff, number=10, repeat=30)) / 10
+        out[f"compare_{n}_us"] = round(best * 1e6, 1)
+    left = [f"i{i}" for i in range(100)]
+    right = [f"i{i}" for i in range(50, 150)]
+    best = min(timeit.repeat(lambda: team_draft(left, right, 100, rng), number=200, repeat=10))
+    out["team_draft_k100_us"] = round(best / 200 * 1e6, 1)
+    return out
+
+
 def run(models_dir: str | Path | None = None, data_dir: Path | None = None) -> dict[str, Any]:
     """Every rollout figure; printed and returned."""
     rate = float(os.environ.get("CASCADE_BENCH_ROLLOUT_RATE", 100.0))
@@ -166,6 +195,7 @@ def run(models_dir: str | Path | None = None, data_dir: Path | None = None) -> d
     rounds = int(os.environ.get("CASCADE_BENCH_ROLLOUT_ROUNDS", 2))
     result: dict[str, Any] = {"machine": {"load_avg_1m_at_start": round(os.getloadavg()[0], 2)}}
     result["split"] = split_cost()
+    result["comparison"] = comparison_cost()
     log_dir = REPO / ".run" / "bench" / "rollouts"
     shutil.rmtree(log_dir, ignore_errors=True)
     log_dir.mkdir(parents=True)
@@ -195,6 +225,7 @@ def _print(r: dict[str, Any]) -> None:
         f"(+{sh['p99_added_ms']} ms); shadow runs {sh['shadow_runs']}",
         f"rollback at the gateway: median {rb['median_s']} s, max {rb['max_s']} s "
         f"over {rb['repeats']}",
+        "shadow comparison per call: " + ", ".join(f"{k} {v}" for k, v in r["comparison"].items()),
     ]
     for line in lines:
         print(line)  # noqa: T201 - a benchmark prints its figures
