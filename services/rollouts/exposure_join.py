@@ -114,6 +114,15 @@ class UnitArrays:
     def __len__(self) -> int:
         return len(self.user_ids)
 
+    def per_user(self) -> dict[str, tuple[int, int, int, int, float, int]]:
+        """user -> (requests, impressions, clicks, likes, watch_s, canary_failures)."""
+        columns = (self.requests, self.impressions, self.clicks, self.likes, self.watch_s,
+                   self.canary_failures)  # fmt: skip
+        return {
+            str(u): (int(r), int(i), int(c), int(lk), float(w), int(f))
+            for u, r, i, c, lk, w, f in zip(self.user_ids, *columns, strict=True)
+        }
+
     @classmethod
     def from_totals(
         cls, requests: ArrayLike, impressions: ArrayLike, clicks: ArrayLike, likes: ArrayLike,

@@ -117,19 +117,7 @@ class Traffic:
 
 def totals(units: UnitArrays) -> Totals:
     """user -> (requests, impressions, clicks, likes, watch_s, canary_failures)."""
-    return {
-        str(u): (int(r), int(i), int(c), int(lk), float(w), int(f))
-        for u, r, i, c, lk, w, f in zip(
-            units.user_ids,
-            units.requests,
-            units.impressions,
-            units.clicks,
-            units.likes,
-            units.watch_s,
-            units.canary_failures,
-            strict=True,
-        )
-    }
+    return units.per_user()
 
 
 def snapshot(exposure: ExposureLog, rollout: str) -> dict[str, Any]:

@@ -57,19 +57,7 @@ def event(
 
 def totals(units: UnitArrays) -> dict[str, tuple[int, int, int, int, float, int]]:
     """user -> (requests, impressions, clicks, likes, watch_s, canary_failures)."""
-    return {
-        str(u): (int(r), int(i), int(c), int(lk), float(w), int(f))
-        for u, r, i, c, lk, w, f in zip(
-            units.user_ids,
-            units.requests,
-            units.impressions,
-            units.clicks,
-            units.likes,
-            units.watch_s,
-            units.canary_failures,
-            strict=True,
-        )
-    }
+    return units.per_user()
 
 
 def test_events_join_whether_they_come_before_or_after_their_served_record() -> None:
