@@ -148,6 +148,12 @@ class RolloutStack:
             proc.wait(20)
             log.close()
 
+    def canary_ranking(self, label: str) -> Any:
+        """A second ranking process like production's (a canary deployment), for a ``with``."""
+        env = dict(self.procs["ranking"].spec.env)
+        env.pop("CASCADE_RANKING_PORT", None)
+        return running(service_on_free_port("ranking", env, label=label), self.log_dir)
+
     def restart_controller(self, kill: bool = True) -> None:
         assert self.controller is not None
         if kill:
@@ -377,10 +383,7 @@ def test_a_slower_model_is_stopped_by_the_latency_guardrail(stack: RolloutStack)
     # Served by the process production uses, the slower ranker's extra CPU queues production's
     # requests as long as its own (in one CI run both p99s were 2.3 s and the step passed;
     # locally the p99s differed by 1.27x against a 1.25x limit): docs/rollouts.md.
-    env = dict(stack.procs["ranking"].spec.env)
-    env.pop("CASCADE_RANKING_PORT", None)
-    with running(service_on_free_port("ranking", env, label="ranking_slower"),
-                 stack.log_dir) as canary_ranking:  # fmt: skip
+    with stack.canary_ranking("ranking_slower") as canary_ranking:
         guard = {"min_requests": 30, "p99_min_requests": 150}
         r = stack.start_rollout({**plan(stack.versions["slower"], canary(0.3, 120, 10),
                                         guardrails=guard),
@@ -430,10 +433,7 @@ def test_a_better_model_is_promoted_users_stay_and_a_restart_resumes(stack: Roll
 
 # ---- a canary deployment that crashes --------------------------------------------------------
 def test_a_crashing_canary_deployment_falls_back_and_fails(stack: RolloutStack) -> None:
-    env = dict(stack.procs["ranking"].spec.env)
-    env.pop("CASCADE_RANKING_PORT", None)
-    with running(service_on_free_port("ranking", env, label="ranking_canary"),
-                 stack.log_dir) as canary_ranking:  # fmt: skip
+    with stack.canary_ranking("ranking_canary") as canary_ranking:
         # only the error guardrail judges here (a fresh canary process is slow at first)
         guard = {"min_requests": 30, "max_p99_ratio": 100}
         r = stack.start_rollout({**plan(stack.versions["original"], canary(0.5, 90, 10),
