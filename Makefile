@@ -1,5 +1,5 @@
 # Cascade: the two commands a newcomer needs are `make up` and `make test`.
-.PHONY: bootstrap up up-detached down status test test-fast lint data train bench loadtest loadtest-locust simulate rollout-demo rollout-decisions experiment-sensitivity clean
+.PHONY: bootstrap up up-detached down status test test-fast lint data train evaluate-seeds bench loadtest loadtest-locust simulate rollout-demo rollout-decisions experiment-sensitivity clean
 
 PY := .venv/bin/python
 
@@ -34,6 +34,9 @@ data: bootstrap  ## MovieLens-100K into data/ml-100k (from the recbole wheel on 
 
 train: data  ## train, evaluate, export to models/ and register in MLflow ($$MLFLOW_TRACKING_URI)
 	@MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-http://127.0.0.1:5050} $(PY) -m training.pipeline
+
+evaluate-seeds: data  ## every model on both protocols over three split seeds (SEEDS="42 2020 7"): mean ± sd, validation beside test, reports/evaluation_seeds.md
+	@$(PY) -m training.seeds --seeds $${SEEDS:-42 2020 7}
 
 bench: bootstrap data  ## benchmarks: writes reports/bench.json and prints a table
 	@$(PY) -m loadtests.bench

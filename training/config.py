@@ -58,6 +58,7 @@ class PipelineConfig:
     als_iterations: int = 15
     als_regularization: float = 0.05
     knn_neighbours: int = 100
+    ease_lambdas: tuple[float, ...] = (50.0, 100.0, 250.0, 500.0, 1000.0)  # chosen on validation
     max_eval_users: int | None = None
     protocols: tuple[str, ...] = ("temporal", "recbole")
     tiny: bool = False

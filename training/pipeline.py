@@ -22,7 +22,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from shared.datasets.movielens import DataError, load_movielens  # noqa: E402
+from shared.datasets.movielens import DataError, MovieLens, load_movielens  # noqa: E402
 from shared.features.config import DEFAULT_CONFIG  # noqa: E402
 from training.bundle_writer import write_bundle  # noqa: E402
 from training.config import PipelineConfig, tiny_config  # noqa: E402
@@ -63,18 +63,13 @@ def _planned_steps(split: Split, cfg: PipelineConfig) -> int:
     )
 
 
-def run(
-    cfg: PipelineConfig, data_dir: Path, out: Path, reports: Path, register: bool
-) -> dict[str, Any]:
-    """The whole pipeline; returns the evaluation metrics."""
+def train_and_evaluate(
+    cfg: PipelineConfig, data_dir: Path
+) -> tuple[MovieLens, dict[str, ProtocolResult]]:
+    """Load the data, then train and evaluate every model on each protocol of ``cfg``."""
     from tqdm import tqdm
 
-    from shared.models.registry import check_reachable
-
-    t0 = time.monotonic()
     _seed_everything(cfg.seed)
-    if register:  # fail before an expensive run, not after it
-        check_reachable()
     if data_dir == fetch_mod.DEFAULT_DEST:
         fetch_mod.fetch(data_dir)
     data = load_movielens(data_dir)
@@ -98,6 +93,19 @@ def run(
         for name, split in splits.items():
             bar.set_postfix_str(name)
             results[name] = run_protocol(data, split, cfg, bar.update)
+    return data, results
+
+
+def run(
+    cfg: PipelineConfig, data_dir: Path, out: Path, reports: Path, register: bool
+) -> dict[str, Any]:
+    """The whole pipeline; returns the evaluation metrics."""
+    from shared.models.registry import check_reachable
+
+    t0 = time.monotonic()
+    if register:  # fail before an expensive run, not after it
+        check_reachable()
+    data, results = train_and_evaluate(cfg, data_dir)
     metrics = {k: r.metrics for k, r in results.items()}
     curves = {k: r.curves for k, r in results.items()}
     bundle_id = uuid.uuid4().hex

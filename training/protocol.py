@@ -9,9 +9,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from shared.datasets.movielens import MovieLens
-from training.baselines import ALS, ItemKNN, Popularity, interaction_matrix
+from training.baselines import (
+    ALS,
+    EASE,
+    ItemKNN,
+    ItemKNNPerSource,
+    Popularity,
+    choose_on_validation,
+    interaction_matrix,
+)
 from training.config import PipelineConfig
 from training.data.splits import Split, ranker_holdout
 from training.evaluation.evaluate import (
@@ -166,10 +175,83 @@ def train_stack(
     return tt, ranker, summary
 
 
+@dataclass
+class Period:
+    """One evaluation period: its queries, the features at query time and the known events."""
+
+    q: Queries
+    fb: FeatureBuilder
+    known: sp.csr_matrix
+
+
+def _known_matrix(events: pd.DataFrame, fb: FeatureBuilder) -> sp.csr_matrix:
+    return interaction_matrix(
+        events["user_id"].map(fb.user_index).to_numpy(),
+        events["item_id"].map(fb.item_index).to_numpy(),
+        len(fb.user_ids),
+        len(fb.item_ids),
+    )
+
+
+def _ndcg_at_10(scores: np.ndarray, q: Queries) -> float:
+    return topk_metrics(top_k(scores, q.seen, 10), q.relevant, (10,))["ndcg@10"]
+
+
+def fit_baselines(train_m: sp.csr_matrix, val: Period, cfg: PipelineConfig) -> dict[str, Any]:
+    """Every baseline fit on the training events; EASE's λ is chosen on ``val`` (NDCG@10)."""
+    ease, grid = choose_on_validation(
+        cfg.ease_lambdas,
+        lambda lam: EASE(train_m, lam),
+        lambda m: _ndcg_at_10(m.scores(val.q.uidx, val.known), val.q),
+    )
+    shown = {lam: round(v, 4) for lam, v in grid.items()}
+    log.info("EASE: λ = %s chosen on validation (NDCG@10 by λ: %s)", ease.lam, shown)
+    return {
+        "popularity": Popularity(train_m),
+        "als": ALS(train_m, cfg.als_factors, cfg.als_iterations, cfg.als_regularization, cfg.seed),
+        "item_knn_per_source": ItemKNNPerSource(train_m, cfg.knn_neighbours),
+        "item_knn": ItemKNN(train_m, cfg.knn_neighbours),
+        "ease": ease,
+    }
+
+
+def evaluate_period(
+    p: Period,
+    baselines: dict[str, Any],
+    tt: TwoTower,
+    ranker: MMoERanker,
+    item_emb: np.ndarray,
+    cfg: PipelineConfig,
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[int, float]], dict[str, Any]]:
+    """Metrics and Recall@K curves of every model, and the pipeline, on one period's queries."""
+    q, n_items = p.q, len(p.fb.item_ids)
+    user_feeds = p.fb.user_inputs(q.uidx, q.now)
+    scores = {name: b.scores(q.uidx, p.known) for name, b in baselines.items()}
+    scores["two_tower"] = user_embeddings(tt, user_feeds) @ item_emb.T
+    depth = max(500, cfg.n_candidates)
+    lists = {name: top_k(s, q.seen, min(depth, n_items)) for name, s in scores.items()}
+    metrics = {name: list_metrics(r, q, p.fb.item_genres, n_items) for name, r in lists.items()}
+    cands = lists["two_tower"][:, : cfg.n_candidates]
+    p_int, p_like, score = score_candidates(ranker, p.fb, user_feeds, cands, q.now)
+    ranked, reranked = pipeline_lists(cands, score, item_emb, cfg.rerank_depth, cfg.mmr_lambda)
+    aucs = head_aucs(cands, p_int, p_like, q)
+    metrics["pipeline_ranked"] = list_metrics(ranked, q, p.fb.item_genres, n_items) | aucs
+    metrics["pipeline"] = list_metrics(reranked, q, p.fb.item_genres, n_items) | aucs
+    lists["pipeline"] = reranked
+    curves = {
+        name: recall_curve(r, q.relevant, [k for k in CURVE_KS if k <= r.shape[1]])
+        for name, r in lists.items()
+    }
+    for m in metrics.values():
+        m["n_users"] = float(len(q.uidx))
+    return metrics, curves, {"user_feeds": user_feeds, "queries": q}
+
+
 def run_protocol(
     data: MovieLens, split: Split, cfg: PipelineConfig, on_step: Callable[[int], None] | None = None
 ) -> ProtocolResult:
-    """Fit two-tower, ranker and baselines on ``split.train``; evaluate all on ``split.test``."""
+    """Fit two-tower, ranker and baselines on ``split.train``; evaluate all on ``split.val``
+    (``val_`` metrics: where hyperparameters are chosen) and on ``split.test``."""
     cfg = replace(
         cfg, retrieval=replace(cfg.retrieval, user_time="event" if split.temporal else "last")
     )
@@ -195,46 +277,14 @@ def run_protocol(
         cfg.max_eval_users,
         cfg.seed,
     )
-    n_users, n_items = len(fb.user_ids), len(fb.item_ids)
-    train_m = interaction_matrix(
-        split.train["user_id"].map(fb.user_index).to_numpy(),
-        split.train["item_id"].map(fb.item_index).to_numpy(),
-        n_users,
-        n_items,
-    )
-    known_m = interaction_matrix(
-        feature_log["user_id"].map(fb.user_index).to_numpy(),
-        feature_log["item_id"].map(fb.item_index).to_numpy(),
-        n_users,
-        n_items,
-    )
-    user_feeds = fb_test.user_inputs(q.uidx, q.now)
-    scores = {
-        "popularity": Popularity(known_m).scores(q.uidx),
-        "als": ALS(
-            train_m, cfg.als_factors, cfg.als_iterations, cfg.als_regularization, cfg.seed
-        ).scores(q.uidx, known_m),
-        "item_knn": ItemKNN(train_m, cfg.knn_neighbours).scores(q.uidx, known_m),
-        "two_tower": user_embeddings(tt, user_feeds) @ item_emb.T,
-    }
-    depth = max(500, cfg.n_candidates)
-    lists = {name: top_k(s, q.seen, min(depth, n_items)) for name, s in scores.items()}
-    metrics = {name: list_metrics(r, q, fb.item_genres, n_items) for name, r in lists.items()}
-    curves = {
-        name: recall_curve(r, q.relevant, [k for k in CURVE_KS if k <= r.shape[1]])
-        for name, r in lists.items()
-    }
-
-    cands = lists["two_tower"][:, : cfg.n_candidates]
-    p_int, p_like, score = score_candidates(ranker, fb_test, user_feeds, cands, q.now)
-    ranked, reranked = pipeline_lists(cands, score, item_emb, cfg.rerank_depth, cfg.mmr_lambda)
-    aucs = head_aucs(cands, p_int, p_like, q)
-    metrics["pipeline_ranked"] = list_metrics(ranked, q, fb.item_genres, n_items) | aucs
-    metrics["pipeline"] = list_metrics(reranked, q, fb.item_genres, n_items) | aucs
-    curves["pipeline"] = recall_curve(
-        reranked, q.relevant, [k for k in CURVE_KS if k <= reranked.shape[1]]
-    )
-    for m in metrics.values():
-        m["n_users"] = float(len(q.uidx))
-    extra = {"user_feeds": user_feeds, "queries": q, "ranker_training": ranker_summary}
+    train_m = _known_matrix(split.train, fb)
+    val = Period(val_q, fb, train_m)
+    baselines = fit_baselines(train_m, val, cfg)
+    val_metrics, _, _ = evaluate_period(val, baselines, tt, ranker, item_emb, cfg)
+    test = Period(q, fb_test, _known_matrix(feature_log, fb))
+    metrics, curves, extra = evaluate_period(test, baselines, tt, ranker, item_emb, cfg)
+    for name, m in metrics.items():
+        m.update({f"val_{k}": v for k, v in val_metrics[name].items()})
+    metrics["ease"]["lambda"] = float(baselines["ease"].lam)
+    extra["ranker_training"] = ranker_summary
     return ProtocolResult(metrics, curves, tt, ranker, fb, item_emb, extra)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import statistics
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 MD_COLUMNS = (
     "ndcg@10",
@@ -22,6 +25,30 @@ MD_COLUMNS = (
 )
 
 
+VAL_COLUMNS = ("ndcg@10", "recall@10", "recall@50")
+# Each validation figure beside its test figure.
+PAIRED = tuple(f"{p}{c}" for c in VAL_COLUMNS for p in ("val_", ""))
+
+
+def _table(
+    models: dict[str, dict[str, Any]], columns: Sequence[str], fmt: Callable[[Any], str]
+) -> list[str]:
+    """A Markdown table: one row per model, ``fmt`` of each column's value."""
+    out = ["| model | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    return out + [
+        f"| {name} | " + " | ".join(fmt(m.get(c)) for c in columns) + " |"
+        for name, m in models.items()
+    ]
+
+
+def _write_json_and_md(out_dir: Path, stem: str, payload: Any, lines: list[str]) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    js, md = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
+    js.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    md.write_text("\n".join(lines) + "\n")
+    return [js, md]
+
+
 def _fmt(v: float | None) -> str:
     return "" if v is None or v != v else f"{v:.4f}"
 
@@ -33,26 +60,16 @@ def write_report(
     header: str,
 ) -> list[Path]:
     """Write the three report files; returns their paths."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    js = out_dir / "evaluation.json"
-    js.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     lines = ["# Evaluation", "", header, ""]
     for split, models in metrics.items():
-        lines += [
-            f"## {split}",
-            "",
-            "| model | " + " | ".join(MD_COLUMNS) + " |",
-            "|---" * (len(MD_COLUMNS) + 1) + "|",
-        ]
-        for name, m in models.items():
-            lines.append(f"| {name} | " + " | ".join(_fmt(m.get(c)) for c in MD_COLUMNS) + " |")
-        lines.append("")
+        lines += [f"## {split}", "", *_table(models, MD_COLUMNS, _fmt), ""]
+        lines += [f"Validation (where choices are made) beside test, {split}:", ""]
+        lines += [*_table(models, PAIRED, _fmt), ""]
     lines.append("![Recall@K](recall_at_k.png)")
-    md = out_dir / "evaluation.md"
-    md.write_text("\n".join(lines) + "\n")
+    files = _write_json_and_md(out_dir, "evaluation", metrics, lines)
     png = out_dir / "recall_at_k.png"
     _plot(curves, png)
-    return [js, md, png]
+    return [*files, png]
 
 
 def _plot(curves: dict[str, dict[str, dict[int, float]]], path: Path) -> None:
@@ -75,3 +92,48 @@ def _plot(curves: dict[str, dict[str, dict[int, float]]], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+Runs = dict[int, dict[str, dict[str, dict[str, float]]]]  # seed → split → model → metric → value
+
+
+def aggregate(runs: Runs) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+    """split → model → metric → {mean, sd (n − 1), n} over the seeds that report it."""
+    out: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+    for per_split in runs.values():
+        for split, models in per_split.items():
+            for model, metrics in models.items():
+                for metric in metrics:
+                    vals = [
+                        r[split][model][metric]
+                        for r in runs.values()
+                        if metric in r.get(split, {}).get(model, {})
+                    ]
+                    sd = statistics.stdev(vals) if len(vals) > 1 else float("nan")
+                    stats = {"mean": statistics.fmean(vals), "sd": sd, "n": float(len(vals))}
+                    out.setdefault(split, {}).setdefault(model, {})[metric] = stats
+    return out
+
+
+def _mean_sd(s: dict[str, float] | None) -> str:
+    if s is None:
+        return ""
+    return f"{s['mean']:.4f} ± {s['sd']:.4f}" if s["sd"] == s["sd"] else f"{s['mean']:.4f}"
+
+
+def write_seed_report(out_dir: Path, runs: Runs, header: str) -> list[Path]:
+    """evaluation_seeds.{json,md}: every model's mean ± sd over the seeds, validation beside
+    test; the json also keeps each seed's figures."""
+    summary = aggregate(runs)
+    payload = {
+        "seeds": sorted(runs),
+        "summary": summary,
+        "runs": {str(k): v for k, v in runs.items()},
+    }
+    lines = ["# Evaluation over split seeds", "", header, ""]
+    for split, models in summary.items():
+        lines += [f"## {split} (mean ± sd over seeds {', '.join(map(str, sorted(runs)))})", ""]
+        lines += _table(models, PAIRED, _mean_sd)
+        lams = [runs[s][split]["ease"].get("lambda") for s in sorted(runs) if split in runs[s]]
+        lines += ["", f"EASE λ chosen on validation per seed: {lams}", ""]
+    return _write_json_and_md(out_dir, "evaluation_seeds", payload, lines)
