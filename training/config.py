@@ -36,6 +36,8 @@ class RankerConfig:
     field_dropout: float = 0.3  # dropout on the field embeddings: the hold-out set is small
     evals_per_epoch: int = 4  # validation checkpoints per epoch (the best one is kept)
     n_random_negatives: int = 20  # per hold-out query, besides the retrieved candidates
+    # never use the user's own validation/test items as negatives (False: the old rule)
+    mask_held_out: bool = True
     focal_gamma: float = 0.0  # > 0 switches BCE to focal loss
     like_weight: float = 1.0
 

@@ -30,6 +30,7 @@ from training.evaluation.evaluate import (
     head_aucs,
     list_metrics,
     pipeline_lists,
+    query_item_matrix,
     top_k,
 )
 from training.evaluation.metrics import recall_curve, topk_metrics
@@ -140,6 +141,9 @@ def train_stack(
     tt_fit = train_two_tower(fb_fit, hold.fit, cfg.retrieval, cfg.seed, on_step, validate)
     ratings = rating_lookup(hold.hold, fb.user_index, fb.item_index)
     rng = np.random.default_rng(cfg.seed + 2)
+    # The user's validation and test items are positives the protocol hides, not negatives:
+    # under RecBole's shuffle they made about two thirds of the retrieved positives label 0.
+    held_out = pd.concat([split.val, split.test]) if cfg.ranker.mask_held_out else None
     parts = []
     for known, target, now in hold.query_sets():
         fb_known = FeatureBuilder(data, known, fb.cfg)
@@ -153,9 +157,20 @@ def train_stack(
             None,
             cfg.seed,
         )
+        not_negative = None
+        if held_out is not None:
+            rows = {fb.user_ids[u]: r for r, u in enumerate(q.uidx)}
+            not_negative = query_item_matrix(held_out, rows, fb.item_index)
         parts.append(
             build_examples(
-                tt_fit, fb_known, q, ratings, cfg.n_candidates, cfg.ranker.n_random_negatives, rng
+                tt_fit,
+                fb_known,
+                q,
+                ratings,
+                cfg.n_candidates,
+                cfg.ranker.n_random_negatives,
+                rng,
+                not_negative,
             )
         )
     ranker, summary = train_ranker(

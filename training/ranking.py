@@ -4,7 +4,7 @@ The ranker learns from events the retrieval model did not fit (see ``RankerHoldo
 user of the hold-out period we ask that retrieval model for candidates exactly as the served
 pipeline does (query at the period's start, seen items removed), and label each candidate by what
 the user did in the period. Negatives are the retrieval results the user did not take (hard)
-plus uniform random items.
+plus uniform random items, never the user's own validation or test items (``not_negative``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
@@ -76,10 +77,16 @@ def concat_examples(parts: list[RankerExamples]) -> RankerExamples:
 
 
 def example_rows(
-    candidates: np.ndarray, q: Queries, n_items: int, n_random: int, rng: np.random.Generator
+    candidates: np.ndarray,
+    q: Queries,
+    n_items: int,
+    n_random: int,
+    rng: np.random.Generator,
+    not_negative: sp.csr_matrix | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(query, item) rows: every retrieved candidate and ``n_random`` random items per query,
-    never an item of the query's seen set, never the same item twice for one query.
+    never an item of the query's seen set, never the same item twice for one query, and never
+    an item of ``not_negative`` (queries × items) unless it is one of the query's positives.
 
     Hold-out positives the retrieval missed are left out on purpose: the served ranker only
     ever orders retrieved candidates, and those positives (low similarity by construction) teach
@@ -88,13 +95,22 @@ def example_rows(
     rows_q: list[np.ndarray] = []
     rows_i: list[np.ndarray] = []
     for r, cands in enumerate(candidates):
-        seen = q.seen.indices[q.seen.indptr[r] : q.seen.indptr[r + 1]]
+        seen = _row(q.seen, r)
+        if not_negative is not None:
+            banned = np.setdiff1d(_row(not_negative, r), np.fromiter(q.relevant[r], np.int64))
+            cands = cands[~np.isin(cands, banned)]
+            seen = np.concatenate([seen, banned])
         taken = np.concatenate([cands, seen])
         rand = rng.choice(n_items, min(n_items, n_random + len(taken)), replace=False)
         items = np.concatenate([cands, rand[~np.isin(rand, taken)][:n_random]])
         rows_q.append(np.full(len(items), r, dtype=np.int64))
         rows_i.append(items)
     return np.concatenate(rows_q), np.concatenate(rows_i)
+
+
+def _row(m: sp.csr_matrix, r: int) -> np.ndarray:
+    """Column indices of row ``r``."""
+    return np.asarray(m.indices[m.indptr[r] : m.indptr[r + 1]], dtype=np.int64)
 
 
 def build_examples(
@@ -105,14 +121,16 @@ def build_examples(
     n_candidates: int,
     n_random: int,
     rng: np.random.Generator,
+    not_negative: sp.csr_matrix | None = None,
 ) -> RankerExamples:
     """Label ``model``'s top ``n_candidates`` for each query of ``q`` (relevant = the query's
-    hold-out items, with their ``ratings``); every input from ``fb`` at the query's time."""
+    hold-out items, with their ``ratings``); every input from ``fb`` at the query's time.
+    Items of ``not_negative`` (queries × items) are left out unless relevant."""
     user = fb.user_inputs(q.uidx, q.now)
     u = user_embeddings(model, user)
     v = item_embeddings(model, fb)
     cands = top_k(u @ v.T, q.seen, n_candidates)
-    query, items = example_rows(cands, q, len(fb.item_ids), n_random, rng)
+    query, items = example_rows(cands, q, len(fb.item_ids), n_random, rng, not_negative)
     pos = np.array([i in q.relevant[r] for r, i in zip(query, items, strict=True)])
     rating = np.array(
         [

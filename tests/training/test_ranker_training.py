@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 import torch
 
 from shared.datasets.movielens import MovieLens
@@ -23,10 +24,17 @@ from training.data.splits import (
     recbole_split,
     temporal_split,
 )
+from training.evaluation.evaluate import Queries
 from training.features.builder import FeatureBuilder
 from training.models.ranker import RANKER_INPUTS, MMoERanker
 from training.models.two_tower import TwoTower, pooled_history
-from training.ranking import RankerExamples, _init_bias, query_balance, train_ranker
+from training.ranking import (
+    RankerExamples,
+    _init_bias,
+    example_rows,
+    query_balance,
+    train_ranker,
+)
 from training.retrieval import EmaWeights, item_embeddings, user_embeddings
 
 FRAC = 0.125
@@ -176,6 +184,28 @@ def test_examples_come_from_pairs_the_retrieval_model_never_fit(stack: Stack) ->
         likes = np.array([labels[j] and rating[row] >= 4 for j, row in enumerate(rows)])
         np.testing.assert_array_equal(ex.y_like, likes)
         assert ex.y_interact.sum() > 0 and (ex.y_interact == 0).sum() > ex.y_interact.sum()
+
+
+def test_no_example_is_one_of_the_users_own_validation_or_test_items(stack: Stack) -> None:
+    """Validation and test items are positives the protocol hides: never label-0 rows (under
+    RecBole's shuffle the old rule made about two thirds of the retrieved positives negative)."""
+    held_out = _pairs(stack.split.val) | _pairs(stack.split.test)
+    for _, fb, ex in stack.calls:
+        users, items = _rows(fb, ex)
+        assert not set(zip(users, items, strict=True)) & held_out
+
+
+def test_example_rows_leave_out_banned_items_but_never_a_positive() -> None:
+    # One query, 6 items: seen {0}, relevant {2}, banned {2, 3} (2 is relevant, so it stays).
+    seen = sp.csr_matrix(np.array([[1, 0, 0, 0, 0, 0]], dtype=np.float32))
+    q = Queries(np.array([0]), np.array([0.0]), seen, [{2}], [set()])
+    banned = sp.csr_matrix(np.array([[0, 0, 1, 1, 0, 0]], dtype=np.float32))
+    cands = np.array([[3, 2, 1]])
+    rng = np.random.default_rng(0)
+    _, old = example_rows(cands, q, 6, n_random=5, rng=rng)
+    _, new = example_rows(cands, q, 6, n_random=5, rng=rng, not_negative=banned)
+    assert 3 in old  # the old rule: a banned item as a (hard) negative
+    assert sorted(new.tolist()) == [1, 2, 4, 5] and new[:2].tolist() == [2, 1]
 
 
 def test_example_features_never_show_the_label(stack: Stack) -> None:

@@ -60,19 +60,26 @@ def build_queries(
             relevant[pos[u]].add(item_index[it])
             if r >= like_threshold:
                 liked[pos[u]].add(item_index[it])
-    n_items = len(item_index)
-    su = seen_log["user_id"].map(pos)
-    ok = su.notna().to_numpy()
-    seen = sp.csr_matrix(
-        (
-            np.ones(int(ok.sum()), dtype=np.float32),
-            (su[ok].to_numpy(np.int64), seen_log["item_id"][ok].map(item_index).to_numpy(np.int64)),
-        ),
-        shape=(len(users), n_items),
-    )
+    seen = query_item_matrix(seen_log, pos, item_index)
     now_arr = np.array([now[u] if isinstance(now, dict) else now for u in users], dtype=np.float64)
     uidx = np.array([user_index[u] for u in users], dtype=np.int64)
     return Queries(uidx, now_arr, seen, relevant, liked)
+
+
+def query_item_matrix(
+    events: pd.DataFrame, row_of_user: dict[str, int], item_index: dict[str, int]
+) -> sp.csr_matrix:
+    """queries × items, 1 where the query's user (``row_of_user``: user id → row) has an event
+    of ``events`` on the item; users without a row are ignored."""
+    su = events["user_id"].map(row_of_user)
+    ok = su.notna().to_numpy()
+    return sp.csr_matrix(
+        (
+            np.ones(int(ok.sum()), dtype=np.float32),
+            (su[ok].to_numpy(np.int64), events["item_id"][ok].map(item_index).to_numpy(np.int64)),
+        ),
+        shape=(len(row_of_user), len(item_index)),
+    )
 
 
 def top_k(scores: np.ndarray, seen: sp.csr_matrix, k: int) -> np.ndarray:
