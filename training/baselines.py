@@ -118,6 +118,19 @@ class EASE(ItemItem):
         self.lam = lam
 
 
+def top_n_per_row(weights: np.ndarray, n: int) -> sp.csr_matrix:
+    """Each row's ``n`` largest weights, exactly ``n`` (zeros dropped): the sparse top-N form a
+    dense item-item model is served in (``shared.models.item_item``)."""
+    n = min(n, weights.shape[1])
+    cols = np.argpartition(-weights, n - 1, axis=1)[:, :n]
+    vals = np.take_along_axis(weights, cols, axis=1).astype(np.float32)
+    rows = np.repeat(np.arange(weights.shape[0]), n)
+    m = sp.csr_matrix((vals.ravel(), (rows, cols.ravel())), shape=weights.shape)
+    m.eliminate_zeros()
+    m.sort_indices()
+    return m
+
+
 def cosine_similarity(train: sp.csr_matrix) -> np.ndarray:
     """[n_items, n_items] cosine similarity of the items' user columns, zero diagonal."""
     x = train.T.tocsr().astype(np.float32)

@@ -10,6 +10,7 @@ import numpy as np
 
 from shared.features.encoders import cross_columns
 from shared.features.schema import build_schema
+from shared.models.item_item import SparseItemItem
 from training.config import PipelineConfig
 from training.export import (
     PARITY_TOL,
@@ -34,6 +35,7 @@ def write_bundle(
     returns it with the ONNX parity and ANN recall figures. Raises ExportError on bad parity."""
     b = new_bundle(out)
     figures = _retrieval_parts(res, cfg, b)
+    figures.update(_item_item_part(res, b))
     figures.update(_ranker_part(res, cfg, b))
     bad = {k: v for k, v in figures.items() if k.startswith("parity") and v > PARITY_TOL}
     if bad:
@@ -59,6 +61,27 @@ def _retrieval_parts(res: ProtocolResult, cfg: PipelineConfig, b: Bundle) -> dic
     k = min(100, len(res.item_emb))
     figures[f"ann_recall@{k}"] = ann_recall(index, res.item_emb, queries, k, cfg.hnsw_ef_search)
     return figures
+
+
+def _item_item_part(res: ProtocolResult, b: Bundle) -> dict[str, float]:
+    """item_index/item_item.npz (EASE's top weights per item); parity of the served top-50
+    with the training-side scores of the same weights, for 16 evaluation users."""
+    weights = res.extra["item_item"]
+    SparseItemItem(weights.indptr, weights.indices, weights.data, res.extra["item_item_meta"]).save(
+        b.item_index
+    )
+    served = SparseItemItem.load(b.item_index)
+    assert served is not None
+    known, worst = res.extra["known"], 0.0
+    for u in res.extra["queries"].uidx[:16]:
+        history = known[u].indices
+        expected = np.asarray((known[u] @ weights).todense()).ravel()  # scipy, as in training
+        expected[history] = -np.inf
+        labels, scores = served.top(history.astype(np.int64), 50)
+        best = np.sort(expected)[::-1][: len(labels)]
+        worst = max(worst, float(np.max(np.abs(expected[labels] - scores), initial=0.0)))
+        worst = max(worst, float(np.max(np.abs(best - scores), initial=0.0)))
+    return {"parity_item_item": worst}
 
 
 def _ranker_part(res: ProtocolResult, cfg: PipelineConfig, b: Bundle) -> dict[str, float]:

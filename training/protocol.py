@@ -15,11 +15,13 @@ from shared.datasets.movielens import MovieLens
 from training.baselines import (
     ALS,
     EASE,
+    ItemItem,
     ItemKNN,
     ItemKNNPerSource,
     Popularity,
     choose_on_validation,
     interaction_matrix,
+    top_n_per_row,
 )
 from training.config import PipelineConfig
 from training.data.splits import Split, ranker_holdout
@@ -227,6 +229,10 @@ def fit_baselines(train_m: sp.csr_matrix, val: Period, cfg: PipelineConfig) -> d
         "item_knn_per_source": ItemKNNPerSource(train_m, cfg.knn_neighbours),
         "item_knn": ItemKNN(train_m, cfg.knn_neighbours),
         "ease": ease,
+        # What candidate generation serves: EASE's top weights per source item.
+        "ease_sparse": ItemItem(
+            top_n_per_row(ease.weights, cfg.item_item_top_n).toarray(), train_m
+        ),
     }
 
 
@@ -301,5 +307,12 @@ def run_protocol(
     for name, m in metrics.items():
         m.update({f"val_{k}": v for k, v in val_metrics[name].items()})
     metrics["ease"]["lambda"] = float(baselines["ease"].lam)
+    extra["item_item"] = top_n_per_row(baselines["ease"].weights, cfg.item_item_top_n)
+    extra["item_item_meta"] = {
+        "model": "ease",
+        "lambda": float(baselines["ease"].lam),
+        "top_n": cfg.item_item_top_n,
+    }
+    extra["known"] = test.known
     extra["ranker_training"] = ranker_summary
     return ProtocolResult(metrics, curves, tt, ranker, fb, item_emb, extra)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.candidate_generation.sources import (
+    EaseSource,
     FreshItemsSource,
     ItemToItemSource,
     SegmentPopularSource,
@@ -23,7 +24,8 @@ from shared.online_store.store import FeatureReader
 from shared.pipeline.budget import LatencyBudget
 
 SOURCES: tuple[type[Any], ...] = (
-    TwoTowerSource,  # user tower -> ANN top 500
+    TwoTowerSource,  # user tower -> ANN top 200
+    EaseSource,  # EASE's top weights per item, summed over the stored history
     ItemToItemSource,  # neighbours of the last 5 history items
     FreshItemsSource,  # added in the last 7 days
     SegmentPopularSource,  # popular in the user's age x gender segment

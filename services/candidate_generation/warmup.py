@@ -12,7 +12,8 @@ from shared.pipeline.synthetic import synthetic_user
 
 
 def warm_up_retrieval(bundle: ModelBundle) -> None:
-    """User tower -> ANN top-N, the item-to-item batched query, the item tower on one item."""
+    """User tower -> ANN top-N, the item-to-item batched query, the item tower on one item,
+    the EASE weights over a 100-item history."""
     tower, index, item_tower = bundle.user_tower, bundle.index, bundle.item_tower
     if tower is None or index is None or item_tower is None:
         return
@@ -24,3 +25,5 @@ def warm_up_retrieval(bundle: ModelBundle) -> None:
         index.search(index.embeddings(ids[:5]), 35)
         feats = ItemFeatures(item_id="warmup", genres=("Drama",), release_year=1990)
         item_tower.run(encode_item_tower([feats], item_tower.config))
+        if bundle.item_item is not None:
+            bundle.item_item.top(index.rows(ids[:100]), 100)

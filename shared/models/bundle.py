@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from shared.models.item_item import SparseItemItem
 from shared.models.onnx_model import ModelLoadError, OnnxModel, load_onnx, read_json
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ class ModelBundle:
     user_tower: OnnxModel | None = None
     item_tower: OnnxModel | None = None
     index: ItemIndex | None = None
+    item_item: SparseItemItem | None = None  # EASE's top weights per item (item_index part)
     ranker: OnnxModel | None = None
     labels: dict[str, str] = field(default_factory=dict)  # part -> "name/version (@alias)"
 
@@ -105,6 +107,7 @@ def load_bundle(
             raise ModelLoadError(f"item index in {folder} is unusable: {exc}") from exc
         index.meta["version"] = version
         bundle.index = index
+        bundle.item_item = _load_item_item(folder, len(index))
     if "ranker" in wanted:
         folder = paths["ranker"]
         filename = ranker_file(folder, ranker_precision)
@@ -114,6 +117,20 @@ def load_bundle(
     _check_pairing(bundle)
     bundle.bundle_id = "+".join(sorted(set(bundle.versions().values())))
     return bundle
+
+
+def _load_item_item(folder: Path, n_items: int) -> SparseItemItem | None:
+    """The item-item weights beside an index (None in bundles without them); rows must be the
+    index's items."""
+    try:
+        weights = SparseItemItem.load(folder)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelLoadError(f"item-item weights in {folder} are unusable: {exc}") from exc
+    if weights is not None and weights.n_items != n_items:
+        raise ModelLoadError(
+            f"item-item weights in {folder} have {weights.n_items} rows for {n_items} items"
+        )
+    return weights
 
 
 def _check_pairing(bundle: ModelBundle) -> None:

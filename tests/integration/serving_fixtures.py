@@ -44,6 +44,7 @@ from shared.features import (
     encode_item_tower,
     genre_multi_hot,
 )
+from shared.models.item_item import SparseItemItem
 from shared.online_store.types import ItemBatch, ItemRecord, UserState
 
 __all__ = ["STAGE_SERVICES", "serving_stack"]  # re-exported: the stack starter lives in loadtests
@@ -185,6 +186,20 @@ def _write_index(folder: Path, item_tower: Path, items: Sequence[ItemRecord]) ->
     meta = {"space": "ip", "dim": DIM, "M": 16, "ef_construction": 100, "ef_search": 64,
             "n_items": len(items)}  # fmt: skip
     (folder / "index_meta.json").write_text(json.dumps(meta))
+    _write_item_item(folder, emb)
+
+
+def _write_item_item(folder: Path, emb: np.ndarray, top_n: int = 20) -> None:
+    """Item-item weights (item_item.npz): each item's ``top_n`` most similar items."""
+    top_n = min(top_n, len(emb) - 1)
+    if top_n < 1:
+        return
+    sim = emb @ emb.T
+    np.fill_diagonal(sim, -np.inf)
+    cols = np.sort(np.argpartition(-sim, top_n - 1, axis=1)[:, :top_n], axis=1)
+    indptr = np.arange(0, len(emb) * top_n + 1, top_n, dtype=np.int64)
+    data = np.take_along_axis(sim, cols, axis=1).astype(np.float32).ravel()
+    SparseItemItem(indptr, cols.astype(np.int32).ravel(), data, {"model": "synthetic"}).save(folder)
 
 
 class MemoryStore:

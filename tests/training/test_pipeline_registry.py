@@ -39,8 +39,9 @@ def test_report_and_bundle(trained: dict) -> None:  # type: ignore[type-arg]
     assert set(report) == {"temporal", "recbole"}
     ranking = {"ndcg@10", "map@10", "mrr@10", "hit@10", "precision@10", "recall@10"}
     for split in report.values():
-        assert {"popularity", "als", "item_knn", "two_tower", "pipeline"} <= set(split)
-        for model in ("popularity", "als", "item_knn", "two_tower"):  # retrieval depths
+        baselines = ("popularity", "als", "item_knn", "item_knn_per_source", "ease", "ease_sparse")
+        assert {*baselines, "two_tower", "pipeline"} <= set(split)
+        for model in (*baselines, "two_tower"):  # retrieval depths
             assert ranking | {f"recall@{k}" for k in (50, 100, 500)} <= set(split[model]), model
         pipe = split["pipeline"]
         assert ranking | {"recall@50", "auc_interact", "auc_like", "coverage@10", "ild@10"} <= set(
@@ -59,6 +60,8 @@ def test_report_and_bundle(trained: dict) -> None:  # type: ignore[type-arg]
         "item_index/item_embeddings.npy",
         "item_index/item_ids.json",
         "item_index/index_meta.json",
+        "item_index/item_item.npz",
+        "item_index/item_item_meta.json",
         "ranker/ranker.onnx",
         "ranker/ranker_meta.json",
         "feature_schema.json",
@@ -77,6 +80,8 @@ def test_report_and_bundle(trained: dict) -> None:  # type: ignore[type-arg]
     )
     local = reg.load_local(m / "ranker")
     assert local.version == "local" and local.manifest["bundle_id"]
+    # served EASE top list vs the training-side scores of the same weights, checked at export
+    assert local.manifest["export"]["parity_item_item"] < 1e-4
     meta = json.loads((m / "ranker/ranker_meta.json").read_text())
     assert (
         meta["like_weight"] == 1.0 and meta["training"]["rows"] > meta["training"]["positives"] > 0
@@ -98,7 +103,8 @@ def test_registered_with_alias_and_tags(trained: dict, tmp_path: Path) -> None: 
     assert len(bundle_ids) == 1  # the three versions come from one training run
     # each registered model numbers its own versions (another test may have added a ranker)
     index_version = versions["cascade-item-index"]
-    assert (tmp_path / "cache" / "cascade-item-index" / index_version / "hnsw_index.bin").is_file()
+    for f in ("hnsw_index.bin", "item_item.npz"):  # the EASE weights travel with the index
+        assert (tmp_path / "cache" / "cascade-item-index" / index_version / f).is_file()
 
 
 def test_failed_registration_leaves_nothing(trained: dict, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[type-arg]

@@ -4,6 +4,8 @@ stage's wire form (synthetic bundle, in-memory store)."""
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,6 +14,7 @@ import pytest
 from services.candidate_generation.merge import Merge, MergeKnobs
 from services.candidate_generation.pipeline import SOURCES, build_candidate_generation
 from services.candidate_generation.sources import (
+    EaseSource,
     FreshItemsSource,
     ItemToItemSource,
     SegmentPopularSource,
@@ -24,6 +27,9 @@ from services.candidate_generation.sources.two_tower_source import TwoTowerKnobs
 from services.candidate_generation.stage import CandidateGenerationStage
 from shared.features import GENRES, UserFeatures
 from shared.frame import Frame
+from shared.models.bundle import load_bundle
+from shared.models.item_item import SparseItemItem
+from shared.models.onnx_model import ModelLoadError
 from shared.online_store.types import ItemRecord, UserState
 from shared.pipeline.budget import LatencyBudget
 from shared.pipeline.context import RequestContext, VariantSpec
@@ -132,6 +138,45 @@ async def test_item_to_item_neighbours_exclude_the_query_items(store: Any, model
     np.testing.assert_allclose(best, res.scores, atol=1e-4)  # score: best cosine to a recent item
     empty = await src.fetch(call(store, models, genre_lover("Drama")), knobs)
     assert empty.item_ids == [] and empty.error is None
+
+
+async def test_ease_sums_the_shipped_weights_over_the_whole_history(
+    store: Any, models: Any
+) -> None:
+    src = EaseSource()
+    history = tuple(str(i) for i in range(1, 61))  # longer than the towers' 50
+    res = await src.fetch(call(store, models, genre_lover("Drama", history)), src.Knobs(quota=30))
+    assert 0 < len(res.item_ids) <= 30 and res.error is None
+    assert not set(res.item_ids) & set(history)
+    assert np.all(np.diff(res.scores) <= 0)  # best first
+    w, index = models.get().item_item, models.get().index
+    full = np.zeros((w.n_items, w.n_items))  # by hand: the dense weights, summed over history
+    full[np.repeat(np.arange(w.n_items), np.diff(w.indptr)), w.indices] = w.data
+    dense = full[index.rows(list(history))].sum(axis=0)
+    np.testing.assert_allclose(res.scores, dense[index.rows(res.item_ids)], atol=1e-5)
+    assert (
+        dense[index.rows(res.item_ids)].min()
+        >= np.delete(dense, index.rows(list(history) + res.item_ids)).max() - 1e-6
+    )  # nothing better was left out
+    first = await src.fetch(call(store, models, genre_lover("Drama", history[:1])), src.Knobs())
+    assert len(first.item_ids) == 20  # one history item: its 20 shipped neighbours
+
+
+async def test_ease_without_weights_fails_open(store: Any, models: Any) -> None:
+    c = call(store, models, genre_lover("Drama", ("1",)))
+    c.bundle = dataclasses.replace(c.bundle, item_item=None)
+    res = await EaseSource().fetch(c, EaseSource.Knobs())
+    assert res.item_ids == [] and "item_item.npz" in (res.error or "")
+
+
+def test_bundle_refuses_item_item_weights_of_another_catalogue(tmp_path: Path) -> None:
+    folder = write_synthetic_bundle(tmp_path, ITEMS[:50]) / "item_index"
+    empty = np.zeros(0)
+    SparseItemItem(np.zeros(50, np.int64), empty.astype(np.int32), empty.astype(np.float32)).save(
+        folder
+    )
+    with pytest.raises(ModelLoadError, match="49 rows for 50 items"):
+        load_bundle({"item_index": folder}, ["item_index"])
 
 
 async def test_fresh_items_are_recent_and_newest_first(models: Any) -> None:

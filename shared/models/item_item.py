@@ -1,0 +1,74 @@
+"""SparseItemItem: a linear item-to-item model (EASE) served from its top-N weights per item.
+
+score(user, j) = Σ_{i in the user's history} W[i, j], with W kept as the N largest weights of
+each source row i (CSR arrays, rows aligned with the item index's ``item_ids.json``). A request
+costs |history| × N additions, whatever the catalogue size. Pure numpy: written by training,
+read by serving.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+WEIGHTS_FILE = "item_item.npz"
+META_FILE = "item_item_meta.json"
+
+
+@dataclass
+class SparseItemItem:
+    """Row i's weights are ``data[indptr[i]:indptr[i+1]]`` on targets ``indices[...]``."""
+
+    indptr: np.ndarray  # int64 [n_items + 1]
+    indices: np.ndarray  # int32 [nnz]
+    data: np.ndarray  # float32 [nnz]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_items(self) -> int:
+        """Rows (= columns) of the weight matrix."""
+        return len(self.indptr) - 1
+
+    @classmethod
+    def load(cls, folder: Path) -> SparseItemItem | None:
+        """The weights in ``folder``, or None when the bundle has none (older bundles)."""
+        path = folder / WEIGHTS_FILE
+        if not path.is_file():
+            return None
+        with np.load(path) as z:
+            model = cls(
+                z["indptr"].astype(np.int64),
+                z["indices"].astype(np.int32),
+                z["data"].astype(np.float32),
+            )
+        meta_path = folder / META_FILE
+        model.meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        if model.indptr[-1] != len(model.indices) or len(model.indices) != len(model.data):
+            raise ValueError(f"{path}: indptr, indices and data do not agree")
+        return model
+
+    def save(self, folder: Path) -> None:
+        """Write the weights and their meta into ``folder``."""
+        np.savez(folder / WEIGHTS_FILE, indptr=self.indptr, indices=self.indices, data=self.data)
+        meta = self.meta | {"n_items": self.n_items, "nnz": len(self.data)}
+        (folder / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+
+    def top(self, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(targets, scores) of the ``k`` best items for a history of item rows, best first
+        (ties by row); the history's own items are never returned, unknown rows (< 0) ignored."""
+        rows = np.unique(rows[(rows >= 0) & (rows < self.n_items)])
+        if rows.size == 0 or k <= 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        starts, lens = self.indptr[rows], self.indptr[rows + 1] - self.indptr[rows]
+        # positions of every kept weight of those rows, without a Python loop
+        at = np.arange(lens.sum()) + np.repeat(starts - (np.cumsum(lens) - lens), lens)
+        targets, inverse = np.unique(self.indices[at], return_inverse=True)
+        scores = np.bincount(inverse, weights=self.data[at], minlength=len(targets))
+        keep = ~np.isin(targets, rows)
+        targets, scores = targets[keep].astype(np.int64), scores[keep]
+        order = np.lexsort((targets, -scores))[:k]
+        return targets[order], scores[order].astype(np.float32)

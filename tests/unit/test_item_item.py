@@ -1,0 +1,56 @@
+"""EASE served from its top-N weights per item: the pruning, the file, and parity of the served
+top list with the training-side scores of the same weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from shared.models.item_item import SparseItemItem
+from training.baselines import EASE, ItemItem, top_n_per_row
+
+
+def test_top_n_per_row_keeps_each_rows_largest_weights() -> None:
+    w = np.array([[0.0, 3.0, -1.0, 2.0], [5.0, 0.0, 4.0, -2.0], [0.1, 0.2, 0.0, 0.3]])
+    m = top_n_per_row(w, 2).toarray()
+    expected = [[0.0, 3.0, 0.0, 2.0], [5.0, 0.0, 4.0, 0.0], [0.0, 0.2, 0.0, 0.3]]
+    np.testing.assert_allclose(m, expected, rtol=1e-6)
+
+
+def test_served_scores_by_hand() -> None:
+    # Rows: item 0 → {1: 0.5, 2: 0.25}; item 1 → {0: 1.0, 2: 0.5}; item 2 → {}.
+    model = SparseItemItem(
+        np.array([0, 2, 4, 4]), np.array([1, 2, 0, 2]), np.array([0.5, 0.25, 1.0, 0.5], np.float32)
+    )
+    labels, scores = model.top(np.array([0]), 5)
+    assert labels.tolist() == [1, 2] and scores.tolist() == [0.5, 0.25]
+    labels, scores = model.top(np.array([0, 1, 0, -1, 7]), 5)  # repeats and unknown rows ignored
+    assert labels.tolist() == [2] and scores.tolist() == [0.75]  # the history is never returned
+    assert model.top(np.array([-1]), 5)[0].size == 0
+
+
+def test_served_top_list_matches_training_side_scores(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    train = sp.csr_matrix((rng.random((60, 40)) < 0.2).astype(np.float32))
+    weights = top_n_per_row(EASE(train, lam=5.0).weights, 10)
+    SparseItemItem(weights.indptr, weights.indices, weights.data, {"top_n": 10}).save(tmp_path)
+    served = SparseItemItem.load(tmp_path)
+    assert served is not None and served.meta["top_n"] == 10 and served.n_items == 40
+    training_side = ItemItem(weights.toarray(), train).scores(np.arange(60), train)
+    for u in range(60):
+        history = train[u].indices.astype(np.int64)
+        labels, scores = served.top(history, 15)
+        if history.size == 0:
+            assert labels.size == 0
+            continue
+        expected = training_side[u].copy()
+        expected[history] = -np.inf
+        np.testing.assert_allclose(scores, expected[labels], atol=1e-5)
+        np.testing.assert_allclose(scores, np.sort(expected)[::-1][: len(labels)], atol=1e-5)
+        assert np.all(np.diff(scores) <= 0)
+
+
+def test_bundle_without_weights_loads_none(tmp_path: Path) -> None:
+    assert SparseItemItem.load(tmp_path) is None
