@@ -78,7 +78,7 @@ def _item_item_part(res: ProtocolResult, b: Bundle) -> dict[str, float]:
         expected = np.asarray((known[u] @ weights).todense()).ravel()  # scipy, as in training
         expected[history] = -np.inf
         labels, scores = served.top(history.astype(np.int64), 50)
-        best = np.sort(expected)[::-1][: len(labels)]
+        best = np.sort(expected[expected > 0])[::-1][:50]  # the served list: positive scores
         worst = max(worst, float(np.max(np.abs(expected[labels] - scores), initial=0.0)))
         worst = max(worst, float(np.max(np.abs(best - scores), initial=0.0)))
     return {"parity_item_item": worst}

@@ -61,7 +61,7 @@ class PipelineConfig:
     als_regularization: float = 0.05
     knn_neighbours: int = 100
     ease_lambdas: tuple[float, ...] = (50.0, 100.0, 250.0, 500.0, 1000.0)  # chosen on validation
-    item_item_top_n: int = 100  # EASE weights kept per item for serving (item_index/item_item.npz)
+    item_item_top_n: int = 200  # EASE weights kept per item for serving (item_index/item_item.npz)
     max_eval_users: int | None = None
     protocols: tuple[str, ...] = ("temporal", "recbole")
     tiny: bool = False

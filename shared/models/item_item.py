@@ -1,9 +1,9 @@
 """SparseItemItem: a linear item-to-item model (EASE) served from its top-N weights per item.
 
-score(user, j) = Σ_{i in the user's history} W[i, j], with W kept as the N largest weights of
-each source row i (CSR arrays, rows aligned with the item index's ``item_ids.json``). A request
-costs |history| × N additions, whatever the catalogue size. Pure numpy: written by training,
-read by serving.
+score(user, j) = Σ_{i in the user's history} W[i, j], with W kept as the N weights of largest
+magnitude of each source row i (CSR arrays, rows aligned with the item index's
+``item_ids.json``). A request costs |history| × N additions, whatever the catalogue size. Pure
+numpy: written by training, read by serving.
 """
 
 from __future__ import annotations
@@ -59,16 +59,42 @@ class SparseItemItem:
 
     def top(self, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(targets, scores) of the ``k`` best items for a history of item rows, best first
-        (ties by row); the history's own items are never returned, unknown rows (< 0) ignored."""
+        (ties by row), positive scores only (an item no weight reaches scores 0, so a negative
+        one ranks below the whole rest of the catalogue); the history's own items are never
+        returned, unknown rows (< 0 or new items) ignored."""
         rows = np.unique(rows[(rows >= 0) & (rows < self.n_items)])
         if rows.size == 0 or k <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         starts, lens = self.indptr[rows], self.indptr[rows + 1] - self.indptr[rows]
         # positions of every kept weight of those rows, without a Python loop
         at = np.arange(lens.sum()) + np.repeat(starts - (np.cumsum(lens) - lens), lens)
-        targets, inverse = np.unique(self.indices[at], return_inverse=True)
-        scores = np.bincount(inverse, weights=self.data[at], minlength=len(targets))
-        keep = ~np.isin(targets, rows)
-        targets, scores = targets[keep].astype(np.int64), scores[keep]
-        order = np.lexsort((targets, -scores))[:k]
-        return targets[order], scores[order].astype(np.float32)
+        dense = self.n_items <= DENSE_RATIO * len(at)
+        targets, scores = (_sum_dense if dense else _sum_sparse)(
+            self.indices[at], self.data[at], self.n_items
+        )
+        keep = ~np.isin(targets, rows) & (scores > 0)
+        targets, scores = targets[keep], scores[keep]
+        if len(targets) > k:
+            best = np.argpartition(-scores, k - 1)[:k]
+            targets, scores = targets[best], scores[best]
+        order = np.lexsort((targets, -scores))
+        return targets[order].astype(np.int64), scores[order].astype(np.float32)
+
+
+# Summing into an n_items vector (bincount) is about 3x faster than sorting the gathered
+# weights (1682 items, 100 history items × 200 weights: 0.37 vs 1.2 ms median, measured) while
+# the catalogue is not much larger than what a request gathers.
+DENSE_RATIO = 8
+
+
+def _sum_dense(targets: np.ndarray, weights: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(targets, summed weights) over a full-catalogue accumulator; non-zero sums only."""
+    total = np.bincount(targets, weights=weights, minlength=n)
+    hit = np.flatnonzero(total)
+    return hit, total[hit]
+
+
+def _sum_sparse(targets: np.ndarray, weights: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:  # noqa: ARG001
+    """(targets, summed weights) by sorting what was gathered: cost independent of ``n``."""
+    uniq, inverse = np.unique(targets, return_inverse=True)
+    return uniq, np.bincount(inverse, weights=weights, minlength=len(uniq))

@@ -6,32 +6,42 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 
+from shared.models import item_item
 from shared.models.item_item import SparseItemItem
 from training.baselines import EASE, ItemItem, top_n_per_row
 
 
-def test_top_n_per_row_keeps_each_rows_largest_weights() -> None:
-    w = np.array([[0.0, 3.0, -1.0, 2.0], [5.0, 0.0, 4.0, -2.0], [0.1, 0.2, 0.0, 0.3]])
+def test_top_n_per_row_keeps_each_rows_largest_magnitudes() -> None:
+    w = np.array([[0.0, 3.0, -1.0, 2.0], [5.0, 0.0, 4.0, -6.0], [0.1, 0.2, 0.0, 0.3]])
     m = top_n_per_row(w, 2).toarray()
-    expected = [[0.0, 3.0, 0.0, 2.0], [5.0, 0.0, 4.0, 0.0], [0.0, 0.2, 0.0, 0.3]]
+    expected = [[0.0, 3.0, 0.0, 2.0], [5.0, 0.0, 0.0, -6.0], [0.0, 0.2, 0.0, 0.3]]
     np.testing.assert_allclose(m, expected, rtol=1e-6)
 
 
 def test_served_scores_by_hand() -> None:
-    # Rows: item 0 → {1: 0.5, 2: 0.25}; item 1 → {0: 1.0, 2: 0.5}; item 2 → {}.
+    # Rows: item 0 → {1: 0.5, 2: 0.25}; item 1 → {0: 1.0, 2: 0.5}; item 2 → {1: -1.0}.
     model = SparseItemItem(
-        np.array([0, 2, 4, 4]), np.array([1, 2, 0, 2]), np.array([0.5, 0.25, 1.0, 0.5], np.float32)
+        np.array([0, 2, 4, 5]),
+        np.array([1, 2, 0, 2, 1]),
+        np.array([0.5, 0.25, 1.0, 0.5, -1.0], np.float32),
     )
     labels, scores = model.top(np.array([0]), 5)
     assert labels.tolist() == [1, 2] and scores.tolist() == [0.5, 0.25]
+    labels, scores = model.top(np.array([0, 2]), 5)  # item 1: 0.5 - 1.0 < 0, never returned
+    assert labels.tolist() == [] and scores.tolist() == []
     labels, scores = model.top(np.array([0, 1, 0, -1, 7]), 5)  # repeats and unknown rows ignored
     assert labels.tolist() == [2] and scores.tolist() == [0.75]  # the history is never returned
     assert model.top(np.array([-1]), 5)[0].size == 0
 
 
-def test_served_top_list_matches_training_side_scores(tmp_path: Path) -> None:
+@pytest.mark.parametrize("ratio", [0, 10**9], ids=["sorted-sum", "catalogue-sum"])
+def test_served_top_list_matches_training_side_scores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ratio: int
+) -> None:
+    monkeypatch.setattr(item_item, "DENSE_RATIO", ratio)  # each way of summing, in turn
     rng = np.random.default_rng(3)
     train = sp.csr_matrix((rng.random((60, 40)) < 0.2).astype(np.float32))
     weights = top_n_per_row(EASE(train, lam=5.0).weights, 10)
@@ -48,7 +58,8 @@ def test_served_top_list_matches_training_side_scores(tmp_path: Path) -> None:
         expected = training_side[u].copy()
         expected[history] = -np.inf
         np.testing.assert_allclose(scores, expected[labels], atol=1e-5)
-        np.testing.assert_allclose(scores, np.sort(expected)[::-1][: len(labels)], atol=1e-5)
+        positive = np.sort(expected[expected > 0])[::-1]
+        np.testing.assert_allclose(scores, positive[:15], atol=1e-5)  # the same top list
         assert np.all(np.diff(scores) <= 0)
 
 

@@ -159,7 +159,8 @@ async def test_ease_sums_the_shipped_weights_over_the_whole_history(
         >= np.delete(dense, index.rows(list(history) + res.item_ids)).max() - 1e-6
     )  # nothing better was left out
     first = await src.fetch(call(store, models, genre_lover("Drama", history[:1])), src.Knobs())
-    assert len(first.item_ids) == 20  # one history item: its 20 shipped neighbours
+    row = index.rows(["1"])[0]  # one history item: its shipped neighbours of positive weight
+    assert len(first.item_ids) == int((w.data[w.indptr[row] : w.indptr[row + 1]] > 0).sum()) > 0
 
 
 async def test_ease_without_weights_fails_open(store: Any, models: Any) -> None:
