@@ -1,34 +1,60 @@
 """How many users each experiment method needs to see a small improvement, on the simulator.
 
-``python -m loadtests.experiment_sensitivity [--seeds 200] [--out reports/experiments]``
+``python -m loadtests.experiment_sensitivity [--seeds 200] [--activity-shape 1] [--click-sd 0.3]
+[--out reports/experiments]``
 
 The traffic simulator's hidden ground truth and behaviour (``loadtests.simulator``) judge two
 noisy-oracle rankers of known quality (``loadtests.rollout_decisions.noisy_oracle``): production
 ranks by the true interest plus noise sd ``--production-noise`` (0.5), the candidate with less
-noise (``--candidate-noise`` 0.45), a few percent more clicks. The true lift is exact: the
-expected clicks of a session, from the truth's click and hide probabilities, the examination
-curve and the session-length distribution, averaged over the personas.
+noise (``--candidate-noise`` 0.45), a few percent more clicks. The true lift is the expected
+clicks per user, from the truth's click and hide probabilities, the examination curve and the
+distribution of requests, averaged over the personas: exact over tastes and request counts,
+with the users' click factor integrated numerically (a trapezoid over its normal score; the
+report gives the lift's change at twice the step as its error, and says which).
 
-Users: one session each (the population model's: requests ~ geometric, mean 3, at most 10),
-a MovieLens taste drawn with weight ``n_ratings ** 0.5``, or 10 % new users with the average
-user's taste. A persona is a taste and one of ``--model-draws`` (16) draws of both rankers'
-errors; a fixed model gives a persona the same list at every request. With one draw the
-candidate's edge over 944 tastes is as much luck as noise level (it was worse than production
-at the top position in draw 0), which moved the interleaving ratio from 0.3 to 5.6 between
-draws (the sweep shows it). Clicks follow the simulator's behaviour: position-based
+Users: a MovieLens taste drawn with weight ``n_ratings ** 0.5``, or 10 % new users with the
+average user's taste. A persona is a taste and one of ``--model-draws`` (16) draws of both
+rankers' errors; a fixed model gives a persona the same list at every request. With one draw
+the candidate's edge over 944 tastes is as much luck as noise level (it was worse than
+production at the top position in draw 0), which moved the interleaving ratio from 0.3 to 5.6
+between draws (the sweep shows it). Clicks follow the simulator's behaviour: position-based
 examination ``1/(1+p)``, a click with the truth's probability, a hide otherwise; an item
-clicked or hidden is not clicked again in the session (``react`` is ``Behaviour.react``
+clicked or hidden is not clicked again in the window (``react`` is ``Behaviour.react``
 without likes and dwell).
+
+Beyond the taste, two things persist in a user (``UserModel``), in the pre-period as in the
+experiment, as they do in real traffic (Deng et al., WSDM 2013, CUPED: a user's pre-period
+activity predicts their experiment metric; the large interleaving gains reported by Netflix,
+2017, and Airbnb, 2022, come from each user comparing both rankers, which cancels how much
+users differ):
+
+- activity: requests in the window = 1 + Poisson(lambda), lambda ~ gamma of shape
+  ``--activity-shape`` (1.0) and mean 2 per user (so the mean stays 3), at most
+  ``--activity-cap`` (50). Calibrated on ml-100k's ratings per user (943 users; mean 106,
+  median 65, sd 101): their coefficient of variation 0.95 gives a moment-matched shape of 1.1,
+  and the top 10 % / 20 % of users hold 32 % / 51 % of the ratings, where an exponential
+  (shape 1) gives 33 % / 52 %. ml-100k keeps only users with at least 20 ratings, which hides
+  the lightest users, so real activity is if anything more skewed (a gamma fit truncated at 20
+  gives shape 0.17, an extrapolation below the cut): the sweep shows 0.5 and 0.2. Shape 1 has
+  exactly the old marginal (1 + Poisson of an exponential of mean 2 is geometric of mean 3);
+  what it adds is that the rate is the user's own in both periods;
+- click propensity: P(click | examined) times a lognormal factor of mean 1 and sd
+  ``--click-sd`` (0.3), clipped at 1. Calibrated on how much ml-100k's users differ in the
+  share of their ratings that are 4 or 5 (mean 0.58, sd 0.174; 0.160 once the binomial noise
+  of each user's count is removed, a coefficient of variation of 0.28). Clicks likely differ
+  more between users than ratings do; the sweep shows sd 1.
+
+``--activity-shape 0 --click-sd 0`` is the old homogeneous population, drawn to the same random
+numbers: one session per period, requests ~ geometric of mean 3 at most 10, redrawn in the
+pre-period, so nothing but the taste persists.
 
 Methods, each at a grid of user counts over ``--seeds`` seeds (two-sided, alpha 0.05):
 
 - ``ab_clicks``: users split 50/50 by the gateway's salted hash, z-test on clicks per user;
 - ``ab_ctr``: the same split, clicks per impression (delta method, ``shared.stats.ratio``);
-- ``cuped``: ``ab_clicks`` adjusted by each user's clicks in a pre-period session under
-  production (new users: 0), ``shared.stats.cuped``. Chosen over MovieLens activity because
-  activity only sets how often a user arrives in the simulator, not how they click in a
-  session; the pre-period session carries whatever persists in a user (their taste and the
-  list production gives them);
+- ``cuped``: ``ab_clicks`` adjusted by each user's clicks in a pre-period of the same length
+  under production (new users: 0), ``shared.stats.cuped``; it carries whatever persists in a
+  user (their taste, the list production gives them, their activity and click propensity);
 - ``interleaving``: every request shows ``team_draft(production, candidate)``, a user prefers
   the team credited with more of their clicks; sign test (``shared.stats.interleaving``).
 
@@ -40,23 +66,27 @@ the sign test looked at daily, and a sequential sign test (the beta-binomial mix
 ``shared.stats.sequential``). Printed as a table; ``sensitivity.json`` and ``sensitivity.html``
 (plots) under ``--out``.
 
-Measured by the default run (200 seeds a point, 500 A/A seeds; 336 s on one core): true lift
-+2.61 % (1.6546 -> 1.6977 clicks per user). Users for 95 % power (bootstrap 95 % interval;
-analytical): A/B clicks per user 48,435 (41,945-53,659; 50,562), A/B clicks per impression
-29,203 (26,593-32,033; 31,904), CUPED 48,435 (variance reduction 0.0000), interleaving 30,918
-(27,241-35,183; 29,158). A/B / interleaving is 1.57 (1.19-1.97), not 10x: interleaving's gain
-in the literature is cancelling differences between users, and the simulator's users barely
-differ. Of the per-user variance of clicks (1.89), 0.7 % lies between personas (a click
-depends on the item's rank in the user's own taste, so everyone's top items click alike) and
-45 % between session lengths (redrawn every session: no pre-period can predict it, which is
-also why CUPED removes nothing and clicks per impression needs 1.66x fewer users); the rest is
-Bernoulli click noise, which interleaving does not cancel either. Its per-user margin keeps
-0.60 of the A/B difference (only each ranker's top ~k/2 is shown) at 0.79 of the sd, and the
-sign test drops magnitudes and the 40 % ties. The ratio (analytical) grows with the lift (2.5
-at +5.5 %, 2.8 at +8.1 %), the list length (2.8 at k = 20; 1.0 at k = 5) and with less
-position bias (2.6 at eta 0.5, 1.8 at 1.5). A/A false positives, any of 14 daily looks:
-msprt_relative 0.006 (0.001-0.017), naive z-test 0.224 (0.188-0.263; last look alone 0.052),
-sign test 0.216 (0.181-0.255), sequential sign test 0.014 (0.006-0.029).
+Measured by the default run (``nice -n 10 .venv/bin/python -m loadtests.experiment_sensitivity``,
+200 seeds a point, 500 A/A seeds; 992 s wall for 522 s of CPU on 2 cores shared with other
+work, load average 6.6 -> 5.4): true lift +2.59 % (1.6437 -> 1.6863 clicks per user;
+numerical, error 1.6e-9). Users for 95 % power (bootstrap 95 % interval; analytical): A/B
+clicks per user 54,462 (48,508-60,065; 59,622), A/B clicks per impression 35,353
+(32,977-37,736; 40,828), CUPED 49,144 (43,164-55,100; 53,366; variance reduction 0.103),
+interleaving 26,533 (23,866-29,421; 28,798). A/B / interleaving is 2.05 (1.65-2.52), up from
+1.57 (1.19-1.97) with the homogeneous users (``--activity-shape 0 --click-sd 0``, re-run: the
+old figures to the digit, A/B 48,435, CTR 29,203, CUPED 48,435 with reduction 0.0000,
+interleaving 30,918), and about 5x short of 10x. Of the per-user
+variance of clicks (2.06) 36.2 % (+- 0.2 %, Monte Carlo) persists in a user, 0.6 % of it
+between tastes; the other 64 % (this window's request count around the user's rate, and
+Bernoulli clicks) is noise interleaving does not cancel. Its per-user margin keeps 0.61 of
+the A/B difference at 0.75 of the sd, and the sign test drops magnitudes and the 41 % ties
+(preference share 0.514). More varied users cost A/B more and interleaving too (light and
+reluctant users tie more): the sweep's analytical ratio (each +-25 %: the preference share is
+known to +-0.0009) is 3.15 at activity shape 0.5, 2.86 at 0.2, 3.75 at click sd 1, 3.39 at
+both; it grows with the lift (3.0 at +5.4 %, 3.25 at +8.1 %) and the list length (3.2 at
+k = 20; 1.4 at k = 5). A/A false positives, any of 14 daily looks: msprt_relative 0.014
+(0.006-0.029), naive z-test 0.208 (0.173-0.246; last look alone 0.050), sign test 0.252
+(0.215-0.292; last look alone 0.064), sequential sign test 0.006 (0.001-0.017).
 """
 
 from __future__ import annotations
@@ -110,7 +140,7 @@ GRID_FACTORS = (0.5, 0.65, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 1.8)
 # of 0.5-0.6 are what interleaving sees; the A/A guarantee holds for any prior fixed in advance.
 SIGN_PRIOR = (100.0, 100.0)
 MAX_TABLE_ROUNDS = 6  # all drafts of k <= 12: 64 per persona; k = 20 would need 1,024
-_STREAMS = {"pilot": 11, "power": 12, "aa": 13}  # independent random streams
+_STREAMS = {"pilot": 11, "power": 12, "aa": 13, "variance": 14}  # independent random streams
 
 
 @dataclass(frozen=True)
@@ -214,8 +244,87 @@ def session_length_pmf(population: PopulationSettings) -> F64:
     return pmf
 
 
+@dataclass(frozen=True)
+class UserModel:
+    """What persists in a simulated user besides their taste: how many requests they make in
+    the window (1 + Poisson of a per-user mean drawn from a gamma of shape ``activity_shape``,
+    at most ``activity_cap``) and how readily they click (P(click | examined) times a lognormal
+    factor of mean 1 and sd ``click_sd``, clipped at 1). Both hold in the pre-period too.
+    ``activity_shape`` 0 is the old draw: a geometric session length redrawn in each period;
+    ``click_sd`` 0 gives everyone the truth's click probabilities."""
+
+    activity_shape: float = 1.0
+    activity_cap: int = 50
+    click_sd: float = 0.3
+
+    def __post_init__(self) -> None:
+        if self.activity_shape < 0 or self.click_sd < 0 or self.activity_cap < 1:
+            raise ValueError(f"activity_shape and click_sd >= 0, activity_cap >= 1: {self}")
+
+    @property
+    def persistent_activity(self) -> bool:
+        """Whether a user keeps their request rate between the pre-period and the experiment."""
+        return self.activity_shape > 0
+
+    @property
+    def homogeneous(self) -> bool:
+        """The old users: nothing but the taste persists, everyone clicks alike."""
+        return not self.persistent_activity and self.click_sd == 0
+
+    @property
+    def click_sigma(self) -> float:
+        """sd of the log click factor (a lognormal of mean 1 and sd ``click_sd``)."""
+        return math.sqrt(math.log1p(self.click_sd**2))
+
+
+HOMOGENEOUS = UserModel(activity_shape=0.0, click_sd=0.0)
+# Nodes of the click-factor integral: trapezoid in z = log-factor's normal score over +-7 sd;
+# the factor's clip at 1 puts a kink in the integrand, so the error is O(step^2), estimated
+# from the grid of twice the step (every other node).
+FACTOR_Z_STEP = 0.1
+FACTOR_Z_WIDTH = 7.0
+
+
+def request_pmf(population: PopulationSettings, model: UserModel) -> F64:
+    """P(requests = r) for r = 1..max over all users: the old capped geometric, or with
+    persistent activity 1 + a negative binomial (Poisson with a gamma mean), capped."""
+    if not model.persistent_activity:
+        return session_length_pmf(population)
+    from scipy import stats
+
+    extra = population.session_mean_requests - 1  # requests beyond the first, on average
+    shape = model.activity_shape
+    counts = stats.nbinom(shape, shape / (shape + extra))
+    pmf: F64 = counts.pmf(np.arange(model.activity_cap))
+    pmf[-1] = counts.sf(model.activity_cap - 2)  # every longer window is cut at the cap
+    return pmf
+
+
+def requests_pmf_given(mean_requests: F64, cap: int) -> F64:
+    """P(requests = r), r = 1..cap, of users with these mean requests (1 + Poisson), (n, cap)."""
+    from scipy import stats
+
+    extra = (mean_requests - 1)[:, None]
+    pmf: F64 = stats.poisson.pmf(np.arange(cap)[None, :], extra)
+    pmf[:, -1] = stats.poisson.sf(cap - 2, extra[:, 0])
+    return pmf
+
+
+def click_factor_nodes(model: UserModel, step: float = FACTOR_Z_STEP) -> tuple[F64, F64]:
+    """Click factors and their weights for E over users' factor (one node at 1 if ``click_sd``
+    is 0): a trapezoid in the normal score of the log factor."""
+    if model.click_sd == 0:
+        return np.ones(1), np.ones(1)
+    sigma = model.click_sigma
+    z = np.linspace(-FACTOR_Z_WIDTH, FACTOR_Z_WIDTH, 2 * round(FACTOR_Z_WIDTH / step) + 1)
+    weights: F64 = np.exp(-0.5 * z**2) / math.sqrt(2 * math.pi) * (z[1] - z[0])
+    factors: F64 = np.exp(sigma * z - sigma**2 / 2)
+    return factors, weights
+
+
 def expected_session_clicks(p_click: F64, p_hide: F64, examine: F64, pmf: F64) -> F64:
-    """Expected clicks of a session that shows the same list at every request, per list row.
+    """Expected clicks of a session that shows the same list at every request, per list row;
+    ``pmf`` is P(R = 1..max), one for every row (max,) or a row's own (rows, max).
 
     An item is clicked at most once: per request it is clicked with e c, hidden with e (1-c) h
     (either ends it), so over R requests P(clicked) = e c (1 - q^R) / (1 - q), q = 1 - e c -
@@ -223,19 +332,23 @@ def expected_session_clicks(p_click: F64, p_hide: F64, examine: F64, pmf: F64) -
     """
     ec = examine * p_click
     q = 1 - ec - examine * (1 - p_click) * p_hide
-    r = np.arange(1, pmf.size + 1)
-    q_to_r = (pmf * q[..., None] ** r).sum(axis=-1)
+    q_to_r = np.zeros_like(q)
+    for r in range(pmf.shape[-1] - 1, -1, -1):  # Horner: sum_r pmf_r q^r
+        q_to_r = (q_to_r + (pmf[r] if pmf.ndim == 1 else pmf[:, r, None])) * q
     clicks: F64 = (ec * (1 - q_to_r) / (1 - q)).sum(axis=-1)
     return clicks
 
 
 @dataclass(frozen=True)
 class TrueEffect:
-    """Expected clicks per user (one session) of each ranker, and the lift, from the truth."""
+    """Expected clicks per user (their requests in the window) of each ranker, and the lift."""
 
     production: float
     candidate: float
     impressions: float  # per user: k x mean requests
+    # How it was computed, and the numerical error of the lift (0 where it is exact).
+    method: str = "exact"
+    lift_error: float = 0.0
 
     @property
     def lift(self) -> float:
@@ -253,57 +366,162 @@ class TrueEffect:
         return self.difference / self.impressions
 
 
-def true_effect(pair: ListPair, population: PopulationSettings) -> TrueEffect:
-    """The exact expected clicks per user of both rankers over the persona mix."""
-    pmf = session_length_pmf(population)
+def persona_clicks(pair: ListPair, pmf: F64, model: UserModel) -> tuple[F64, F64, float]:
+    """Expected clicks per user of production's and the candidate's list, per persona row,
+    averaged over the request counts ``pmf`` and the users' click factors; and the lift's
+    change when the factor's grid has twice the step (the numerical error's estimate)."""
+    factors, weights = click_factor_nodes(model)
     take = np.take_along_axis
-    per_list = [
-        expected_session_clicks(
-            take(pair.p_click, x, 1), take(pair.p_hide, x, 1), pair.examine, pmf
-        )
-        for x in (pair.a, pair.b)
-    ]
+    per_node = np.stack(
+        [
+            [
+                expected_session_clicks(
+                    np.minimum(f * take(pair.p_click, x, 1), 1.0),
+                    take(pair.p_hide, x, 1),
+                    pair.examine,
+                    pmf,
+                )
+                for f in factors
+            ]
+            for x in (pair.a, pair.b)
+        ]
+    )  # (2, nodes, personas)
+    a, b = weights @ per_node[0], weights @ per_node[1]
+    coarse = 2 * weights[::2] @ per_node[:, ::2] @ pair.weights
+    fine = np.array([a, b]) @ pair.weights
+    error = 0.0 if factors.size == 1 else abs(fine[1] / fine[0] - coarse[1] / coarse[0])
+    return a, b, float(error)
+
+
+def true_effect(
+    pair: ListPair, population: PopulationSettings, model: UserModel = HOMOGENEOUS
+) -> TrueEffect:
+    """The expected clicks per user of both rankers over the persona mix: exact for the
+    homogeneous users and for any activity (its negative binomial is summed exactly); a click
+    factor is integrated numerically, its error estimated from a grid of twice the step."""
+    pmf = request_pmf(population, model)
     impressions = pair.k * float(pmf @ np.arange(1, pmf.size + 1))
-    return TrueEffect(
-        float(pair.weights @ per_list[0]), float(pair.weights @ per_list[1]), impressions
+    per_a, per_b, error = persona_clicks(pair, pmf, model)
+    a, b = float(pair.weights @ per_a), float(pair.weights @ per_b)
+    if model.click_sd == 0:
+        return TrueEffect(a, b, impressions)
+    method = (
+        "exact over tastes and request counts; click factor integrated by the trapezoid rule"
+        f" ({FACTOR_Z_STEP} sd steps over +-{FACTOR_Z_WIDTH:.0f} sd); lift_error = |lift -"
+        " lift at twice the step|"
     )
+    return TrueEffect(a, b, impressions, method, error)
 
 
-def variance_sources(pair: ListPair, population: PopulationSettings) -> dict[str, float]:
-    """Exact variances of production's expected clicks per user between personas (what a
-    pre-period could predict) and between session lengths (redrawn for every session)."""
-    pmf = session_length_pmf(population)
-    p_click = np.take_along_axis(pair.p_click, pair.a, axis=1)
-    p_hide = np.take_along_axis(pair.p_hide, pair.a, axis=1)
-    lengths = np.eye(pmf.size)
-    by_length = np.stack(
-        [expected_session_clicks(p_click, p_hide, pair.examine, one) for one in lengths]
-    )  # (lengths, personas)
-    mean = float(pmf @ by_length @ pair.weights)
-    per_persona, per_length = pmf @ by_length, by_length @ pair.weights
+def variance_sources(
+    pair: ListPair,
+    population: PopulationSettings,
+    model: UserModel = HOMOGENEOUS,
+    *,
+    users: int = 200_000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Variances of production's expected clicks per user: between personas (tastes), what
+    persists in a user (what a pre-period could predict), and for the homogeneous users
+    between session lengths (redrawn for every session). Exact for homogeneous users; with
+    heterogeneous ones the persistent part is a Monte Carlo over ``users`` drawn users of their
+    exact expected clicks given taste, activity and click factor (``persistent_se``)."""
+    pmf = request_pmf(population, model)
+    per_persona = persona_clicks(pair, pmf, model)[0]
+    mean = float(pair.weights @ per_persona)
+    between_personas = float(pair.weights @ (per_persona - mean) ** 2)
+    if model.homogeneous:
+        p_click = np.take_along_axis(pair.p_click, pair.a, axis=1)
+        p_hide = np.take_along_axis(pair.p_hide, pair.a, axis=1)
+        by_length = np.stack(
+            [
+                expected_session_clicks(p_click, p_hide, pair.examine, one)
+                for one in np.eye(pmf.size)
+            ]
+        )  # (lengths, personas)
+        per_length = by_length @ pair.weights
+        return {
+            "between_personas": between_personas,
+            "between_session_lengths": float(pmf @ (per_length - mean) ** 2),
+            "persistent": between_personas,
+            "persistent_se": 0.0,
+            "method": "exact",
+        }
+    drawn = draw_users(
+        np.random.default_rng([seed, _STREAMS["variance"]]), users, pair, population, model
+    )
+    expected = user_clicks(pair, drawn, population, model)
+    persistent = float(expected.var())
+    spread = ((expected - expected.mean()) ** 2).std() / math.sqrt(users)
     return {
-        "between_personas": float(pair.weights @ (per_persona - mean) ** 2),
-        "between_session_lengths": float(pmf @ (per_length - mean) ** 2),
+        "between_personas": between_personas,
+        "persistent": persistent,
+        "persistent_se": float(spread),
+        "method": f"between personas exact (click factor integrated numerically); persistent: "
+        f"Monte Carlo over {users:,} users",
     }
+
+
+def user_clicks(
+    pair: ListPair,
+    users: Users,
+    population: PopulationSettings,
+    model: UserModel,
+    chunk: int = 50_000,
+) -> F64:
+    """Each user's expected clicks in the experiment under production, given their persona,
+    mean requests and click factor (what persists in them)."""
+    out = np.empty(users.persona.size)
+    shared = None if model.persistent_activity else request_pmf(population, model)
+    for start in range(0, out.size, chunk):
+        rows = slice(start, start + chunk)
+        persona = users.persona[rows]
+        pmf = shared
+        if pmf is None:
+            pmf = requests_pmf_given(users.mean_requests[rows], model.activity_cap)
+        shown = pair.a[persona]
+        p_click = pair.p_click[persona[:, None], shown] * users.click_factor[rows, None]
+        p_hide = pair.p_hide[persona[:, None], shown]
+        out[rows] = expected_session_clicks(np.minimum(p_click, 1.0), p_hide, pair.examine, pmf)
+    return out
 
 
 @dataclass(frozen=True)
 class Users:
-    """Simulated users: persona, requests in their experiment session and in the pre-period."""
+    """Simulated users: persona, requests in the experiment and in the pre-period, their mean
+    requests (a per-user rate when activity persists, else the population's mean) and their
+    click factor (1 for everyone when ``click_sd`` is 0)."""
 
     persona: I64
     requests: I64
     pre_requests: I64  # 0 for new users: they have no pre-period
+    mean_requests: F64
+    click_factor: F64
 
 
 def draw_users(
-    rng: np.random.Generator, n: int, pair: ListPair, population: PopulationSettings
+    rng: np.random.Generator,
+    n: int,
+    pair: ListPair,
+    population: PopulationSettings,
+    model: UserModel = HOMOGENEOUS,
 ) -> Users:
-    """``n`` users with personas by their shares and sessions of the population's lengths."""
+    """``n`` users with personas by their shares, their requests in both periods and their
+    click factors; the homogeneous model draws exactly what the old benchmark drew."""
     persona = rng.choice(pair.weights.size, size=n, p=pair.weights)
-    cap = population.session_max_requests
-    lengths = np.minimum(rng.geometric(1.0 / population.session_mean_requests, (2, n)), cap)
-    return Users(persona, lengths[0], np.where(pair.new[persona], 0, lengths[1]))
+    if model.persistent_activity:
+        extra = population.session_mean_requests - 1
+        mean = 1 + rng.gamma(model.activity_shape, extra / model.activity_shape, n)
+        lengths = np.minimum(1 + rng.poisson(mean - 1, (2, n)), model.activity_cap)
+    else:
+        cap = population.session_max_requests
+        lengths = np.minimum(rng.geometric(1.0 / population.session_mean_requests, (2, n)), cap)
+        mean = np.full(n, float(request_pmf(population, model) @ np.arange(1, cap + 1)))
+    factor = np.ones(n)
+    if model.click_sd > 0:
+        sigma = model.click_sigma
+        factor = rng.lognormal(-(sigma**2) / 2, sigma, n)
+    return Users(persona, lengths[0], np.where(pair.new[persona], 0, lengths[1]), mean, factor)
 
 
 def react(
@@ -357,13 +575,15 @@ def play_sessions(
     requests: I64,
     rng: np.random.Generator,
     *,
+    click_factor: F64 | None = None,
     treated: Bool | None = None,
     interleave: bool = False,
 ) -> Played:
-    """Simulate one session per user: production's list, the candidate's where ``treated``, or
-    a fresh team draft of both at every request."""
+    """Simulate each user's requests in the window: production's list, the candidate's where
+    ``treated``, or a fresh team draft of both at every request; P(click) times the user's
+    ``click_factor``."""
     n, k = persona.size, pair.k
-    done = np.zeros((n, 2 * k), dtype=bool)  # union items clicked or hidden in the session
+    done = np.zeros((n, 2 * k), dtype=bool)  # union items clicked or hidden in the window
     clicks, margin = np.zeros(n), np.zeros(n)
     for request in range(int(requests.max(initial=0))):
         idx = np.flatnonzero(requests > request)
@@ -377,6 +597,8 @@ def play_sessions(
             shown = pair.a[who]
         blocked = done[idx[:, None], shown]
         p_click = pair.p_click[who[:, None], shown]
+        if click_factor is not None:
+            p_click = np.minimum(p_click * click_factor[idx, None], 1.0)
         p_hide = pair.p_hide[who[:, None], shown]
         # float32 uniforms: half the cost of float64, and 2^-24 resolution is ample for clicks
         u = rng.random((3, idx.size, k), dtype=np.float32)
@@ -411,8 +633,11 @@ class AbRun:
 
 def run_ab(pair: ListPair, users: Users, treated: Bool, rng: np.random.Generator) -> AbRun:
     """The experiment sessions (arm by ``treated``) and each user's pre-period under production."""
-    played = play_sessions(pair, users.persona, users.requests, rng, treated=treated)
-    pre = play_sessions(pair, users.persona, users.pre_requests, rng)
+    factor = users.click_factor
+    played = play_sessions(
+        pair, users.persona, users.requests, rng, click_factor=factor, treated=treated
+    )
+    pre = play_sessions(pair, users.persona, users.pre_requests, rng, click_factor=factor)
     impressions = (users.requests * pair.k).astype(np.float64)
     return AbRun(played.clicks, pre.clicks, impressions, treated)
 
@@ -607,6 +832,14 @@ class Config:
     model_seed: int = 0
     model_draws: int = 16
     population: PopulationSettings = PopulationSettings()
+    activity_shape: float = UserModel.activity_shape
+    activity_cap: int = UserModel.activity_cap
+    click_sd: float = UserModel.click_sd
+
+    @property
+    def users(self) -> UserModel:
+        """How the simulated users differ beyond their taste."""
+        return UserModel(self.activity_shape, self.activity_cap, self.click_sd)
 
     def pair(self, truth: GroundTruth, aa: bool = False) -> ListPair:
         """The two rankers' lists for this configuration (production twice when ``aa``)."""
@@ -634,16 +867,28 @@ def split(n: int) -> Bool:
     return treated
 
 
+def interleaved_margin(pair: ListPair, users: Users, rng: np.random.Generator) -> F64:
+    """Each user's credited clicks of the candidate minus production's, every request drafted."""
+    return play_sessions(
+        pair, users.persona, users.requests, rng, click_factor=users.click_factor, interleave=True
+    ).margin
+
+
 def pilot(
-    pair: ListPair, population: PopulationSettings, n_ab: int, n_il: int, seed: int
+    pair: ListPair,
+    population: PopulationSettings,
+    n_ab: int,
+    n_il: int,
+    seed: int,
+    model: UserModel = HOMOGENEOUS,
 ) -> Moments:
     """One large run of each design: the effects and variances that place the power grids."""
     rng = np.random.default_rng([seed, _STREAMS["pilot"]])
     moments = Moments()
-    moments.add_ab(run_ab(pair, draw_users(rng, n_ab, pair, population), split(n_ab), rng))
-    users = draw_users(rng, n_il, pair, population)
+    users = draw_users(rng, n_ab, pair, population, model)
+    moments.add_ab(run_ab(pair, users, split(n_ab), rng))
     moments.add_interleaving(
-        play_sessions(pair, users.persona, users.requests, rng, interleave=True).margin
+        interleaved_margin(pair, draw_users(rng, n_il, pair, population, model), rng)
     )
     return moments
 
@@ -666,6 +911,7 @@ def simulate_power(
     seeds: int,
     effect: TrueEffect | None = None,
     bootstrap: int = 200,
+    model: UserModel = HOMOGENEOUS,
 ) -> PowerResult:
     """Power of every method at its grid over ``seeds`` seeds; one simulation per seed and design,
     the smaller counts are its first users (users arrive in order)."""
@@ -676,12 +922,12 @@ def simulate_power(
     moments = Moments()
     for seed in range(seeds):
         rng = np.random.default_rng([seed, _STREAMS["power"]])
-        run = run_ab(pair, draw_users(rng, n_ab, pair, population), treated, rng)
+        run = run_ab(pair, draw_users(rng, n_ab, pair, population, model), treated, rng)
         for m in METHODS[:3]:
             rejected[m][seed] = [ab_p_value(run, n, m) <= ALPHA for n in grids[m]]
         moments.add_ab(run)
-        users = draw_users(rng, max(grids["interleaving"]), pair, population)
-        margin = play_sessions(pair, users.persona, users.requests, rng, interleave=True).margin
+        users = draw_users(rng, max(grids["interleaving"]), pair, population, model)
+        margin = interleaved_margin(pair, users, rng)
         rejected["interleaving"][seed] = sign_p_values(margin, grids["interleaving"]) <= ALPHA
         moments.add_interleaving(margin)
     fits = {m: users_for_power(grids[m], rejected[m], bootstrap=bootstrap) for m in METHODS}
@@ -739,6 +985,7 @@ def run_aa(
     days: int,
     users_per_day: int,
     tau: float,
+    model: UserModel = HOMOGENEOUS,
 ) -> AaResult:
     """``seeds`` A/A experiments (production against itself), A/B and interleaved; daily looks."""
     started = time.perf_counter()
@@ -749,11 +996,17 @@ def run_aa(
     decided = np.zeros(shape, dtype=bool)
     for seed in range(seeds):
         rng = np.random.default_rng([seed, _STREAMS["aa"]])
-        users = draw_users(rng, n, pair, population)
-        clicks = play_sessions(pair, users.persona, users.requests, rng, treated=treated).clicks
+        users = draw_users(rng, n, pair, population, model)
+        clicks = play_sessions(
+            pair,
+            users.persona,
+            users.requests,
+            rng,
+            click_factor=users.click_factor,
+            treated=treated,
+        ).clicks
         seq_p[seed], decided[seed], naive_p[seed] = daily_ab_looks(clicks, treated, days, tau)
-        users = draw_users(rng, n, pair, population)
-        margin = play_sessions(pair, users.persona, users.requests, rng, interleave=True).margin
+        margin = interleaved_margin(pair, draw_users(rng, n, pair, population, model), rng)
         sign_p[seed], llr[seed] = daily_sign_looks(margin, days)
     return AaResult(
         days,
@@ -811,9 +1064,9 @@ def sweep(
     for change in variants:
         config = replace(base, **change)
         pair = config.pair(truth)
-        effect = true_effect(pair, config.population)
+        effect = true_effect(pair, config.population, config.users)
         n_ab = min(n_users, 200_000)  # variances settle long before preference shares do
-        est = pilot(pair, config.population, n_ab, n_users, seed).analytical(effect)
+        est = pilot(pair, config.population, n_ab, n_users, seed, config.users).analytical(effect)
         il, ab = est["interleaving"], est["ab_clicks"]
         users = {m: est[m].get("users_true_effect", est[m]["users"]) for m in METHODS}
         rows.append(
@@ -846,6 +1099,12 @@ SWEEP: tuple[dict[str, Any], ...] = (
     {"model_draws": 1, "model_seed": 0},
     {"model_draws": 1, "model_seed": 1},
     {"model_draws": 1, "model_seed": 2},
+    # the users: the old homogeneous ones, then heavier-tailed activity and more click spread
+    {"activity_shape": 0.0, "click_sd": 0.0},
+    {"activity_shape": 0.5},
+    {"activity_shape": 0.2},
+    {"click_sd": 1.0},
+    {"activity_shape": 0.2, "click_sd": 1.0},
 )
 
 
@@ -893,6 +1152,8 @@ def report(
             "production_clicks_per_user": effect.production,
             "candidate_clicks_per_user": effect.candidate,
             "lift": effect.lift,
+            "lift_numerical_error": effect.lift_error,
+            "method": effect.method,
             "difference": effect.difference,
             "impressions_per_user": effect.impressions,
             "shared_items_per_list": pair.overlap,
@@ -917,13 +1178,37 @@ def _change(row: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in row["change"].items())
 
 
+def _variance_line(v: dict[str, Any]) -> str:
+    total = v["total_per_user"]
+    if "between_session_lengths" in v:
+        return (
+            f"  variance of clicks per user {total:.3f}: between personas "
+            f"{v['between_personas'] / total:.1%}, between session lengths "
+            f"{v['between_session_lengths'] / total:.1%}, the rest click noise"
+        )
+    share, se = v["persistent"] / total, v["persistent_se"] / total
+    return (
+        f"  variance of clicks per user {total:.3f}: {share:.1%} (+- {se:.1%}, Monte Carlo) "
+        f"persists in a user (taste, activity, click propensity), of it between personas "
+        f"{v['between_personas'] / total:.1%}; the rest request-count and click noise (an "
+        f"equally noisy pre-period explains at most ~{share**2:.1%})"
+    )
+
+
 def summary_lines(rep: dict[str, Any]) -> list[str]:
     """The headline figures, one line each (printed, and the page's preformatted summary)."""
     eff, settings = rep["true_effect"], rep["settings"]
+    how = (
+        "exact" if eff["method"] == "exact" else f"numerical, +- {eff['lift_numerical_error']:.1e}"
+    )
     lines = [
-        f"true lift {eff['lift']:+.2%} in clicks per user ({eff['production_clicks_per_user']:.4f}"
-        f" -> {eff['candidate_clicks_per_user']:.4f}); {eff['shared_items_per_list']:.1f} of "
-        f"{settings['k']} items shared; {settings['seeds']} seeds per grid point",
+        f"users: activity shape {settings.get('activity_shape', 0)} (0: a session redrawn per "
+        f"period), cap {settings.get('activity_cap', '-')}, click factor sd "
+        f"{settings.get('click_sd', 0)}",
+        f"true lift {eff['lift']:+.2%} ({how}) in clicks per user "
+        f"({eff['production_clicks_per_user']:.4f} -> {eff['candidate_clicks_per_user']:.4f}); "
+        f"{eff['shared_items_per_list']:.1f} of {settings['k']} items shared; "
+        f"{settings['seeds']} seeds per grid point",
         f"{'method':<32} {'users for 95% power (95% CI)':>30} {'analytical':>10}"
         f" {'(true eff.)':>11}",
     ]
@@ -947,13 +1232,7 @@ def summary_lines(rep: dict[str, Any]) -> list[str]:
         f"users than A/B; {il['tie_share']:.0%} of users tie"
     )
     if "variance_of_expected_clicks" in rep:
-        v = rep["variance_of_expected_clicks"]
-        total = v["total_per_user"]
-        lines.append(
-            f"  variance of clicks per user {total:.3f}: between personas "
-            f"{v['between_personas'] / total:.1%}, between session lengths "
-            f"{v['between_session_lengths'] / total:.1%}, the rest click noise"
-        )
+        lines.append(_variance_line(rep["variance_of_expected_clicks"]))
     aa = rep["aa"]
     lines.append(
         f"A/A: {aa['seeds']} seeds, {aa['days']} daily looks x {aa['users_per_day']:,} users;"
@@ -998,7 +1277,7 @@ def plot_power(power: PowerResult) -> str:
         ax.plot(xs, power.fits[m].power(xs), color=line[0].get_color(), lw=1, ls=style)
     ax.axhline(POWER, color="grey", ls="--", lw=0.8)
     ax.set_xscale("log")
-    ax.set_xlabel("users (one session each, both arms together)")
+    ax.set_xlabel("users (both arms together)")
     ax.set_ylabel(f"power (alpha {ALPHA}, two-sided)")
     ax.legend(fontsize=8, loc="lower right")
     return _svg(fig)
@@ -1094,6 +1373,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--candidate-noise", type=float, default=0.45)
     parser.add_argument("--k", type=int, default=10, help="list length")
     parser.add_argument("--model-draws", type=int, default=16, help="draws of the rankers' errors")
+    parser.add_argument(
+        "--activity-shape",
+        type=float,
+        default=UserModel.activity_shape,
+        help="gamma shape of a user's request rate (0: the old session redrawn per period)",
+    )
+    parser.add_argument("--activity-cap", type=int, default=UserModel.activity_cap)
+    parser.add_argument(
+        "--click-sd",
+        type=float,
+        default=UserModel.click_sd,
+        help="sd of a user's P(click) factor, lognormal of mean 1 (0: everyone alike)",
+    )
     parser.add_argument("--pilot-users", type=int, default=600_000)
     parser.add_argument("--sweep-users", type=int, default=600_000, help="0: no sweep")
     parser.add_argument("--data", type=Path, default=REPO / "data" / "ml-100k")
@@ -1103,18 +1395,24 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     truth = GroundTruth.load(args.data, args.cache)
     config = Config(
-        args.production_noise, args.candidate_noise, args.k, model_draws=args.model_draws
+        args.production_noise,
+        args.candidate_noise,
+        args.k,
+        model_draws=args.model_draws,
+        activity_shape=args.activity_shape,
+        activity_cap=args.activity_cap,
+        click_sd=args.click_sd,
     )
-    pair = config.pair(truth)
-    effect = true_effect(pair, config.population)
+    pair, model = config.pair(truth), config.users
+    effect = true_effect(pair, config.population, model)
     # Variances settle on 200,000 users; the preference share needs more (its SE ~ 0.0008 here).
     n_ab = min(args.pilot_users, 200_000)
-    pilot_run = pilot(pair, config.population, n_ab, args.pilot_users, 0)
+    pilot_run = pilot(pair, config.population, n_ab, args.pilot_users, 0, model)
     estimate = pilot_run.analytical(effect)
     grids = {
         m: grid_around(estimate[m].get("users_true_effect", estimate[m]["users"])) for m in METHODS
     }
-    power = simulate_power(pair, config.population, grids, args.seeds, effect)
+    power = simulate_power(pair, config.population, grids, args.seeds, effect, model=model)
     aa = run_aa(
         config.pair(truth, aa=True),
         config.population,
@@ -1122,6 +1420,7 @@ def main(argv: list[str] | None = None) -> int:
         args.days,
         args.aa_users_per_day,
         tau=math.log1p(effect.lift),
+        model=model,
     )
     sweep_rows = sweep(truth, config, SWEEP, args.sweep_users, 1) if args.sweep_users else []
     settings = {
@@ -1132,7 +1431,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     rep = report(effect, pair, power, aa, sweep_rows, settings)
     rep["variance_of_expected_clicks"] = {
-        **variance_sources(pair, config.population),
+        **variance_sources(pair, config.population, model),
         "total_per_user": power.analytical["ab_clicks"]["unit_sd"] ** 2,
     }
     rep["seconds"] = round(time.perf_counter() - started, 1)

@@ -85,17 +85,43 @@ def test_react_is_behaviour_react_on_the_same_uniforms() -> None:
     assert clicked.any() and hidden.any()
 
 
-def test_expected_session_clicks_are_what_simulated_sessions_click() -> None:
-    """Three personas of different quality, sessions of 1-10 requests re-showing one list."""
+HETEROGENEOUS = es.UserModel(activity_shape=0.5, activity_cap=50, click_sd=1.0)
+
+
+@pytest.mark.parametrize("model", [es.HOMOGENEOUS, HETEROGENEOUS], ids=["homogeneous", "varied"])
+def test_expected_session_clicks_are_what_simulated_sessions_click(model: es.UserModel) -> None:
+    """Three personas of different quality, sessions of 1-10 requests re-showing one list; with
+    varied users 1-50 requests and click factors of sd 1 that the 0.5 items clip at 1."""
     p = np.concatenate([np.full((3, K), 0.0), np.zeros((3, K))], axis=1)
     p[:, :K] = np.array([[0.05], [0.2], [0.5]])
     pair = _flat_pair(p, p_hide=0.05)
-    expect = es.true_effect(pair, POPULATION).production
+    effect = es.true_effect(pair, POPULATION, model)
+    expect = effect.production
     rng = np.random.default_rng(1)
-    users = es.draw_users(rng, 100_000, pair, POPULATION)
-    clicks = es.play_sessions(pair, users.persona, users.requests, rng).clicks
+    users = es.draw_users(rng, 100_000, pair, POPULATION, model)
+    assert (users.click_factor * 0.5 > 1).mean() > (0.02 if model.click_sd else -1)
+    clicks = es.play_sessions(
+        pair, users.persona, users.requests, rng, click_factor=users.click_factor
+    ).clicks
     se = clicks.std() / math.sqrt(clicks.size)
     assert abs(clicks.mean() - expect) < 4 * se, (clicks.mean(), expect, se)
+    assert effect.lift_error < 1e-4 and (effect.method == "exact") == (model.click_sd == 0)
+
+
+def test_horner_sum_is_the_old_power_sum_and_reproduces_the_old_true_lift() -> None:
+    """The homogeneous users' exact figures are the old benchmark's (+2.61 %, 1.6546 -> 1.6977)."""
+    pair = es.build_pair(ground_truth(), 0.5, 0.45, model_draws=16)
+    pmf = es.session_length_pmf(POPULATION)
+    p_click = np.take_along_axis(pair.p_click, pair.a, 1)
+    p_hide = np.take_along_axis(pair.p_hide, pair.a, 1)
+    ec = pair.examine * p_click
+    q = 1 - ec - pair.examine * (1 - p_click) * p_hide
+    old = (ec * (1 - (pmf * q[..., None] ** np.arange(1, pmf.size + 1)).sum(-1)) / (1 - q)).sum(-1)
+    new = es.expected_session_clicks(p_click, p_hide, pair.examine, pmf)
+    assert np.allclose(new, old, rtol=1e-12, atol=0)
+    effect = es.true_effect(pair, POPULATION, es.HOMOGENEOUS)
+    assert (round(effect.production, 4), round(effect.candidate, 4)) == (1.6546, 1.6977)
+    assert round(effect.lift, 4) == 0.0261
 
 
 def test_identical_rankers_interleave_to_no_preference() -> None:
@@ -146,9 +172,9 @@ def test_a_strictly_better_ranker_wins_both_ways_round() -> None:
 
 def test_cuped_reduces_variance_when_the_pre_period_predicts_clicks() -> None:
     """Personas that click a lot in both periods (0.4) and little (0.02): pre-period clicks
-    carry that, and CUPED removes about their squared correlation. The simulator's own users
-    are alike (clicks depend on the item's rank in the user's own taste), so there it removes
-    almost nothing."""
+    carry that, and CUPED removes about their squared correlation. The simulator's homogeneous
+    users are alike (clicks depend on the item's rank in the user's own taste), so there it
+    removes almost nothing."""
     rng = np.random.default_rng(6)
     p = np.repeat(np.array([[0.4], [0.02]]), 2 * K, axis=1)
     pair = _flat_pair(p)
@@ -167,9 +193,114 @@ def test_cuped_reduces_variance_when_the_pre_period_predicts_clicks() -> None:
 
 def test_new_users_have_no_pre_period() -> None:
     pair = _flat_pair(np.full((4, 2 * K), 0.2), new=1)
-    users = es.draw_users(np.random.default_rng(7), 4_000, pair, POPULATION)
-    assert np.all(users.pre_requests[users.persona == 3] == 0)
-    assert np.all(users.pre_requests[users.persona != 3] >= 1)
+    for model in (es.HOMOGENEOUS, es.UserModel()):
+        users = es.draw_users(np.random.default_rng(7), 4_000, pair, POPULATION, model)
+        assert np.all(users.pre_requests[users.persona == 3] == 0)
+        assert np.all(users.pre_requests[users.persona != 3] >= 1)
+
+
+def test_homogeneous_users_are_the_old_draw_to_the_last_random_number() -> None:
+    """The old benchmark's draw (persona, then two geometric sessions) on the same stream, and
+    the stream left where it left it, so every later click is the old one too."""
+    pair = _flat_pair(np.full((5, 2 * K), 0.2), new=1)
+    rng, old_rng = np.random.default_rng(9), np.random.default_rng(9)
+    users = es.draw_users(rng, 10_000, pair, POPULATION, es.HOMOGENEOUS)
+    persona = old_rng.choice(5, size=10_000, p=pair.weights)
+    lengths = np.minimum(old_rng.geometric(1 / 3, (2, 10_000)), 10)
+    assert np.array_equal(users.persona, persona) and np.array_equal(users.requests, lengths[0])
+    assert np.array_equal(users.pre_requests, np.where(persona == 4, 0, lengths[1]))
+    assert np.all(users.click_factor == 1) and np.all(users.mean_requests == users.mean_requests[0])
+    assert rng.random() == old_rng.random()
+
+
+def test_activity_is_a_per_user_negative_binomial_that_persists_into_the_pre_period() -> None:
+    """requests = 1 + Poisson(lambda), lambda ~ Gamma(shape, mean 2) per user, both periods:
+    mean 3, variance 2 + 4 / shape, and the periods share Var(lambda) = 4 / shape."""
+    pair = _flat_pair(np.full((3, 2 * K), 0.2))
+    n, cases = 200_000, ((0.5, 10_000), (2.0, 10_000))
+    for shape, cap in cases:
+        model = es.UserModel(activity_shape=shape, activity_cap=cap, click_sd=0.0)
+        users = es.draw_users(np.random.default_rng(10), n, pair, POPULATION, model)
+        r, pre = users.requests.astype(float), users.pre_requests.astype(float)
+        var = 2 + 4 / shape
+        assert abs(r.mean() - 3) < 4 * math.sqrt(var / n) and abs(pre.mean() - 3) < 0.05
+        assert (
+            abs(r.var() / var - 1) < 0.05
+            and abs(users.mean_requests.var() / (4 / shape) - 1) < 0.05
+        )
+        assert abs(np.corrcoef(r, pre)[0, 1] - (4 / shape) / var) < 0.015
+    # the old sessions: redrawn per period, so nothing carries over
+    old = es.draw_users(np.random.default_rng(11), n, pair, POPULATION, es.HOMOGENEOUS)
+    assert abs(np.corrcoef(old.requests, old.pre_requests)[0, 1]) < 0.01
+
+
+def test_request_pmf_is_the_drawn_distribution_and_shape_1_is_the_old_geometric() -> None:
+    pair = _flat_pair(np.full((3, 2 * K), 0.2))
+    model = es.UserModel(activity_shape=0.3, activity_cap=20, click_sd=0.0)
+    pmf = es.request_pmf(POPULATION, model)
+    users = es.draw_users(np.random.default_rng(12), 200_000, pair, POPULATION, model)
+    seen = np.bincount(users.requests, minlength=21)[1:] / users.requests.size
+    assert users.requests.max() == 20 and pmf.sum() == pytest.approx(1, abs=1e-12)
+    assert np.abs(seen - pmf).max() < 0.004, np.abs(seen - pmf).max()
+    # Gamma of shape 1 is exponential, and 1 + Poisson(exponential of mean 2) is geometric of
+    # mean 3: the old marginal. What shape 1 changes is only that it persists in the user.
+    shape_1 = es.UserModel(activity_shape=1.0, activity_cap=10, click_sd=0.0)
+    assert np.allclose(es.request_pmf(POPULATION, shape_1), es.session_length_pmf(POPULATION))
+    given = es.requests_pmf_given(np.array([1.0, 3.0, 40.0]), 20)
+    assert np.allclose(given.sum(axis=1), 1) and given[0, 0] == 1
+
+
+@pytest.mark.parametrize("sd", [0.3, 1.0])
+def test_click_factor_has_mean_1_the_requested_sd_and_its_integral_agrees(sd: float) -> None:
+    model = es.UserModel(activity_shape=1.0, click_sd=sd)
+    pair = _flat_pair(np.full((3, 2 * K), 0.2))
+    factor = es.draw_users(np.random.default_rng(13), 400_000, pair, POPULATION, model).click_factor
+    assert abs(factor.mean() - 1) < 4 * sd / math.sqrt(factor.size)
+    assert abs(factor.std() / sd - 1) < 0.03 and factor.min() > 0
+    nodes, weights = es.click_factor_nodes(model)
+    assert weights.sum() == pytest.approx(1, abs=1e-9)
+    assert weights @ nodes == pytest.approx(1, abs=1e-9)
+    assert weights @ nodes**2 == pytest.approx(1 + sd**2, rel=1e-6)
+
+
+def test_click_propensity_persists_and_cuped_removes_the_square_of_what_persists() -> None:
+    """One taste, sessions redrawn per period: only the click factor carries over. Pre-period
+    and experiment clicks then correlate by Var(E[clicks | user]) / Var(clicks), which
+    ``user_clicks`` computes; CUPED removes its square. Without a factor nothing carries over."""
+    pair = _flat_pair(np.full((1, 2 * K), 0.1))
+    treated = es.split(40_000)
+    for sd in (1.0, 0.0):
+        model = es.UserModel(activity_shape=0.0, click_sd=sd)
+        rng = np.random.default_rng(14)
+        users = es.draw_users(rng, 40_000, pair, POPULATION, model)
+        run = es.run_ab(pair, users, treated, rng)
+        rho = np.corrcoef(run.clicks, run.pre_clicks)[0, 1]
+        share = es.user_clicks(pair, users, POPULATION, model).var() / run.clicks.var()
+        assert abs(rho - share) < 0.03, (rho, share)
+        moments = es.Moments()
+        moments.add_ab(run)
+        assert abs(moments.rho2[0] - share**2) < 0.03
+        assert (rho > 0.15) if sd else (abs(rho) < 0.02)
+
+
+def test_varied_users_make_cuped_find_a_covariate_on_the_real_lists() -> None:
+    truth_pair = es.build_pair(ground_truth(), 0.5, 0.45)
+    model = es.UserModel()
+    sources = es.variance_sources(truth_pair, POPULATION, model, users=20_000)
+    old = es.variance_sources(truth_pair, POPULATION, es.HOMOGENEOUS)
+    assert old["persistent"] == old["between_personas"] and old["method"] == "exact"
+    assert sources["persistent"] > 10 * old["persistent"] and sources["persistent_se"] > 0
+    rng = np.random.default_rng(15)
+    users = es.draw_users(rng, 20_000, truth_pair, POPULATION, model)
+    moments = es.Moments()
+    moments.add_ab(es.run_ab(truth_pair, users, es.split(20_000), rng))
+    assert moments.rho2[0] > 0.05
+
+
+def test_a_user_model_out_of_bounds_is_refused() -> None:
+    for bad in ({"activity_shape": -1.0}, {"click_sd": -0.1}, {"activity_cap": 0}):
+        with pytest.raises(ValueError, match="activity_shape"):
+            es.UserModel(**bad)  # type: ignore[arg-type]
 
 
 def _power_curve(users: np.ndarray, strength: float) -> np.ndarray:
