@@ -103,9 +103,8 @@ def run_step(
 
 
 def measure(truth: GroundTruth, seeds: int, looks: int, share: float, requests_per_user: int,
-            noise: dict[str, float]) -> dict[str, Any]:  # fmt: skip
+            noise: dict[str, float], analysis: Analysis) -> dict[str, Any]:  # fmt: skip
     """Outcomes over ``seeds`` seeds for each candidate."""
-    analysis = Analysis()
     results: dict[str, Any] = {}
     for name in ("same", "slightly_worse", "worse", "random"):
         counts: Counter[str] = Counter()
@@ -172,6 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--production-noise", type=float, default=0.5)
     parser.add_argument("--slightly-worse-noise", type=float, default=0.65)
     parser.add_argument("--worse-noise", type=float, default=1.0)
+    parser.add_argument(
+        "--require", default=Analysis().require, choices=["not_worse", "non_inferior", "better"]
+    )
+    parser.add_argument("--margin", type=float, default=Analysis().margin)
     parser.add_argument("--data", type=Path, default=REPO / "data" / "ml-100k")
     parser.add_argument("--cache", type=Path, default=REPO / ".cache" / "simulator")
     parser.add_argument("--out", type=Path, default=REPO / "reports" / "rollouts")
@@ -179,10 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     truth = GroundTruth.load(args.data, args.cache)
     noise = {"production": args.production_noise, "slightly_worse": args.slightly_worse_noise,
              "worse": args.worse_noise}  # fmt: skip
-    results = measure(truth, args.seeds, args.looks, args.share, args.requests_per_user, noise)
+    analysis = Analysis(require=args.require, margin=args.margin)
+    results = measure(truth, args.seeds, args.looks, args.share, args.requests_per_user, noise,
+                      analysis)  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     report = {"settings": {k: str(v) for k, v in vars(args).items()}, "results": results,
-              "analysis": Analysis().model_dump()}  # fmt: skip
+              "analysis": analysis.model_dump()}  # fmt: skip
     (args.out / "decisions.json").write_text(json.dumps(report, indent=2))
     plot(results, args.out / "decisions.png")
     header = f"{'candidate':<10} {'pass':>6} {'fail':>6} {'halt':>6} {'incon.':>7}  wrong"

@@ -83,8 +83,8 @@ def _served_log(settings: Settings, resources: Resources) -> ServedLog | None:
     return served
 
 
-def _rollouts(settings: Settings, resources: Resources, deps: StepDeps,
-              budget: LatencyBudget) -> GatewayRollouts | None:  # fmt: skip
+def _rollouts(settings: Settings, resources: Resources, deps: StepDeps, budget: LatencyBudget,
+              served: ServedLog | None) -> GatewayRollouts | None:  # fmt: skip
     """The split and the shadow, following the controller (None: rollouts are off)."""
     if not settings.follow_rollouts:
         return None
@@ -101,7 +101,8 @@ def _rollouts(settings: Settings, resources: Resources, deps: StepDeps,
         runner = Runner(steps, deps, shadow_budget, f"{settings.service_name}_shadow")
         ranking_on = [s for s in steps if getattr(s, "name", "") in ("ranking", "reranking")]
         rank_only = Runner(ranking_on, deps, shadow_budget, f"{settings.service_name}_shadow")
-        shadow = ShadowRunner(runner, settings.shadow_max_in_flight, rank_only)
+        shadow = ShadowRunner(runner, settings.shadow_max_in_flight, rank_only,
+                              served.log if served is not None else None)  # fmt: skip
         resources.on_close(shadow.drain)
     return GatewayRollouts(follower, shadow, deps.store.remember_arms)
 
@@ -143,7 +144,7 @@ def build_app(settings: Settings) -> Service:
         holder["core"] = GatewayCore(
             Runner(PIPELINE, deps, budget, settings.service_name), variants, store.titles,
             served.log if served is not None else None, partial(last_resort, deps),
-            _rollouts(settings, resources, deps, budget),
+            _rollouts(settings, resources, deps, budget, served),
         )  # fmt: skip
         resources.background(_refresh_forever(deps, settings.trending_refresh_s))
         warm = GatewayWarmUp(deps, settings.warmup_connections, settings.warmup_timeout_s,

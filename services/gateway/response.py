@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from services.gateway.explain import explain
 from services.gateway.request_state import RequestState
-from shared.features.genre_mask import mask_to_names
+from shared.features.genre_mask import intra_list_genre_diversity, mask_to_names
 
 
 class RecommendedItem(BaseModel):
@@ -111,17 +111,24 @@ def _teams_by_item(ids: list[str], teams: list[str] | None) -> dict[str, str] | 
     return dict(zip(ids, teams, strict=True))
 
 
-def served_record(req: RequestState, arms: dict[str, str] | None = None) -> dict[str, Any]:
+def served_record(req: RequestState, arms: dict[str, str] | None = None,
+                  latency_s: float | None = None) -> dict[str, Any]:  # fmt: skip
     """The record logged to the ``served`` topic (columnar: one array per field).
 
     ``arms`` is the rollout assignment (intention to treat: a canary user answered by
     production after a canary failure stays in the canary arm, with ``canary_failure`` set)
     and the experiments' arms; ``teams`` item -> the interleaving arm that contributed it.
+    A list in an arm also carries its ``genre_diversity`` (what the arm's analysis compares;
+    computed only then, to keep plain requests cheap) and every record its ``latency_ms``.
     """
     served = req.served
     ids = served.ids if served is not None else []
     n = len(ids)
     zeros = np.zeros(n)
+    diversity = None
+    if arms and req.served_rows is not None and "genre_mask" in req.frame and n > 1:
+        d = intra_list_genre_diversity(req.frame["genre_mask"][req.served_rows])
+        diversity = round(d, 6) if d == d else None
     return {
         "request_id": req.request_id,
         "user_id": req.user_id,
@@ -137,4 +144,6 @@ def served_record(req: RequestState, arms: dict[str, str] | None = None) -> dict
         "cold_start": req.cold_start,
         "degraded": req.run.degraded,
         "model_versions": req.models,
+        "genre_diversity": diversity,
+        "latency_ms": None if latency_s is None else round(latency_s * 1000.0, 3),
     }

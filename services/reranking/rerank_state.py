@@ -32,6 +32,9 @@ class RerankState:
     propensity: np.ndarray = field(init=False)
     explored: np.ndarray = field(init=False)
     order: np.ndarray | None = None
+    # rows an exploration slot drew from (uniformly): the logging policy's support, which
+    # off-policy estimates of another ranker's pick need (shadow runs, services/gateway)
+    explore_pool: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     adjustments: dict[str, np.ndarray] = field(default_factory=dict)
     applied: list[str] = field(default_factory=list)
 

@@ -22,6 +22,7 @@ class RerankInfo(msgspec.Struct):
 
     applied: list[str]
     model: str = ""
+    explore_pool: list[int] = []  # input rows exploration drew from (empty: none explored)
 
 
 class RerankingStage:
@@ -57,7 +58,8 @@ class RerankingStage:
         knobs = self.knobs.resolve(ctx.variant)
         for r in self.components:
             r.rerank(state, knobs[r.name])
-        return StageResult(state.served(), RerankInfo(state.applied, label))
+        pool = state.explore_pool.tolist() if state.explored.any() else []
+        return StageResult(state.served(), RerankInfo(state.applied, label, pool))
 
     def _embeddings(self, ctx: RequestContext) -> tuple[EmbeddingLookup | None, str]:
         if self.models is None:

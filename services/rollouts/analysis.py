@@ -14,8 +14,12 @@ A canary step is judged on, in this order:
 3. the online metric by arm, users as units, from the exposure log joined with the events:
    an always-valid mSPRT on the lift (shared/stats); "worse" fails the step at any look.
 
-At the step's end it passes with enough users per arm (and, with ``require: better``, a
-significant improvement); otherwise it is inconclusive. While a rollout holds, only failures
+At the step's end it passes with enough users per arm and the evidence the plan requires:
+``non_inferior`` (the default) needs the always-valid interval's low end above ``-margin``
+(the canary is shown no more than ``margin`` worse: absence of evidence of harm is not
+evidence of its absence, and a small step with a wide interval must not promote a bad
+model); ``better`` needs a significant improvement; ``not_worse`` only that it was not shown
+worse. Otherwise it is inconclusive. While a rollout holds, only failures
 are acted on. The figures of every look are returned for the status, the metrics and the
 history. Thresholds and their defaults: services/rollouts/plan.py, docs/rollouts.md.
 """
@@ -34,6 +38,7 @@ from services.rollouts.metrics_source import (
     arm_figures,
     shadow_figures,
 )
+from services.rollouts.off_policy_analysis import off_policy_figures, shown_worse
 from services.rollouts.plan import Analysis, Guardrails, ShadowGates, Step
 from shared.observability.prom_text import Histogram
 from shared.stats.sequential import (
@@ -104,7 +109,7 @@ class Verdict:
 def judge(rollout_id: str, step: Step, analysis: Analysis, look: Look) -> Verdict:
     """The verdict of one look at ``step`` of ``rollout_id``."""
     if step.kind == "shadow":
-        verdict = judge_shadow(rollout_id, step, analysis.shadow, look)
+        verdict = judge_shadow(rollout_id, step, analysis.shadow, look, analysis.alpha)
     else:
         verdict = judge_canary(rollout_id, step, analysis, look)
     verdict.figures["elapsed_s"] = round(look.elapsed_s, 1)
@@ -114,8 +119,9 @@ def judge(rollout_id: str, step: Step, analysis: Analysis, look: Look) -> Verdic
     return verdict
 
 
-def judge_shadow(rollout_id: str, step: Step, gates: ShadowGates, look: Look) -> Verdict:
-    """Shadow step: failed runs, then sample and agreement at the end."""
+def judge_shadow(rollout_id: str, step: Step, gates: ShadowGates, look: Look,
+                 alpha: float = 0.05) -> Verdict:  # fmt: skip
+    """Shadow step: failed runs, then sample, agreement and the off-policy estimate at the end."""
     if look.before is None or look.after is None:
         return Verdict("continue", ["no metrics yet"])
     s = shadow_figures(look.before, look.after, rollout_id)
@@ -132,6 +138,11 @@ def judge_shadow(rollout_id: str, step: Step, gates: ShadowGates, look: Look) ->
         prod.degraded_share if prod is not None and math.isfinite(prod.degraded_share) else 0.0
     )
     figures["shadow"]["production_degraded_share"] = _num(baseline)
+    # an exposure stand-in without slots (offline simulations) has no off-policy figures
+    slots_of = getattr(look.exposure, "off_policy_slots", None)
+    off_policy = off_policy_figures(slots_of(rollout_id), alpha) if slots_of else None
+    if off_policy is not None:
+        figures["off_policy"] = off_policy
     ran = s.compared + s.errors
     excess = (s.error_share if math.isfinite(s.error_share) else 0.0) - baseline
     if ran >= SHADOW_MIN_RUNS and excess > gates.max_error_rate:
@@ -154,6 +165,13 @@ def judge_shadow(rollout_id: str, step: Step, gates: ShadowGates, look: Look) ->
         if not value >= gate:  # NaN (never measured) fails the gate too
             return Verdict("fail", [f"shadow {label} {value:.3f} below {gate}"], figures)
         reasons.append(f"{label} {value:.3f} >= {gate}")
+    worse = shown_worse(off_policy)
+    if gates.off_policy_not_worse and worse:
+        return Verdict("fail", [worse], figures)
+    if off_policy is not None and "difference" in off_policy:
+        d = off_policy["difference"]
+        reasons.append(f"off-policy slot click rate candidate - production {d['value']:+.4f} "
+                       f"[{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]")  # fmt: skip
     return Verdict("pass", [f"{s.compared:.0f} shadow runs compared, {s.error_share:.1%} "
                             f"failed (production degraded {baseline:.1%})", *reasons],
                    figures)  # fmt: skip
@@ -196,6 +214,10 @@ def judge_canary(rollout_id: str, step: Step, analysis: Analysis, look: Look) ->
     elif analysis.require == "better" and test.decision != "better":
         verdict.outcome = "inconclusive"
         verdict.reasons = [f"{described}: not shown better (the plan requires better)"]
+    elif analysis.require == "non_inferior" and not test.ci_low > -analysis.margin:
+        verdict.outcome = "inconclusive"
+        verdict.reasons = [f"{described}: not shown within {analysis.margin:.0%} of production "
+                           "(the interval must end above the non-inferiority margin)"]  # fmt: skip
     else:
         verdict.outcome = "pass"
         verdict.reasons = [f"guardrails held; {described}; {users} users"]

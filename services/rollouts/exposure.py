@@ -682,6 +682,18 @@ class ExposureLog:
         with reader.lock:
             return reader.join.by_day()
 
+    def list_figures(self, rollout_id: str, arm: str) -> dict[str, Any]:
+        """Coverage, diversity and latency of an arm's lists (ExposureJoin.list_figures)."""
+        reader = self._reader(rollout_id)
+        with reader.lock:
+            return reader.join.list_figures(arm)
+
+    def off_policy_slots(self, rollout_id: str) -> Any:
+        """The shadow's exploration slots and their clicks (ExposureJoin.off_policy_slots)."""
+        reader = self._reader(rollout_id)
+        with reader.lock:
+            return reader.join.off_policy_slots()
+
     def pre_period(self, rollout_id: str, user_ids: Any) -> Any:
         """Each user's clicks in the pre-period (ExposureJoin.pre_period)."""
         reader = self._reader(rollout_id)

@@ -20,12 +20,14 @@ from __future__ import annotations
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from services.rollouts.list_stats import ListStats
+from services.rollouts.off_policy_join import OffPolicyRecord, OffPolicySlots, SlotArrays
 from shared.events import Event
 
 EVENT_OUTCOMES = (
@@ -47,6 +49,7 @@ SERVED_OUTCOMES = (
     "duplicate",  # a request id seen before (the producer retried): counted once
     "before_start",  # served before since_ts (read only so its events are recognised)
     "outside_rollout",  # its arms do not name this rollout
+    "off_policy",  # a shadow's exploration-slot record of this rollout (off_policy_slots)
     "malformed",  # not a decodable served record (counted by the caller)
     "failed",  # handling raised unexpectedly (counted by the caller)
 )
@@ -58,7 +61,8 @@ _EVENT_COLUMN = {"impression": _IMPRESSIONS, "click": _CLICKS, "like": _LIKES}
 
 
 class ServedExposure(msgspec.Struct, frozen=True):
-    """The fields of a ``served`` record the join needs (the item lists are skipped unparsed)."""
+    """The fields of a ``served`` record the join needs (scores and propensities are skipped
+    unparsed)."""
 
     request_id: str
     user_id: str
@@ -66,6 +70,10 @@ class ServedExposure(msgspec.Struct, frozen=True):
     arms: dict[str, str] = {}
     canary_failure: str | None = None
     teams: dict[str, str] | None = None  # interleaving: item -> the arm that contributed it
+    off_policy: OffPolicyRecord | None = None  # a shadow's slot record, not an exposure
+    item_ids: list[str] = []  # the list, for its arm's catalog coverage
+    genre_diversity: float | None = None
+    latency_ms: float | None = None
 
 
 _SERVED_DECODER = msgspec.json.Decoder(ServedExposure)
@@ -185,6 +193,9 @@ class ExposureJoin:
         self._pending_count = 0
         self._event_ids: OrderedDict[str, float] = OrderedDict()
         self._totals: dict[str, dict[str, list[float]]] = {}
+        self.lists = ListStats()  # coverage, diversity and latency per arm
+        self.off_policy = OffPolicySlots(self.limits.pending_window_s, self.limits.max_requests,
+                                         self.limits.max_pending_events)  # fmt: skip
 
     @property
     def pending_events(self) -> int:
@@ -193,6 +204,15 @@ class ExposureJoin:
 
     def add_served(self, served: ServedExposure, at: float) -> None:
         """A served record read at stream time ``at``; attaches the events that waited for it."""
+        if served.off_policy is not None:
+            if self.rollout_id not in served.off_policy.rollouts or served.ts < self.since_ts:
+                self.served_outcomes["outside_rollout"] += 1
+            elif self.off_policy.add_record(served.request_id, served.user_id,
+                                            served.off_policy, at):  # fmt: skip
+                self.served_outcomes["off_policy"] += 1
+            else:
+                self.served_outcomes["duplicate"] += 1
+            return
         if served.request_id in self._requests:
             self.served_outcomes["duplicate"] += 1
             return
@@ -214,6 +234,7 @@ class ExposureJoin:
             # As the gateway charges it: a failure is the canary's, and only its arm's (a
             # production user of this rollout may be a canary user of another one).
             row[_CANARY_FAILURES] += served.canary_failure is not None and arm == "canary"
+            self.lists.add(arm, served.item_ids, served.genre_diversity, served.latency_ms)
         waiting = self._waiting.pop(served.request_id, None)
         if waiting is not None:
             self._pending_count -= len(waiting.events)
@@ -253,6 +274,8 @@ class ExposureJoin:
         if event.timestamp < self.since_ts:
             self.event_outcomes["before_start"] += 1
             return
+        if event.type == "click":
+            self.off_policy.add_click(event.request_id, event.user_id, event.item_id, at)
         known = self._requests.get(event.request_id)
         if known is not None:
             self._attach(event, known[1], known[2], known[3])
@@ -310,6 +333,7 @@ class ExposureJoin:
         so an entry out of order stays at most a little longer.
         """
         expired = 0
+        self.off_policy.expire(served_watermark, events_watermark)
         if served_watermark is not None:
             cutoff = served_watermark - self.limits.pending_window_s
             while self._waiting:
@@ -360,6 +384,14 @@ class ExposureJoin:
     def pre_period(self, user_ids: NDArray[np.str_]) -> NDArray[np.float64]:
         """Clicks of each user between ``pre_since_ts`` and ``since_ts`` (0: none seen)."""
         return np.array([self._pre.get(str(u), (0.0, 0.0))[1] for u in user_ids], np.float64)
+
+    def list_figures(self, arm: str) -> dict[str, Any]:
+        """Coverage, diversity and latency of ``arm``'s lists (ListStats.figures)."""
+        return self.lists.figures(arm)
+
+    def off_policy_slots(self) -> SlotArrays:
+        """The shadow's exploration slots and their clicks (OffPolicySlots.arrays)."""
+        return self.off_policy.arrays()
 
     def distinct_users(self) -> dict[str, int]:
         """Users seen per arm."""

@@ -77,6 +77,10 @@ class ShadowGates(_Strict):
     min_candidate_recall: float | None = Field(
         None, ge=0, le=1, description="mean recall of production's candidates (None: not gated)"
     )
+    off_policy_not_worse: bool = Field(
+        False, description="fail when the off-policy estimate shows the candidate's pick at "
+        "production's exploration slots clicked less than production's (a ranker's shadow)",
+    )  # fmt: skip
 
 
 class Analysis(_Strict):
@@ -92,9 +96,15 @@ class Analysis(_Strict):
         "approximation needs them)",
     )  # fmt: skip
     srm_p: float = Field(0.001, gt=0, lt=0.1, description="sample-ratio mismatch halts below")
-    require: Literal["not_worse", "better"] = Field(
-        "not_worse", description="what a canary step must show at its end to pass"
+    require: Literal["not_worse", "non_inferior", "better"] = Field(
+        "non_inferior",
+        description="what a canary step must show at its end to pass: not_worse (not "
+        "significantly worse), non_inferior (the interval's low end above -margin) or better",
     )
+    margin: float = Field(
+        0.1, gt=0, lt=1,
+        description="non-inferiority margin: the relative loss of the metric still accepted",
+    )  # fmt: skip
     guardrails: Guardrails = Guardrails()
     shadow: ShadowGates = ShadowGates()
 

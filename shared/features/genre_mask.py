@@ -54,3 +54,19 @@ def mask_to_names(mask: int) -> list[str]:
 @lru_cache(maxsize=1 << 14)
 def _names(mask: int) -> tuple[str, ...]:
     return tuple(g for i, g in enumerate(GENRES) if mask >> i & 1)
+
+
+def intra_list_genre_diversity(masks: np.ndarray) -> float:
+    """Mean over item pairs of 1 - Jaccard of their genre sets (NaN below two items).
+
+    0: every item has the same genres; 1: no two items share one. Items without genres
+    count as sharing nothing with anyone (their Jaccard is 0)."""
+    m = np.asarray(masks, dtype=np.uint32).ravel()
+    n = m.size
+    if n < 2:
+        return float("nan")
+    inter = np.bitwise_count(m[:, None] & m[None, :]).astype(np.float64)
+    union = np.bitwise_count(m[:, None] | m[None, :]).astype(np.float64)
+    jaccard = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    upper = np.triu_indices(n, 1)
+    return float(1.0 - jaccard[upper].mean())

@@ -31,9 +31,9 @@ Experiments (docs/statistics.md, "Experiments: CUPED, power, interleaving, off-p
   ``count_preferences``, ``preference_test``, ``preference_delta`` (interleaving.py): team-draft
   interleaving (Radlinski, Kurup & Joachims 2008) and its sign test; numpy only at import, the
   gateway drafts with it.
-- ``ips`` / ``snips`` / ``dr``, ``deterministic_target_probability`` (off_policy.py): off-policy
-  estimates from logged propensities with normal or bootstrap intervals and the effective
-  sample size; ``PolicyEstimate``.
+- ``ips`` / ``snips`` / ``dr`` / ``ips_difference``, ``deterministic_target_probability``
+  (off_policy.py): off-policy estimates from logged propensities with normal or bootstrap
+  intervals and the effective sample size; ``PolicyEstimate``.
 
 The names are loaded on first use (PEP 562; import from the submodules for static types):
 the gateway imports ``ranking_diff`` and ``interleaving`` and must not pay scipy's import
@@ -58,7 +58,7 @@ _HOMES = {
     ),
     "off_policy": (
         "DEFAULT_OPE_ALPHA", "DEFAULT_PROPENSITY_FLOOR", "PolicyEstimate",
-        "deterministic_target_probability", "dr", "ips", "snips",
+        "deterministic_target_probability", "dr", "ips", "ips_difference", "snips",
     ),
     "power": (
         "DEFAULT_POWER", "DEFAULT_POWER_ALPHA", "SampleSize", "mde_means", "mde_preference",

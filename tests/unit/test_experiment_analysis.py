@@ -34,6 +34,9 @@ class JoinExposure:
     def by_day(self, _experiment_id: str) -> dict[str, dict[int, tuple[int, int]]]:
         return self.join.by_day()
 
+    def list_figures(self, _experiment_id: str, arm: str) -> dict[str, Any]:
+        return self.join.list_figures(arm)
+
 
 def ev(n: int, user: str, request_id: str | None, kind: str, ts: float,
        item: str = "i1") -> Event:  # fmt: skip

@@ -226,7 +226,9 @@ def test_decode_served_reads_the_gateways_record_and_skips_the_rest() -> None:
         "degraded": [],
         "model_versions": {"ranker": "m/3"},
     }
-    assert decode_served(orjson.dumps(record)) == ServedExposure("q1", "u1", T0, {"r1": "canary"})
+    assert decode_served(orjson.dumps(record)) == ServedExposure(
+        "q1", "u1", T0, {"r1": "canary"}, item_ids=["a", "b"]
+    )
     with pytest.raises(ValueError, match="served record"):
         decode_served(b'{"request_id": "q1"}')
     with pytest.raises(ValueError, match="empty"):
@@ -266,3 +268,49 @@ def test_pre_period_events_are_each_users_covariate_and_join_nothing() -> None:
     join.add_event(click("e1", "u1", "q1", "a"), at=T0)
     assert join.pre_period(np.array(["u1", "u2", "u3", "u9"])).tolist() == [2.0, 0.0, 0.0, 0.0]
     assert totals(join.units("b"))["u1"][2] == 1  # only the experiment's click is joined
+
+
+# ---- off-policy: a shadow's exploration slots and the clicks on them ---------------------------
+def slot_record(
+    request_id: str,
+    user: str,
+    slots: list[tuple[str, float, bool, bool]],
+    rollouts: tuple[str, ...] = (ROLLOUT,),
+    ts: float = T0,
+) -> ServedExposure:
+    rows = [{"item": i, "p": p, "candidate": c, "production": pr} for i, p, c, pr in slots]
+    record = {"request_id": request_id, "user_id": user, "ts": ts,
+              "off_policy": {"rollouts": list(rollouts), "slots": rows}}  # fmt: skip
+    return decode_served(orjson.dumps(record))
+
+
+def test_slot_records_join_their_clicks_in_any_order_and_are_not_exposures() -> None:
+    join = ExposureJoin(ROLLOUT, since_ts=T0)
+    join.add_served(served("q1", "u1", arm=None), at=T0)  # production's list (a shadow step)
+    join.add_event(click("e0", "u2", "q2", "x"), at=T0)  # the click before its slot record
+    join.add_served(slot_record("q1", "u1", [("a", 0.02, True, False), ("b", 0.02, False, True)]),
+                    at=T0)  # fmt: skip
+    join.add_served(slot_record("q2", "u2", [("x", 0.04, True, True)]), at=T0)
+    join.add_served(slot_record("q1", "u1", [("a", 0.02, True, False)]), at=T0)  # a retry
+    join.add_event(click("e1", "u1", "q1", "a"), at=T0)
+    join.add_event(click("e1", "u1", "q1", "a"), at=T0)  # the same event again
+    join.add_event(click("e2", "u1", "q1", "zz"), at=T0)  # not a slot item
+    join.add_event(click("e3", "intruder", "q1", "b"), at=T0)  # another user: no reward
+    join.add_served(slot_record("q3", "u3", [("y", 0.5, True, True)], rollouts=("other",)),
+                    at=T0)  # fmt: skip
+    s = join.off_policy_slots()
+    assert s.propensity.tolist() == [0.02, 0.02, 0.04]
+    assert s.candidate.tolist() == [1, 0, 1] and s.production.tolist() == [0, 1, 1]
+    assert s.clicked.tolist() == [1, 0, 1]
+    outcomes = join.served_outcomes
+    assert outcomes["off_policy"] == 2 and outcomes["duplicate"] == 1  # q1's retry
+    assert outcomes["outside_rollout"] == 2  # production's own list here, another rollout's
+    assert join.units("canary").requests.size == 0  # a slot record is not an exposure
+
+
+def test_an_early_click_waits_only_its_window_for_the_slot_record() -> None:
+    join = ExposureJoin(ROLLOUT, since_ts=T0, limits=JoinLimits(pending_window_s=60))
+    join.add_event(click("e0", "u1", "q1", "a"), at=T0)
+    join.expire(served_watermark=T0 + 120, events_watermark=None)  # slot records read past it
+    join.add_served(slot_record("q1", "u1", [("a", 0.02, True, True)], ts=T0 + 121), at=T0 + 121)
+    assert join.off_policy_slots().clicked.tolist() == [0]

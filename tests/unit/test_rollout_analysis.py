@@ -122,8 +122,9 @@ def test_a_worse_metric_fails_at_any_look(proc: Process) -> None:
 
 def test_the_end_of_a_step_passes_holds_or_waits_for_sample(proc: Process) -> None:
     before = proc.snapshot()
-    v = judge(ROLLOUT, CANARY, Analysis(), look(proc, before, even(), elapsed=61))
+    v = judge(ROLLOUT, CANARY, Analysis(), look(proc, before, even(n=4000), elapsed=61))
     assert v.outcome == "pass" and "guardrails held" in v.reasons[0]
+    assert v.figures["metric"]["ci_low"] > -Analysis().margin
     few = even(n=50)
     v = judge(ROLLOUT, CANARY, Analysis(), look(proc, before, few, elapsed=61))
     assert v.outcome == "inconclusive" and "needed" in v.reasons[0]
@@ -133,6 +134,24 @@ def test_the_end_of_a_step_passes_holds_or_waits_for_sample(proc: Process) -> No
     improved = Exposure({"production": units(600, 0.3, 1), "canary": units(600, 0.5, 2)})
     v = judge(ROLLOUT, CANARY, better, look(proc, before, improved, elapsed=61))
     assert v.outcome == "pass"
+
+
+def test_a_step_end_without_evidence_against_harm_does_not_pass(proc: Process) -> None:
+    """Not shown worse is not enough by default: a small step's interval reaches far below
+    zero, so it is inconclusive (extended) until the interval ends above -margin."""
+    before = proc.snapshot()
+    small = even(n=150)  # enough users for min_sample, far too few to rule out a 10% loss
+    v = judge(ROLLOUT, CANARY, Analysis(), look(proc, before, small, elapsed=61))
+    assert v.outcome == "inconclusive" and "not shown within 10%" in v.reasons[0]
+    assert v.figures["metric"]["decision"] != "worse"  # the old rule would have passed it
+    lenient = Analysis(require="not_worse")
+    assert judge(ROLLOUT, CANARY, lenient, look(proc, before, small, elapsed=61)).outcome == "pass"
+    wide = Analysis(margin=0.9)
+    assert judge(ROLLOUT, CANARY, wide, look(proc, before, small, elapsed=61)).outcome == "pass"
+    # 8% fewer clicks, many users: not shown worse at every look, but not within 5% either
+    slight = Exposure({"production": units(4000, 0.5, 1), "canary": units(4000, 0.46, 2)})
+    v = judge(ROLLOUT, CANARY, Analysis(margin=0.05), look(proc, before, slight, elapsed=61))
+    assert v.outcome in ("inconclusive", "fail"), v.reasons
 
 
 def test_holding_acts_only_on_failures(proc: Process) -> None:
@@ -191,3 +210,47 @@ def test_a_noisy_p99_alone_does_not_fail(proc: Process) -> None:
     v = judge(ROLLOUT, CANARY, Analysis(), look(proc, before, even()))
     assert v.outcome == "continue", v.reasons
     assert v.figures["guardrails"]["canary"]["p99_ms"] > 100  # the p99 alone would have failed
+
+
+class SlotExposure:
+    """A shadow step's exploration slots: the shown item uniform over a pool of 50."""
+
+    def __init__(self, n: int, candidate_ctr: float, production_ctr: float, seed: int) -> None:
+        from services.rollouts.off_policy_join import SlotArrays
+
+        rng = np.random.default_rng(seed)
+        shown = rng.integers(0, 50, n)  # pool position shown; 0: production's pick
+        candidate_pick = rng.integers(0, 50, n)
+        ctr = np.where(shown == 0, production_ctr, 0.1)
+        ctr = np.where(shown == candidate_pick, candidate_ctr, ctr)
+        clicked = (rng.random(n) < ctr).astype(float)
+        self.slots = SlotArrays(np.full(n, 1 / 50), (shown == candidate_pick).astype(float),
+                                (shown == 0).astype(float), clicked)  # fmt: skip
+
+    def arm_units(self, rollout_id: str, arm: str) -> UnitArrays:
+        raise AssertionError("a shadow step reads no arm units")
+
+    def off_policy_slots(self, rollout_id: str) -> Any:
+        return self.slots
+
+
+def test_shadow_off_policy_estimate_and_its_gate(proc: Process) -> None:
+    before = proc.snapshot()
+    proc.traffic("production", 500, 0.02)
+    proc.shadow.labels(ROLLOUT, "compared").inc(200)
+    worse = SlotExposure(20_000, candidate_ctr=0.05, production_ctr=0.4, seed=3)
+    v = judge(ROLLOUT, SHADOW, Analysis(), look(proc, before, worse, elapsed=61))
+    assert v.outcome == "pass" and "off-policy" in v.reasons[-1]  # not gated by default
+    op = v.figures["off_policy"]
+    assert op["slots"] == 20_000 and op["candidate"]["matched"] >= 300
+    truth = 0.4 * 49 / 50 + 0.05 / 50  # production's pick, unless the candidate's too
+    assert op["production"]["snips"]["ci_low"] < truth < op["production"]["snips"]["ci_high"]
+    assert op["difference"]["ci_high"] < 0
+    gated = Analysis(shadow=ShadowGates(off_policy_not_worse=True))
+    v = judge(ROLLOUT, SHADOW, gated, look(proc, before, worse, elapsed=61))
+    assert v.outcome == "fail" and "exploration-slot click rate is lower" in v.reasons[0]
+    same = SlotExposure(20_000, candidate_ctr=0.4, production_ctr=0.4, seed=4)
+    assert judge(ROLLOUT, SHADOW, gated, look(proc, before, same, elapsed=61)).outcome == "pass"
+    few = SlotExposure(300, candidate_ctr=0.05, production_ctr=0.4, seed=5)  # ~6 matched
+    v = judge(ROLLOUT, SHADOW, gated, look(proc, before, few, elapsed=61))
+    assert v.outcome == "pass" and "snips" not in v.figures["off_policy"]["candidate"]

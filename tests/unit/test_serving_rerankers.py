@@ -183,6 +183,7 @@ def test_exploration_slot_draws_from_below_the_list_with_its_propensity() -> Non
     assert 10 <= order[slot] < 30  # from the next ``pool`` items
     assert state.explored[order].tolist() == [i == slot for i in range(10)]
     assert state.propensity[order[slot]] == pytest.approx(1 / 20)
+    assert state.explore_pool.tolist() == list(range(10, 30))  # the support, for off-policy
     assert explore(seed=3)[1] == order  # reproducible per request seed
     picks = Counter(explore(seed=s)[1][slot] for s in range(2000))
     assert set(picks) == set(range(10, 30))  # uniform over the pool
@@ -228,6 +229,10 @@ async def test_stage_order_and_explanations() -> None:
     assert out["explored"].sum() == 1 and len(set(out["row"].tolist())) == 8
     assert out.ids == [frame.ids[r] for r in out["row"].tolist()]
     assert np.all(out["propensity"] > 0) and np.all(out["propensity"] <= 1)
+    # the pool the slot drew from: below the list, and holding the explored item
+    pool = result.info.explore_pool
+    explored_row = int(out["row"][out["explored"]][0])
+    assert explored_row in pool and not set(pool) & (set(out["row"].tolist()) - {explored_row})
     np.testing.assert_allclose(out["adjust_fatigue"], -0.1, atol=1e-6)  # one impression each
 
 

@@ -12,6 +12,14 @@ Each run is compared with production per stage (``shared.stats.ranking_diff``):
 - ``ranked``: the top ``k`` by ranker score (overlap@k, Jaccard@k, Kendall tau, RBO) and
   the score deltas on every item both rankers scored;
 - ``final``: the served lists after re-ranking (same measures as ``ranked``).
+
+And, when production's list had exploration slots, an off-policy record: for each slot the
+item shown, its propensity (drawn uniformly from the exploration pool) and whether the
+shadow's ranker, and production's, would have picked that item from the same pool (their
+best-scored pool item). Clicks joined to it by the controller give IPS / SNIPS estimates of
+each ranker's click rate at the slot (``shared.stats.off_policy``): the candidate judged on
+production's own randomised traffic before any user sees it. It goes to the served topic as
+a record of its own (``off_policy`` set), which the exposure join keeps apart from exposures.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -85,16 +94,56 @@ def score_delta(prod: RequestState, shadow: RequestState) -> float | None:
     return mean_abs if shared else None
 
 
+def best_in_pool(req: RequestState, pool: list[str]) -> str | None:
+    """The pool item ``req``'s ranker scored highest (None: it scored none of them)."""
+    if "score" not in req.frame or not pool:
+        return None
+    row_of = {item: r for r, item in enumerate(req.frame.ids)}
+    rows = [row_of[i] for i in pool if i in row_of]
+    if not rows:
+        return None
+    score = np.asarray(req.frame["score"])[rows]
+    return req.frame.ids[rows[int(np.argmax(score))]]
+
+
+def off_policy_slots(prod: RequestState, shadow: RequestState) -> list[dict[str, Any]]:
+    """Production's exploration slots with the shadow's and production's picks from the pool.
+
+    Each: ``item`` shown, its ``p`` (propensity), ``candidate`` / ``production``: whether
+    that ranker's best pool item is the one shown (a deterministic policy's probability of
+    the logged action). Empty when production did not explore or the shadow scored no pool
+    item (a retrieval shadow whose candidates miss the pool has no support there).
+    """
+    served = prod.served
+    if served is None or not prod.explore_pool or not len(served):
+        return []
+    candidate = best_in_pool(shadow, prod.explore_pool)
+    production = best_in_pool(prod, prod.explore_pool)
+    if candidate is None or production is None:
+        return []
+    explored = np.asarray(served["explored"], dtype=bool)
+    propensity = np.asarray(served["propensity"], dtype=np.float64)
+    return [
+        {"item": served.ids[i], "p": round(float(propensity[i]), 8),
+         "candidate": served.ids[i] == candidate, "production": served.ids[i] == production}
+        for i in np.flatnonzero(explored).tolist()
+    ]  # fmt: skip
+
+
+ServedLogger = Callable[[str, dict[str, Any]], None]
+
+
 class ShadowRunner:
     """Runs shadows in the background, bounded, and records how they compare."""
 
-    def __init__(self, runner: Runner, max_in_flight: int = 4,
-                 rank_only: Runner | None = None) -> None:  # fmt: skip
+    def __init__(self, runner: Runner, max_in_flight: int = 4, rank_only: Runner | None = None,
+                 log: ServedLogger | None = None) -> None:  # fmt: skip
         self.runner = runner  # the pipeline without the user step (the user is reused)
         # Ranking and re-ranking only: a ranker's shadow starts from production's filtered
         # candidates, which it would compute again identically (half the shadow's CPU).
         self.rank_only = rank_only
         self.max_in_flight = max_in_flight
+        self.log = log  # the served topic, for off-policy records (None: not logged)
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -155,6 +204,7 @@ class ShadowRunner:
         elapsed = time.perf_counter() - started
         figures = compare(prod, shadow)
         delta = score_delta(prod, shadow)
+        compared = []
         for a in decision.shadowed_by:
             metrics.SHADOW_LATENCY.labels(a.rollout_id).observe(elapsed)
             failure = slot_failure(shadow, a.slots)
@@ -163,12 +213,19 @@ class ShadowRunner:
                 log.info("shadow failed", extra={"rollout": a.rollout_id, "reason": failure})
                 continue
             metrics.SHADOW_RUNS.labels(a.rollout_id, "compared").inc()
+            compared.append(a.rollout_id)
             for stage, measures in figures.items():
                 for measure, value in measures.items():
                     if value == value:  # nan: not defined for this pair (too few shared)
                         metrics.SHADOW_DIFF.labels(a.rollout_id, stage, measure).observe(value)
             if delta is not None:
                 metrics.SHADOW_SCORE_DELTA.labels(a.rollout_id).observe(delta)
+        slots = off_policy_slots(prod, shadow) if compared and self.log is not None else []
+        if slots:
+            assert self.log is not None
+            self.log(prod.user_id, {"request_id": prod.request_id, "user_id": prod.user_id,
+                                    "ts": prod.now, "off_policy": {"rollouts": compared,
+                                                                   "slots": slots}})  # fmt: skip
 
     async def drain(self, timeout_s: float = 5.0) -> None:
         """Wait for the running shadows (at shutdown), cancelling what is left after that."""

@@ -107,7 +107,8 @@ def recommendations_route(core: Callable[[], GatewayCore | None]) -> FastRoute:
             arms = {**arms, **req.experiment.arms}
         body = response_body(req, gw.titles(req.served.ids if req.served else []), arms)
         if gw.log_served is not None:
-            gw.log_served(req.user_id, served_record(req, arms))
+            gw.log_served(req.user_id,
+                          served_record(req, arms, time.perf_counter() - started))  # fmt: skip
         headers = [(b"server-timing", req.run.server_timing().encode())]
         response = FastResponse(200, orjson.dumps(body), headers=headers)
         if rollouts is not None and arms:

@@ -47,6 +47,10 @@ async def rerank(req: RequestState, deps: StepDeps) -> None:
         raise ValueError(f"reranking answered row {int(rows.max())} of {len(top)}")
     req.served, req.served_rows = result.frame, top[rows]
     req.rerankers = list(result.info.applied)
+    pool = np.asarray(result.info.explore_pool, dtype=np.int64)
+    if len(pool) and (int(pool.min()) < 0 or int(pool.max()) >= len(top)):
+        raise ValueError(f"reranking answered an exploration pool outside its {len(top)} rows")
+    req.explore_pool = [req.frame.ids[r] for r in top[pool].tolist()]
     if result.info.model:
         req.models.setdefault("item_index", result.info.model)
 

@@ -41,6 +41,8 @@ class ExplorationReranker:
         if slots == 0 or pool.size == 0:
             state.order = order
             return
+        if knobs.rate > 0:
+            state.explore_pool = pool
         rng = np.random.default_rng(state.seed)
         chosen = rng.permutation(pool.size)[:slots]
         for i, pos in enumerate(self.positions(len(order), slots)):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from statistics import NormalDist
 from typing import Any, Protocol
 
 import numpy as np
@@ -68,6 +69,10 @@ class ExperimentExposure(Protocol):
 
     def by_day(self, rollout_id: str) -> dict[str, dict[int, tuple[int, int]]]:
         """Requests and clicks by arm and whole days since the user's first exposure."""
+        ...
+
+    def list_figures(self, rollout_id: str, arm: str) -> dict[str, Any]:
+        """Coverage, diversity and latency of one arm's lists (services.rollouts.list_stats)."""
         ...
 
 
@@ -135,7 +140,10 @@ def analyse(spec: AnalysisSpec, exposure: ExperimentExposure, carried: Carried |
     units = {name: exposure.arm_units(spec.experiment_id, name) for name in names}
     out: dict[str, Any] = {
         "kind": "ab",
-        "arms": {n: _totals(u) for n, u in units.items()},
+        "arms": {
+            n: {**_totals(u), "lists": exposure.list_figures(spec.experiment_id, n)}
+            for n, u in units.items()
+        },  # fmt: skip
         "srm": _srm(spec, {n: len(u) for n, u in units.items()}),
         "comparisons": {},
         "novelty": _novelty(names, exposure.by_day(spec.experiment_id)),
@@ -144,6 +152,25 @@ def analyse(spec: AnalysisSpec, exposure: ExperimentExposure, carried: Carried |
     for arm in names[1:]:
         out["comparisons"][arm] = _compare(spec, exposure, units[control], units[arm], arm,
                                            carried)  # fmt: skip
+        out["comparisons"][arm]["lists"] = compare_lists(out["arms"][control]["lists"],
+                                                         out["arms"][arm]["lists"])  # fmt: skip
+    return out
+
+
+def compare_lists(control: dict[str, Any], treatment: dict[str, Any]) -> dict[str, Any]:
+    """The treatment's lists against the control's: coverage and p99 as ratios, diversity as a
+    difference with a normal interval (lists as units: the gateway scores each list alone)."""
+    out: dict[str, Any] = {}
+    for key in ("distinct_items", "latency_p99_ms", "latency_p50_ms"):
+        c, t = control.get(key), treatment.get(key)
+        out[f"{key}_ratio"] = _num(t / c) if c and t is not None else None
+    c, t = control.get("diversity"), treatment.get("diversity")
+    cse, tse = control.get("diversity_se"), treatment.get("diversity_se")
+    if c is not None and t is not None and cse is not None and tse is not None:
+        se = math.hypot(cse, tse)
+        z = NormalDist().inv_cdf(0.975)
+        out["diversity_difference"] = {"value": _num(t - c), "ci_low": _num(t - c - z * se),
+                                       "ci_high": _num(t - c + z * se)}  # fmt: skip
     return out
 
 

@@ -78,13 +78,20 @@ def _clock(ts: float) -> str:
 def _arms_table(figures: dict[str, Any]) -> str:
     cols = ("users", "requests", "impressions", "clicks", "ctr", "clicks_per_user",
             "likes_per_user", "watch_s_per_user")  # fmt: skip
-    head = "".join(f"<th>{c}</th>" for c in ("arm", *cols))
+    list_cols = ("distinct_items", "exposure_gini", "diversity", "latency_p50_ms",
+                 "latency_p99_ms")  # fmt: skip
+    head = "".join(f"<th>{c}</th>" for c in ("arm", *cols, *list_cols))
     rows = "".join(
         "<tr><td>" + html.escape(arm) + "</td>"
-        + "".join(f"<td>{'' if t.get(c) is None else t[c]}</td>" for c in cols) + "</tr>"
+        + "".join(_cell(t.get(c)) for c in cols)
+        + "".join(_cell(t.get("lists", {}).get(c)) for c in list_cols) + "</tr>"
         for arm, t in figures.get("arms", {}).items()
     )  # fmt: skip
     return f"<table border=1 cellpadding=4><tr>{head}</tr>{rows}</table>"
+
+
+def _cell(value: Any) -> str:
+    return f"<td>{'' if value is None else html.escape(str(value))}</td>"
 
 
 def _novelty_table(rows: list[dict[str, Any]], arms: list[str]) -> str:
