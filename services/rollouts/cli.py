@@ -32,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from services.rollouts.experiments import sizing
 from services.rollouts.plan import PARTS_OF
 
 DEFAULT_URL = "http://127.0.0.1:8009"
@@ -193,6 +194,11 @@ def show_experiment(e: dict[str, Any]) -> str:
 def run_experiment(args: argparse.Namespace) -> tuple[Any, str]:
     """One ``experiment`` command: the controller's answer and how it reads."""
     base = "/v1/experiments"
+    if args.action == "size":
+        try:
+            return sizing.size(args)
+        except ValueError as exc:
+            raise ApiError(str(exc)) from None
     if args.action == "start":
         loaded = yaml.safe_load(Path(args.file).read_text())
         # One plan, or a declared file's list (each created in turn; the first refusal stops)
@@ -267,6 +273,11 @@ def _experiment_parser(sub: Any) -> None:
     stop = actions.add_parser("stop", help="stop an experiment")
     stop.add_argument("experiment_id")
     stop.add_argument("--reason", default="")
+    sizing.add_arguments(
+        actions.add_parser(
+            "size", help="plan: users per arm for a lift, or the lift a sample detects (offline)"
+        )
+    )
     weights = actions.add_parser("weights", help="change the arms' weights")
     weights.add_argument("experiment_id")
     weights.add_argument("weights", help="arm=weight,... (every arm, summing to 1)")
