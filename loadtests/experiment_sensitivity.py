@@ -75,18 +75,21 @@ clicks per user 54,462 (48,508-60,065; 59,622), A/B clicks per impression 35,353
 interleaving 26,533 (23,866-29,421; 28,798). A/B / interleaving is 2.05 (1.65-2.52), up from
 1.57 (1.19-1.97) with the homogeneous users (``--activity-shape 0 --click-sd 0``, re-run: the
 old figures to the digit, A/B 48,435, CTR 29,203, CUPED 48,435 with reduction 0.0000,
-interleaving 30,918), and about 5x short of 10x. Of the per-user
-variance of clicks (2.06) 36.2 % (+- 0.2 %, Monte Carlo) persists in a user, 0.6 % of it
-between tastes; the other 64 % (this window's request count around the user's rate, and
-Bernoulli clicks) is noise interleaving does not cancel. Its per-user margin keeps 0.61 of
-the A/B difference at 0.75 of the sd, and the sign test drops magnitudes and the 41 % ties
-(preference share 0.514). More varied users cost A/B more and interleaving too (light and
-reluctant users tie more): the sweep's analytical ratio (each +-25 %: the preference share is
-known to +-0.0009) is 3.15 at activity shape 0.5, 2.86 at 0.2, 3.75 at click sd 1, 3.39 at
-both; it grows with the lift (3.0 at +5.4 %, 3.25 at +8.1 %) and the list length (3.2 at
-k = 20; 1.4 at k = 5). A/A false positives, any of 14 daily looks: msprt_relative 0.014
-(0.006-0.029), naive z-test 0.208 (0.173-0.246; last look alone 0.050), sign test 0.252
-(0.215-0.292; last look alone 0.064), sequential sign test 0.006 (0.001-0.017).
+interleaving 30,918), and about 5x short of 10x. Of the per-user variance of clicks (2.06)
+36.2 % (+- 0.2 %, Monte Carlo) persists in a user, 0.6 % of it between tastes; the other 64 %
+(this window's request count around the user's rate, and Bernoulli clicks) is noise
+interleaving does not cancel. Its per-user margin keeps 0.61 of the A/B difference at 0.75 of
+the sd, and the sign test drops magnitudes and the 41 % ties (preference share 0.514). More
+varied users cost A/B more and interleaving too (light and reluctant users tie more): the
+sweep's analytical ratio (each +-25 %: the preference share is known to +-0.0009) is 3.15 at
+activity shape 0.5, 2.86 at 0.2, 3.75 at click sd 1, 3.39 at both, and simulated at both
+(``--activity-shape 0.2 --click-sd 1 --seeds 100 --aa-seeds 100 --sweep-users 0``, 408 s wall)
+3.78 (2.61-5.58): A/B 145,177, CUPED 72,215 (reduction 0.393), interleaving 38,403, 52 % ties,
+66.9 % of the variance persistent. The ratio grows with the lift (3.0 at +5.4 %, 3.25 at
++8.1 %) and the list length (3.2 at k = 20; 1.4 at k = 5). A/A false positives, any of 14 daily
+looks: msprt_relative 0.014 (0.006-0.029), naive z-test 0.208 (0.173-0.246; last look alone
+0.050), sign test 0.252 (0.215-0.292; last look alone 0.064), sequential sign test 0.006
+(0.001-0.017).
 """
 
 from __future__ import annotations
