@@ -11,15 +11,16 @@ from kafka.consumer.fetcher import ConsumerRecord
 from services.ingest.metrics import BATCH_SIZE, BATCH_WRITE, DEAD_LETTERS, EVENTS, FRESHNESS
 from shared.events import Event
 from shared.online_store.writer import ApplyResult, StoreWriter
-from shared.stream.dead_letters import DeadLetterWriter, decode_records
+from shared.stream.dead_letters import DeadLetter, DeadLetterWriter, decode_records
 
-_APPLIED = ord("1")  # the store's per-event mask: b"1" applied now, b"0" a duplicate
+_APPLIED, _REJECTED = ord("1"), ord("2")  # the store's per-event mask (b"0": a duplicate)
 
 
 class EventIngestor:
     """Applies each consumed batch with one atomic store write; raising means 'retry the batch'.
 
-    Malformed messages are dead-lettered before the write, so a committed batch never drops one.
+    Malformed messages are dead-lettered before the write, so a committed batch never drops one;
+    events whose effects the store refused (it wrote nothing of them) are dead-lettered after it.
     With a ``writer_pool`` (one thread) the write runs there and a Future is returned: the
     consumer loop polls and prepares the next batch meanwhile and commits this one only once
     the Future is done, so Redis and Python work in parallel and the writes stay in order.
@@ -44,20 +45,25 @@ class EventIngestor:
         if bad:
             self.dead_letters.send(bad)
             DEAD_LETTERS.inc(len(bad))
-        events = [event for _, event in good]
-        if not events:
+        if not good:
             return None
-        args = self.writer.prepare(events)
+        args = self.writer.prepare([event for _, event in good])
         if self.writer_pool is None:
-            self._write(events, args)
+            self._write(good, args)
             return None
-        return self.writer_pool.submit(self._write, events, args)
+        return self.writer_pool.submit(self._write, good, args)
 
-    def _write(self, events: list[Event], args: list[str | bytes]) -> None:
+    def _write(self, good: list[tuple[ConsumerRecord, Event]], args: list[str | bytes]) -> None:
         start = time.perf_counter()
         result = self.writer.apply_prepared(args)
         BATCH_WRITE.observe(time.perf_counter() - start)
-        self._observe(events, result, time.time())
+        if result.rejected:
+            records = [rec for (rec, _), flag in zip(good, result.mask, strict=True)
+                       if flag == _REJECTED]  # fmt: skip
+            letters = [DeadLetter(rec, why, kind="rejected")
+                       for rec, why in zip(records, result.rejected, strict=True)]  # fmt: skip
+            self.dead_letters.send(letters)
+        self._observe([event for _, event in good], result, time.time())
 
     @staticmethod
     def _observe(events: list[Event], result: ApplyResult, written_at: float) -> None:
@@ -66,7 +72,8 @@ class EventIngestor:
         outcomes: Counter[tuple[str, str]] = Counter()
         for e, flag in zip(events, result.mask, strict=True):
             applied = flag == _APPLIED
-            outcomes[e.type, "applied" if applied else "duplicate"] += 1
+            outcome = "applied" if applied else "rejected" if flag == _REJECTED else "duplicate"
+            outcomes[e.type, outcome] += 1
             if applied and e.accepted_ts is not None:
                 FRESHNESS.observe(max(0.0, written_at - e.accepted_ts))
         for (event_type, outcome), n in outcomes.items():

@@ -8,7 +8,7 @@ FRESHNESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.0, 5
 
 EVENTS = Counter(
     "cascade_ingest_events_total",
-    "Events consumed, by type and outcome (applied, duplicate).",
+    "Events consumed, by type and outcome (applied, duplicate, rejected: dead-lettered).",
     ["type", "outcome"],
 )
 DEAD_LETTERS = Counter(

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+import redis
+from kafka.errors import KafkaError
+
 from services.ingest.ingestor import EventIngestor
 from services.ingest.metrics import CONSUMER_LAG
 from services.ingest.settings import Settings
@@ -12,6 +15,16 @@ from shared.platform.redis_client import create_redis
 from shared.stream.consumer_loop import ConsumerLoop, lag_value
 from shared.stream.consumer_worker import ConsumerWorker
 from shared.stream.dead_letters import DeadLetterWriter
+
+# Errors of Redis or the broker themselves, never of a record: retried, never dead-lettered.
+TRANSIENT = (
+    OSError,
+    KafkaError,
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.OutOfMemoryError,
+)
 
 
 class IngestWorker:
@@ -39,13 +52,14 @@ class IngestWorker:
             self.ingestor,
             max_records=settings.batch_size,
             poll_timeout_ms=settings.poll_timeout_ms,
-            session_timeout_ms=settings.session_timeout_ms,
-            heartbeat_interval_ms=settings.heartbeat_interval_ms,
             lag_interval_s=settings.lag_interval_s,
             consumer_overrides={
                 "check_crcs": settings.check_crcs,
                 "fetch_max_wait_ms": settings.fetch_max_wait_ms,
             },
+            dead_letters=self.dead_letters,
+            transient=TRANSIENT,
+            **settings.loop_options(),
         )
         CONSUMER_LAG.set_function(lambda: lag_value(self.loop))
         topics = {settings.topic: settings.event_partitions, settings.dlq_topic: 1}

@@ -2,7 +2,8 @@
 
 Offsets are committed only after the Parquet file is fsynced and atomically renamed, so a crash
 never loses an accepted event (it may write one twice; the DuckDB ``events`` view dedupes by
-event_id). Malformed messages go to ``events.dlq`` with the reason.
+event_id). Malformed messages go to ``events.dlq`` with the reason, and so does a record the
+Parquet write keeps failing on (after the bounded retries), while the rest is written.
 """
 
 from __future__ import annotations
@@ -34,10 +35,10 @@ def build_worker(settings: Settings) -> tuple[ConsumerWorker, DeadLetterWriter]:
         settings.group_id,
         sink.handle,
         max_records=settings.max_poll_records,
-        session_timeout_ms=settings.session_timeout_ms,
-        heartbeat_interval_ms=settings.heartbeat_interval_ms,
         flush_records=settings.flush_events,
         flush_interval_s=settings.flush_interval_s,
+        dead_letters=dead_letters,
+        **settings.loop_options(),
     )
     CONSUMER_LAG.set_function(lambda: lag_value(loop))
     topics = {settings.topic: settings.event_partitions, settings.dlq_topic: 1}

@@ -1,13 +1,20 @@
 -- Apply a batch of events to the online store atomically, each event at most once.
 --
--- Redis runs a script to completion before anything else, so the dedupe mark of an event and
--- its effects are written together: a worker that dies at any point either applied the whole
--- batch or nothing of it, and a redelivered event finds its mark and is skipped.
+-- Redis runs a script to completion before anything else, but it does not undo what a failing
+-- script wrote. So the script works in two phases: the first only reads, and computes every
+-- event's effects in memory, rejecting an event whose effects could not be stored (a sum that
+-- overflows to Inf, a key of the wrong type fails here too, before any write); the second writes
+-- the effects and then the dedupe marks of the applied events. A worker that dies at any point
+-- either applied the whole batch or nothing of it, and a redelivered event finds its mark and is
+-- skipped; a failed script leaves no mark without its effects (the partial-batch loss of
+-- issue 12: marks written, the rest of the batch's effects never).
 -- Feature semantics (flags, weights, affinity increments) are computed in Python from the one
 -- declaration in shared/event_semantics.py (shared/online_store/effects.py); this script names
 -- no event type and only applies them, aggregated per key. The flag bits below are the ones
 -- effects.py sets (a unit test compares the two).
 --
+-- Returns {applied, duplicates, mask, reasons}: the mask has one character per event (1 applied,
+-- 0 duplicate, 2 rejected) and reasons one text per rejected event, in order.
 -- ARGV: dedupe_ttl, hist_cap, trend_half_life, imp_ttl, n_rings, then per ring
 --       (granularity, slots, head_word, offset), then one JSON array of events, each
 --       [event_id, user_id, item_id, ts, flags, weight, rating, affinity_increment, genre_cols]
@@ -22,6 +29,7 @@ end
 local events = cjson.decode(ARGV[p])
 local INTERACTION, LIKE, IMPRESSION, CLICK, BLOCK, RATING = 1, 2, 4, 8, 16, 32
 local function has(flags, bit_) return bit.band(flags, bit_) ~= 0 end
+local function finite(x) return x == x and x ~= math.huge and x ~= -math.huge end
 
 -- Trending scores are stored as w * 2^((ts - ref) / h); move ref forward (rescaling the whole
 -- set once) before the exponent could overflow.
@@ -29,18 +37,11 @@ local max_ts = 0
 for _, e in ipairs(events) do
   if e[4] > max_ts then max_ts = e[4] end
 end
-local ref = tonumber(redis.call('GET', 'trending:ref'))
-if ref == nil or max_ts - ref > 64 * trend_h then
-  local new_ref = math.floor(max_ts / 3600) * 3600
-  if ref ~= nil then
-    redis.call('ZUNIONSTORE', 'trending', 1, 'trending', 'WEIGHTS',
-               tostring(math.pow(2, (ref - new_ref) / trend_h)))
-  end
-  ref = new_ref
-  redis.call('SET', 'trending:ref', tostring(ref))
-end
+local old_ref = tonumber(redis.call('GET', 'trending:ref'))
+local ref = old_ref
+if ref == nil or max_ts - ref > 64 * trend_h then ref = math.floor(max_ts / 3600) * 3600 end
 
-local items, users, segpop = {}, {}, {}
+local items, users, segpop, marks = {}, {}, {}, {}
 local applied, dups, mask = 0, 0, {}
 
 local function item_state(iid)
@@ -56,17 +57,16 @@ end
 local function user_state(uid)
   local u = users[uid]
   if u == nil then
-    u = {key = '{u:' .. uid .. '}:', n = 0, nr = 0, rs = 0, last = 0, aff = {}, hist = false,
-         imp = false, seg = nil}
+    local key = '{u:' .. uid .. '}:'
+    local old = redis.call('HMGET', key .. 'h', 'seg', 'rs')
+    u = {key = key, n = 0, nr = 0, rs = 0, last = 0, aff = {}, hist = false,
+         seg = old[1] or 'unknown', old_rs = tonumber(old[2]) or 0, histz = {}, imp = {}, blk = {}}
     users[uid] = u
   end
   return u
 end
 
 local function add_popularity(u, iid, w)
-  if u.seg == nil then
-    u.seg = redis.call('HGET', u.key .. 'h', 'seg') or 'unknown'
-  end
   for _, seg in ipairs({u.seg, 'all'}) do
     local t = segpop[seg] or {}
     t[iid] = (t[iid] or 0) + w
@@ -74,10 +74,22 @@ local function add_popularity(u, iid, w)
   end
 end
 
-local function apply(e)
-  local uid, iid, ts, flags, w = e[2], e[3], e[4], e[5], e[6]
+-- Why an event's effects could not be stored (nil: they can). Ratings are the sums a producer
+-- controls (1e308 twice is Inf, which HINCRBYFLOAT refuses); trending only grows within a batch.
+local function unstorable(e, u, it)
+  if has(e[5], RATING) and not finite(u.old_rs + u.rs + e[7]) then
+    return 'rating sum of user ' .. e[2] .. ' would overflow'
+  end
+  if e[6] > 0 and not finite(it.trend + e[6] * math.pow(2, (e[4] - ref) / trend_h)) then
+    return 'trending score of item ' .. e[3] .. ' would overflow'
+  end
+  return nil
+end
+
+-- An event's effects, in memory only (phase 1).
+local function apply(e, u, it)
+  local iid, ts, flags, w = e[3], e[4], e[5], e[6]
   local rating, aff, genres = e[7], e[8], e[9]
-  local u, it = user_state(uid), item_state(iid)
   if has(flags, INTERACTION) then
     it.tot[1] = it.tot[1] + 1
     for r, ring in ipairs(rings) do
@@ -86,25 +98,15 @@ local function apply(e)
     end
     u.n = u.n + 1
     if ts > u.last then u.last = ts end
-    -- History: a sorted set of items by the time of their first interaction, so a late event
-    -- lands where it happened (the offline log's order), not where it arrived. An item seen
-    -- before only moves back to an earlier time (XX LT); one trimmed off stays off.
-    local score = string.format('%.17g', ts)
-    if redis.call('SADD', u.key .. 'seen', iid) == 1 then
-      redis.call('ZADD', u.key .. 'histz', score, iid)
-      u.hist = true
-    else
-      redis.call('ZADD', u.key .. 'histz', 'XX', 'LT', score, iid)
-    end
+    if u.histz[iid] == nil or ts < u.histz[iid] then u.histz[iid] = ts end
   end
   if has(flags, LIKE) then it.tot[2] = it.tot[2] + 1 end
   if has(flags, IMPRESSION) then
     it.tot[3] = it.tot[3] + 1
-    redis.call('HINCRBY', u.key .. 'imp', iid, 1)
-    u.imp = true
+    u.imp[iid] = (u.imp[iid] or 0) + 1
   end
   if has(flags, CLICK) then it.tot[4] = it.tot[4] + 1 end
-  if has(flags, BLOCK) then redis.call('SADD', u.key .. 'blk', iid) end
+  if has(flags, BLOCK) then u.blk[iid] = true end
   if has(flags, RATING) then
     u.nr = u.nr + 1
     u.rs = u.rs + rating
@@ -118,15 +120,35 @@ local function apply(e)
   end
 end
 
+-- Phase 1: reads only. An event is a duplicate (its mark exists, or it came earlier in this
+-- batch), rejected (with the reason, returned), or applied in memory.
+local reasons = {}
 for _, e in ipairs(events) do
-  if redis.call('SET', 'ev:' .. e[1], '1', 'NX', 'EX', ttl) then
-    apply(e)
-    applied = applied + 1
-    mask[#mask + 1] = '1'
-  else
+  if marks[e[1]] or redis.call('EXISTS', 'ev:' .. e[1]) == 1 then
     dups = dups + 1
     mask[#mask + 1] = '0'
+  else
+    local u, it = user_state(e[2]), item_state(e[3])
+    local why = unstorable(e, u, it)
+    if why then
+      reasons[#reasons + 1] = why
+      mask[#mask + 1] = '2'
+    else
+      apply(e, u, it)
+      marks[e[1]] = true
+      applied = applied + 1
+      mask[#mask + 1] = '1'
+    end
   end
+end
+
+-- Phase 2: writes, the effects first, the dedupe marks last.
+if ref ~= old_ref then
+  if old_ref ~= nil then
+    redis.call('ZUNIONSTORE', 'trending', 1, 'trending', 'WEIGHTS',
+               tostring(math.pow(2, (old_ref - ref) / trend_h)))
+  end
+  redis.call('SET', 'trending:ref', tostring(ref))
 end
 
 -- Item counters: move each ring's head (zeroing the slots it passes), then add the counts.
@@ -180,8 +202,26 @@ local function flush_user(u)
   for g, v in pairs(u.aff) do
     redis.call('HINCRBYFLOAT', h, 'a' .. g, string.format('%.17g', v))
   end
+  -- History: a sorted set of items by the time of their first interaction, so a late event
+  -- lands where it happened (the offline log's order), not where it arrived. An item seen
+  -- before only moves back to an earlier time (XX LT); one trimmed off stays off.
+  for iid, ts in pairs(u.histz) do
+    local score = string.format('%.17g', ts)
+    if redis.call('SADD', u.key .. 'seen', iid) == 1 then
+      redis.call('ZADD', u.key .. 'histz', score, iid)
+      u.hist = true
+    else
+      redis.call('ZADD', u.key .. 'histz', 'XX', 'LT', score, iid)
+    end
+  end
   if u.hist then redis.call('ZREMRANGEBYRANK', u.key .. 'histz', 0, -hist_cap - 1) end
-  if u.imp then redis.call('EXPIRE', u.key .. 'imp', imp_ttl) end
+  local imp = false
+  for iid, c in pairs(u.imp) do
+    redis.call('HINCRBY', u.key .. 'imp', iid, c)
+    imp = true
+  end
+  if imp then redis.call('EXPIRE', u.key .. 'imp', imp_ttl) end
+  for iid, _ in pairs(u.blk) do redis.call('SADD', u.key .. 'blk', iid) end
 end
 
 for iid, it in pairs(items) do flush_item(iid, it) end
@@ -189,4 +229,5 @@ for _, u in pairs(users) do flush_user(u) end
 for seg, t in pairs(segpop) do
   for iid, w in pairs(t) do redis.call('ZINCRBY', 'segpop:' .. seg, tostring(w), iid) end
 end
-return {applied, dups, table.concat(mask)}
+for id, _ in pairs(marks) do redis.call('SET', 'ev:' .. id, '1', 'EX', ttl) end
+return {applied, dups, table.concat(mask), reasons}

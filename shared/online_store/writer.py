@@ -25,11 +25,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ApplyResult:
-    """Outcome of one batch: events applied now, and events already applied before."""
+    """Outcome of one batch: events applied now, already applied before, or rejected."""
 
     applied: int
     duplicates: int
-    mask: bytes = b""  # per event of the batch: b"1" applied now, b"0" duplicate
+    mask: bytes = b""  # per event of the batch: b"1" applied now, b"0" duplicate, b"2" rejected
+    rejected: tuple[str, ...] = ()  # why, per rejected event in batch order (nothing written)
 
 
 class GenreLookup:
@@ -107,8 +108,9 @@ class StoreWriter:
 
     def apply_prepared(self, args: list[str | bytes]) -> ApplyResult:
         """Run the ingest script on prepared arguments: one atomic call."""
-        applied, duplicates, mask = self._script(keys=[], args=args)
-        return ApplyResult(int(applied), int(duplicates), bytes(mask))
+        applied, duplicates, mask, reasons = self._script(keys=[], args=args)
+        rejected = tuple(bytes(r).decode() for r in reasons)
+        return ApplyResult(int(applied), int(duplicates), bytes(mask), rejected)
 
     def put_items(self, items: Sequence[ItemRecord]) -> None:
         """Add or replace catalog records."""

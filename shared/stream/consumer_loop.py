@@ -3,6 +3,8 @@
 The consumer loop has one shape (poll a batch, handle it, commit only after the handler
 succeeded), so every worker gets at-least-once delivery; handlers make it exactly-once in effect
 by being idempotent. SIGTERM stops the loop after the batch in hand, with a final commit.
+A batch that keeps failing for a reason of its own records is retried a bounded number of
+times, then its poison records are found and dead-lettered (``shared.stream.poison``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
+from shared.stream.dead_letters import DeadLetterWriter
+from shared.stream.metrics import FAILURES_IN_A_ROW, RETRIES
+from shared.stream.poison import PoisonFinder
+
 log = logging.getLogger(__name__)
 
 BatchHandler = Callable[[list[ConsumerRecord]], "Future[Any] | None"]
@@ -38,6 +44,9 @@ class ConsumerLoopStats:
     failures: int = 0
     last_error: str = ""
     commit_failures: int = 0
+    failures_in_a_row: int = 0
+    dead_lettered: int = 0
+    last_dead_letter: str = ""
     lag: int | None = None
     assigned: set[TopicPartition] = field(default_factory=set)
 
@@ -93,6 +102,11 @@ class ConsumerLoop:
     Redis on another thread): the loop then polls and hands over the next batch meanwhile, and
     commits a batch's offsets, explicitly, only once its Future is done; if it failed, the loop
     rewinds to it (re-reading what came after too). One batch is in flight at a time.
+
+    With ``dead_letters``, a batch that failed ``max_retries`` times more than once with an
+    error not in ``transient`` is handled by halves at its next read (:class:`PoisonFinder`):
+    the records that fail alone are dead-lettered and the batch is committed. Transient errors
+    retry forever; ``stuck_after`` failures in a row make :attr:`stuck` true (readiness).
     """
 
     def __init__(
@@ -111,6 +125,10 @@ class ConsumerLoop:
         flush_interval_s: float = 0.0,
         lag_interval_s: float = 1.0,
         consumer_overrides: dict[str, Any] | None = None,
+        max_retries: int = 3,
+        stuck_after: int = 5,
+        dead_letters: DeadLetterWriter | None = None,
+        transient: tuple[type[BaseException], ...] = (OSError, KafkaError),
     ) -> None:
         self.bootstrap = bootstrap
         self.topics = list(topics)
@@ -130,6 +148,11 @@ class ConsumerLoop:
         self._stop = threading.Event()
         self._consumer: KafkaConsumer | None = None
         self._pending: tuple[Future[Any], _Span] | None = None
+        self.max_retries = max_retries
+        self.stuck_after = stuck_after
+        self.dead_letters = dead_letters
+        self.poison = PoisonFinder(handler, transient)
+        self._isolate = False  # the next batch read is handled by halves
 
     def _create_consumer(self) -> KafkaConsumer:
         config: dict[str, Any] = {
@@ -253,6 +276,9 @@ class ConsumerLoop:
         this batch's preparation), then commit this one or keep it in flight."""
         batch = [rec for records in buffer.values() for rec in records]
         span = _Span.of(buffer)
+        if self._isolate and self._settle(consumer):
+            self._dead_letter_poison(consumer, batch, span)
+            return
         outcome = self._handle(batch)
         if not self._settle(consumer, then=span):  # the previous one failed: both are re-read
             if isinstance(outcome, Future):
@@ -290,8 +316,33 @@ class ConsumerLoop:
         self._done(consumer, span)
         return True
 
+    def _dead_letter_poison(
+        self, consumer: KafkaConsumer, batch: list[ConsumerRecord], span: _Span
+    ) -> None:
+        """Handle a batch that kept failing by halves, dead-letter what fails alone, commit."""
+        assert self.dead_letters is not None  # only set with a dead-letter writer
+        try:
+            letters = self.poison.split(batch, self.stats.failures_in_a_row + 1)
+            self.dead_letters.send(letters)
+        except Exception as exc:  # a dependency failed meanwhile: the whole batch again
+            self._failed(exc)
+            self._rewind(consumer, span)
+            return
+        self._isolate = False
+        self.stats.dead_lettered += len(letters)
+        if letters:
+            self.stats.last_dead_letter = letters[-1].reason
+        self._done(consumer, span)
+
+    @property
+    def stuck(self) -> bool:
+        """True once the batch in hand failed ``stuck_after`` times in a row."""
+        return self.stats.failures_in_a_row >= self.stuck_after
+
     def _done(self, consumer: KafkaConsumer, span: _Span) -> None:
         """Commit a handled batch's offsets (explicit ones: a later batch may be in flight)."""
+        self.stats.failures_in_a_row = 0
+        FAILURES_IN_A_ROW.labels(self.group_id).set(0)
         self.stats.batches += 1
         self.stats.records += span.records
         self.stats.last_error = ""
@@ -311,7 +362,13 @@ class ConsumerLoop:
 
     def _failed(self, exc: Exception) -> None:
         self.stats.failures += 1
+        self.stats.failures_in_a_row += 1
         self.stats.last_error = f"{type(exc).__name__}: {exc}"
+        RETRIES.labels(self.group_id).inc()
+        FAILURES_IN_A_ROW.labels(self.group_id).set(self.stats.failures_in_a_row)
+        poison = self.dead_letters is not None and not self.poison.is_transient(exc)
+        if poison and self.stats.failures_in_a_row > self.max_retries:
+            self._isolate = True  # the next read of this batch looks for its poison records
         log.error("batch handler failed; batch will be retried", exc_info=exc)
 
     def _close(self, consumer: KafkaConsumer) -> None:

@@ -50,7 +50,20 @@ class ConsumerWorker:
         # The consumer object survives an outage; say so honestly meanwhile.
         if not broker_reachable(bootstrap):
             return False, f"kafka unreachable at {bootstrap}"
-        return True, f"ok, {len(self.loop.stats.assigned)} partition(s) assigned"
+        return self._progress()
+
+    def _progress(self) -> tuple[bool, str]:
+        """Not ready while stuck on a failing batch; ready, saying so, while dead-lettering."""
+        stats = self.loop.stats
+        if self.loop.stuck:
+            return False, f"stuck: a batch failed {stats.failures_in_a_row} times in a row: " + (
+                stats.last_error
+            )
+        reason = f"ok, {len(stats.assigned)} partition(s) assigned"
+        if stats.dead_lettered:
+            reason += f"; dead-lettered {stats.dead_lettered} poison record(s), last: "
+            reason += stats.last_dead_letter
+        return True, reason
 
     def _run(self) -> None:
         if self.loop.stopping or not self.topics.wait(self.retry_s, self.loop.pause):

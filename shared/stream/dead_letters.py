@@ -1,5 +1,9 @@
 """Dead letters: records on ``events`` that a consumer cannot use go to ``events.dlq``.
 
+A record is dead-lettered when it does not decode, when the store refuses its effects, or when
+it keeps failing in a handler (the consumer loop retries a failing batch a bounded number of
+times, then halves it until the failing records are alone, and dead-letters those).
+
 Every consumer of the events topic (the ingest worker, the offline sink) decodes its records
 with :func:`decode_records` and forwards the bad ones with one :class:`DeadLetterWriter`, so
 the dead-letter topic holds one message format (``shared.events.encode_dead_letter``: the
@@ -10,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,6 +22,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError
 
 from shared.events import Event, MalformedEventError, decode_event, encode_dead_letter
+from shared.stream.metrics import DEAD_LETTERS
 from shared.stream.producer import LazyProducer
 from shared.stream.topic_keeper import TopicKeeper
 
@@ -25,10 +31,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DeadLetter:
-    """A record and why it was rejected."""
+    """A record and why it was rejected; ``kind`` labels the metric (malformed, rejected,
+    handler)."""
 
     record: ConsumerRecord
     reason: str
+    kind: str = "malformed"
 
 
 def decode_records(
@@ -82,6 +90,8 @@ class DeadLetterWriter:
         except (KafkaError, OSError):
             self.topics.forget()  # a restarted broker may have lost the topic: the retry re-checks
             raise
+        for kind, n in Counter(dl.kind for dl in letters).items():
+            DEAD_LETTERS.labels(self.source, kind).inc(n)
         log.warning("dead-lettered records", extra={"n": len(letters), "reason": letters[0].reason})
 
     def _encode(self, letter: DeadLetter) -> bytes:

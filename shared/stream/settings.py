@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from typing import Any
+
+from pydantic import BaseModel, Field
 
 from shared.platform.settings import platform
 
@@ -23,3 +25,24 @@ class ConsumerGroupSettings(BaseModel):
     event_partitions: int = platform(
         6, ge=1, le=1024, description="partitions of the events topic when it is created"
     )
+    max_retries: int = Field(
+        default=3,
+        ge=0,
+        le=1000,
+        description="retries of a batch failing in its handler before its poison records are "
+        "found (by halving the batch) and dead-lettered; connection errors retry forever",
+    )
+    retry_backoff_s: float = Field(default=0.5, gt=0, le=60, description="pause before a retry")
+    stuck_after: int = Field(
+        default=5, ge=1, le=100_000, description="failures in a row after which /readyz fails"
+    )
+
+    def loop_options(self) -> dict[str, Any]:
+        """The :class:`~shared.stream.consumer_loop.ConsumerLoop` options these settings set."""
+        return {
+            "session_timeout_ms": self.session_timeout_ms,
+            "heartbeat_interval_ms": self.heartbeat_interval_ms,
+            "max_retries": self.max_retries,
+            "retry_backoff_s": self.retry_backoff_s,
+            "stuck_after": self.stuck_after,
+        }

@@ -24,6 +24,7 @@ from deploy.local.processes import free_port, running
 from shared.events import Event
 from shared.online_store import DEFAULT_STORE_CONFIG, ItemRecord, UserProfile
 from shared.online_store.counter_layout import TOTAL_INTERACTIONS, CounterLayout
+from shared.online_store.effects import script_events
 from shared.online_store.writer import StoreWriter
 from shared.stream.topic_keeper import ensure_topics
 from tests.conftest import ServiceStarter
@@ -81,9 +82,11 @@ class Stream:
             "CASCADE_INGEST_LAG_INTERVAL_S": "0.2",
         }
 
-    def send(self, events: list[dict[str, Any]]) -> None:
+    def send(self, events: list[dict[str, Any]], key: bytes | None = None) -> None:
+        """Events keyed by user, or all by ``key`` (one partition: one batch, in order)."""
         for e in events:
-            self.producer.send(self.topic, key=e["user_id"].encode(), value=orjson.dumps(e))
+            k = key or e["user_id"].encode()
+            self.producer.send(self.topic, key=k, value=orjson.dumps(e))
         self.producer.flush()
 
     def send_raw(self, value: bytes) -> None:
@@ -338,3 +341,81 @@ def test_worker_reports_not_ready_with_the_reason(
         check = resp.json()["checks"][dep]
         assert not check["ok"] and dead in check["reason"], check
     assert httpx.get(f"{no_kafka}/healthz").status_code == 200
+
+
+def letters_of(stream: Stream, n: int) -> list[dict[str, Any]]:
+    """The ``n`` dead letters of the stream, decoded."""
+    found = wait_until(lambda: len(stream.dead_letters()) == n and stream.dead_letters())
+    return [orjson.loads(r.value) for r in found]
+
+
+def assert_each_applied_once(client: redis.Redis, users: list[str], items: list[str]) -> None:
+    """One click per user, each in the user's hash, the item counters and segment popularity."""
+    counts = [client.hget(f"{{u:{u}}}:h".encode(), b"n") for u in users]
+    assert counts == [b"1"] * len(users)
+    assert sum(totals(client, items)) == len(users)
+    popularity = sum(s or 0.0 for s in client.zmscore(b"segpop:all", items))
+    assert popularity == pytest.approx(len(users) * click_weight())
+
+
+def click_weight() -> float:
+    """The engagement weight of one click (what it adds to trending and segment popularity)."""
+    e = Event(event_id="w", user_id="w", item_id="w", type="click", timestamp=time.time())
+    return float(orjson.loads(script_events([e], {}))[0][5])
+
+
+def event_id_of(letter: dict[str, Any]) -> str:
+    """The event id inside a dead letter's exact bytes."""
+    return str(orjson.loads(base64.b64decode(letter["value_b64"]))["event_id"])
+
+
+def test_a_script_failing_halfway_through_a_batch_loses_nothing(
+    stream: Stream, store_client: redis.Redis, start_service: ServiceStarter
+) -> None:
+    """Two ratings of 1e308 overflow the user's rating sum (HINCRBYFLOAT refuses Inf). The old
+    script had written every dedupe mark and half the effects by then: the retry saw the marks,
+    took the batch for duplicates and committed, losing the rest. Now nothing is written before
+    every event was checked: the one that overflows is dead-lettered, the others applied once."""
+    items = [f"i{k}" for k in range(5)]
+    StoreWriter(store_client).put_items([ItemRecord(i, genres=("Drama",)) for i in items])
+    users = [f"g{k}" for k in range(30)]
+    good = [event(u, items[k % 5], "click") for k, u in enumerate(users)]
+    huge = [event("r", "ir", "rate", value=1e308) for _ in range(2)]
+    stream.send([*good[:10], *huge, *good[10:]], key=b"one-partition")
+    base = start_service("ingest", env=stream.env, require_ready=True)
+    wait_until(lambda: stream.committed() == 32, what="the batch committed")
+    assert_each_applied_once(store_client, users, items)
+    assert store_client.hget(b"{u:r}:h", b"nr") == b"1"  # the first rating fits, the second not
+    (letter,) = letters_of(stream, 1)
+    assert letter["reason"] == "rating sum of user r would overflow"
+    assert letter["offset"] == 11 and event_id_of(letter) == huge[1]["event_id"]
+    assert marks(store_client) == 31  # every applied event marked, the rejected one not
+    m = metrics(base)
+    assert m[f"cascade_consumer_dead_letters_total{{consumer={stream.group},reason=rejected}}"] == 1
+    assert m["cascade_ingest_events_total{outcome=rejected,type=rate}"] == 1
+    assert m["cascade_ingest_events_total{outcome=applied,type=click}"] == 30
+
+
+def test_a_record_failing_in_the_script_is_retried_then_dead_lettered_and_the_rest_applied(
+    stream: Stream, store_client: redis.Redis, start_service: ServiceStarter
+) -> None:
+    """A record the script fails on (its user's hash is a string: WRONGTYPE) fails its batch on
+    every retry; after the bounded retries it is found by halving and dead-lettered."""
+    store_client.set(b"{u:bad}:h", b"not a hash")
+    items = [f"i{k}" for k in range(5)]
+    users = [f"g{k}" for k in range(20)]
+    good = [event(u, items[k % 5], "click") for k, u in enumerate(users)]
+    stream.send([*good[:10], event("bad", "i1", "click"), *good[10:]], key=b"one-partition")
+    env = {**stream.env, "CASCADE_INGEST_MAX_RETRIES": "1", "CASCADE_INGEST_RETRY_BACKOFF_S": "0.1"}
+    base = start_service("ingest", env=env, require_ready=True)
+    wait_until(lambda: stream.committed() == 21, what="the batch committed")
+    assert_each_applied_once(store_client, users, items)
+    (letter,) = letters_of(stream, 1)
+    assert letter["reason"].startswith("handler failed after 3 attempt(s): ResponseError: ")
+    assert "WRONGTYPE" in letter["reason"] and letter["offset"] == 10
+    assert not store_client.exists(f"ev:{event_id_of(letter)}")
+    m = metrics(base)
+    assert m[f"cascade_consumer_dead_letters_total{{consumer={stream.group},reason=handler}}"] == 1
+    assert m[f"cascade_consumer_retries_total{{consumer={stream.group}}}"] == 2
+    ready = httpx.get(f"{base}/readyz", timeout=5)
+    assert ready.status_code == 200 and "dead-lettered 1 poison record(s)" in ready.text

@@ -20,6 +20,7 @@ from shared.stream.producer import create_producer
 from shared.stream.topic_keeper import ensure_topics
 from tests.conftest import ServiceStarter
 from tests.integration.test_events_api import make_events, post, read_topic
+from tests.utils.metrics import scrape as metrics
 from tests.utils.servers import service_spec
 
 pytestmark = pytest.mark.integration
@@ -139,3 +140,62 @@ def test_sigkill_mid_stream_loses_nothing(
     con = log.connect()
     (raw,) = con.execute("SELECT count(*) FROM events_raw").fetchone() or (0,)
     assert partial < 3000 <= raw
+
+
+def produce(bootstrap: str, topic: str, events: list[dict[str, object]]) -> None:
+    """Write events straight to the topic (as another producer would), in order, one key."""
+    producer = create_producer(bootstrap)
+    for e in events:
+        producer.send(topic, key=b"k", value=orjson.dumps(e))
+    producer.flush()
+    producer.close()
+
+
+def poison(**extra: object) -> dict[str, object]:
+    """An event that decodes but that Parquet cannot store: ``position`` beyond int32."""
+    return {**make_events(1)[0], "position": 2**31, **extra}
+
+
+def retry_env(bootstrap: str, topic: str, data_dir: Path, **knobs: str) -> dict[str, str]:
+    """Sink settings with quick retries; ``knobs`` are CASCADE_OFFLINE_SINK_<NAME> overrides."""
+    env = sink_env(bootstrap, topic, data_dir) | {"CASCADE_OFFLINE_SINK_RETRY_BACKOFF_S": "0.1"}
+    return env | {f"CASCADE_OFFLINE_SINK_{k.upper()}": v for k, v in knobs.items()}
+
+
+def test_a_record_the_parquet_write_fails_on_is_dead_lettered_and_the_rest_written(
+    start_service: ServiceStarter, kafka_bootstrap: str, unique_topic: str, tmp_path: Path
+) -> None:
+    ensure_topics(kafka_bootstrap, {unique_topic: 1, f"{unique_topic}.dlq": 1})
+    good = make_events(40)
+    produce(kafka_bootstrap, unique_topic, [*good[:20], poison(), *good[20:]])
+    env = retry_env(kafka_bootstrap, unique_topic, tmp_path, max_retries="2")
+    sink = start_service("offline_sink", env)
+    wait_for(lambda: EventLog(tmp_path).count() == 40, timeout_s=20)
+    (dead,) = read_topic(kafka_bootstrap, f"{unique_topic}.dlq", 1, timeout_s=10)
+    letter = orjson.loads(dead.value)  # type: ignore[attr-defined]
+    assert (letter["topic"], letter["partition"], letter["offset"]) == (unique_topic, 0, 20)
+    # tried once, retried twice, then alone once more
+    assert letter["reason"].startswith("handler failed after 4 attempt(s): ArrowInvalid: ")
+    assert "2147483648" in letter["reason"]
+    group = env["CASCADE_OFFLINE_SINK_GROUP_ID"]
+    m = metrics(sink)
+    assert m[f"cascade_consumer_dead_letters_total{{consumer={group},reason=handler}}"] == 1
+    assert m[f"cascade_consumer_retries_total{{consumer={group}}}"] == 3
+    assert m[f"cascade_consumer_failures_in_a_row{{consumer={group}}}"] == 0
+    ready = httpx.get(f"{sink}/readyz", timeout=5)
+    assert ready.status_code == 200 and "dead-lettered 1 poison record(s)" in ready.text
+
+
+def test_a_sink_retrying_past_the_threshold_is_not_ready_and_says_why(
+    start_service: ServiceStarter, kafka_bootstrap: str, unique_topic: str, tmp_path: Path
+) -> None:
+    """Before dead-lettering (here: never, within the test) a stuck consumer fails /readyz."""
+    ensure_topics(kafka_bootstrap, {unique_topic: 1, f"{unique_topic}.dlq": 1})
+    produce(kafka_bootstrap, unique_topic, [poison()])
+    env = retry_env(kafka_bootstrap, unique_topic, tmp_path, max_retries="1000", stuck_after="2")
+    sink = start_service("offline_sink", env)
+    wait_for(lambda: httpx.get(f"{sink}/readyz", timeout=5).status_code == 503, timeout_s=20)
+    reason = httpx.get(f"{sink}/readyz", timeout=5).json()["checks"]["consumer"]["reason"]
+    assert reason.startswith("stuck: a batch failed ") and "ArrowInvalid" in reason
+    group = env["CASCADE_OFFLINE_SINK_GROUP_ID"]
+    assert metrics(sink)[f"cascade_consumer_failures_in_a_row{{consumer={group}}}"] >= 2
