@@ -40,13 +40,25 @@ def cmd_up(rt: RuntimeSettings, detach: bool) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    while not stop.wait(2.0):
-        for line in runtime.check_exits():
-            _out(line)
+    if watch(runtime, stop) == "all exited":
+        _out("everything it started has stopped (`make down` elsewhere?)")
+        runtime.down()  # forgets the state file; nothing is left to stop
+        return 0
     _out("stopping...")
     runtime.down()
     _out("stopped")
     return 0
+
+
+def watch(runtime: LocalRuntime, stop: threading.Event, poll_s: float = 2.0) -> str:
+    """Report processes that exit until ``stop`` is set ("stopped") or every process it
+    started has exited ("all exited": stopped from elsewhere, so there is nothing to wait for)."""
+    while not stop.wait(poll_s):
+        for line in runtime.check_exits():
+            _out(line)
+        if runtime.running and not any(p.alive() for p in runtime.running):
+            return "all exited"
+    return "stopped"
 
 
 def cmd_down(rt: RuntimeSettings) -> int:

@@ -183,3 +183,32 @@ def test_foreground_up_stops_everything_on_ctrl_c(
     assert "stopped" in rest
     assert not (run_dir / "state.json").exists()
     _assert_all_gone(state["processes"])
+
+
+def test_foreground_up_returns_when_down_runs_elsewhere(
+    tmp_path: Path, models_dir: Path, mlflow_tracking_uri: str
+) -> None:
+    run_dir = tmp_path / "run"
+    env, _ports = _env(run_dir, models_dir, mlflow_uri=mlflow_tracking_uri)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deploy.local", "up"],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    out: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            out.append(line)
+            if "Ctrl-C stops everything" in line or "start failed" in line:
+                break
+        assert "Ctrl-C stops everything" in "".join(out), "".join(out)
+        state = json.loads((run_dir / "state.json").read_text())
+        down = _runtime(["down"], env, timeout=60)  # `make down` in another terminal
+        assert down.returncode == 0 and "stopped" in down.stdout, down.stdout + down.stderr
+        rest, _ = proc.communicate(timeout=60)  # returns by itself: no Ctrl-C
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, "".join(out) + rest
+    assert "everything it started has stopped" in rest, rest
+    _assert_all_gone(state["processes"])
