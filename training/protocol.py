@@ -307,7 +307,7 @@ def run_protocol(
     for name, m in metrics.items():
         m.update({f"val_{k}": v for k, v in val_metrics[name].items()})
     metrics["ease"]["lambda"] = float(baselines["ease"].lam)
-    extra["item_item"] = top_n_per_row(baselines["ease"].weights, cfg.item_item_top_n)
+    extra["item_item"] = sp.csr_matrix(baselines["ease_sparse"].weights)  # served = evaluated
     extra["item_item_meta"] = {
         "model": "ease",
         "lambda": float(baselines["ease"].lam),
