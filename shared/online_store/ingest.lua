@@ -74,14 +74,12 @@ local function add_popularity(u, iid, w)
   end
 end
 
--- Why an event's effects could not be stored (nil: they can). Ratings are the sums a producer
--- controls (1e308 twice is Inf, which HINCRBYFLOAT refuses); trending only grows within a batch.
-local function unstorable(e, u, it)
+-- Why an event's effects could not be stored (nil: they can). The rating is the one value a
+-- producer controls (two ratings of 1e308 sum to Inf, which HINCRBYFLOAT refuses); weights and
+-- affinity increments are declared, and the trending exponent is kept below 64 by the ref.
+local function unstorable(e, u)
   if has(e[5], RATING) and not finite(u.old_rs + u.rs + e[7]) then
     return 'rating sum of user ' .. e[2] .. ' would overflow'
-  end
-  if e[6] > 0 and not finite(it.trend + e[6] * math.pow(2, (e[4] - ref) / trend_h)) then
-    return 'trending score of item ' .. e[3] .. ' would overflow'
   end
   return nil
 end
@@ -122,14 +120,19 @@ end
 
 -- Phase 1: reads only. An event is a duplicate (its mark exists, or it came earlier in this
 -- batch), rejected (with the reason, returned), or applied in memory.
-local reasons = {}
-for _, e in ipairs(events) do
-  if marks[e[1]] or redis.call('EXISTS', 'ev:' .. e[1]) == 1 then
+local reasons, marked = {}, {}
+for from = 1, #events, 1000 do  -- MGET in chunks: one call instead of one per event
+  local ks = {}
+  for k = from, math.min(from + 999, #events) do ks[#ks + 1] = 'ev:' .. events[k][1] end
+  for k, v in ipairs(redis.call('MGET', unpack(ks))) do marked[from + k - 1] = v end
+end
+for k, e in ipairs(events) do
+  if marks[e[1]] or marked[k] then
     dups = dups + 1
     mask[#mask + 1] = '0'
   else
     local u, it = user_state(e[2]), item_state(e[3])
-    local why = unstorable(e, u, it)
+    local why = unstorable(e, u)
     if why then
       reasons[#reasons + 1] = why
       mask[#mask + 1] = '2'
