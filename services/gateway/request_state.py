@@ -72,6 +72,7 @@ class RequestState:
     served_rows: np.ndarray | None = None  # rows of ``frame`` the final list holds
     models: dict[str, str] = field(default_factory=dict)  # model part -> label
     canary_failure: str | None = None  # set when production re-ran a request the canary failed
+    rerun_s: float = 0.0  # how long that re-run took (not the canary's time: see rollouts.after)
     endpoints: dict[str, str] = field(default_factory=dict)  # stage -> URL (a canary deployment)
     # Experiments in force (set by the route) and what the experiments step decided of them.
     experiments: tuple[ExperimentAssignment, ...] = ()

@@ -135,6 +135,7 @@ async def test_a_failing_canary_is_answered_by_production(
     async def run(r: RequestState) -> None:
         if r.variant.alias("ranker") == "production":
             clients["ranking"].fail = False  # production's ranking answers
+            await asyncio.sleep(0.3)  # a slow re-run: not the canary's time
         await runner.run(r)
 
     errors = {"rollout": "fail-test", "arm": "canary", "outcome": "model_error"}
@@ -144,9 +145,14 @@ async def test_a_failing_canary_is_answered_by_production(
     assert answer.run.degraded == []  # production answered in full: not degraded
     assert answer.variant.alias("ranker") == "production"
     assert answer.models["ranker"].endswith("(@production)")
-    gw.after(answer, d, 0.01)
+    assert answer.rerun_s >= 0.3
+    latency = {"rollout": "fail-test", "arm": "canary"}
+    sum_before = sample("cascade_rollout_request_duration_seconds_sum", latency)
+    gw.after(answer, d, answer.rerun_s + 0.01)  # the whole request: the canary's try + re-run
     after = sample("cascade_rollout_requests_total", errors)
     assert after == before + 1
+    observed = sample("cascade_rollout_request_duration_seconds_sum", latency) - sum_before
+    assert observed == pytest.approx(0.01)  # timed as production's failures are: to the failure
 
 
 async def test_a_working_canary_serves_the_candidate(

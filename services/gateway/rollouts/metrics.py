@@ -21,7 +21,7 @@ ROLLOUT_REQUESTS = Counter(
 )
 ROLLOUT_LATENCY = Histogram(
     "cascade_rollout_request_duration_seconds",
-    "Gateway time of a rollout's requests by arm (a canary error includes the production re-run).",
+    "Gateway time of a rollout's requests by arm (a canary error without production's re-run).",
     ["rollout", "arm"],
     buckets=LATENCY_BUCKETS,
 )
