@@ -62,6 +62,7 @@ class PipelineConfig:
     knn_neighbours: int = 100
     ease_lambdas: tuple[float, ...] = (50.0, 100.0, 250.0, 500.0, 1000.0)  # chosen on validation
     item_item_top_n: int = 200  # EASE weights kept per item for serving (item_index/item_item.npz)
+    ease_candidates: int = 100  # the served EASE source's quota (candidate recall with it)
     max_eval_users: int | None = None
     protocols: tuple[str, ...] = ("temporal", "recbole")
     tiny: bool = False

@@ -29,6 +29,7 @@ from training.evaluation.evaluate import (
     CURVE_KS,
     Queries,
     build_queries,
+    candidate_recall,
     head_aucs,
     list_metrics,
     pipeline_lists,
@@ -258,6 +259,10 @@ def evaluate_period(
     aucs = head_aucs(cands, p_int, p_like, q)
     metrics["pipeline_ranked"] = list_metrics(ranked, q, p.fb.item_genres, n_items) | aucs
     metrics["pipeline"] = list_metrics(reranked, q, p.fb.item_genres, n_items) | aucs
+    # Retrieval's share of the relevant items, alone and with the served EASE source's quota.
+    with_ease = [cands, lists["ease_sparse"][:, : cfg.ease_candidates]]
+    metrics["pipeline"]["candidate_recall"] = candidate_recall([cands], q.relevant)
+    metrics["pipeline"]["candidate_recall_with_ease"] = candidate_recall(with_ease, q.relevant)
     lists["pipeline"] = reranked
     curves = {
         name: recall_curve(r, q.relevant, [k for k in CURVE_KS if k <= r.shape[1]])

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from training.evaluation.evaluate import candidate_recall
 from training.evaluation.metrics import (
     auc,
     coverage,
@@ -59,3 +60,12 @@ def test_mmr_prefers_diverse_items() -> None:
     rel = np.array([1.0, 0.95, 0.9])
     assert mmr(items, rel, v, lam=1.0, n_pick=3).tolist() == [0, 1, 2]
     assert mmr(items, rel, v, lam=0.5, n_pick=3).tolist() == [0, 2, 1]
+
+
+def test_candidate_recall_is_the_union_of_the_lists() -> None:
+    a = np.array([[1, 2], [5, 6]])
+    b = np.array([[2, 3], [7, 8]])
+    # user 0: relevant {1, 3, 9} → a finds 1, a ∪ b finds 1 and 3; user 1: relevant {8} → b only
+    relevant = [{1, 3, 9}, {8}]
+    assert candidate_recall([a], relevant) == pytest.approx((1 / 3 + 0) / 2)
+    assert candidate_recall([a, b], relevant) == pytest.approx((2 / 3 + 1) / 2)

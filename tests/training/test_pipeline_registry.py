@@ -49,6 +49,7 @@ def test_report_and_bundle(trained: dict) -> None:  # type: ignore[type-arg]
         )
         assert 0 < pipe["coverage@10"] <= 1 and 0 < pipe["ild@10"] <= 1
         assert 0 <= pipe["auc_interact"] <= 1 and 0 <= pipe["auc_like"] <= 1
+        assert 0 < pipe["candidate_recall"] <= pipe["candidate_recall_with_ease"] <= 1
     md = (root / "reports" / "evaluation.md").read_text()
     assert "## temporal" in md and "## recbole" in md and "| pipeline |" in md
     assert (root / "reports" / "recall_at_k.png").stat().st_size > 1000

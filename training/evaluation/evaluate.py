@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,6 +105,16 @@ def list_metrics(
     out["coverage@10"] = coverage(ranked[:, :10], n_items)
     out["ild@10"] = intra_list_diversity(ranked[:, :10], genres)
     return out
+
+
+def candidate_recall(lists: Sequence[np.ndarray], relevant: Sequence[set[int]]) -> float:
+    """Mean over users of the share of their relevant items in the union of ``lists`` (each
+    [n_users, k_i]): what a ranker given those candidates could reach at most."""
+    shares = [
+        len(set(np.concatenate(rows).tolist()) & rel) / len(rel)
+        for rows, rel in zip(zip(*lists, strict=True), relevant, strict=True)
+    ]
+    return float(np.mean(shares))
 
 
 def pipeline_lists(

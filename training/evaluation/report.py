@@ -49,6 +49,17 @@ def _write_json_and_md(out_dir: Path, stem: str, payload: Any, lines: list[str])
     return [js, md]
 
 
+def _candidate_line(pipeline: dict[str, Any], fmt: Callable[[Any], str]) -> list[str]:
+    """The share of relevant items the ranker's candidates hold, without and with EASE's."""
+    if "candidate_recall" not in pipeline:
+        return []
+    alone, both = (fmt(pipeline.get(k)) for k in ("candidate_recall", "candidate_recall_with_ease"))
+    return [
+        f"Candidate recall (test): the two-tower candidates {alone}; with the EASE source {both}.",
+        "",
+    ]
+
+
 def _fmt(v: float | None) -> str:
     return "" if v is None or v != v else f"{v:.4f}"
 
@@ -65,6 +76,7 @@ def write_report(
         lines += [f"## {split}", "", *_table(models, MD_COLUMNS, _fmt), ""]
         lines += [f"Validation (where choices are made) beside test, {split}:", ""]
         lines += [*_table(models, PAIRED, _fmt), ""]
+        lines += _candidate_line(models.get("pipeline", {}), _fmt)
     lines.append("![Recall@K](recall_at_k.png)")
     files = _write_json_and_md(out_dir, "evaluation", metrics, lines)
     png = out_dir / "recall_at_k.png"
@@ -136,4 +148,5 @@ def write_seed_report(out_dir: Path, runs: Runs, header: str) -> list[Path]:
         lines += _table(models, PAIRED, _mean_sd)
         lams = [runs[s][split]["ease"].get("lambda") for s in sorted(runs) if split in runs[s]]
         lines += ["", f"EASE λ chosen on validation per seed: {lams}", ""]
+        lines += _candidate_line(models.get("pipeline", {}), _mean_sd)
     return _write_json_and_md(out_dir, "evaluation_seeds", payload, lines)
