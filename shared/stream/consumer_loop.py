@@ -276,8 +276,9 @@ class ConsumerLoop:
         this batch's preparation), then commit this one or keep it in flight."""
         batch = [rec for records in buffer.values() for rec in records]
         span = _Span.of(buffer)
-        if self._isolate and self._settle(consumer):
-            self._dead_letter_poison(consumer, batch, span)
+        if self._isolate:  # a batch in flight that failed rewinds to it, this one re-read too
+            if self._settle(consumer, then=span):
+                self._dead_letter_poison(consumer, batch, span)
             return
         outcome = self._handle(batch)
         if not self._settle(consumer, then=span):  # the previous one failed: both are re-read
