@@ -389,7 +389,9 @@ def test_a_slower_model_is_stopped_by_the_latency_guardrail(stack: RolloutStack)
     # requests as long as its own (in one CI run both p99s were 2.3 s and the step passed;
     # locally the p99s differed by 1.27x against a 1.25x limit): docs/rollouts.md.
     with stack.canary_ranking("ranking_slower") as canary_ranking:
-        guard = {"min_requests": 30, "p99_min_requests": 150}
+        # only the latency guardrail judges here: the fresh canary process's first request
+        # can time out (1 of its first 30 did in one CI run: a 3.3% error rate, limit +1%)
+        guard = {"min_requests": 30, "p99_min_requests": 150, "max_error_rate": 0.2}
         r = stack.start_rollout({**plan(stack.versions["slower"], canary(0.3, 120, 10),
                                         guardrails=guard),
                                  "endpoints": {"ranking": canary_ranking.spec.url}})  # fmt: skip
