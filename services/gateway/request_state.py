@@ -67,7 +67,8 @@ class RequestState:
     removed: dict[str, list[str]] = field(default_factory=dict)  # reason -> item ids
     heads: list[str] = field(default_factory=list)
     rerankers: list[str] = field(default_factory=list)
-    explore_pool: list[str] = field(default_factory=list)  # what exploration slots drew from
+    # rows of ``frame`` exploration slots drew from (read by shadows only: kept as rows)
+    explore_pool_rows: np.ndarray | None = None
     served: Frame | None = None  # the final list, with its columns
     served_rows: np.ndarray | None = None  # rows of ``frame`` the final list holds
     models: dict[str, str] = field(default_factory=dict)  # model part -> label

@@ -18,7 +18,6 @@ Nothing is dropped silently: every record ends in one outcome of ``served_outcom
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -28,6 +27,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from services.rollouts.list_stats import ListStats
 from services.rollouts.off_policy_join import OffPolicyRecord, OffPolicySlots, SlotArrays
+from services.rollouts.time_window import drop_before
 from shared.events import Event
 
 EVENT_OUTCOMES = (
@@ -347,8 +347,8 @@ class ExposureJoin:
                 self.event_outcomes["expired_unjoined"] += expired
         if events_watermark is not None:
             window, dedup = self.limits.pending_window_s, self.limits.dedup_window_s
-            _drop_before(self._requests, events_watermark - window, lambda entry: entry[0])
-            _drop_before(self._event_ids, events_watermark - dedup, float)
+            drop_before(self._requests, events_watermark - window, lambda entry: entry[0])
+            drop_before(self._event_ids, events_watermark - dedup, float)
         return expired
 
     def units(self, arm: str) -> UnitArrays:
@@ -403,11 +403,3 @@ class ExposureJoin:
             arm: int(sum(row[_REQUESTS] for row in users.values()))
             for arm, users in self._totals.items()
         }
-
-
-def _drop_before(
-    entries: OrderedDict[str, _V], cutoff: float, time_of: Callable[[_V], float]
-) -> None:
-    """Pop entries from the front while their time is before ``cutoff``."""
-    while entries and time_of(next(iter(entries.values()))) < cutoff:
-        entries.popitem(last=False)

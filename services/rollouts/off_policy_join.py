@@ -21,6 +21,8 @@ import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
+from services.rollouts.time_window import drop_before
+
 
 class OffPolicySlot(msgspec.Struct, frozen=True):
     """One exploration slot as the shadow logged it."""
@@ -113,9 +115,9 @@ class OffPolicySlots:
     def expire(self, served_watermark: float | None, events_watermark: float | None) -> None:
         """Forget clicks whose slot record will not come, and slots whose clicks are done."""
         if served_watermark is not None:
-            _drop_before(self._clicks, served_watermark - self.window_s)
+            drop_before(self._clicks, served_watermark - self.window_s, _time)
         if events_watermark is not None:
-            _drop_before(self._open, events_watermark - self.window_s)
+            drop_before(self._open, events_watermark - self.window_s, _time)
 
     def arrays(self) -> SlotArrays:
         """Every slot kept so far, as columns."""
@@ -123,6 +125,5 @@ class OffPolicySlots:
         return SlotArrays(table[:, 0], table[:, 1], table[:, 2], table[:, 3])
 
 
-def _drop_before(entries: OrderedDict[str, Any], cutoff: float) -> None:
-    while entries and next(iter(entries.values()))[0] < cutoff:
-        entries.popitem(last=False)
+def _time(entry: tuple[float, str, Any]) -> float:
+    return entry[0]

@@ -152,23 +152,32 @@ def test_up_with_external_redis_and_mlflow_then_down(
     assert external.ping() and external.dbsize() > 0, "the given Redis was not used or was stopped"
 
 
-def test_foreground_up_stops_everything_on_ctrl_c(
-    tmp_path: Path, models_dir: Path, mlflow_tracking_uri: str
-) -> None:
-    run_dir = tmp_path / "run"
-    env, ports = _env(run_dir, models_dir, mlflow_uri=mlflow_tracking_uri)
+def _foreground_up(env: dict[str, str]) -> tuple[subprocess.Popen[str], list[str]]:
+    """``deploy.local up`` in the foreground, read until it says it is up (asserted)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "deploy.local", "up"],
         cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     out: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        out.append(line)
+        if "Ctrl-C stops everything" in line or "start failed" in line:
+            break
+    if "Ctrl-C stops everything" not in "".join(out):
+        proc.kill()
+        proc.wait(30)
+        raise AssertionError("".join(out))
+    return proc, out
+
+
+def test_foreground_up_stops_everything_on_ctrl_c(
+    tmp_path: Path, models_dir: Path, mlflow_tracking_uri: str
+) -> None:
+    run_dir = tmp_path / "run"
+    env, ports = _env(run_dir, models_dir, mlflow_uri=mlflow_tracking_uri)
+    proc, out = _foreground_up(env)
     try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            out.append(line)
-            if "Ctrl-C stops everything" in line or "start failed" in line:
-                break
-        assert "Ctrl-C stops everything" in "".join(out), "".join(out)
         assert any(line.startswith("train: skipped") for line in out), "".join(out)
         state = json.loads((run_dir / "state.json").read_text())
         assert {"redis", "kafka", "prometheus", *SERVICES} <= {
@@ -190,18 +199,8 @@ def test_foreground_up_returns_when_down_runs_elsewhere(
 ) -> None:
     run_dir = tmp_path / "run"
     env, _ports = _env(run_dir, models_dir, mlflow_uri=mlflow_tracking_uri)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "deploy.local", "up"],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    out: list[str] = []
+    proc, out = _foreground_up(env)
     try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            out.append(line)
-            if "Ctrl-C stops everything" in line or "start failed" in line:
-                break
-        assert "Ctrl-C stops everything" in "".join(out), "".join(out)
         state = json.loads((run_dir / "state.json").read_text())
         down = _runtime(["down"], env, timeout=60)  # `make down` in another terminal
         assert down.returncode == 0 and "stopped" in down.stdout, down.stdout + down.stderr

@@ -20,14 +20,14 @@ def ranked(scores: list[float]) -> RequestState:
 
 def test_each_ranker_picks_its_best_pool_item_and_the_shown_slot_is_marked() -> None:
     prod = ranked([8, 7, 6, 5, 4, 3, 2, 1])
-    prod.explore_pool = ["i3", "i4", "i5", "i6"]
+    prod.explore_pool_rows = np.array([3, 4, 5, 6])  # items i3..i6
     prod.served = Frame(["i0", "i5", "i1"], {
         "explored": np.array([False, True, False]),
         "propensity": np.array([1.0, 0.25, 1.0], dtype=np.float32),
     })  # fmt: skip
     reversed_ = ranked([1, 2, 3, 4, 5, 6, 7, 8])
-    assert best_in_pool(prod, prod.explore_pool) == "i3"
-    assert best_in_pool(reversed_, prod.explore_pool) == "i6"
+    assert best_in_pool(prod, ["i3", "i4", "i5", "i6"]) == "i3"
+    assert best_in_pool(reversed_, ["i3", "i4", "i5", "i6"]) == "i6"
     assert off_policy_slots(prod, reversed_) == [
         {"item": "i5", "p": 0.25, "candidate": False, "production": False}
     ]
@@ -40,7 +40,7 @@ def test_no_record_without_exploration_or_without_support() -> None:
     prod = ranked([8, 7, 6, 5, 4, 3, 2, 1])
     prod.served = Frame(["i0"], {"explored": np.array([False]), "propensity": np.ones(1)})
     assert off_policy_slots(prod, ranked([1] * 8)) == []  # production did not explore
-    prod.explore_pool = ["i3", "i4"]
+    prod.explore_pool_rows = np.array([3, 4])
     other = RequestState("q1", "u1", 3, 0.0, VariantSpec())
     other.frame = Frame(["x1", "x2"], {"score": np.ones(2, dtype=np.float32)})
     assert off_policy_slots(prod, other) == []  # a shadow that scored none of the pool

@@ -96,11 +96,13 @@ def score_delta(prod: RequestState, shadow: RequestState) -> float | None:
 
 def best_in_pool(req: RequestState, pool: list[str]) -> str | None:
     """The pool item ``req``'s ranker scored highest (None: it scored none of them)."""
-    if "score" not in req.frame or not pool:
-        return None
     row_of = {item: r for r, item in enumerate(req.frame.ids)}
-    rows = [row_of[i] for i in pool if i in row_of]
-    if not rows:
+    return _best(req, [row_of[i] for i in pool if i in row_of])
+
+
+def _best(req: RequestState, rows: list[int]) -> str | None:
+    """The item of ``rows`` with the highest ranker score (None: none, or nothing scored)."""
+    if "score" not in req.frame or not rows:
         return None
     score = np.asarray(req.frame["score"])[rows]
     return req.frame.ids[rows[int(np.argmax(score))]]
@@ -114,11 +116,12 @@ def off_policy_slots(prod: RequestState, shadow: RequestState) -> list[dict[str,
     the logged action). Empty when production did not explore or the shadow scored no pool
     item (a retrieval shadow whose candidates miss the pool has no support there).
     """
-    served = prod.served
-    if served is None or not prod.explore_pool or not len(served):
+    served, rows = prod.served, prod.explore_pool_rows
+    if served is None or rows is None or not len(rows) or not len(served):
         return []
-    candidate = best_in_pool(shadow, prod.explore_pool)
-    production = best_in_pool(prod, prod.explore_pool)
+    pool_rows = rows.tolist()
+    production = _best(prod, pool_rows)
+    candidate = best_in_pool(shadow, [prod.frame.ids[r] for r in pool_rows])
     if candidate is None or production is None:
         return []
     explored = np.asarray(served["explored"], dtype=bool)

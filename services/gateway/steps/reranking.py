@@ -42,17 +42,21 @@ async def rerank(req: RequestState, deps: StepDeps) -> None:
     knobs = deps.knobs.resolve(req.variant)[RerankDepth.name]
     top = top_rows(req.frame["score"], max(knobs.depth, req.k))  # type: ignore[attr-defined]
     result = await deps.stage(req, "reranking").call(req.ctx(), req.frame.take(top))
-    rows = result.frame["row"]
-    if len(rows) and int(rows.max()) >= len(top):
-        raise ValueError(f"reranking answered row {int(rows.max())} of {len(top)}")
+    rows = _rows_within(result.frame["row"], len(top), "row")
     req.served, req.served_rows = result.frame, top[rows]
     req.rerankers = list(result.info.applied)
-    pool = np.asarray(result.info.explore_pool, dtype=np.int64)
-    if len(pool) and (int(pool.min()) < 0 or int(pool.max()) >= len(top)):
-        raise ValueError(f"reranking answered an exploration pool outside its {len(top)} rows")
-    req.explore_pool = [req.frame.ids[r] for r in top[pool].tolist()]
+    pool = _rows_within(np.asarray(result.info.explore_pool, np.int64), len(top), "pool row")
+    req.explore_pool_rows = top[pool] if len(pool) else None
     if result.info.model:
         req.models.setdefault("item_index", result.info.model)
+
+
+def _rows_within(rows: np.ndarray, n: int, what: str) -> np.ndarray:
+    """``rows`` of the ``n`` sent; ValueError naming the first one out of range."""
+    if len(rows) and (int(rows.min()) < 0 or int(rows.max()) >= n):
+        bad = int(rows.max()) if int(rows.max()) >= n else int(rows.min())
+        raise ValueError(f"reranking answered {what} {bad} of {n}")
+    return rows
 
 
 async def top_k(req: RequestState, _deps: StepDeps, _run: RequestRun) -> str:
