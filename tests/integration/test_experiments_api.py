@@ -10,6 +10,7 @@ experimented on; a declared file is applied once; a killed controller keeps its 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -323,3 +324,33 @@ def test_the_cli_drives_the_same_api(
     assert main([*url, "experiment", "status", "cli-ab"]) == 0
     out = capsys.readouterr().out
     assert "stopped: stopped by hand: cli test" in out and "weights_changed" in out
+
+
+def test_the_rollout_cli_starts_shows_refuses_and_aborts(
+    controller: Running, registered_models: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from services.rollouts.cli import main
+
+    url = ["--url", controller.proc.spec.url, "--token", TOKEN]
+    version = registered_models[RANKER]
+    start = ["start", "--model", "ranker", "--candidate", f"ranker={version}",
+             "--steps", "canary:0.1:600:50"]  # fmt: skip
+    assert main([*url, "--json", *start]) == 0
+    started = json.loads(capsys.readouterr().out)
+    rollout_id = started["id"]
+    assert started["plan"]["steps"] == [
+        {**started["plan"]["steps"][0], "kind": "canary", "share": 0.1, "duration_s": 600.0,
+         "min_sample": 50}
+    ]  # fmt: skip
+    assert main([*url, "status", rollout_id]) == 0
+    assert rollout_id in capsys.readouterr().out
+    assert main([*url, "resume", rollout_id]) == 1  # not holding: refused with the reason
+    assert "not holding" in capsys.readouterr().err
+    assert main([*url, "start", "--model", "ranker", "--candidate", f"ranker={version}"]) == 1
+    assert "already" in capsys.readouterr().err  # a second rollout of the same model
+    assert main([*url, "abort", rollout_id, "--reason", "cli test"]) == 0
+    assert "aborted" in capsys.readouterr().out
+    assert main([*url, "--json", "history", rollout_id]) == 0
+    decisions = json.loads(capsys.readouterr().out)["decisions"]
+    assert decisions[0]["decision"] == "start"
+    assert decisions[-1]["decision"] == "abort" and "cli test" in decisions[-1]["reasons"][0]
