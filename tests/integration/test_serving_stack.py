@@ -28,15 +28,10 @@ from loadtests.serving_stack import service_spec
 from shared.events import Event
 from shared.online_store.types import UserProfile
 from shared.online_store.writer import StoreWriter
-from tests.integration.serving_fixtures import (
-    LiveStack,
-    live_stack,
-    write_budget,
-)
+from tests.integration.serving_fixtures import LiveStack, write_budget
 from tests.utils.delay_proxy import gateway_with_slow_stage
 from tests.utils.metrics import scrape
 
-__all__ = ["live_stack"]  # the fixture used here (the model fixtures are in tests/conftest.py)
 pytestmark = pytest.mark.integration
 
 STAGES = ("user_features", "candidates", "item_features", "filtering", "ranking", "reranking")
