@@ -231,6 +231,9 @@ class LocalRuntime:
         if gateway:
             lines.append(f"\ntry: curl '{gateway}/v1/recommendations?user_id=1&k=10&explain=true'")
             lines.append(f"metrics: {gateway}/metrics (every service serves /metrics)")
+        console = next((r["url"] for r in rows if r["name"] == "console"), "")
+        if console:
+            lines.append(f"console: {console} (try a user, health, rollouts, latency)")
         lines.append(f"logs: {self.log_dir}")
         return "\n".join(lines)
 

@@ -33,6 +33,7 @@ SERVICES: tuple[str, ...] = (
     "ingest",
     "offline_sink",
     "rollouts",
+    "console",  # reads every service above: started last
 )
 
 
