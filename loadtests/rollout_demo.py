@@ -24,6 +24,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from shared.platform.auth import admin_headers
+
 REPO = Path(__file__).resolve().parents[1]
 TERMINAL = {"promoted", "rolled_back", "aborted", "halted"}
 
@@ -34,8 +36,8 @@ def _get(url: str) -> Any:
 
 
 def _post(url: str, body: Any) -> Any:
-    req = urllib.request.Request(url, json.dumps(body).encode(), method="POST",
-                                 headers={"content-type": "application/json"})  # fmt: skip
+    headers = {"content-type": "application/json", **admin_headers()}
+    req = urllib.request.Request(url, json.dumps(body).encode(), method="POST", headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=120) as resp:
             return json.loads(resp.read())

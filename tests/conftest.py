@@ -6,6 +6,7 @@ servers you already run; otherwise each is started on a free port and stopped at
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -17,7 +18,13 @@ import redis
 from deploy.local import infra
 from deploy.local.processes import ProcessSpec, free_port, running
 from tests.integration.serving_fixtures import live_stack, registered_models, trained_models
+from tests.utils.auth import TEST_ADMIN_TOKEN
 from tests.utils.servers import env_or_none, service_spec
+
+# Writes need the admin token (shared/platform/auth.py); every service the suite starts, as a
+# process or in this one, inherits this one. Tests send tests.utils.auth.ADMIN with writes.
+os.environ["CASCADE_ADMIN_TOKEN"] = TEST_ADMIN_TOKEN
+os.environ.pop("CASCADE_ADMIN_TOKEN_FILE", None)
 
 # The tiny trained bundle, its registration and the serving stack on it are session fixtures
 # defined once, here: a module importing them itself would get its own copies (trained,

@@ -234,6 +234,9 @@ class LocalRuntime:
         console = next((r["url"] for r in rows if r["name"] == "console"), "")
         if console:
             lines.append(f"console: {console} (try a user, health, rollouts, latency)")
+        lines.append(
+            f"admin token (writes: catalog, rollouts, experiments): {self.rt.run_dir}/admin_token"
+        )
         lines.append(f"logs: {self.log_dir}")
         return "\n".join(lines)
 

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from deploy.local import infra
 from deploy.local.processes import ProcessSpec, free_port
+from shared.platform.auth import ensure_token_file
 from shared.platform.settings import ServiceSettings, load_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -98,6 +99,8 @@ def platform_env(inf: Infra, run_dir: Path) -> dict[str, str]:
         "CASCADE_KAFKA_BOOTSTRAP": inf.kafka_bootstrap,
         "CASCADE_MLFLOW_URI": inf.mlflow_uri,
         "MLFLOW_TRACKING_URI": inf.mlflow_uri,
+        # One admin token for every write (generated once, 0600): shared/platform/auth.py.
+        "CASCADE_ADMIN_TOKEN_FILE": str(ensure_token_file(run_dir / "admin_token")),
         "PYTHONPATH": str(REPO_ROOT),
     }
 

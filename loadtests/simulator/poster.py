@@ -17,6 +17,7 @@ import orjson
 
 from loadtests.simulator.settings import DriverSettings
 from loadtests.simulator.summary import RunSummary
+from shared.platform.auth import admin_headers
 
 _RETRYABLE = {502, 503, 504}
 
@@ -73,7 +74,7 @@ class EventPoster:
 
     async def _post(self, batch: list[dict[str, Any]]) -> None:
         body = orjson.dumps({"events": batch})
-        headers = {"content-type": "application/json"}
+        headers = {"content-type": "application/json", **admin_headers()}  # if events need it
         problem = ""
         for attempt in range(self.settings.post_retries + 1):
             wait = min(0.2 * 2**attempt, self.settings.max_retry_wait_s)

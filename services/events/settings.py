@@ -30,6 +30,9 @@ class Settings(ServiceSettings, KafkaSettings):
     produce_timeout_s: float = Field(
         default=5.0, gt=0, le=60, description="wait for the broker's acks before answering 503"
     )
+    require_token: bool = Field(
+        default=False, description="posting events needs the admin token (clients are often apps)"
+    )
     retry_after_s: int = Field(default=2, ge=1, description="Retry-After header of a 503")
     topic_retry_s: float = Field(
         default=2.0, gt=0, description="pause between attempts to create the topic while down"

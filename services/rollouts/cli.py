@@ -34,6 +34,7 @@ import yaml
 
 from services.rollouts.experiments import sizing
 from services.rollouts.plan import PARTS_OF
+from shared.platform.auth import client_token
 
 DEFAULT_URL = "http://127.0.0.1:8009"
 
@@ -288,7 +289,11 @@ def main(argv: list[str] | None = None) -> int:
     summary = (__doc__ or "").split("\n\n")[0]
     parser = argparse.ArgumentParser(prog="python -m services.rollouts.cli", description=summary)
     parser.add_argument("--url", default=os.environ.get("CASCADE_ROLLOUTS_URL", DEFAULT_URL))
-    parser.add_argument("--token", default=os.environ.get("CASCADE_ROLLOUTS_ADMIN_TOKEN"))
+    parser.add_argument(
+        "--token",
+        default=client_token(),
+        help="admin token (default: as shared/platform/auth.py finds it)",
+    )
     parser.add_argument("--json", action="store_true", help="print the raw JSON answer")
     sub = parser.add_subparsers(dest="command", required=True)
     start = sub.add_parser("start", help="start a rollout")

@@ -51,9 +51,6 @@ class Settings(ServiceSettings, ExposureSettings, BudgetSettings):
     warm_timeout_s: float = Field(
         default=180.0, gt=0, description="a candidate not loaded everywhere by then fails"
     )
-    admin_token: str | None = Field(
-        default=None, min_length=8, description="writes need 'Authorization: Bearer <token>'"
-    )
     # Experiments' arms are checked against the gateway's own declarations: the same
     # variants file, latency budget (CASCADE_LATENCY_BUDGET) and plugins the gateway reads.
     variants: str | None = platform(

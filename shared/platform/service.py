@@ -18,6 +18,7 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
+from shared.platform.auth import AdminGuard
 from shared.platform.fast_routes import ASGIApp, FastRoute, FastRoutes, Receive, Scope, Send
 from shared.platform.fast_routes import add_to_openapi as _add_to_openapi
 from shared.platform.logging import configure_logging, new_request_id, request_id_var
@@ -136,6 +137,7 @@ def create_app(
                   lifespan=lifespan)  # fmt: skip
     api.state.settings = settings
     api.state.readiness = readiness
+    api.state.admin_guard = AdminGuard.from_settings(settings)
     api.add_middleware(RequestMetricsMiddleware, service=name)
     api.add_middleware(RequestIdMiddleware)
     SERVICE_INFO.labels(name, VERSION).set(1)

@@ -15,7 +15,15 @@ import os
 import sys
 from typing import Annotated, Any, TypeVar
 
-from pydantic import AfterValidator, AnyHttpUrl, BaseModel, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    AnyHttpUrl,
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -120,6 +128,13 @@ class ServiceSettings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
     log_json: bool = True
+    # The admin token (shared/platform/auth.py): every write and admin action needs it.
+    admin_token: SecretStr | None = platform(
+        None, description="writes need 'Authorization: Bearer <token>' (prefer the file)"
+    )
+    admin_token_file: str | None = platform(
+        None, description="file holding the admin token (a mounted secret); wins over the value"
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -18,6 +18,7 @@ from deploy.local import infra
 from deploy.local.processes import free_port, running
 from shared.events import Event, decode_event
 from tests.conftest import ServiceStarter
+from tests.utils.auth import ADMIN
 from tests.utils.servers import service_spec
 
 pytestmark = pytest.mark.integration
@@ -205,3 +206,20 @@ def test_a_frozen_broker_gives_503_and_no_accepted_event_is_ever_lost(tmp_path: 
         assert refused >= 2
         on_topic = {decode_event(r.value).event_id for r in read_topic(bootstrap, "events", 240)}  # type: ignore[attr-defined]
         assert len(accepted) == 240 and set(accepted) <= on_topic
+
+
+def test_an_operator_can_require_the_token_for_events(
+    start_service: ServiceStarter, kafka_bootstrap: str, unique_topic: str
+) -> None:
+    env = {
+        "CASCADE_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "CASCADE_EVENTS_TOPIC": unique_topic,
+        "CASCADE_EVENTS_REQUIRE_TOKEN": "true",
+    }
+    base = start_service("events", env, require_ready=True)
+    body = {"events": make_events(3)}
+    refused = httpx.post(f"{base}/v1/events", json=body, timeout=10)
+    assert refused.status_code == 401 and "Bearer" in refused.json()["detail"]
+    assert read_topic(kafka_bootstrap, unique_topic, 1, timeout_s=1.0) == []
+    accepted = httpx.post(f"{base}/v1/events", json=body, headers=ADMIN, timeout=10)
+    assert accepted.status_code == 202 and accepted.json() == {"accepted": 3}

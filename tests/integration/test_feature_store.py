@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -16,6 +17,7 @@ from shared.events import Event
 from shared.online_store import ItemRecord, UserProfile
 from shared.online_store.writer import StoreWriter
 from tests.conftest import ServiceStarter
+from tests.utils.auth import ADMIN
 from tests.utils.servers import REPO_ROOT
 
 pytestmark = pytest.mark.integration
@@ -63,6 +65,7 @@ def test_add_item_then_fresh_and_candidate_lists(service: str) -> None:
     resp = httpx.post(
         f"{service}/v1/items",
         json={"items": [{"item_id": "new1", "genres": ["Drama"], "regions": ["US"]}]},
+        headers=ADMIN,
     )
     assert resp.status_code == 201 and resp.json() == {"added": ["new1"]}
     fresh = httpx.get(f"{service}/v1/fresh", params={"k": 1, "max_age_s": 60}).json()
@@ -95,7 +98,7 @@ def test_add_item_then_fresh_and_candidate_lists(service: str) -> None:
 def test_bad_input_is_422_naming_the_field(
     service: str, method: str, path: str, body: object, field: str
 ) -> None:
-    resp = httpx.request(method, f"{service}{path}", json=body)
+    resp = httpx.request(method, f"{service}{path}", json=body, headers=ADMIN)
     assert resp.status_code == 422, resp.text
     assert any(field in map(str, err["loc"]) for err in resp.json()["detail"]), resp.text
 
@@ -158,3 +161,20 @@ def test_bootstrap_job_loads_catalog_profiles_and_history(redis_url: str, tmp_pa
     )
     assert bad.returncode == 1 and "not found" in bad.stderr
     client.close()
+
+
+def test_catalog_writes_need_the_token_from_the_secret_file(
+    start_service: ServiceStarter, redis_url: str, tmp_path: Path
+) -> None:
+    secret = tmp_path / "admin_token"
+    secret.write_text("mounted-secret-token-0123456789\n")
+    env = {"CASCADE_REDIS_URL": redis_url, "CASCADE_ADMIN_TOKEN_FILE": str(secret)}
+    base = start_service("feature_store", env=env)
+    item = {"items": [{"item_id": f"auth-{uuid.uuid4().hex[:6]}", "genres": ["Drama"]}]}
+    missing = httpx.post(f"{base}/v1/items", json=item, timeout=5)
+    assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
+    env_token = httpx.post(f"{base}/v1/items", json=item, headers=ADMIN, timeout=5)
+    assert env_token.status_code == 403  # the file wins over CASCADE_ADMIN_TOKEN
+    good = {"Authorization": "Bearer mounted-secret-token-0123456789"}
+    assert httpx.post(f"{base}/v1/items", json=item, headers=good, timeout=5).status_code == 201
+    assert httpx.post(f"{base}/v1/items/features", json={"item_ids": ["m1"]}).status_code == 200

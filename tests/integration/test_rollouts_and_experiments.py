@@ -39,6 +39,7 @@ from deploy.local import infra
 from deploy.local.processes import RunningProcess, free_port, running, start, stop, wait_ready
 from deploy.local.stack import service_on_free_port
 from tests.integration.serving_fixtures import REPO, load_store, serving_stack, write_budget
+from tests.utils.auth import ADMIN
 
 pytestmark = pytest.mark.integration
 RANKER = "cascade-ranker"
@@ -64,7 +65,8 @@ class RolloutStack:
         return self.procs[name].spec.url
 
     def api(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        return httpx.request(method, f"{self.url('rollouts')}{path}", timeout=60, **kw)
+        url, headers = f"{self.url('rollouts')}{path}", ADMIN if method != "GET" else None
+        return httpx.request(method, url, timeout=60, headers=headers, **kw)
 
     def start_rollout(self, plan: dict[str, Any]) -> dict[str, Any]:
         resp = self.api("POST", "/v1/rollouts", json=plan)

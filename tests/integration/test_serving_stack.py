@@ -29,6 +29,7 @@ from shared.events import Event
 from shared.online_store.types import UserProfile
 from shared.online_store.writer import StoreWriter
 from tests.integration.serving_fixtures import LiveStack, write_budget
+from tests.utils.auth import ADMIN
 from tests.utils.delay_proxy import gateway_with_slow_stage
 from tests.utils.metrics import scrape
 
@@ -459,6 +460,7 @@ def test_new_item_is_indexed_at_once_and_served(live_stack: LiveStack) -> None:
             "genres": ["Animation", "Children's"],
             "release_year": 1999,
         },
+        headers=ADMIN,
     )
     assert resp.status_code == 201 and resp.json()["indexed"] is True
     # A user whose only interaction is the new item: item-to-item can only find neighbours

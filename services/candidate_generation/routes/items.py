@@ -1,4 +1,7 @@
-"""POST /v1/items: add (or update) a catalog item; it is retrievable as soon as this returns."""
+"""POST /v1/items: add (or update) a catalog item; it is retrievable as soon as this returns.
+
+A write: it needs the admin token (shared/platform/auth.py).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from shared.models.item_indexer import ItemIndexer
 from shared.models.onnx_model import ModelLoadError
 from shared.online_store.types import ItemRecord
 from shared.platform.api import json_response, parse_body
+from shared.platform.auth import ADMIN, ADMIN_RESPONSES
 
 router = APIRouter()
 
@@ -38,7 +42,9 @@ class ItemBody(BaseModel):
         )  # fmt: skip
 
 
-@router.post("/v1/items", status_code=201, tags=["catalog"])
+@router.post(
+    "/v1/items", dependencies=ADMIN, status_code=201, tags=["catalog"], responses=ADMIN_RESPONSES
+)
 async def add_item(request: Request) -> Response:
     """Write the item to the catalog, embed it with the item tower, insert it into the index."""
     body = await parse_body(request, ItemBody)

@@ -12,6 +12,7 @@ from services.events.metrics import EVENTS_REJECTED
 from services.events.publisher import BrokerUnavailableError, EventPublisher
 from services.events.validation import BatchValidator, InvalidBatchError
 from shared.events import Event
+from shared.platform.auth import ADMIN_RESPONSES, guard_of
 
 router = APIRouter(tags=["events"])
 
@@ -35,11 +36,18 @@ class Accepted(BaseModel):
     openapi_extra={
         "requestBody": {"required": True, "content": {"application/json": {"schema": _BODY_SCHEMA}}}
     },
-    responses={413: {}, 422: {}, 503: {"description": "broker unavailable; retry after"}},
+    responses={
+        **ADMIN_RESPONSES,
+        413: {},
+        422: {},
+        503: {"description": "broker unavailable; retry after"},
+    },
 )
 async def post_events(request: Request) -> Any:
     """Accept a batch of events: 202 only after the broker acknowledged every one (acks=all)."""
     settings = request.app.state.settings
+    if settings.require_token:  # clients post events; a token only where the operator wants one
+        guard_of(request).check(request.headers.get("authorization"))
     body = await request.body()
     if len(body) > settings.max_body_bytes:
         EVENTS_REJECTED.labels("too_large").inc()

@@ -1,4 +1,5 @@
-"""Catalog writes and the store-backed candidate lists (trending, popular, fresh)."""
+"""Catalog writes (admin token needed) and the store-backed candidate lists (trending, popular,
+fresh)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from fastapi import APIRouter, Query, Request
 
 from services.feature_store.schemas import KQuery, NewItems, NowQuery
 from shared.online_store.reader import OnlineStore
+from shared.platform.auth import ADMIN, ADMIN_RESPONSES
 
 router = APIRouter(tags=["catalog"])
 
@@ -17,7 +19,7 @@ def _pairs(pairs: list[tuple[str, float]]) -> dict[str, Any]:
     return {"items": [{"item_id": i, "score": s} for i, s in pairs]}
 
 
-@router.post("/v1/items", status_code=201)
+@router.post("/v1/items", dependencies=ADMIN, status_code=201, responses=ADMIN_RESPONSES)
 async def add_items(request: Request, body: NewItems) -> Any:
     """Add or replace catalog entries (the index side is candidate_generation's)."""
     store: OnlineStore = request.app.state.store

@@ -20,7 +20,8 @@ from services.rollouts.experiments.book import ExperimentBook
 from services.rollouts.experiments.plan import ExperimentPlan
 from services.rollouts.experiments.report import render
 from services.rollouts.experiments.store import Experiment, ExperimentDecision
-from services.rollouts.routes.rollouts import Action, _authorised, _refused
+from services.rollouts.routes.rollouts import Action, _refused
+from shared.platform.auth import ADMIN, ADMIN_RESPONSES
 
 router = APIRouter(tags=["experiments"])
 
@@ -70,11 +71,14 @@ def _unknown(experiment_id: str) -> JSONResponse:
     return JSONResponse({"detail": f"no experiment {experiment_id}"}, status_code=404)
 
 
-@router.post("/v1/experiments", status_code=201, responses={401: {}, 409: {}, 422: {}, 503: {}})
+@router.post(
+    "/v1/experiments",
+    dependencies=ADMIN,
+    status_code=201,
+    responses={**ADMIN_RESPONSES, 409: {}, 422: {}, 503: {}},
+)
 async def create_experiment(plan: ExperimentPlan, request: Request) -> Any:
     """Check and store an experiment; it starts now unless ``start_at`` is later."""
-    if denied := _authorised(request):
-        return denied
     try:
         e = await _book(request).create(plan)
     except Refusal as exc:
@@ -108,11 +112,13 @@ async def experiment_history(experiment_id: str, request: Request) -> Any:
     }
 
 
-@router.post("/v1/experiments/{experiment_id}/stop", responses={401: {}, 404: {}, 409: {}})
+@router.post(
+    "/v1/experiments/{experiment_id}/stop",
+    dependencies=ADMIN,
+    responses={**ADMIN_RESPONSES, 404: {}, 409: {}},
+)
 async def stop_experiment(experiment_id: str, request: Request, body: Action | None = None) -> Any:
     """Stop the experiment: gone from the assignments, its range free again."""
-    if denied := _authorised(request):
-        return denied
     try:
         e = await _book(request).stop(experiment_id, body.reason if body is not None else "")
     except Refusal as exc:
@@ -121,12 +127,12 @@ async def stop_experiment(experiment_id: str, request: Request, body: Action | N
 
 
 @router.patch(
-    "/v1/experiments/{experiment_id}/weights", responses={401: {}, 404: {}, 409: {}, 422: {}}
+    "/v1/experiments/{experiment_id}/weights",
+    dependencies=ADMIN,
+    responses={**ADMIN_RESPONSES, 404: {}, 409: {}, 422: {}},
 )
 async def change_weights(experiment_id: str, body: Weights, request: Request) -> Any:
     """New arm weights (same range and salt; sticky users keep their arm)."""
-    if denied := _authorised(request):
-        return denied
     try:
         e = await _book(request).set_weights(experiment_id, body.weights)
     except Refusal as exc:

@@ -1,7 +1,7 @@
 """The controller's API: start, look at, promote, resume and abort rollouts; the assignments.
 
-Writes (start, promote, resume, abort) need ``Authorization: Bearer <token>`` when the
-controller has an admin token (``CASCADE_ROLLOUTS_ADMIN_TOKEN``); reads are open. A refused
+Writes (start, promote, resume, abort) need ``Authorization: Bearer <admin token>``
+(shared/platform/auth.py); reads are open. A refused
 request changes nothing and says why: 404 unknown rollout, 409 a conflict (a second rollout
 of a model already rolling out, an ended rollout), 422 a bad plan or candidate (the field or
 the check that failed), 503 when the registry cannot be reached to check the candidate.
@@ -9,7 +9,6 @@ the check that failed), 503 when the registry cannot be reached to check the can
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 import msgspec
@@ -20,6 +19,7 @@ from pydantic import BaseModel, Field
 from services.rollouts.controller import Controller, Refusal
 from services.rollouts.plan import Plan
 from services.rollouts.store import DecisionRecord, Rollout
+from shared.platform.auth import ADMIN, ADMIN_RESPONSES
 
 router = APIRouter(tags=["rollouts"])
 
@@ -33,17 +33,6 @@ class Action(BaseModel):
 def _controller(request: Request) -> Controller:
     controller: Controller = request.app.state.controller
     return controller
-
-
-def _authorised(request: Request) -> JSONResponse | None:
-    token = request.app.state.settings.admin_token
-    if not token:
-        return None
-    given = request.headers.get("authorization", "")
-    if hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-        return None
-    return JSONResponse({"detail": "this action needs Authorization: Bearer <admin token>"},
-                        status_code=401, headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
 
 
 def _refused(exc: Refusal) -> JSONResponse:
@@ -79,12 +68,14 @@ def decision_json(d: DecisionRecord) -> dict[str, Any]:
             "figures": d.figures}  # fmt: skip
 
 
-@router.post("/v1/rollouts", status_code=201, responses={401: {}, 409: {}, 422: {}, 503: {}})
+@router.post(
+    "/v1/rollouts",
+    dependencies=ADMIN,
+    status_code=201,
+    responses={**ADMIN_RESPONSES, 409: {}, 422: {}, 503: {}},
+)
 async def start_rollout(plan: Plan, request: Request) -> Any:
     """Check the candidate and start the rollout (nothing moves when it is refused)."""
-    denied = _authorised(request)
-    if denied:
-        return denied
     controller = _controller(request)
     try:
         r = await controller.start(plan)
@@ -122,9 +113,6 @@ async def rollout_history(rollout_id: str, request: Request) -> Any:
 
 
 async def _act(request: Request, rollout_id: str, body: Action | None, action: str) -> Any:
-    denied = _authorised(request)
-    if denied:
-        return denied
     controller = _controller(request)
     reason = body.reason if body is not None else ""
     try:
@@ -134,19 +122,31 @@ async def _act(request: Request, rollout_id: str, body: Action | None, action: s
     return rollout_json(r, controller)
 
 
-@router.post("/v1/rollouts/{rollout_id}/promote", responses={401: {}, 404: {}, 409: {}})
+@router.post(
+    "/v1/rollouts/{rollout_id}/promote",
+    dependencies=ADMIN,
+    responses={**ADMIN_RESPONSES, 404: {}, 409: {}},
+)
 async def promote_rollout(rollout_id: str, request: Request, body: Action | None = None) -> Any:
     """Promote the candidate now (the steps left are skipped)."""
     return await _act(request, rollout_id, body, "promote")
 
 
-@router.post("/v1/rollouts/{rollout_id}/resume", responses={401: {}, 404: {}, 409: {}})
+@router.post(
+    "/v1/rollouts/{rollout_id}/resume",
+    dependencies=ADMIN,
+    responses={**ADMIN_RESPONSES, 404: {}, 409: {}},
+)
 async def resume_rollout(rollout_id: str, request: Request, body: Action | None = None) -> Any:
     """Carry on from a hold with the next step."""
     return await _act(request, rollout_id, body, "resume")
 
 
-@router.post("/v1/rollouts/{rollout_id}/abort", responses={401: {}, 404: {}, 409: {}})
+@router.post(
+    "/v1/rollouts/{rollout_id}/abort",
+    dependencies=ADMIN,
+    responses={**ADMIN_RESPONSES, 404: {}, 409: {}},
+)
 async def abort_rollout(rollout_id: str, request: Request, body: Action | None = None) -> Any:
     """Stop: traffic back on production, the candidate's aliases removed."""
     return await _act(request, rollout_id, body, "abort")
