@@ -44,7 +44,10 @@
 
   // The interval of a lift against zero, drawn to scale.
   function interval(row) {
-    const W = 240, H = 18, lo = Math.max(-1, row.ci_low ?? -1), hi = Math.min(1, row.ci_high ?? 1);
+    if (!Number.isFinite(row.ci_low) || !Number.isFinite(row.ci_high)) {
+      return el("span", { class: "muted" }, "no interval yet");
+    }
+    const W = 240, H = 18, lo = Math.max(-1, row.ci_low), hi = Math.min(1, row.ci_high);
     const span = Math.max(0.05, Math.abs(lo), Math.abs(hi));
     const x = (v) => W / 2 + (v / span) * (W / 2 - 6);
     return svg("svg", { width: W, height: H, "data-testid": "interval" },
