@@ -1,5 +1,5 @@
 # Cascade: the two commands a newcomer needs are `make up` and `make test`.
-.PHONY: bootstrap up up-detached down status test test-fast lint data train evaluate-seeds bench loadtest loadtest-locust simulate rollout-demo rollout-decisions experiment-sensitivity clean
+.PHONY: bootstrap up up-detached down status compose-env test test-fast lint data train evaluate-seeds bench loadtest loadtest-locust simulate rollout-demo rollout-decisions experiment-sensitivity clean
 
 PY := .venv/bin/python
 
@@ -17,6 +17,9 @@ down:  ## stop everything `up` started
 
 status:  ## what runs where
 	@$(PY) -m deploy.local status
+
+compose-env: bootstrap  ## credentials for docker compose (.env) and the admin token, generated once
+	@$(PY) -m deploy.compose_env
 
 test: bootstrap data lint  ## lint, then the whole test suite (starts its own Redis, broker and MLflow)
 	@$(PY) -m pytest

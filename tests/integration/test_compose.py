@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -20,6 +21,7 @@ import jsonschema
 import pytest
 import yaml
 
+from deploy.compose_env import GENERATED, read_env_file, write_compose_env
 from deploy.local.stack import SERVICES
 from shared.platform.settings import ServiceSettings, env_names
 from tests.utils.servers import REPO_ROOT
@@ -57,13 +59,61 @@ def test_schema_valid(compose: dict[str, Any]) -> None:
     jsonschema.Draft201909Validator(schema).validate(compose)
 
 
-def test_docker_compose_parses_it() -> None:
+def _docker_compose_config(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     binary = shutil.which("docker-compose")
     assert binary, "docker-compose (Debian package) missing: `make bootstrap` installs it"
-    proc = subprocess.run(
-        [binary, "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True, timeout=60
-    )
+    return subprocess.run(
+        [binary, "-f", str(COMPOSE), "--project-directory", str(cwd), "config", "-q"],
+        capture_output=True, text=True, timeout=60, env=env, cwd=cwd,
+    )  # fmt: skip
+
+
+def test_docker_compose_parses_it_with_the_generated_credentials(tmp_path: Path) -> None:
+    """``make compose-env`` writes what compose needs; without it compose refuses to start."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CASCADE_")}
+    without = _docker_compose_config(env, tmp_path)
+    assert without.returncode != 0 and "make compose-env" in without.stderr
+    env_path, token = write_compose_env(tmp_path)
+    assert env_path.stat().st_mode & 0o777 == 0o600 and token.stat().st_mode & 0o777 == 0o600
+    values = read_env_file(env_path)
+    assert set(values) == set(GENERATED) and len(values["CASCADE_POSTGRES_PASSWORD"]) >= 24
+    assert write_compose_env(tmp_path) and read_env_file(env_path) == values  # kept on re-run
+    (tmp_path / "deploy").symlink_to(REPO_ROOT / "deploy")  # relative mounts resolve
+    proc = _docker_compose_config(env, tmp_path)
     assert proc.returncode == 0, proc.stderr
+
+
+PUBLISHED = {"gateway", "events", "console", "prometheus", "grafana"}
+
+
+def test_only_what_a_client_needs_is_published_and_on_loopback(compose: dict[str, Any]) -> None:
+    published = {name for name, svc in compose["services"].items() if svc.get("ports")}
+    assert published == PUBLISHED
+    for name in published:
+        for mapping in compose["services"][name]["ports"]:
+            assert str(mapping).startswith("127.0.0.1:"), f"{name}: {mapping} on every interface"
+
+
+def test_infrastructure_has_no_route_out(compose: dict[str, Any]) -> None:
+    assert compose["networks"]["backend"] == {"internal": True}
+    for name, svc in compose["services"].items():
+        networks = svc.get("networks") or compose["x-service"]["networks"]
+        assert "backend" in networks, f"{name} is not on the internal network"
+        if "frontend" in networks:  # published, or the trainer (it downloads the dataset)
+            assert name in PUBLISHED | {"trainer"}, f"{name} has a route out"
+
+
+def test_no_credential_is_written_in_the_file(compose: dict[str, Any]) -> None:
+    text = COMPOSE.read_text()
+    for name, svc in compose["services"].items():
+        for key, value in (svc.get("environment") or {}).items():
+            if re.search("PASSWORD|SECRET|ACCESS_KEY|TOKEN$", key):
+                assert str(value).startswith("${"), f"{name}: {key} is written in the file"
+    assert "cascade-secret" not in text and ":mlflow@" not in text
+    for name, svc in _cascade_services(compose).values():
+        env = svc.get("environment") or {}
+        assert env.get("CASCADE_ADMIN_TOKEN_FILE") == "/run/secrets/admin_token", name
+        assert "admin_token" in (svc.get("secrets") or compose["x-service"]["secrets"]), name
 
 
 def test_every_service_has_healthcheck_and_conditions(compose: dict[str, Any]) -> None:
