@@ -12,6 +12,7 @@ from shared.features.encoders import cross_columns
 from shared.features.schema import build_schema
 from shared.models.item_item import SparseItemItem
 from training.config import PipelineConfig
+from training.drift_reference import drift_reference
 from training.export import (
     PARITY_TOL,
     Bundle,
@@ -101,6 +102,7 @@ def _ranker_part(res: ProtocolResult, cfg: PipelineConfig, b: Bundle) -> dict[st
         "training": res.extra.get("ranker_training", {}),
     }
     (b.ranker / "ranker_meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    drift_reference(res, cfg.n_candidates).save(b.ranker)  # docs/monitoring.md
     return figures
 
 

@@ -270,7 +270,7 @@ def evaluate_period(
     }
     for m in metrics.values():
         m["n_users"] = float(len(q.uidx))
-    return metrics, curves, {"user_feeds": user_feeds, "queries": q}
+    return metrics, curves, {"user_feeds": user_feeds, "queries": q, "feature_builder": p.fb}
 
 
 def run_protocol(

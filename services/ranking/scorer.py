@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Annotated
 
 import msgspec
@@ -17,6 +18,7 @@ from shared.pipeline.knobs import Knobs
 from shared.pipeline.stage import Refused
 
 SCORE_OUTPUT = "score"
+Observe = Callable[[dict[str, np.ndarray], dict[str, np.ndarray], list[str]], None]
 Weight = Annotated[float, msgspec.Meta(ge=-100, le=100)]
 
 
@@ -50,9 +52,16 @@ class MultiTaskRanker:
         return [n for n in self.model(bundle).output_names if n != SCORE_OUTPUT]
 
     def score(
-        self, bundle: ModelBundle, user: UserFeatures, frame: Frame, now: float, knobs: RankerKnobs
+        self,
+        bundle: ModelBundle,
+        user: UserFeatures,
+        frame: Frame,
+        now: float,
+        knobs: RankerKnobs,
+        observe: Observe | None = None,
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """(blended score, head probabilities) of every item in ``frame``."""
+        """(blended score, head probabilities) of every item in ``frame``; ``observe`` (a
+        monitor's, on sampled requests) sees the model's inputs and head scores."""
         model = self.model(bundle)
         heads = self.heads(bundle)
         unknown = set(knobs.blend_weights or ()) - set(heads)
@@ -64,8 +73,11 @@ class MultiTaskRanker:
         if len(frame) == 0:
             empty = np.zeros(0, dtype=np.float32)
             return empty, dict.fromkeys(heads, empty)
-        out = model.run(encode_ranker(user, item_table(frame, model.config), now, model.config))
+        feeds = encode_ranker(user, item_table(frame, model.config), now, model.config)
+        out = model.run(feeds)
         head_scores = {h: np.asarray(out[h], dtype=np.float32).reshape(-1) for h in heads}
+        if observe is not None:
+            observe(feeds, head_scores, frame.ids)
         blend = knobs.blend_weights or (ranker_blend(model.meta, heads) if model.meta else None)
         if not blend:
             return np.asarray(out[SCORE_OUTPUT], dtype=np.float32).reshape(-1), head_scores

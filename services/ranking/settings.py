@@ -5,11 +5,12 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from services.ranking.monitors.settings import MonitorSettings
 from shared.models.settings import ModelSettings, RankerSettings
-from shared.platform.settings import ServiceSettings
+from shared.platform.settings import KafkaSettings, ServiceSettings
 
 
-class Settings(ServiceSettings, ModelSettings, RankerSettings):
+class Settings(ServiceSettings, ModelSettings, RankerSettings, MonitorSettings, KafkaSettings):
     """Scores candidates with the multi-task ONNX ranker (features arrive in the request)."""
 
     model_config = SettingsConfigDict(env_prefix="CASCADE_RANKING_", populate_by_name=True)

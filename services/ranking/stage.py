@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
+from services.ranking.monitors.monitor import RankerMonitor
 from services.ranking.scorer import MultiTaskRanker, RankerKnobs
 from shared.frame import Frame
 from shared.models.model_set import ModelSet
@@ -29,9 +30,15 @@ class RankingStage:
     aligned = True
     info_type = RankInfo
 
-    def __init__(self, models: ModelSet | None, ranker: MultiTaskRanker | None = None) -> None:
+    def __init__(
+        self,
+        models: ModelSet | None,
+        ranker: MultiTaskRanker | None = None,
+        monitor: RankerMonitor | None = None,
+    ) -> None:
         self.models = models
         self.ranker = ranker or MultiTaskRanker()
+        self.monitor = monitor  # drift windows and the feature log (docs/monitoring.md)
         self.components = [self.ranker]
         self.knobs = KnobTable(self.components)
 
@@ -50,7 +57,10 @@ class RankingStage:
         bundle = self.models.get(ctx.variant.alias(SLOT))
         knobs = self.knobs.resolve(ctx.variant)[self.ranker.name]
         assert isinstance(knobs, RankerKnobs)
-        score, heads = self.ranker.score(bundle, ctx.user.features(), frame, ctx.now, knobs)
+        observe = self.monitor.hook(ctx, bundle) if self.monitor is not None else None
+        score, heads = self.ranker.score(
+            bundle, ctx.user.features(), frame, ctx.now, knobs, observe
+        )
         out = Frame(frame.ids, {"score": score})
         for head, values in heads.items():
             out.columns[f"head_{head}"] = values

@@ -6,6 +6,7 @@ Artifacts follow docs/training.md: a folder per part (``user_tower/``, ``item_in
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,10 +14,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from shared.models.item_item import SparseItemItem
 from shared.models.onnx_model import ModelLoadError, OnnxModel, load_onnx, read_json
+from shared.monitors.reference import DriftReference, DriftReferenceError, load_reference
 
 if TYPE_CHECKING:
     from shared.models.item_index import ItemIndex
 
+log = logging.getLogger(__name__)
 PARTS = ("user_tower", "item_index", "ranker")
 
 # The training pipeline ships the ranker in float32 and, when its top-10 agrees, with int8
@@ -61,6 +64,7 @@ class ModelBundle:
     item_item: SparseItemItem | None = None  # EASE's top weights per item (item_index part)
     ranker: OnnxModel | None = None
     labels: dict[str, str] = field(default_factory=dict)  # part -> "name/version (@alias)"
+    drift_reference: DriftReference | None = None  # the ranker's (docs/monitoring.md)
 
     def versions(self) -> dict[str, str]:
         """Part -> bundle id of the training run it comes from."""
@@ -114,9 +118,20 @@ def load_bundle(
         ranker = load_onnx(folder, filename, "ranker", version_of(folder))
         ranker.meta = read_json(folder / "ranker_meta.json")
         bundle.ranker = ranker
+        bundle.drift_reference = _load_drift_reference(folder)
     _check_pairing(bundle)
     bundle.bundle_id = "+".join(sorted(set(bundle.versions().values())))
     return bundle
+
+
+def _load_drift_reference(folder: Path) -> DriftReference | None:
+    """The ranker's drift reference; None (monitors unavailable) when absent or unusable: a
+    monitor must never keep a model from serving."""
+    try:
+        return load_reference(folder)
+    except DriftReferenceError as exc:
+        log.error("drift reference unusable, monitors off", extra={"error": str(exc)})
+        return None
 
 
 def _load_item_item(folder: Path, n_items: int) -> SparseItemItem | None:

@@ -1,0 +1,1 @@
+"""Offline model monitors: the training-serving skew job (``python -m services.monitors.skew``)."""
