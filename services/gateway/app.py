@@ -117,7 +117,10 @@ def build_app(settings: Settings) -> Service:
     holder: dict[str, GatewayCore] = {}
 
     async def setup(_app: FastAPI, resources: Resources) -> None:
-        store = OnlineStore(resources.redis(settings.redis_url), cache_ttl_s=settings.read_cache_s)
+        # Redis is not required for readiness: without it the gateway still answers (degraded,
+        # with fallbacks), and a Redis outage must not take every gateway out of its Service.
+        redis = resources.redis(settings.redis_url, required=False)
+        store = OnlineStore(redis, cache_ttl_s=settings.read_cache_s)
         if settings.mode == "in_process":
             stages = in_process_stages(settings, store, budget, settings.service_name,
                                        settings.plugins)  # fmt: skip

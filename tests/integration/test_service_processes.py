@@ -102,3 +102,21 @@ def test_a_port_taken_by_another_service_is_not_mistaken_for_ready(
         with running(spec, tmp_path / "logs"):
             pass
     assert "address already in use" in (tmp_path / "logs" / "reranking.log").read_text().lower()
+
+
+def test_the_gateway_stays_ready_and_answers_degraded_without_redis(
+    start_service: ServiceStarter,
+) -> None:
+    """A Redis outage must not take the gateways out of their Service (Kubernetes readiness):
+    /readyz stays 200, names Redis as down, and answers come back marked degraded."""
+    env = {
+        "CASCADE_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+        "CASCADE_GATEWAY_SERVED_LOG": "false",
+        "CASCADE_GATEWAY_WARMUP_GIVE_UP_S": "0",
+    }
+    base = start_service("gateway", env)
+    body = _wait_status(f"{base}/readyz", 200).json()
+    assert body["checks"]["redis"]["ok"] is False and "redis" in body["checks"]["redis"]["reason"]
+    answer = httpx.get(f"{base}/v1/recommendations", params={"user_id": "1", "k": 5}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["degraded"], answer.text
