@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from shared.models.digest import DIGEST_TAG, folder_digest
 from shared.models.registry import RegistryUnavailableError, check_reachable, tracking_uri
 
 log = logging.getLogger(__name__)
@@ -88,8 +89,9 @@ def register_version(
                 )
                 created_models.append(name)
             mv = client.create_model_version(
-                name, source=f"{run.info.artifact_uri}/{part}", run_id=run.info.run_id, tags=tags
-            )
+                name, source=f"{run.info.artifact_uri}/{part}", run_id=run.info.run_id,
+                tags={**tags, DIGEST_TAG: folder_digest(folder)},
+            )  # fmt: skip
             created_versions.append((name, str(mv.version)))
             _wait_ready(client, name, str(mv.version))
         except Exception as e:
@@ -121,8 +123,9 @@ def _register(
                 )
                 created_models.append(name)
             mv = client.create_model_version(
-                name, source=f"{artifact_uri}/{part}", run_id=run_id, tags=tags
-            )
+                name, source=f"{artifact_uri}/{part}", run_id=run_id,
+                tags={**tags, DIGEST_TAG: folder_digest(parts[part])},
+            )  # fmt: skip
             created_versions.append((name, str(mv.version)))
             _wait_ready(client, name, str(mv.version))
         # Move the alias only once every version exists, so serving never sees a mixed bundle.

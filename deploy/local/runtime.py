@@ -30,8 +30,9 @@ from deploy.local.stack import (
     prometheus_config,
     service_specs,
 )
+from shared.models.digest import DIGEST_TAG
 from shared.models.locators import registered_name
-from shared.models.registry import ModelNotFoundError, RegistryUnavailableError, current_version
+from shared.models.registry import ModelNotFoundError, RegistryUnavailableError, version_tags
 
 STATE_FILE = "state.json"
 
@@ -74,7 +75,8 @@ def train_skip_reason(models: Path, mlflow_uri: str) -> str:
         return ""
     try:
         for part in MODEL_PARTS:
-            current_version(registered_name(part), "production", mlflow_uri)
+            if DIGEST_TAG not in version_tags(registered_name(part), "production", mlflow_uri):
+                return ""  # registered before digests were recorded: serving would refuse it
     except (ModelNotFoundError, RegistryUnavailableError):
         return ""
     return f"models found in {models} and registered at {mlflow_uri}"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.models.bundle import load_bundle
+from shared.models.digest import ArtifactDigestError
 from shared.models.locators import registered_name
 from shared.models.registry import (
     ModelNotFoundError,
@@ -76,6 +77,8 @@ class RegistryOps:
                 got = download_version(name, version, self.uri, self.cache_dir)
             except ModelNotFoundError as exc:
                 raise CandidateRefused(f"{name} version {version} does not exist") from exc
+            except ArtifactDigestError as exc:
+                raise CandidateRefused(str(exc)) from exc
             paths[part] = got.path
             runs[part] = got.run_id or ""
         try:

@@ -88,9 +88,20 @@ def _client(uri: str) -> Any:
 
 def current_version(model_name: str, alias: str = "production", uri: str | None = None) -> str:
     """Version number behind ``alias`` (cheap: one registry call) for hot-swap polling."""
+    return str(_by_alias(model_name, alias, uri).version)
+
+
+def version_tags(
+    model_name: str, alias: str = "production", uri: str | None = None
+) -> dict[str, str]:
+    """Tags of the version behind ``alias`` (its digest, its bundle id...)."""
+    return {k: str(v) for k, v in (_by_alias(model_name, alias, uri).tags or {}).items()}
+
+
+def _by_alias(model_name: str, alias: str, uri: str | None) -> Any:
     uri = check_reachable(uri)
     try:
-        return str(_client(uri).get_model_version_by_alias(model_name, alias).version)
+        return _client(uri).get_model_version_by_alias(model_name, alias)
     except Exception as e:  # MlflowException for unknown model/alias
         raise ModelNotFoundError(
             f"no version of {model_name!r} behind alias {alias!r} at {uri}: {e}"
@@ -128,19 +139,30 @@ def download_version(
 
 
 def _download(mv: Any, model_name: str, uri: str, cache_dir: str | Path) -> LocalModel:
-    dest = Path(cache_dir) / model_name / str(mv.version)
-    if not (dest / "manifest.json").is_file():
-        from mlflow.artifacts import download_artifacts
+    """The version's files in the cache, downloaded unless a verified copy is there already;
+    ArtifactDigestError when what the registry hands out is not what was registered."""
+    from shared.models.digest import DIGEST_TAG, ArtifactDigestError, verify_folder
 
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".dl-", dir=dest.parent))
+    tags = dict(mv.tags or {})
+    expected = tags.get(DIGEST_TAG)
+    what = f"{model_name} version {mv.version}"
+    dest = Path(cache_dir) / model_name / str(mv.version)
+    if (dest / "manifest.json").is_file():
         try:
-            got = Path(
-                download_artifacts(artifact_uri=mv.source, dst_path=str(tmp), tracking_uri=uri)
-            )
-            if dest.exists():
-                shutil.rmtree(dest)
-            got.rename(dest)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return LocalModel(model_name, dest, str(mv.version), mv.run_id, dict(mv.tags or {}))
+            verify_folder(dest, expected, what)
+            return LocalModel(model_name, dest, str(mv.version), mv.run_id, tags)
+        except ArtifactDigestError:  # a changed or half-written cache: fetch it again
+            shutil.rmtree(dest)
+    from mlflow.artifacts import download_artifacts
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".dl-", dir=dest.parent))
+    try:
+        got = Path(download_artifacts(artifact_uri=mv.source, dst_path=str(tmp), tracking_uri=uri))
+        verify_folder(got, expected, what)  # before it is visible in the cache
+        if dest.exists():
+            shutil.rmtree(dest)
+        got.rename(dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return LocalModel(model_name, dest, str(mv.version), mv.run_id, tags)
