@@ -25,7 +25,7 @@ COPY config/latency_budget.yaml /etc/cascade/latency_budget.yaml
 COPY config/variants.yaml /etc/cascade/variants.yaml
 RUN pip install --no-cache-dir --no-index /wheels/*.whl && rm -rf /wheels \
     && useradd --uid 10001 --create-home cascade \
-    && mkdir -p /var/lib/cascade/events && chown -R cascade /var/lib/cascade \
+    && mkdir -p /var/lib/cascade/events /var/lib/cascade/skew && chown -R cascade /var/lib/cascade \
     && python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is not None)"
 USER cascade
 WORKDIR /home/cascade

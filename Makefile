@@ -1,5 +1,5 @@
 # Cascade: the two commands a newcomer needs are `make up` and `make test`.
-.PHONY: bootstrap up up-detached down status compose-env test test-fast lint data train evaluate-seeds bench loadtest loadtest-locust simulate rollout-demo rollout-decisions experiment-sensitivity clean
+.PHONY: bootstrap up up-detached down status compose-env test test-fast lint data train evaluate-seeds bench loadtest loadtest-locust simulate rollout-demo rollout-decisions experiment-sensitivity clean skew bench-monitors
 
 PY := .venv/bin/python
 
@@ -62,6 +62,13 @@ rollout-decisions: bootstrap data  ## how often the rollout analysis decides wro
 
 experiment-sensitivity: bootstrap data  ## users each experiment method needs for a small lift (A/B, CUPED, interleaving) and A/A false positives: reports/experiments/
 	@$(PY) -m loadtests.experiment_sensitivity --seeds $${SEEDS:-200}
+
+skew: bootstrap  ## training-serving skew of the ranker's features on a running stack (make up first): reports/skew/
+	@$(PY) -m services.monitors.skew --events-dir $${CASCADE_OFFLINE_SINK_DATA_DIR:-data/events} \
+		--bootstrap $${CASCADE_KAFKA_BOOTSTRAP:-127.0.0.1:19092} --redis-url $${CASCADE_REDIS_URL:-redis://127.0.0.1:6390/0}
+
+bench-monitors: bootstrap  ## hot-path cost of the drift monitor (µs per ranked request)
+	@$(PY) -m loadtests.bench_monitors
 
 clean:  ## remove generated models, reports and runtime state (keeps data/ and .venv)
 	rm -rf models reports .run

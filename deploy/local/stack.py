@@ -184,11 +184,16 @@ def service_specs(env: dict[str, str]) -> list[ProcessSpec]:
     return list(specs.values())
 
 
+ALERT_RULES = REPO_ROOT / "deploy" / "prometheus" / "alerts.yml"  # docs/monitoring.md
+
+
 def prometheus_config(targets: dict[str, str], path: Path, interval_s: int = 5) -> Path:
-    """Write a Prometheus config scraping every service's /metrics."""
+    """Write a Prometheus config scraping every service's /metrics, with the alerting rules."""
     lines = [
         "global:",
         f"  scrape_interval: {interval_s}s",
+        "  evaluation_interval: 15s",
+        f"rule_files: ['{ALERT_RULES}']",
         "scrape_configs:",
     ]
     for name, url in targets.items():

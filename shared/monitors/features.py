@@ -7,7 +7,7 @@ day are left out: their drift says nothing a dense feature would not (or is the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -49,14 +49,19 @@ _ITEM_BLOCKS = _blocks(ITEM_FEATURES)
 
 
 def _columns(
-    feeds: Mapping[str, np.ndarray], blocks: list[tuple[str, int, int]], rows: np.ndarray | None
+    feeds: Mapping[str, np.ndarray],
+    blocks: list[tuple[str, int, int]],
+    rows: np.ndarray | None,
+    extra: Sequence[np.ndarray] = (),
 ) -> np.ndarray:
-    """[rows, features] float64: one slice per block of consecutive columns."""
+    """[rows, features + extras] float64: one slice per block of consecutive columns, then
+    each 1-D ``extra`` array as a column."""
     parts = []
     for name, a, b in blocks:
         x = np.asarray(feeds[name])
         x = x.reshape(len(x), -1)
         parts.append(x[:, a:b] if rows is None else x[rows, a:b])
+    parts += [(e if rows is None else e[rows])[:, None] for e in extra]
     return np.concatenate(parts, axis=1, dtype=np.float64)
 
 
@@ -65,6 +70,11 @@ def user_values(feeds: Mapping[str, np.ndarray]) -> np.ndarray:
     return _columns(feeds, _USER_BLOCKS, None)
 
 
-def item_values(feeds: Mapping[str, np.ndarray], rows: np.ndarray | None = None) -> np.ndarray:
-    """[items, 9]: the monitored item features, one row per candidate (or per ``rows``)."""
-    return _columns(feeds, _ITEM_BLOCKS, rows)
+def item_values(
+    feeds: Mapping[str, np.ndarray],
+    rows: np.ndarray | None = None,
+    extra: Sequence[np.ndarray] = (),
+) -> np.ndarray:
+    """[items, 9]: the monitored item features, one row per candidate (or per ``rows``);
+    ``extra`` per-candidate arrays (e.g. head scores) follow as more columns."""
+    return _columns(feeds, _ITEM_BLOCKS, rows, extra)

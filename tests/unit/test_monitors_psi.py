@@ -105,3 +105,17 @@ def test_a_one_sd_shift_always_alerts() -> None:
     """A mean shift of one standard deviation (PSI about 1 in theory), 500 seeds."""
     got = np.array([_psi_of(s, 1.0, 200) for s in range(500)])
     assert (got >= ALERT).mean() == 1.0
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_flat_layout_counts_as_searchsorted_does(seed: int) -> None:
+    """A plan's flat layout (two user values once, then 7 rows of three quantities)."""
+    rng = np.random.default_rng(seed)
+    binned = [Binned.of(rng.normal(size=300)) for _ in range(5)]
+    binner = Binner(binned)
+    user, rows = rng.normal(size=2), rng.normal(size=(7, 3)) * 2
+    plan = binner.plan(np.concatenate([[0, 1], np.tile([2, 3, 4], 7)]))
+    got = binner.split(binner.counts(np.concatenate([user, rows.ravel()]), plan))
+    values = [user[:1], user[1:], rows[:, 0], rows[:, 1], rows[:, 2]]
+    for b, counts, x in zip(binned, got, values, strict=True):
+        assert counts.tolist() == bin_counts(b.edges, x).tolist()

@@ -104,10 +104,10 @@ def test_window_slides_out_old_slices(bundle_dir: Path) -> None:
     ref = load_reference(bundle_dir / "ranker")
     assert ref is not None
     window = DriftWindow(ref, ["p_interact"], window_s=60.0, slices=6)
-    user, item, scores = np.zeros((1, 3)), np.zeros((5, 9)), np.zeros((5, 1))
+    user, rows = np.zeros(3), np.zeros((5, 9 + 1))
     for t in range(0, 120, 5):  # one request every 5 s for two minutes
-        window.add(float(t), user, item, scores)
-    requests, items, _, _ = window.totals(120.0)
+        window.add(float(t), user, rows)
+    requests, items, _ = window.totals(120.0)
     assert 10 <= requests <= 12 and items == 5 * requests  # 50-60 s of traffic
 
 

@@ -10,10 +10,22 @@ array. No loop over rows or columns: about ten numpy calls per matrix.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from shared.monitors.reference import Binned
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Per-value quantity, clip bounds and affine map of one flat layout."""
+
+    columns: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    scale: np.ndarray
+    offset: np.ndarray
 
 
 class Binner:
@@ -33,19 +45,27 @@ class Binner:
             [np.zeros(0), *(b.edges * self.scale[j] + self.offset[j] for j, b in enumerate(binned))]
         )
 
-    def _mapped(self, values: np.ndarray) -> np.ndarray:
-        x: np.ndarray = np.fmax(values, self.lo)  # fmax: NaN becomes lo (the first bin)
-        np.minimum(x, self.hi, out=x)
-        x *= self.scale
-        x += self.offset
-        return x
+    def plan(self, columns: np.ndarray) -> Plan:
+        """The per-value constants of a flat layout (``columns[i]``: the quantity of value i);
+        cache it: a request's layout depends only on its row count."""
+        c = np.asarray(columns, dtype=np.int64)
+        return Plan(c, self.lo[c], self.hi[c], self.scale[c], self.offset[c])
 
-    def counts(self, values: np.ndarray) -> np.ndarray:
-        """Flat counts (``size`` of them; quantity j's bins from ``starts[j]``) of ``values``
-        [rows, quantities]. Bin = number of the quantity's edges below the value, as
-        ``searchsorted(edges, x, "left")``; NaN counts as 0."""
-        slots = np.searchsorted(self.edges, self._mapped(values), side="left")
-        slots += self.columns
+    def counts(self, values: np.ndarray, plan: Plan | None = None) -> np.ndarray:
+        """Flat counts (``size`` of them; quantity j's bins from ``starts[j]``) of ``values``:
+        a [rows, quantities] matrix, or a flat vector laid out by ``plan``. Bin = number of
+        the quantity's edges below the value, as ``searchsorted(edges, x, "left")``; NaN
+        counts in the first bin."""
+        if plan is None:
+            p = Plan(self.columns, self.lo, self.hi, self.scale, self.offset)
+        else:
+            p = plan
+        x: np.ndarray = np.fmax(values, p.lo)  # fmax: NaN becomes lo (the first bin)
+        np.minimum(x, p.hi, out=x)
+        x *= p.scale
+        x += p.offset
+        slots = np.searchsorted(self.edges, x, side="left")
+        slots += p.columns
         return np.bincount(slots.ravel(), minlength=self.size)
 
     def split(self, flat: np.ndarray) -> list[np.ndarray]:

@@ -85,10 +85,8 @@ class RankerMonitor:
             window = self._window(ctx.variant.name, bundle, list(heads))
             if window is not None:
                 rows = _spread(n, self.settings.monitor_max_items)
-                cols = [heads[h] for h in window.heads]
-                scores = np.stack(cols, axis=1)[rows] if cols else np.zeros((len(rows), 0))
-                window.add(time.monotonic(), user_values(feeds)[:1], item_values(feeds, rows),
-                           scores)  # fmt: skip
+                per_row = item_values(feeds, rows, [heads[h] for h in window.heads])
+                window.add(time.monotonic(), user_values(feeds)[0], per_row)
         if logged and self.log_sample is not None:
             rows = _spread(n, self.settings.feature_log_items)
             self.log_sample(ctx.user.user_id, sample_record(ctx, bundle, feeds, item_ids, rows))

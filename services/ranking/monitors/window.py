@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from services.ranking.monitors.binner import Binner
+from services.ranking.monitors.binner import Binner, Plan
 from shared.monitors.features import ITEM_NAMES, USER_NAMES
 from shared.monitors.psi import fractions, psi
 from shared.monitors.reference import Binned, DriftReference
@@ -22,8 +22,7 @@ from shared.monitors.reference import Binned, DriftReference
 @dataclass
 class _Slice:
     start: float
-    user: np.ndarray  # flat counts of the user binner
-    rows: np.ndarray  # flat counts of the row binner (item features, then heads)
+    counts: np.ndarray  # flat counts of the binner (user features, item features, heads)
     requests: int = 0
     items: int = 0
 
@@ -46,54 +45,57 @@ class DriftWindow:
     ) -> None:
         self.reference = reference
         self.heads = [h for h in heads if h in reference.scores]
-        self.user = Binner([reference.user[n] for n in USER_NAMES])
-        # Item features and head scores have a row per candidate: one matrix, one binning.
-        self.row_refs = [reference.item[n] for n in ITEM_NAMES]
-        self.row_refs += [reference.scores[h] for h in self.heads]
-        self.rows = Binner(self.row_refs)
+        # One binning for the whole request: the user's features once, then per candidate
+        # the item features and the head scores.
+        self.refs = [reference.user[n] for n in USER_NAMES]
+        self.refs += [reference.item[n] for n in ITEM_NAMES]
+        self.refs += [reference.scores[h] for h in self.heads]
+        self.binner = Binner(self.refs)
         self.window_s = window_s
         self.slice_s = window_s / max(1, slices)
+        self._plans: dict[int, Plan] = {}
         self._slices: deque[_Slice] = deque()
         self._lock = threading.Lock()  # scrapes may read from another thread
 
-    def add(self, now: float, user: np.ndarray, item: np.ndarray, scores: np.ndarray) -> None:
-        """Count one sampled request: user rows [1, 3], item rows [n, 9], scores [n, heads]."""
-        u = self.user.counts(user)
-        r = self.rows.counts(np.concatenate([item, scores], axis=1))
+    def add(self, now: float, user: np.ndarray, rows: np.ndarray) -> None:
+        """Count one sampled request: its user features [3] and per candidate row the item
+        features then the head scores [n, 9 + heads]."""
+        plan = self._plans.get(len(rows))
+        if plan is None:
+            plan = self._plans.setdefault(len(rows), self._plan(len(rows)))
+        counts = self.binner.counts(np.concatenate([user.reshape(-1), rows.reshape(-1)]), plan)
         with self._lock:
             current = self._current(now)
-            current.user += u
-            current.rows += r
+            current.counts += counts
             current.requests += 1
-            current.items += len(item)
+            current.items += len(rows)
+
+    def _plan(self, n_rows: int) -> Plan:
+        n_user = len(USER_NAMES)
+        per_row = np.arange(n_user, len(self.refs))
+        return self.binner.plan(np.concatenate([np.arange(n_user), np.tile(per_row, n_rows)]))
 
     def _current(self, now: float) -> _Slice:
         while self._slices and self._slices[0].start <= now - self.window_s:
             self._slices.popleft()
         if not self._slices or now - self._slices[-1].start >= self.slice_s:
-            user, rows = np.zeros(self.user.size, np.int64), np.zeros(self.rows.size, np.int64)
-            self._slices.append(_Slice(now, user, rows))
+            self._slices.append(_Slice(now, np.zeros(self.binner.size, np.int64)))
         return self._slices[-1]
 
-    def totals(self, now: float) -> tuple[int, int, np.ndarray, np.ndarray]:
-        """(requests, items, user counts, row counts) of the slices inside the window."""
+    def totals(self, now: float) -> tuple[int, int, np.ndarray]:
+        """(requests, items, flat counts) of the slices inside the window."""
         with self._lock:
             live = [s for s in self._slices if s.start > now - self.window_s]
-            user = sum((s.user for s in live), np.zeros(self.user.size, np.int64))
-            rows = sum((s.rows for s in live), np.zeros(self.rows.size, np.int64))
-            return sum(s.requests for s in live), sum(s.items for s in live), user, rows
+            counts = sum((s.counts for s in live), np.zeros(self.binner.size, np.int64))
+            return sum(s.requests for s in live), sum(s.items for s in live), counts
 
     def figures(self, now: float, min_requests: int) -> tuple[int, int, list[Figure], list[Figure]]:
         """(requests, items, feature figures, score figures) over the window."""
-        requests, items, user, rows = self.totals(now)
-        enough = requests >= min_requests
-        ref = self.reference
-        user_refs = [ref.user[n] for n in USER_NAMES]
-        row_figures = _figures([*ITEM_NAMES, *self.heads], self.row_refs, self.rows.split(rows),
-                               enough)  # fmt: skip
-        feats = [*_figures(list(USER_NAMES), user_refs, self.user.split(user), enough),
-                 *row_figures[: len(ITEM_NAMES)]]  # fmt: skip
-        return requests, items, feats, row_figures[len(ITEM_NAMES) :]
+        requests, items, counts = self.totals(now)
+        names = [*USER_NAMES, *ITEM_NAMES, *self.heads]
+        figures = _figures(names, self.refs, self.binner.split(counts), requests >= min_requests)
+        n_features = len(USER_NAMES) + len(ITEM_NAMES)
+        return requests, items, figures[:n_features], figures[n_features:]
 
 
 def _figures(
