@@ -204,3 +204,25 @@ def _run_until_samples(cmd: list[str], report: Path, want: int) -> dict[str, Any
             assert got["samples"] == want, got
             return dict(got)
         time.sleep(1.0)
+
+
+# ---- the real training export -------------------------------------------------------------
+
+
+def test_trained_ranker_ships_its_reference_through_the_registry(
+    registered_models: dict[str, str], mlflow_tracking_uri: str, tmp_path: Path
+) -> None:
+    """``training.pipeline --tiny`` writes the reference; the registry version of the ranker
+    downloads with it; the loaded bundle carries it, every feature and head binned."""
+    from shared.models.registry import resolve_and_download
+    from shared.monitors.features import FEATURE_NAMES
+
+    got = resolve_and_download("cascade-ranker", "production", mlflow_tracking_uri, tmp_path)
+    assert (got.path / REFERENCE_FILE).is_file()
+    bundle = load_bundle({"ranker": got.path}, ["ranker"])
+    ref = bundle.drift_reference
+    assert ref is not None and ref.meta["n_requests"] > 0
+    assert set(ref.user) | set(ref.item) == set(FEATURE_NAMES)
+    assert set(ref.scores) == {"p_interact", "p_like"}
+    for b in [*ref.user.values(), *ref.item.values(), *ref.scores.values()]:
+        assert np.all(np.diff(b.edges) > 0) and b.fractions.sum() == pytest.approx(1, abs=1e-4)
