@@ -167,17 +167,22 @@ class RolloutStack:
         wait_ready(self.controller)
 
 
-def _derive(kind: str, src: Path, out: Path, mlflow_uri: str, *extra: str) -> str:
+def _derive_all(src: Path, root: Path, mlflow_uri: str,
+                kinds: dict[str, tuple[str, ...]]) -> dict[str, str]:  # fmt: skip
+    """Derive one candidate ranker per kind with the CLI, the kinds side by side (each process
+    mostly imports: together they take the time of one), then register them one by one."""
+    from training.candidates import register
+
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_uri, "OPENBLAS_NUM_THREADS": "1"}
-    run = [sys.executable, "-m", "training.candidates"]
-    derive = subprocess.run([*run, "derive", "--from", str(src), "--kind", kind, "--out",
-                             str(out), *extra], cwd=REPO, env=env, capture_output=True,
-                            text=True, timeout=300)  # fmt: skip
-    assert derive.returncode == 0, derive.stderr[-2000:]
-    reg = subprocess.run([*run, "register", "--folder", str(out), "--part", "ranker"], cwd=REPO,
-                         env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert reg.returncode == 0, reg.stderr[-2000:]
-    return reg.stdout.strip().splitlines()[-1]
+    run = [sys.executable, "-m", "training.candidates", "derive", "--from", str(src)]
+    procs = {kind: subprocess.Popen([*run, "--kind", kind, "--out", str(root / kind), *extra],
+                                    cwd=REPO, env=env, text=True, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE)
+             for kind, extra in kinds.items()}  # fmt: skip
+    for kind, proc in procs.items():
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, f"{kind}: {err[-2000:]}"
+    return {kind: register(root / kind, "ranker", uri=mlflow_uri) for kind in kinds}
 
 
 def _train_full(root: Path) -> Path:
@@ -226,11 +231,8 @@ def stack(
     models = _train_full(root)
     mine = _register(models, mlflow_tracking_uri)
     versions = {"original": mine[RANKER]}
-    versions["worse"] = _derive("worse", models / "ranker", root / "worse", mlflow_tracking_uri)
-    versions["slower"] = _derive("slower", models / "ranker", root / "slower",
-                                 mlflow_tracking_uri, "--extra-ms", "200")  # fmt: skip
-    versions["bad_schema"] = _derive("bad_schema", models / "ranker", root / "bad",
-                                     mlflow_tracking_uri)  # fmt: skip
+    versions.update(_derive_all(models / "ranker", root, mlflow_tracking_uri, {
+        "worse": (), "slower": ("--extra-ms", "200"), "bad_schema": ()}))  # fmt: skip
     rspec = infra.redis_spec(free_port(), root / "redis")
     controller_port = free_port()
     try:
@@ -392,8 +394,10 @@ def test_a_slower_model_is_stopped_by_the_latency_guardrail(stack: RolloutStack)
     # locally the p99s differed by 1.27x against a 1.25x limit): docs/rollouts.md.
     with stack.canary_ranking("ranking_slower") as canary_ranking:
         # only the latency guardrail judges here: the fresh canary process's first request
-        # can time out (1 of its first 30 did in one CI run: a 3.3% error rate, limit +1%)
-        guard = {"min_requests": 30, "p99_min_requests": 150, "max_error_rate": 0.2}
+        # can time out (1 of its first 30 did in one CI run: a 3.3% error rate, limit +1%), and
+        # on a loaded machine the slowness itself shows as timeouts (54% in one CI run)
+        guard = {"min_requests": 30, "p99_min_requests": 150, "max_error_rate": 1.0,
+                 "max_degraded_increase": 1.0}  # fmt: skip
         r = stack.start_rollout({**plan(stack.versions["slower"], canary(0.3, 120, 10),
                                         guardrails=guard),
                                  "endpoints": {"ranking": canary_ranking.spec.url}})  # fmt: skip
@@ -415,8 +419,8 @@ def test_a_better_model_is_promoted_users_stay_and_a_restart_resumes(stack: Roll
         # restart), not non-inferiority: the default step-end rule (the interval above -10%)
         # needs thousands of users (tests/unit/test_rollout_analysis.py covers it, and
         # loadtests/rollout_decisions measures it), so this plan passes what is not worse.
-        r = stack.start_rollout(plan(stack.versions["original"], canary(0.1, 40, 5),
-                                     canary(0.4, 40, 10), require="not_worse"))  # fmt: skip
+        r = stack.start_rollout(plan(stack.versions["original"], canary(0.1, 25, 5),
+                                     canary(0.4, 25, 10), require="not_worse"))  # fmt: skip
         with stack.traffic(rate=25, seconds=120, seed=13):
             stack.wait(r["id"], lambda s: s["phase"] == "running")
             stack.wait_arm(r["id"])
