@@ -7,7 +7,8 @@ Reads the ranking service's served-feature samples (Kafka topic ``served_feature
 the last ``lookback_s`` up to ``settle_s`` ago (the offline sink must have flushed the events
 before them), recomputes each sample's features at its own time from the offline event log,
 and writes ``skew.json`` and ``skew.prom`` (the gauges) under ``--out``. Exit 0 even when it
-finds skew (the report says so); 2 for unusable arguments.
+finds skew (the report says so); 1 when the broker or the log cannot be read; 2 for unusable
+arguments.
 """
 
 from __future__ import annotations
@@ -133,7 +134,13 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"must be positive: {', '.join('--' + b.replace('_', '-') for b in bad)}")
     if args.every > 0:
         serve(args)
-    report = run(args)
+    from kafka.errors import KafkaError
+
+    try:
+        report = run(args)
+    except (KafkaError, OSError) as exc:  # no broker, an unreadable log: one clear line
+        log.error("skew run failed: %s: %s", type(exc).__name__, exc)
+        return 1
     sys.stdout.write(f"{report['samples']} samples, {args.out / 'skew.json'}\n")
     for name, f in report["features"].items():
         sys.stdout.write(f"{name:>20}  {f['mismatch_rate']}  ({f['compared']} values)  "
