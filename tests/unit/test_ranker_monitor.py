@@ -18,7 +18,7 @@ from services.ranking.monitors.settings import MonitorSettings
 from services.ranking.monitors.window import DriftWindow
 from services.ranking.stage import RankingStage
 from shared.models.bundle import load_bundle
-from shared.monitors.features import ITEM_NAMES, USER_NAMES
+from shared.monitors.features import ITEM_NAMES, USER_NAMES, user_values
 from shared.monitors.psi import ALERT
 from shared.monitors.reference import REFERENCE_FILE, load_reference
 from tests.integration.serving_fixtures import catalog, load_models, write_synthetic_bundle
@@ -183,3 +183,39 @@ def test_saved_edges_keep_point_masses_on_their_side(tmp_path: Path) -> None:
     for name, b in loaded.item.items():
         j = ITEM_NAMES.index(name)
         np.testing.assert_allclose(fractions(bin_counts(b.edges, x[:, j])), b.fractions, atol=1e-6)
+
+
+def _user_psi(reference: Any, seed: int, n: int) -> float:
+    """Largest PSI over the user features of ``n`` steady requests (the encoders, batched)."""
+    from shared.features import encode_user_tower
+    from shared.monitors.psi import bin_counts, fractions, psi
+
+    rng = np.random.default_rng(seed)
+    ctxs = [request(rng, n_items=1)[0] for _ in range(n)]
+    feeds = encode_user_tower([c.user.features() for c in ctxs], np.array([c.now for c in ctxs]))
+    values = user_values(feeds)
+    return max(
+        psi(reference.user[name].fractions,
+            fractions(bin_counts(reference.user[name].edges, values[:, j])))
+        for j, name in enumerate(USER_NAMES)
+    )  # fmt: skip
+
+
+def test_user_features_need_the_default_minimum_sample() -> None:
+    """Steady traffic against a 400-request reference, 100 seeds: at the default 200 sampled
+    requests no user feature reaches the alert line; at 60 one often does (noise ~ 9/n),
+    which is why ``monitor_min_requests`` is 200."""
+    from shared.features import encode_user_tower
+    from shared.monitors.reference import Binned, DriftReference
+
+    rng = np.random.default_rng(0)
+    ctxs = [request(rng, n_items=1)[0] for _ in range(400)]
+    ref_values = user_values(
+        encode_user_tower([c.user.features() for c in ctxs], np.array([c.now for c in ctxs]))
+    )
+    ref = DriftReference({n: Binned.of(ref_values[:, j]) for j, n in enumerate(USER_NAMES)},
+                         {}, {}, {})  # fmt: skip
+    at_default = np.array([_user_psi(ref, 1000 + s, 200) for s in range(100)])
+    at_60 = np.array([_user_psi(ref, 2000 + s, 60) for s in range(100)])
+    assert (at_default >= ALERT).mean() == 0.0
+    assert (at_60 >= ALERT).mean() > 0.2
