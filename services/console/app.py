@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from services.console.console import Console
-from services.console.routes import health, latency, pages, rollouts, tryit
+from services.console.routes import health, latency, monitors, pages, rollouts, tryit
 from services.console.settings import Settings
 from shared.platform.resources import Resources
 from shared.platform.service import Service, create_app
@@ -31,7 +31,7 @@ def build_app(settings: Settings) -> Service:
         resources.background(console.scrape_forever())
 
     app = create_app(settings, setup, description=__doc__ or "")
-    for module in (pages, tryit, health, rollouts, latency):
+    for module in (pages, tryit, health, monitors, rollouts, latency):
         app.include_router(module.router)
     app.api.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

@@ -16,6 +16,7 @@ from redis import asyncio as aioredis
 
 from services.console import health, probes
 from services.console.latency import latency_report
+from services.console.monitors import monitors_view
 from services.console.prometheus import prometheus_window
 from services.console.scrapes import Scrape, ScrapeRing, kept
 from services.console.settings import Settings
@@ -166,3 +167,7 @@ class Console:
                 report = latency_report(self.ring.window(window_s), self.budget, "console scrapes")
                 return {**report, "note": f"Prometheus unavailable ({exc.kind}): own scrapes"}
         return latency_report(self.ring.window(window_s), self.budget, "console scrapes")
+
+    async def monitors(self, service: str) -> dict[str, Any]:
+        """Drift per variant and the last skew report, from ``service``'s ``/v1/monitors``."""
+        return monitors_view(service, await self.read(service, "/v1/monitors"))

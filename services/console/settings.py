@@ -17,8 +17,9 @@ from shared.platform.settings import (
 )
 
 # Every service the console looks at, with the port it listens on by default. The console
-# reaches the gateway, the events API, the rollouts service and the feature store by these
-# names; all of them are shown on the health page and scraped for the latency page.
+# reaches the gateway, the events API, the rollouts service, the feature store and the ranking
+# service (its monitors) by these names; all of them are shown on the health page and
+# scraped for the latency page.
 SERVICES = {
     "gateway": 8000,
     "events": 8001,

@@ -6,7 +6,11 @@ import time
 
 import httpx
 import pytest
+from kafka import KafkaConsumer
+from kafka.structs import TopicPartition
 
+from shared.events import Event, decode_event
+from shared.monitors.features import FEATURE_NAMES
 from tests.browser.conftest import TOKEN, ConsolePage, ConsoleStack
 
 pytestmark = pytest.mark.integration
@@ -18,7 +22,25 @@ def _item_ids(page: ConsolePage) -> list[str]:
     return [rows.nth(i).get_attribute("data-item") or "" for i in range(rows.count())]
 
 
-@pytest.mark.parametrize("section", ["try", "health", "rollouts", "latency"])
+def _find_event(bootstrap: str, topic: str, item_id: str, timeout_s: float = 15.0) -> Event | None:
+    """The first event of ``topic`` (read from the start, no group) by USER on ``item_id``."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        consumer.assign([TopicPartition(topic, p) for p in parts])
+        consumer.seek_to_beginning()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=200).values():
+                for event in (decode_event(r.value) for r in batch):
+                    if event.user_id == USER and event.item_id == item_id:
+                        return event
+        return None
+    finally:
+        consumer.close()
+
+
+@pytest.mark.parametrize("section", ["try", "health", "monitors", "rollouts", "latency"])
 def test_every_page_loads_without_console_errors(console_page: ConsolePage, section: str) -> None:
     page = console_page.open(section)
     assert page.locator("main section").count() >= 1
@@ -52,6 +74,47 @@ def test_a_hide_removes_the_item_from_the_next_list(console_page: ConsolePage) -
     )
     after = _item_ids(console_page)
     assert first not in after and len(after) == 10, after
+    assert console_page.errors == []
+
+
+def test_a_like_from_try_it_reaches_the_events_api(
+    console_page: ConsolePage, console_stack: ConsoleStack
+) -> None:
+    page = console_page.page
+    page.goto(f"{console_page.base}/#try?user={USER}")
+    page.wait_for_selector("main[data-state='loaded'] [data-testid=items]")
+    item = _item_ids(console_page)[-1]
+    page.locator(f"tr[data-item='{item}'] button[data-action=like]").click()
+    page.wait_for_function(
+        "document.querySelector('[data-testid=status]').textContent.includes('applied')"
+    )
+    events = console_stack.procs["events"].spec.env
+    event = _find_event(events["CASCADE_KAFKA_BOOTSTRAP"], events["CASCADE_EVENTS_TOPIC"], item)
+    assert event is not None and event.type == "like", event
+    assert event.event_id.startswith("console-") and event.position == 9
+    assert console_page.errors == []
+
+
+def test_monitors_show_psi_rows_for_the_live_rankers_variants(
+    console_page: ConsolePage, console_stack: ConsoleStack
+) -> None:
+    # The ranking service samples 1 in 10 requests into its window: 20 requests put at least
+    # two there (too few for a PSI: below min_requests a figure is listed as insufficient).
+    for user in range(20, 40):
+        assert console_stack.live.recommend(user_id=str(user), k=10).status_code == 200
+    page = console_page.open("monitors")
+    variant = page.locator("[data-testid=monitors] section[data-variant]").first
+    assert variant.get_attribute("data-status") != "unavailable", variant.inner_text()
+    features = variant.locator("[data-testid=feature-psi] tr[data-feature]")
+    shown = {features.nth(i).get_attribute("data-feature") for i in range(features.count())}
+    assert shown == set(FEATURE_NAMES)
+    heads = variant.locator("[data-testid=head-psi] tr[data-head]")
+    assert {heads.nth(i).get_attribute("data-head") for i in range(heads.count())} == {
+        "p_interact", "p_like",
+    }  # fmt: skip
+    statuses = {features.nth(i).get_attribute("data-status") for i in range(features.count())}
+    assert statuses <= {"ok", "warn", "alert", "insufficient"}, statuses
+    assert "ok < 0.10" in page.locator("[data-testid=monitors]").inner_text()
     assert console_page.errors == []
 
 

@@ -34,6 +34,7 @@ def client() -> Iterator[TestClient]:
         ("GET", "/api/recommendations?user_id=a%20b", None, ["query", "user_id"]),
         ("GET", "/api/recommendations?user_id=1&k=0", None, ["query", "k"]),
         ("GET", "/api/latency?window_s=abc", None, ["query", "window_s"]),
+        ("GET", "/api/monitors?service=../x", None, ["query", "service"]),
         ("POST", "/api/events", {"user_id": "1", "item_id": "2", "type": "boo"}, ["body", "type"]),
         ("POST", "/api/events", {"user_id": "1", "type": "hide"}, ["body", "item_id"]),
         ("POST", "/api/rollouts/r1/explode", None, ["path", "action"]),
@@ -68,11 +69,16 @@ def test_pages_show_dead_parts_as_down(client: TestClient) -> None:
     overview = client.get("/api/rollouts").json()
     assert overview["reachable"] is False and overview["error"]["service"] == "rollouts"
     assert client.get("/api/latency").status_code == 200
+    monitors = client.get("/api/monitors")
+    assert monitors.status_code == 200 and monitors.json()["available"] is False
+    assert monitors.json()["reason"].startswith("unconfigured")  # no ranking URL given
+    ranking = client.get("/api/monitors?service=gateway").json()  # dead: no answer at all
+    assert ranking["available"] is False and ranking["reason"].startswith("unreachable")
 
 
 def test_the_page_and_its_scripts_are_served_from_the_package(client: TestClient) -> None:
     page = client.get("/")
     assert page.status_code == 200 and "http" not in page.text.split("<body>")[0].lower()
-    for script in ("common", "tryit", "health", "rollouts", "latency"):
+    for script in ("common", "tryit", "health", "monitors", "rollouts", "latency"):
         resp = client.get(f"/static/{script}.js")
         assert resp.status_code == 200 and "javascript" in resp.headers["content-type"]

@@ -13,5 +13,5 @@ INDEX = Path(__file__).resolve().parents[1] / "static" / "index.html"
 
 @router.get("/", include_in_schema=False)
 async def index() -> FileResponse:
-    """The console: Try it, Health, Rollouts and experiments, Latency."""
+    """The console: Try it, Health, Monitors, Rollouts and experiments, Latency."""
     return FileResponse(INDEX, headers={"Cache-Control": "no-cache"})

@@ -85,6 +85,20 @@ const Cascade = (() => {
     timer = setInterval(work, seconds * 1000);
   }
 
+  // A page drawing render(data) of GET `path` now and every `seconds` (a failure as its reason).
+  function polled(testid, path, render, seconds) {
+    return async (root) => {
+      const body = el("div", { "data-testid": testid });
+      root.append(body);
+      async function load() {
+        const res = await call("GET", path);
+        body.replaceChildren(...(res.ok ? render(res.data) : [el("p", { class: "error" }, reason(res))]));
+      }
+      await load();
+      every(seconds, load);
+    };
+  }
+
   async function show() {
     const name = (location.hash || "#try").slice(1).split("?")[0];
     const page = pages[name] || pages.try;
@@ -107,5 +121,5 @@ const Cascade = (() => {
     show();
   }
 
-  return { pages, el, svg, section, table, badge, fmt, when, call, reason, every, start };
+  return { pages, el, svg, section, table, badge, fmt, when, call, reason, every, polled, start };
 })();

@@ -1,7 +1,7 @@
 // Health: services and dependencies up or down with the reason, consumers, freshness, models.
 "use strict";
 (() => {
-  const { el, section, table, badge, fmt, call, reason, every } = Cascade;
+  const { el, section, table, badge, fmt } = Cascade;
 
   function checks(c) {
     return Object.entries(c || {}).map(([name, v]) =>
@@ -42,14 +42,5 @@
     ];
   }
 
-  Cascade.pages.health = async (root) => {
-    const body = el("div", { "data-testid": "health" });
-    root.append(body);
-    async function load() {
-      const res = await call("GET", "/api/health");
-      body.replaceChildren(...(res.ok ? render(res.data) : [el("p", { class: "error" }, reason(res))]));
-    }
-    await load();
-    every(5, load);
-  };
+  Cascade.pages.health = Cascade.polled("health", "/api/health", render, 5);
 })();
