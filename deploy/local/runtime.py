@@ -120,6 +120,10 @@ class LocalRuntime:
         """Start everything and wait until each part is ready; raise StackError otherwise."""
         if any(group_alive(p["pid"]) for p in read_state(self.rt.run_dir).get("processes", [])):
             raise StackError("the stack is already running: `make down` first (or `make status`)")
+        try:
+            names = self.rt.services()
+        except ValueError as exc:
+            raise StackError(str(exc)) from exc
         self.rt.run_dir.mkdir(parents=True, exist_ok=True)
         try:
             self.infra = plan_infra(self.rt)
@@ -130,7 +134,7 @@ class LocalRuntime:
         env = platform_env(self.infra, self.rt.run_dir)
         for job in model_jobs(self.rt, self.infra.mlflow_uri):
             self._run_job(job, env)
-        specs = service_specs(env)
+        specs = service_specs(env, names)
         for spec in specs:
             self._launch(spec)
         for proc in self.running[len(self.infra.start) :]:

@@ -54,6 +54,17 @@ class RuntimeSettings(BaseSettings):
     reports_dir: Path = REPO_ROOT / "reports"  # the training run's evaluation report
     data_dir: Path = REPO_ROOT / "data"
     tiny: bool = False
+    only: str = Field(
+        default="", description="start only these services (comma-separated; default: all)"
+    )
+
+    def services(self) -> tuple[str, ...]:
+        """The services to start, in start order; an unknown name stops the runtime."""
+        wanted = {s.strip() for s in self.only.split(",") if s.strip()}
+        unknown = wanted - set(SERVICES)
+        if unknown:
+            raise ValueError(f"CASCADE_LOCAL_ONLY names no service: {sorted(unknown)}")
+        return tuple(s for s in SERVICES if not wanted or s in wanted)
 
 
 @dataclass(frozen=True)
@@ -172,13 +183,14 @@ def service_on_free_port(
 GATEWAY_STAGES: tuple[str, ...] = ("candidate_generation", "filtering", "ranking", "reranking")
 
 
-def service_specs(env: dict[str, str]) -> list[ProcessSpec]:
-    """Every service in start order; the gateway gets its stages' addresses (unless set by env)."""
+def service_specs(env: dict[str, str], names: tuple[str, ...] = SERVICES) -> list[ProcessSpec]:
+    """``names`` in start order; the gateway gets its stages' addresses (unless set by env)."""
     specs: dict[str, ProcessSpec] = {}
-    for name in SERVICES:
+    for name in names:
         extra = {}
         if name == "gateway":
-            wanted = {f"CASCADE_GATEWAY_{s.upper()}_URL": specs[s].url for s in GATEWAY_STAGES}
+            wanted = {f"CASCADE_GATEWAY_{s.upper()}_URL": specs[s].url
+                      for s in GATEWAY_STAGES if s in specs}  # fmt: skip
             extra = {k: v for k, v in wanted.items() if k not in os.environ}
         specs[name] = service_spec(name, {**env, **extra})
     return list(specs.values())

@@ -199,9 +199,12 @@ def test_foreground_up_returns_when_down_runs_elsewhere(
 ) -> None:
     run_dir = tmp_path / "run"
     env, _ports = _env(run_dir, models_dir, mlflow_uri=mlflow_tracking_uri)
+    env["CASCADE_LOCAL_ONLY"] = "filtering,events"  # what it starts does not matter here
     proc, out = _foreground_up(env)
     try:
         state = json.loads((run_dir / "state.json").read_text())
+        started = {p["name"] for p in state["processes"]}
+        assert {"filtering", "events"} <= started and not {"gateway", "ranking"} & started
         down = _runtime(["down"], env, timeout=60)  # `make down` in another terminal
         assert down.returncode == 0 and "stopped" in down.stdout, down.stdout + down.stderr
         rest, _ = proc.communicate(timeout=60)  # returns by itself: no Ctrl-C
@@ -211,3 +214,11 @@ def test_foreground_up_returns_when_down_runs_elsewhere(
     assert proc.returncode == 0, "".join(out) + rest
     assert "everything it started has stopped" in rest, rest
     _assert_all_gone(state["processes"])
+
+
+def test_only_names_a_known_service(tmp_path: Path, models_dir: Path) -> None:
+    env, _ = _env(tmp_path / "run", models_dir)
+    env["CASCADE_LOCAL_ONLY"] = "filtering,gatway"
+    up = _runtime(["up", "--detach"], env, timeout=60)
+    assert up.returncode != 0 and "gatway" in up.stdout + up.stderr
+    assert not (tmp_path / "run" / "state.json").exists()
