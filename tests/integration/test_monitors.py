@@ -231,3 +231,34 @@ def test_trained_ranker_ships_its_reference_through_the_registry(
     assert set(ref.scores) == {"p_interact", "p_like"}
     for b in [*ref.user.values(), *ref.item.values(), *ref.scores.values()]:
         assert np.all(np.diff(b.edges) > 0) and b.fractions.sum() == pytest.approx(1, abs=1e-4)
+
+
+def test_skew_job_repeats_and_serves_its_gauges(
+    kafka_bootstrap: str, ranking: tuple[str, str, Path], tmp_path: Path
+) -> None:
+    """``--every``: the job keeps running and Prometheus can scrape its gauges."""
+    from deploy.local.processes import free_port
+
+    _, topic, _ = ranking
+    port = free_port()
+    cmd = [sys.executable, "-m", "services.monitors.skew", "--bootstrap", kafka_bootstrap,
+           "--topic", topic, "--events-dir", str(tmp_path / "none"), "--out", str(tmp_path),
+           "--item-genres", str(_genres_file(tmp_path)), "--every", "1", "--port", str(port),
+           "--loopback", "--settle-s", "0"]  # fmt: skip
+    log = tmp_path / "skew.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline, text = time.monotonic() + 30, ""
+        while time.monotonic() < deadline and "cascade_skew_compared{" not in text:
+            time.sleep(0.5)
+            assert proc.poll() is None, log.read_text()[-2000:]
+            try:
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+            except httpx.HTTPError:
+                continue
+        assert "cascade_skew_last_run_timestamp_seconds " in text
+        assert 'cascade_skew_mismatch_rate{feature="user_activity"}' in text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
