@@ -15,13 +15,19 @@
 --
 -- Returns {applied, duplicates, mask, reasons}: the mask has one character per event (1 applied,
 -- 0 duplicate, 2 rejected) and reasons one text per rejected event, in order.
--- ARGV: dedupe_ttl, hist_cap, trend_half_life, imp_ttl, n_rings, then per ring
+-- Bounded state: every per-user key expires user_ttl after the user's last event; counters of an
+-- item outside the catalog expire unknown_item_ttl after its last event; the seen window, the
+-- trending set and each segment's popularity keep only their top seen_cap / trend_cap / seg_cap.
+-- ARGV: dedupe_ttl, hist_cap, trend_half_life, imp_ttl, user_ttl, unknown_item_ttl, seen_cap,
+--       trend_cap, seg_cap, n_rings, then per ring
 --       (granularity, slots, head_word, offset), then one JSON array of events, each
 --       [event_id, user_id, item_id, ts, flags, weight, rating, affinity_increment, genre_cols]
 local ttl, hist_cap = tonumber(ARGV[1]), tonumber(ARGV[2])
 local trend_h, imp_ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
-local rings, p = {}, 6
-for r = 1, tonumber(ARGV[5]) do
+local user_ttl, unknown_item_ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
+local seen_cap, trend_cap, seg_cap = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local rings, p = {}, 11
+for r = 1, tonumber(ARGV[10]) do
   rings[r] = {gran = tonumber(ARGV[p]), n = tonumber(ARGV[p + 1]),
               head = tonumber(ARGV[p + 2]), off = tonumber(ARGV[p + 3])}
   p = p + 4
@@ -187,7 +193,13 @@ local function flush_item(iid, it)
   for k = 1, 4 do
     if it.tot[k] > 0 then op('INCRBY', k - 1, it.tot[k]) end
   end
-  if #ops > 0 then redis.call('BITFIELD', key, unpack(ops)) end
+  if #ops > 0 then
+    redis.call('BITFIELD', key, unpack(ops))
+    -- a catalog item's counters stay (the catalog bounds them); any other id's expire
+    if redis.call('SISMEMBER', 'catalog:ids', iid) == 0 then
+      redis.call('EXPIRE', key, unknown_item_ttl)
+    end
+  end
   if it.trend > 0 then redis.call('ZINCRBY', 'trending', tostring(it.trend), iid) end
 end
 
@@ -208,16 +220,22 @@ local function flush_user(u)
   -- History: a sorted set of items by the time of their first interaction, so a late event
   -- lands where it happened (the offline log's order), not where it arrived. An item seen
   -- before only moves back to an earlier time (XX LT); one trimmed off stays off.
+  -- seenz holds the same (item, first time) pairs for the latest seen_cap items: new to it means
+  -- new to the history as well (an item trimmed off both comes back as new).
+  local seen = false
   for iid, ts in pairs(u.histz) do
     local score = string.format('%.17g', ts)
-    if redis.call('SADD', u.key .. 'seen', iid) == 1 then
+    if redis.call('ZADD', u.key .. 'seenz', 'NX', score, iid) == 1 then
       redis.call('ZADD', u.key .. 'histz', score, iid)
       u.hist = true
     else
+      redis.call('ZADD', u.key .. 'seenz', 'XX', 'LT', score, iid)
       redis.call('ZADD', u.key .. 'histz', 'XX', 'LT', score, iid)
     end
+    seen = true
   end
   if u.hist then redis.call('ZREMRANGEBYRANK', u.key .. 'histz', 0, -hist_cap - 1) end
+  if seen then redis.call('ZREMRANGEBYRANK', u.key .. 'seenz', 0, -seen_cap - 1) end
   local imp = false
   for iid, c in pairs(u.imp) do
     redis.call('HINCRBY', u.key .. 'imp', iid, c)
@@ -225,12 +243,19 @@ local function flush_user(u)
   end
   if imp then redis.call('EXPIRE', u.key .. 'imp', imp_ttl) end
   for iid, _ in pairs(u.blk) do redis.call('SADD', u.key .. 'blk', iid) end
+  -- every key of a user lives user_ttl after the user's last event (EXPIRE on a missing key
+  -- does nothing; the fatigue counts keep their own, shorter TTL)
+  for _, suffix in ipairs({'h', 'histz', 'seenz', 'blk'}) do
+    redis.call('EXPIRE', u.key .. suffix, user_ttl)
+  end
 end
 
 for iid, it in pairs(items) do flush_item(iid, it) end
 for _, u in pairs(users) do flush_user(u) end
 for seg, t in pairs(segpop) do
   for iid, w in pairs(t) do redis.call('ZINCRBY', 'segpop:' .. seg, tostring(w), iid) end
+  redis.call('ZREMRANGEBYRANK', 'segpop:' .. seg, 0, -seg_cap - 1)
 end
+if next(items) ~= nil then redis.call('ZREMRANGEBYRANK', 'trending', 0, -trend_cap - 1) end
 for id, _ in pairs(marks) do redis.call('SET', 'ev:' .. id, '1', 'EX', ttl) end
 return {applied, dups, table.concat(mask), reasons}

@@ -58,8 +58,10 @@ def user_arms(user_id: str) -> bytes:
 
 
 def user_seen(user_id: str) -> bytes:
-    """Set of items the user interacted with."""
-    return _user(user_id, b"seen")
+    """Sorted set item_id -> time of the first interaction, the latest StoreConfig.seen_cap
+    (``seenz``: it replaced an unbounded set called ``seen``, which a store written before keeps
+    until ``bootstrap --reset``)."""
+    return _user(user_id, b"seenz")
 
 
 def user_blocked(user_id: str) -> bytes:

@@ -69,7 +69,7 @@ class OnlineStore:
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(keys.user_hash(user_id))
         pipe.zrange(keys.user_history(user_id), -self.store.history_cap, -1)  # oldest first
-        pipe.smembers(keys.user_seen(user_id))
+        pipe.zrange(keys.user_seen(user_id), 0, -1)  # at most StoreConfig.seen_cap
         pipe.smembers(keys.user_blocked(user_id))
         pipe.hgetall(keys.user_impressions(user_id))
         pipe.hgetall(keys.user_arms(user_id))
@@ -96,7 +96,7 @@ class OnlineStore:
         now: float,
         h: dict[bytes, bytes],
         hist: list[bytes],
-        seen: set[bytes],
+        seen: list[bytes],
         blocked: set[bytes],
         imps: dict[bytes, bytes],
     ) -> UserState:

@@ -90,6 +90,11 @@ class StoreWriter:
             str(max(store.history_cap, config.hist_len)),
             repr(store.trending_half_life_s),
             str(store.impressions_ttl_s),
+            str(store.user_ttl_s),
+            str(store.unknown_item_ttl_s),
+            str(store.seen_cap),
+            str(store.trending_cap),
+            str(store.segment_cap),
             *self.layout.lua_args(),
         ]
 
