@@ -1,5 +1,5 @@
 # Cascade: the two commands a newcomer needs are `make up` and `make test`.
-.PHONY: bootstrap up up-detached down status compose-env test test-fast lint data train evaluate-seeds bench loadtest loadtest-locust simulate rollout-demo rollout-decisions experiment-sensitivity clean skew bench-monitors
+.PHONY: bootstrap up up-detached down status compose-env test test-fast lint data train evaluate-seeds bench loadtest loadtest-locust simulate rollout-demo rollout-decisions experiment-sensitivity soak clean skew bench-monitors
 
 PY := .venv/bin/python
 
@@ -56,6 +56,9 @@ simulate: bootstrap  ## simulated users (hidden ground truth) against a running 
 
 rollout-demo: bootstrap  ## a candidate derived, registered, shadowed then canaried on a running stack (make up first); KIND=worse|same|slower
 	@$(PY) -m loadtests.rollout_demo --kind $${KIND:-worse}
+
+soak: bootstrap data  ## the serving stack at 70% of its capacity for MINUTES (10) with events flowing: errors, RSS and Redis memory growth, reports/soak/
+	@$(PY) -m loadtests.soak --minutes $${MINUTES:-10}
 
 rollout-decisions: bootstrap data  ## how often the rollout analysis decides wrong (A/A, worse models, many seeds): reports/rollouts/
 	@$(PY) -m loadtests.rollout_decisions --seeds $${SEEDS:-300}
