@@ -99,7 +99,7 @@ def test_request_through_every_stage(
     items = [i["item_id"] for i in body["items"]]
     assert len(items) == 10 == len(set(items)) and body["cold_start"] == "returning"
     assert body["request_id"] == resp.headers["x-request-id"]
-    seen = {m.decode() for m in _store(live_stack).smembers("{u:1}:seen")}
+    seen = {m.decode() for m in _store(live_stack).zrange("{u:1}:seenz", 0, -1)}
     assert seen and not set(items) & seen  # the seen filter ran on the real user state
     timing = resp.headers["server-timing"]
     for stage in STAGES:
