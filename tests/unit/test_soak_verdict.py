@@ -21,21 +21,35 @@ def test_growth_is_measured_from_the_end_of_the_warm_up() -> None:
 
 
 def test_a_leak_fails_and_a_plateau_passes() -> None:
-    flat = verdict(_samples([150, 200, 201, 202, 203], [10, 12, 12, 12.1, 12.2]), warm=1)
+    flat = verdict(
+        bound=20_000, samples=_samples([150, 200, 201, 202, 203], [10, 12, 12, 12.1, 12.2]), warm=1
+    )
     assert flat["passed"] and flat["rss_growth"]["gateway"] < 0.02
     assert flat["rss_growth"]["broker"] > 1  # reported, not judged (memory-only broker)
-    leak = verdict(_samples([150, 200, 215, 230, 245], [10, 12, 12, 12.1, 12.2]), warm=1)
+    leak = verdict(
+        bound=20_000, samples=_samples([150, 200, 215, 230, 245], [10, 12, 12, 12.1, 12.2]), warm=1
+    )
     assert not leak["passed"] and not leak["checks"]["RSS growth < 10% for every Cascade process"]
-    redis = verdict(_samples([150, 200, 201, 202, 203], [10, 12, 13, 14, 15]), warm=1)
-    assert not redis["checks"]["Redis keys other than dedupe marks grow < 10%"]
-    errors = verdict(_samples([150, 200, 201, 202, 203], [10, 12, 12, 12, 12], errors=3), warm=1)
+    redis = verdict(
+        bound=20_000, samples=_samples([150, 200, 201, 202, 203], [10, 12, 13, 14, 15]), warm=1
+    )
+    assert redis["checks"]["Redis keys other than dedupe marks <= 20000 (the ids in play)"]
+    over = verdict(
+        bound=14_000, samples=_samples([150, 200, 201, 202, 203], [10, 12, 13, 14, 15]), warm=1
+    )
+    assert not over["checks"]["Redis keys other than dedupe marks <= 14000 (the ids in play)"]
+    errors = verdict(
+        bound=20_000,
+        samples=_samples([150, 200, 201, 202, 203], [10, 12, 12, 12, 12], errors=3),
+        warm=1,
+    )
     assert errors["errors"] == 3 and not errors["checks"]["no errors"]
 
 
 def test_the_table_names_every_process_and_check() -> None:
     samples = _samples([150, 200, 201], [10, 12, 12])
     report = {"samples": samples, "warmup_samples": 1, "minutes": 1, "rate_rps": 52.5,
-              "load_avg": 1.0, "verdict": verdict(samples, 1)}  # fmt: skip
+              "load_avg": 1.0, "verdict": verdict(samples, 1, 20_000)}  # fmt: skip
     text = table(report)
     assert "| gateway | 200.0 | 201.0 | +0.5% |" in text and "| ranking |" in text
     assert "PASS: no errors" in text and "Redis used memory" in text
