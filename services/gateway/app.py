@@ -157,5 +157,5 @@ def build_app(settings: Settings) -> Service:
         warm.start()
 
     app = create_app(settings, setup, description=__doc__ or "")
-    app.add_fast_route(recommendations_route(lambda: holder.get("core")))
+    app.add_fast_route(recommendations_route(lambda: holder.get("core"), variants.names()))
     return app

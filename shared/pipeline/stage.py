@@ -20,7 +20,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
 
-from shared.frame import Frame, FrameCodec, JsonFrame, WireError, WireFrame
+from shared.frame import ID_PATTERN, MAX_ITEMS, Frame, FrameCodec, JsonFrame, WireError, WireFrame
 from shared.pipeline.columns import column
 from shared.pipeline.context import RequestContext
 from shared.pipeline.knobs import KnobError
@@ -209,11 +209,25 @@ def stage_route(stage: Stage[Any]) -> FastRoute:
 
 
 def _schemas(stage: Stage[Any]) -> dict[str, Any]:
-    (_, _), comps = msgspec.json.schema_components(
+    (req, _), comps = msgspec.json.schema_components(
         [StageRequest[JsonFrame], StageReply[JsonFrame, stage.info_type]],  # type: ignore[name-defined]
         ref_template="#/components/schemas/{name}",
     )
-    return dict(comps)
+    comps = dict(comps)
+    name = req["$ref"].rsplit("/", 1)[-1]
+    request = comps[name] = {**comps[name], "properties": dict(comps[name]["properties"])}
+    # A request's frame must carry its ids (a reply's may leave them out: aligned stages).
+    ids = {
+        "type": "array",
+        "items": {"type": "string", "pattern": ID_PATTERN},
+        "maxItems": MAX_ITEMS,
+    }
+    request["properties"]["frame"] = {
+        "allOf": [request["properties"]["frame"]],
+        "required": ["ids"],
+        "properties": {"ids": ids},
+    }
+    return comps
 
 
 def _operation(stage: Stage[Any]) -> dict[str, Any]:

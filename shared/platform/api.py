@@ -26,6 +26,7 @@ async def parse_body(request: Request, model: type[ModelT]) -> ModelT:
         errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
         for e in errors:
             e.pop("ctx", None)  # may hold exception objects that do not serialise
+            e.pop("input", None)  # may be bytes that are not UTF-8 (was a 500), or large
         raise RequestValidationError(errors) from None
 
 

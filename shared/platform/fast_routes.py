@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
+from shared.platform.contracts import VALIDATION_ERROR
 from shared.platform.logging import new_request_id, request_id_var
 from shared.platform.metrics import REQUEST_LATENCY, REQUESTS_IN_FLIGHT
 
@@ -105,12 +106,22 @@ class FastRoutes:
         self.service = service
         self.max_body = max_body
         self.routes = {(r.method, r.path): r for r in routes}
+        self.methods: dict[str, list[str]] = {}  # path -> its methods (for 405's Allow)
+        for r in routes:
+            self.methods.setdefault(r.path, []).append(r.method)
         self.in_flight = REQUESTS_IN_FLIGHT.labels(service)
         self._latency: dict[tuple[str, str, int], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route = self.routes.get((scope.get("method", ""), scope.get("path", "")))
+        path = scope.get("path", "")
+        route = self.routes.get((scope.get("method", ""), path))
         if route is None or scope["type"] != "http":
+            if scope["type"] == "http" and path in self.methods:  # a fast path, another method
+                allow = ", ".join(self.methods[path]).encode()
+                resp = _error(405, "method not allowed")
+                resp.headers = [(b"allow", allow)]
+                await _send(send, resp, new_request_id())
+                return
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
@@ -127,7 +138,7 @@ class FastRoutes:
         rid = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or new_request_id()
         token = request_id_var.set(rid)
         try:
-            body = await self._body(receive)
+            body = await self._body(receive, headers.get(b"content-length"))
             if body is None:
                 resp = _error(413, f"body larger than {self.max_body} bytes")
             else:
@@ -152,7 +163,11 @@ class FastRoutes:
             log.exception("fast route failed", extra={"route": route.path})
             return _error(500, "internal error")
 
-    async def _body(self, receive: Receive) -> bytes | None:
+    async def _body(self, receive: Receive, declared: bytes | None) -> bytes | None:
+        """The body, read chunk by chunk; None as soon as it passes ``max_body`` (a declared
+        Content-Length over the limit is refused before anything is read)."""
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+            return None
         chunks, size, more = [], 0, True
         while more:
             message = await receive()
@@ -190,10 +205,64 @@ async def _send(send: Send, resp: FastResponse, rid: str) -> None:
 
 
 def add_to_openapi(schema: dict[str, Any], routes: list[FastRoute]) -> dict[str, Any]:
-    """``schema`` (FastAPI's OpenAPI document) with the fast routes written into it."""
+    """``schema`` (FastAPI's OpenAPI document) with the fast routes written into it, each
+    with the answers the shell itself gives (:func:`declared_operation`)."""
+    comps = schema.setdefault("components", {}).setdefault("schemas", {})
     for r in routes:
-        schema.setdefault("paths", {}).setdefault(r.path, {})[r.method.lower()] = r.operation
-        if r.schemas:
-            comps = schema.setdefault("components", {}).setdefault("schemas", {})
-            comps.update(r.schemas)
+        schema.setdefault("paths", {}).setdefault(r.path, {})[r.method.lower()] = (
+            declared_operation(r.operation)
+        )
+        comps.update(r.schemas)
+    if routes:
+        comps.update(ERROR_SCHEMAS)
     return schema
+
+
+_DETAIL = {"$ref": "#/components/schemas/FastError"}
+ERROR_SCHEMAS: dict[str, Any] = {
+    "FastError": {
+        "type": "object",
+        "required": ["detail"],
+        "properties": {"detail": {}},
+        "description": "an answer other than 200: ``detail`` says why",
+    },
+    "FastValidationError": {
+        **VALIDATION_ERROR,
+        "description": "422: each entry names the bad field (``loc``) and why",
+    },
+}
+
+
+def _answer(description: str, ref: str = "FastError", **extra: Any) -> dict[str, Any]:
+    content = {JSON: {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
+    return {"description": description, "content": content, **extra}
+
+
+_RETRY_AFTER = {"Retry-After": {"schema": {"type": "string"}, "description": "seconds"}}
+
+
+def declared_operation(operation: dict[str, Any]) -> dict[str, Any]:
+    """``operation`` with every answer the fast-route shell can give declared, once for all
+    fast routes: 422 (a handler's bad input), 503 (not ready, Retry-After), and for routes
+    with a body 413 (over the limit) and 415 (another media type); a 200 is answered in the
+    media type of the request (MessagePack or JSON) when the body accepts both."""
+    op = {**operation, "responses": dict(operation.get("responses", {}))}
+    responses = op["responses"]
+    defaults = {
+        "422": _answer("a parameter or field is invalid (loc names it)", "FastValidationError"),
+        "503": _answer(
+            "not ready (starting, or the model is loading); retry", headers=_RETRY_AFTER
+        ),
+    }
+    body = op.get("requestBody", {}).get("content", {})
+    if body:
+        defaults["413"] = _answer("the body is larger than the service's limit")
+        defaults["415"] = _answer(f"a media type other than {', '.join(body)}")
+    for status, answer in defaults.items():
+        declared = responses.get(status)
+        responses[status] = {**answer, **(declared or {}), "content": answer["content"]}
+    ok = responses.get("200")
+    if ok is not None and MSGPACK in body and JSON in ok.get("content", {}):
+        binary = {"schema": {"type": "string", "format": "binary"}}
+        responses["200"] = {**ok, "content": {**ok["content"], MSGPACK: binary}}
+    return op

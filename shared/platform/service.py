@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
 from shared.platform.auth import AdminGuard
+from shared.platform.contracts import declare_framework_answers
 from shared.platform.fast_routes import ASGIApp, FastRoute, FastRoutes, Receive, Scope, Send
 from shared.platform.fast_routes import add_to_openapi as _add_to_openapi
 from shared.platform.logging import configure_logging, new_request_id, request_id_var
@@ -76,7 +77,8 @@ class Service:
 
         def openapi() -> dict[str, Any]:
             if api.openapi_schema is None:
-                api.openapi_schema = _add_to_openapi(original(), self.fast_routes)
+                schema = declare_framework_answers(original())
+                api.openapi_schema = _add_to_openapi(schema, self.fast_routes)
             return api.openapi_schema
 
         api.openapi = openapi  # type: ignore[method-assign]
@@ -147,14 +149,22 @@ def create_app(
         """Liveness: the process is up and its event loop answers."""
         return {"status": "ok", "service": name}
 
-    @api.get("/readyz", tags=["ops"])
+    not_ready: dict[int | str, dict[str, Any]] = {
+        503: {"description": "a required dependency is not ready (checks say which)"}
+    }
+
+    @api.get("/readyz", tags=["ops"], responses=not_ready)
     async def readyz() -> Response:
         """Readiness with the reason for every dependency; 503 until all required ones pass."""
         ready, details = await readiness.evaluate()
         body = {"ready": ready, "service": name, "checks": details}
         return JSONResponse(body, status_code=200 if ready else 503)
 
-    @api.get("/metrics", tags=["ops"])
+    exposition: dict[int | str, dict[str, Any]] = {
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}}
+    }
+
+    @api.get("/metrics", tags=["ops"], response_class=Response, responses=exposition)
     async def metrics() -> Response:
         """Prometheus text exposition."""
         payload, content_type = render_metrics()

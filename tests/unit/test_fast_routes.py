@@ -4,16 +4,22 @@ answered as a logged 500), and written into the service's OpenAPI document."""
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
 from services.filtering.settings import Settings
+from shared.platform.contracts import declare_framework_answers
 from shared.platform.fast_routes import (
+    JSON,
+    MSGPACK,
     FastRequest,
     FastResponse,
     FastRoute,
     FastRoutes,
     RequestError,
+    declared_operation,
     invalid,
 )
 from shared.platform.service import create_app
@@ -86,3 +92,44 @@ def test_fast_routes_are_in_the_openapi_document() -> None:
         doc = client.get("/openapi.json").json()
     assert doc["paths"]["/v1/echo"]["post"]["summary"] == "echo"
     assert "/readyz" in doc["paths"]
+
+
+def test_the_document_declares_every_answer_the_shell_gives() -> None:
+    """422, 503, 413 and 415 on a fast route, MessagePack beside JSON where the body takes
+    both; FastAPI's own 400 and 422 on its routes with bodies; /metrics as text."""
+    op = declared_operation(
+        {
+            "requestBody": {"content": {JSON: {"schema": {}}, MSGPACK: {"schema": {}}}},
+            "responses": {"200": {"description": "ok", "content": {JSON: {"schema": {}}}}},
+        }
+    )
+    assert set(op["responses"]) == {"200", "413", "415", "422", "503"}
+    assert set(op["responses"]["200"]["content"]) == {JSON, MSGPACK}
+    assert "Retry-After" in op["responses"]["503"]["headers"]
+    app = create_app(Settings(service_name="fast-doc"))
+    doc = app.api.openapi()
+    assert set(doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]) == {"text/plain"}
+    assert "503" in doc["paths"]["/readyz"]["get"]["responses"]
+    body_op = {"requestBody": {}, "responses": {"200": {}}}
+    declared = declare_framework_answers({"paths": {"/x": {"post": body_op}}})
+    assert set(declared["paths"]["/x"]["post"]["responses"]) == {"200", "400", "422"}
+
+
+def test_another_method_on_a_fast_path_is_a_405_naming_the_allowed_one() -> None:
+    with _client("fast-405") as client:
+        resp = client.get("/v1/echo")
+        assert resp.status_code == 405 and resp.headers["allow"] == "POST"
+        assert client.get("/v1/elsewhere").status_code == 404  # other paths: FastAPI's
+
+
+def test_a_declared_length_over_the_limit_is_refused_before_reading() -> None:
+    reads: list[int] = []
+
+    async def receive() -> dict[str, object]:
+        reads.append(1)
+        return {"type": "http.request", "body": b"x", "more_body": False}
+
+    routes = FastRoutes(create_app(Settings(service_name="fast-cl")).api, "fast-cl", [], 10)
+    assert asyncio.run(routes._body(receive, b"11")) is None
+    assert reads == []  # refused on the header alone
+    assert asyncio.run(routes._body(receive, b"1")) == b"x"

@@ -6,9 +6,10 @@ A write: it needs the admin token (shared/platform/auth.py).
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
 from shared.frame import ID_PATTERN
@@ -17,6 +18,7 @@ from shared.models.onnx_model import ModelLoadError
 from shared.online_store.types import ItemRecord
 from shared.platform.api import json_response, parse_body
 from shared.platform.auth import ADMIN, ADMIN_RESPONSES
+from shared.platform.contracts import INTEGRAL, STRICT_BODY
 
 router = APIRouter()
 
@@ -24,12 +26,12 @@ router = APIRouter()
 class ItemBody(BaseModel):
     """Request body of POST /v1/items."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_BODY
 
     item_id: str = Field(pattern=ID_PATTERN)
     title: str = Field(default="", max_length=500)
     genres: list[str] = Field(default_factory=list, max_length=19)
-    release_year: int | None = Field(default=None, ge=1800, le=2200)
+    release_year: Annotated[int, Field(ge=1800, le=2200), INTEGRAL] | None = None
     age_restricted: bool = False
     regions: list[str] = Field(default_factory=list, max_length=300)
 
@@ -42,8 +44,19 @@ class ItemBody(BaseModel):
         )  # fmt: skip
 
 
+_BODY = {
+    "required": True,
+    "content": {"application/json": {"schema": ItemBody.model_json_schema()}},
+}
+
+
 @router.post(
-    "/v1/items", dependencies=ADMIN, status_code=201, tags=["catalog"], responses=ADMIN_RESPONSES
+    "/v1/items",
+    dependencies=ADMIN,
+    status_code=201,
+    tags=["catalog"],
+    openapi_extra={"requestBody": _BODY},
+    responses={**ADMIN_RESPONSES, 503: {"description": "models not ready, or Redis down"}},
 )
 async def add_item(request: Request) -> Response:
     """Write the item to the catalog, embed it with the item tower, insert it into the index."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,8 +64,11 @@ class GatewayCore:
     rollouts: GatewayRollouts | None = None  # the split, canary re-runs and shadows
 
 
-def recommendations_route(core: Callable[[], GatewayCore | None]) -> FastRoute:
-    """The route: the runner does the work; this only translates HTTP."""
+def recommendations_route(
+    core: Callable[[], GatewayCore | None], variants: Sequence[str] = ()
+) -> FastRoute:
+    """The route: the runner does the work; this only translates HTTP. ``variants`` (the
+    declared names) are listed in the document, as the only values ``variant`` takes."""
 
     async def handle(http: FastRequest) -> FastResponse:
         q = parse_query(http)
@@ -115,7 +118,7 @@ def recommendations_route(core: Callable[[], GatewayCore | None]) -> FastRoute:
             rollouts.after(req, decision, time.perf_counter() - started)
         return response
 
-    return FastRoute("GET", PATH, handle, _operation(), _schemas())
+    return FastRoute("GET", PATH, handle, _operation(variants), _schemas())
 
 
 def _schemas() -> dict[str, Any]:
@@ -124,11 +127,13 @@ def _schemas() -> dict[str, Any]:
     return {**defs, "RecommendationResponse": schema}
 
 
-def _operation() -> dict[str, Any]:
+def _operation(variants: Sequence[str]) -> dict[str, Any]:
     params = []
     query_schema = RecommendationQuery.model_json_schema()
     required = set(query_schema.get("required", []))
     for name, prop in query_schema["properties"].items():
+        if name == "variant" and variants:
+            prop = {**prop, "enum": list(variants)}
         params.append({"name": name, "in": "query", "required": name in required,
                        "schema": prop, "description": prop.get("description", "")})  # fmt: skip
     return {
