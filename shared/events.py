@@ -4,26 +4,47 @@ One pydantic model is the contract: the API validates client input with it, prod
 with :func:`encode_event`, and consumers decode with :func:`decode_event`, which raises
 :class:`MalformedEventError` (a ``ValueError``) naming the bad field.
 
-Context-dependent limits (batch size, how far in the future a timestamp may lie) are passed in the
-pydantic validation context (see :func:`validation_context`), so the API can set them per service
-while the errors keep their usual ``loc`` (e.g. ``["events", 3, "timestamp"]``).
+Context-dependent limits (batch size, the earliest timestamp, how far in the future one may lie)
+are passed in the pydantic validation context (see :func:`validation_context`), so the API can set
+them per service while the errors keep their usual ``loc`` (e.g. ``["events", 3, "timestamp"]``).
+Fixed bounds hold everywhere, for consumers too: JSON's types as stated (no "3" for 3, no false for
+0), finite numbers, ``position`` within int32, ``value`` within its type's range
+(:data:`VALUE_RANGES`). Clients send :class:`ClientEvent`: ``accepted_ts`` is the API's to stamp.
 """
 
 from __future__ import annotations
 
 import base64
-import math
 import time
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from shared.platform.contracts import EPOCH_MIN_S, INTEGRAL
 
 EventType = Literal["impression", "click", "watch", "like", "rate", "hide", "report"]
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 
 DEFAULT_MAX_BATCH = 1000
 DEFAULT_MAX_FUTURE_S = 300.0
+DEFAULT_MIN_TIMESTAMP = EPOCH_MIN_S  # the events API's default earliest timestamp (2000-01-01)
+INT32_MAX = 2**31 - 1  # positions are stored as int32 (the offline sink's Parquet column)
+
+# The value each type may carry (closed range); a type not listed carries values in DEFAULT_RANGE.
+VALUE_RANGES: dict[str, tuple[float, float]] = {
+    "rate": (0.0, 10.0),  # a rating (MovieLens: 1-5; the like threshold lies within)
+    "watch": (0.0, 86_400.0),  # dwell seconds: at most a day
+}
+DEFAULT_RANGE = (0.0, 86_400.0)
 
 _Id = Field(min_length=1, max_length=256)
 
@@ -43,7 +64,8 @@ class Event(BaseModel):
     into every message it produces, so consumers can measure freshness (acceptance → effect).
     """
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    # strict: JSON's types as the schema states them; no NaN or Infinity in any float.
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True, allow_inf_nan=False)
 
     event_id: str = _Id
     user_id: str = _Id
@@ -52,24 +74,66 @@ class Event(BaseModel):
     value: float | None = Field(default=None, description="dwell seconds (watch), rating (rate)")
     timestamp: float = Field(gt=0, description="when the action happened, epoch seconds")
     request_id: str | None = Field(default=None, max_length=256)
-    position: int | None = Field(default=None, ge=0, description="rank in the served list")
+    position: Annotated[int, Field(ge=0, le=INT32_MAX), INTEGRAL] | None = Field(
+        default=None, description="rank in the served list"
+    )
     accepted_ts: float | None = Field(default=None, description="server clock at acceptance")
-
-    @field_validator("value", "timestamp", "accepted_ts")
-    @classmethod
-    def _finite(cls, v: float | None) -> float | None:
-        if v is not None and not math.isfinite(v):
-            raise ValueError("must be a finite number")
-        return v
 
     @field_validator("timestamp")
     @classmethod
-    def _not_far_future(cls, v: float, info: ValidationInfo) -> float:
+    def _within_window(cls, v: float, info: ValidationInfo) -> float:
         ctx = info.context or {}
+        earliest = ctx.get("min_timestamp")
+        if earliest is not None and v < earliest:
+            raise ValueError(f"lies before the earliest accepted timestamp {earliest:.0f}")
         limit = ctx.get("max_future_s")
         if limit is not None and v > ctx.get("now", time.time()) + limit:
             raise ValueError(f"lies more than {limit:g} s in the future")
         return v
+
+    @model_validator(mode="after")
+    def _value_in_range(self) -> Event:
+        low, high = VALUE_RANGES.get(self.type, DEFAULT_RANGE)
+        if self.value is not None and not low <= self.value <= high:
+            raise ValueError(f"value: {self.value:g} outside [{low:g}, {high:g}] for {self.type}")
+        return self
+
+
+def value_ranges_schema(schema: dict[str, Any]) -> None:
+    """The per-type value ranges in JSON Schema (``if type is T then value within T's range``)."""
+    low, high = DEFAULT_RANGE
+    rules: list[dict[str, Any]] = [
+        {
+            "if": {"properties": {"type": {"const": kind}}, "required": ["type"]},
+            "then": {"properties": {"value": {"minimum": lo, "maximum": hi}}},
+        }
+        for kind, (lo, hi) in VALUE_RANGES.items()
+    ]
+    rules.append(
+        {
+            "if": {
+                "properties": {"type": {"enum": [t for t in EVENT_TYPES if t not in VALUE_RANGES]}}
+            },
+            "then": {"properties": {"value": {"minimum": low, "maximum": high}}},
+        }
+    )
+    schema["allOf"] = rules
+
+
+class ClientEvent(Event):
+    """An event as a client sends it: ``accepted_ts`` is stamped by the events API, so a
+    client's own is refused (naming the field) instead of silently replaced."""
+
+    model_config = ConfigDict(json_schema_extra=value_ranges_schema)
+
+    accepted_ts: None = Field(default=None, description="stamped by the server: do not send")
+
+    @field_validator("accepted_ts", mode="before")
+    @classmethod
+    def _server_stamped(cls, v: Any) -> None:
+        if v is not None:
+            raise ValueError("is stamped by the events API; do not send it")
+        return None
 
 
 class EventBatch(BaseModel):
@@ -77,16 +141,16 @@ class EventBatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    events: list[Event] = Field(min_length=1)
+    events: list[ClientEvent] = Field(min_length=1)
 
     @field_validator("events", mode="wrap")
     @classmethod
-    def _bounded(cls, v: Any, handler: Any, info: ValidationInfo) -> list[Event]:
+    def _bounded(cls, v: Any, handler: Any, info: ValidationInfo) -> list[ClientEvent]:
         # Checked before the items are validated, so an oversized batch costs nothing to reject.
         limit = (info.context or {}).get("max_batch", DEFAULT_MAX_BATCH)
         if isinstance(v, list) and len(v) > limit:
             raise ValueError(f"batch of {len(v)} events exceeds the limit of {limit}")
-        result: list[Event] = handler(v)
+        result: list[ClientEvent] = handler(v)
         return result
 
 
@@ -94,9 +158,15 @@ def validation_context(
     max_batch: int = DEFAULT_MAX_BATCH,
     max_future_s: float | None = DEFAULT_MAX_FUTURE_S,
     now: float | None = None,
+    min_timestamp: float | None = DEFAULT_MIN_TIMESTAMP,
 ) -> dict[str, Any]:
     """The context for ``EventBatch.model_validate(..., context=...)`` with the API's limits."""
-    return {"max_batch": max_batch, "max_future_s": max_future_s, "now": now or time.time()}
+    return {
+        "max_batch": max_batch,
+        "max_future_s": max_future_s,
+        "now": now or time.time(),
+        "min_timestamp": min_timestamp,
+    }
 
 
 def encode_event(event: Event, accepted_ts: float | None = None) -> bytes:

@@ -39,13 +39,15 @@ def build_app(settings: Settings) -> Service:
         deps.readiness.add("topic", topics.check)
         deps.on_close(topics.stop)
         topics.start(settings.topic_retry_s)
-        app.state.validator = BatchValidator(settings.max_batch, settings.max_future_s)
+        app.state.validator = BatchValidator(
+            settings.max_batch, settings.max_future_s, settings.min_timestamp
+        )
         app.state.publisher = EventPublisher(
             producer, settings.topic, topics, settings.produce_timeout_s
         )
 
     app = create_app(settings, setup, description=__doc__ or "")
-    app.include_router(events.router)
+    app.include_router(events.build_router(settings.min_timestamp))
     return app
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from shared.events import DEFAULT_MAX_BATCH, DEFAULT_MAX_FUTURE_S
+from shared.events import DEFAULT_MAX_BATCH, DEFAULT_MAX_FUTURE_S, DEFAULT_MIN_TIMESTAMP
 from shared.platform.settings import KafkaSettings, ServiceSettings, platform
 from shared.stream import topics
 
@@ -26,6 +26,11 @@ class Settings(ServiceSettings, KafkaSettings):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, description="413 above this")
     max_future_s: float = Field(
         default=DEFAULT_MAX_FUTURE_S, ge=0, description="allowed clock skew of event timestamps"
+    )
+    min_timestamp: float = Field(
+        default=DEFAULT_MIN_TIMESTAMP,
+        ge=0,
+        description="earliest accepted event timestamp, epoch seconds (default 2000-01-01)",
     )
     produce_timeout_s: float = Field(
         default=5.0, gt=0, le=60, description="wait for the broker's acks before answering 503"

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from shared.events import EventBatch, validation_context
+from shared.events import DEFAULT_MIN_TIMESTAMP, EventBatch, validation_context
 
 
 class InvalidBatchError(ValueError):
@@ -20,11 +20,14 @@ class InvalidBatchError(ValueError):
 
 
 class BatchValidator:
-    """Validates batches against the service's limits (size, clock skew)."""
+    """Validates batches against the service's limits (size, earliest timestamp, clock skew)."""
 
-    def __init__(self, max_batch: int, max_future_s: float) -> None:
+    def __init__(
+        self, max_batch: int, max_future_s: float, min_timestamp: float = DEFAULT_MIN_TIMESTAMP
+    ) -> None:
         self.max_batch = max_batch
         self.max_future_s = max_future_s
+        self.min_timestamp = min_timestamp
 
     def parse(self, body: bytes) -> EventBatch:
         """Parse and validate a JSON body; raise InvalidBatchError."""
@@ -33,7 +36,9 @@ class BatchValidator:
         except orjson.JSONDecodeError as exc:
             err = {"loc": ["body"], "msg": f"invalid JSON: {exc}", "type": "json_invalid"}
             raise InvalidBatchError([err], 0) from None
-        ctx = validation_context(self.max_batch, self.max_future_s)
+        ctx = validation_context(
+            self.max_batch, self.max_future_s, min_timestamp=self.min_timestamp
+        )
         try:
             return EventBatch.model_validate(raw, context=ctx)
         except ValidationError as exc:

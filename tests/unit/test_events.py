@@ -73,7 +73,7 @@ def test_decode_ignores_unknown_fields_for_forward_compatibility() -> None:
 
 
 def test_batch_limit_and_future_timestamps_come_from_the_context() -> None:
-    now = 1_000_000.0
+    now = 1_700_000_000.0
     ctx = validation_context(max_batch=2, max_future_s=60, now=now)
     EventBatch.model_validate({"events": [event(timestamp=now + 59)]}, context=ctx)
     with pytest.raises(ValidationError) as info:
@@ -83,6 +83,68 @@ def test_batch_limit_and_future_timestamps_come_from_the_context() -> None:
         EventBatch.model_validate({"events": [event()] * 3}, context=ctx)
     assert info.value.errors()[0]["loc"] == ("events",)
     assert "limit of 2" in info.value.errors()[0]["msg"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "loc", "says"),
+    [
+        ({"timestamp": 5e-324}, ["timestamp"], "earliest"),  # 1970: before the epoch setting
+        ({"timestamp": 946_684_799.0}, ["timestamp"], "earliest"),  # 1 s before 2000-01-01
+        ({"timestamp": "1700000000"}, ["timestamp"], "number"),  # a string is not a number
+        ({"accepted_ts": False}, ["accepted_ts"], "stamped by the events API"),
+        ({"accepted_ts": 1_700_000_000.0}, ["accepted_ts"], "stamped by the events API"),
+        ({"position": 2_147_483_648}, ["position"], "2147483647"),  # int32 (was a poison record)
+        ({"position": False}, ["position"], "integer"),
+        ({"position": "3"}, ["position"], "integer"),
+        ({"position": 2.5}, ["position"], "integer"),
+        ({"type": "rate", "value": 1e308}, [], "value"),  # would overflow a rating sum
+        ({"type": "rate", "value": 11.0}, [], "value"),
+        ({"type": "watch", "value": -1.0}, [], "value"),
+        ({"type": "watch", "value": True}, ["value"], "number"),
+    ],
+)
+def test_event_fields_are_bounded_naming_the_field(
+    overrides: dict[str, object], loc: list[str], says: str
+) -> None:
+    with pytest.raises(InvalidBatchError) as info:
+        BatchValidator(10, 300).parse(orjson.dumps({"events": [event(**overrides)]}))
+    err = info.value.errors[0]
+    assert err["loc"] == ["body", "events", 0, *loc]
+    assert says in err["msg"]
+
+
+def test_values_and_positions_within_their_ranges_are_accepted() -> None:
+    good = [
+        event(type="rate", value=5),
+        event(type="watch", value=86_400.0, position=2_147_483_647),
+        event(position=3.0),  # JSON Schema's integer: 3.0 is one
+        event(timestamp=946_684_800.0),
+    ]
+    batch = BatchValidator(10, 300).parse(orjson.dumps({"events": good}))
+    assert [e.position for e in batch.events] == [None, 2_147_483_647, 3, None]
+
+
+@pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity", b"1e400"])
+def test_nan_and_infinity_are_refused_by_the_api_and_by_consumers(literal: bytes) -> None:
+    raw = orjson.dumps(event(type="watch", value=1.5)).replace(
+        b'"value":1.5', b'"value":' + literal
+    )
+    with pytest.raises(InvalidBatchError) as info:  # orjson refuses the literal outright
+        BatchValidator(10, 300).parse(b'{"events": [' + raw + b"]}")
+    assert locs(info.value) == [["body"]]
+    with pytest.raises(MalformedEventError) as bad:  # pydantic's parser reads it, then refuses
+        decode_event(raw)
+    assert bad.value.reason.startswith("value")
+    with pytest.raises(ValidationError):  # and the model itself (Python's json reads NaN)
+        Event.model_validate(event(type="watch", value=float(literal.decode())))
+
+
+def test_the_epoch_is_a_setting() -> None:
+    old = event(timestamp=900_000_000.0)  # 1998
+    with pytest.raises(InvalidBatchError):
+        BatchValidator(10, 300).parse(orjson.dumps({"events": [old]}))
+    batch = BatchValidator(10, 300, min_timestamp=0).parse(orjson.dumps({"events": [old]}))
+    assert batch.events[0].timestamp == 900_000_000.0
 
 
 def test_validator_reports_field_and_index_of_every_bad_event() -> None:

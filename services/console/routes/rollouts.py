@@ -95,7 +95,11 @@ async def stop_experiment(
     return await _act(console, f"/v1/experiments/{experiment_id}/stop", body, authorization)
 
 
-@router.get("/experiments/{experiment_id}/report", response_class=HTMLResponse)
+@router.get(
+    "/experiments/{experiment_id}/report",
+    response_class=HTMLResponse,
+    responses={404: {"description": "no such experiment"}, 502: {"description": "unreachable"}},
+)
 async def experiment_report(experiment_id: ItemId, console: ConsoleDep) -> Response:
     """The rollouts service's HTML report of an experiment (intervals over time)."""
     try:

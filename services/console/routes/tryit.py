@@ -14,8 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.console.routes.common import passed_on, unanswered
 from services.console.routes.deps import Authorization, ConsoleDep
 from services.console.tryit import view
-from shared.events import EventType
+from shared.events import INT32_MAX, EventType, value_ranges_schema
 from shared.frame.codec import ID_PATTERN
+from shared.platform.contracts import INTEGRAL
 from shared.platform.http_client import UpstreamError
 
 router = APIRouter(prefix="/api", tags=["try it"])
@@ -44,14 +45,17 @@ async def recommendations(
 class EventIn(BaseModel):
     """An action of the user on an item, as the page sends it (the console stamps the rest)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # The events API's bounds, stated here too (JSON's types, value ranges per type, int32).
+    model_config = ConfigDict(
+        extra="forbid", strict=True, allow_inf_nan=False, json_schema_extra=value_ranges_schema
+    )
 
     user_id: str = Field(pattern=ID_PATTERN)
     item_id: str = Field(min_length=1, max_length=256)
     type: EventType
     value: float | None = None
     request_id: str | None = Field(default=None, max_length=256)
-    position: int | None = Field(default=None, ge=0)
+    position: Annotated[int, Field(ge=0, le=INT32_MAX), INTEGRAL] | None = None
 
 
 @router.post("/events", status_code=202, responses={401: {}, 422: {}, 502: {}, 503: {}})
