@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from operator import itemgetter
-from itertools import repeat
 import json
 import threading
 from collections.abc import Sequence
+from itertools import repeat
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 

@@ -218,9 +218,7 @@ class ModelSet:
             log.info("models unloaded", extra={"slot": self.slot, "alias": alias})
             self._update_gauges()
 
-    def _failed(
-        self, alias: str, reason: str, forget: bool, retry_s: float | None = None
-    ) -> None:
+    def _failed(self, alias: str, reason: str, forget: bool, retry_s: float | None = None) -> None:
         self._absent[alias] = (time.monotonic() + (retry_s or self.retry_s), reason)
         if alias == PRODUCTION:
             self.error = reason
