@@ -4,7 +4,9 @@
 -- script wrote. So the script works in two phases: the first only reads, and computes every
 -- event's effects in memory, rejecting an event whose effects could not be stored (a sum that
 -- overflows to Inf, a key of the wrong type fails here too, before any write); the second writes
--- the effects and then the dedupe marks of the applied events. A worker that dies at any point
+-- the effects and then the dedupe marks of the applied events. Every key the second phase writes
+-- has its type checked in the first: a per-user or per-item key of the wrong type rejects the
+-- events that would write it (the reason names the key), a global one refuses the batch. A worker that dies at any point
 -- either applied the whole batch or nothing of it, and a redelivered event finds its mark and is
 -- skipped; a failed script leaves no mark without its effects (the partial-batch loss of
 -- issue 12: marks written, the rest of the batch's effects never).
@@ -43,6 +45,14 @@ local max_ts = 0
 for _, e in ipairs(events) do
   if e[4] > max_ts then max_ts = e[4] end
 end
+-- Global keys of the wrong type would fail every batch: refuse it whole, before any write.
+for key, want in pairs({['trending'] = 'zset', ['trending:ref'] = 'string',
+                        ['catalog:ids'] = 'set', ['segpop:all'] = 'zset'}) do
+  local got = redis.call('TYPE', key)['ok']
+  if got ~= 'none' and got ~= want then
+    return redis.error_reply('key ' .. key .. ' holds a ' .. got .. ', not a ' .. want)
+  end
+end
 local old_ref = tonumber(redis.call('GET', 'trending:ref'))
 local ref = old_ref
 if ref == nil or max_ts - ref > 64 * trend_h then ref = math.floor(max_ts / 3600) * 3600 end
@@ -50,9 +60,24 @@ if ref == nil or max_ts - ref > 64 * trend_h then ref = math.floor(max_ts / 3600
 local items, users, segpop, marks = {}, {}, {}, {}
 local applied, dups, mask = 0, 0, {}
 
+-- The type each key the second phase writes must have (or 'none': not there yet). A key of
+-- another type would fail a write halfway through the batch, after other effects were written;
+-- checked here, it rejects the events that would write it instead.
+local USER_TYPES = {h = 'hash', histz = 'zset', seenz = 'zset', blk = 'set', imp = 'hash'}
+local function wrong_type(key, want)
+  local got = redis.call('TYPE', key)['ok']
+  if got ~= 'none' and got ~= want then return 'key ' .. key .. ' holds a ' .. got .. ', not a ' .. want end
+  return nil
+end
+
 local function item_state(iid)
   local it = items[iid]
   if it == nil then
+    local why = wrong_type('ictr:' .. iid, 'string')
+    if why then
+      items[iid] = {bad = why}
+      return items[iid]
+    end
     it = {tot = {0, 0, 0, 0}, buckets = {}, trend = 0}
     for r = 1, #rings do it.buckets[r] = {} end
     items[iid] = it
@@ -64,7 +89,21 @@ local function user_state(uid)
   local u = users[uid]
   if u == nil then
     local key = '{u:' .. uid .. '}:'
+    for suffix, want in pairs(USER_TYPES) do
+      local why = wrong_type(key .. suffix, want)
+      if why then
+        u = {bad = why}
+        users[uid] = u
+        return u
+      end
+    end
     local old = redis.call('HMGET', key .. 'h', 'seg', 'rs')
+    local why = wrong_type('segpop:' .. (old[1] or 'unknown'), 'zset')
+    if why then
+      u = {bad = why}
+      users[uid] = u
+      return u
+    end
     u = {key = key, n = 0, nr = 0, rs = 0, last = 0, aff = {}, hist = false,
          seg = old[1] or 'unknown', old_rs = tonumber(old[2]) or 0, histz = {}, imp = {}, blk = {}}
     users[uid] = u
@@ -83,7 +122,9 @@ end
 -- Why an event's effects could not be stored (nil: they can). The rating is the one value a
 -- producer controls (two ratings of 1e308 sum to Inf, which HINCRBYFLOAT refuses); weights and
 -- affinity increments are declared, and the trending exponent is kept below 64 by the ref.
-local function unstorable(e, u)
+local function unstorable(e, u, it)
+  if u.bad then return u.bad end
+  if it.bad then return it.bad end
   if has(e[5], RATING) and not finite(u.old_rs + u.rs + e[7]) then
     return 'rating sum of user ' .. e[2] .. ' would overflow'
   end
@@ -138,7 +179,7 @@ for k, e in ipairs(events) do
     mask[#mask + 1] = '0'
   else
     local u, it = user_state(e[2]), item_state(e[3])
-    local why = unstorable(e, u)
+    local why = unstorable(e, u, it)
     if why then
       reasons[#reasons + 1] = why
       mask[#mask + 1] = '2'
@@ -250,8 +291,8 @@ local function flush_user(u)
   end
 end
 
-for iid, it in pairs(items) do flush_item(iid, it) end
-for _, u in pairs(users) do flush_user(u) end
+for iid, it in pairs(items) do if not it.bad then flush_item(iid, it) end end
+for _, u in pairs(users) do if not u.bad then flush_user(u) end end
 for seg, t in pairs(segpop) do
   for iid, w in pairs(t) do redis.call('ZINCRBY', 'segpop:' .. seg, tostring(w), iid) end
   redis.call('ZREMRANGEBYRANK', 'segpop:' .. seg, 0, -seg_cap - 1)

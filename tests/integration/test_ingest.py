@@ -372,47 +372,49 @@ def event_id_of(letter: dict[str, Any]) -> str:
 def test_a_script_failing_halfway_through_a_batch_loses_nothing(
     stream: Stream, store_client: redis.Redis, start_service: ServiceStarter
 ) -> None:
-    """Two ratings of 1e308 overflow the user's rating sum (HINCRBYFLOAT refuses Inf). The old
-    script had written every dedupe mark and half the effects by then: the retry saw the marks,
-    took the batch for duplicates and committed, losing the rest. Now nothing is written before
-    every event was checked: the one that overflows is dead-lettered, the others applied once."""
+    """A key of the wrong type fails the write that reaches it. The old script had written every
+    dedupe mark and half the effects by then: the retry saw the marks, took the batch for
+    duplicates and committed, losing the rest (issue 12 reproduced it with two ratings of 1e308
+    overflowing a sum; the events API and the worker now refuse such ratings). Now nothing is
+    written before every event was checked: the events that would write the bad key are
+    dead-lettered with the key named, the others applied once."""
     items = [f"i{k}" for k in range(5)]
     StoreWriter(store_client).put_items([ItemRecord(i, genres=("Drama",)) for i in items])
+    store_client.set(b"{u:r}:seenz", b"not a sorted set")  # written by the second phase only
     users = [f"g{k}" for k in range(30)]
     good = [event(u, items[k % 5], "click") for k, u in enumerate(users)]
-    huge = [event("r", "ir", "rate", value=1e308) for _ in range(2)]
-    stream.send([*good[:10], *huge, *good[10:]], key=b"one-partition")
-    base = start_service("ingest", env=stream.env, require_ready=True)
+    bad = [event("r", "ir", "click"), event("r", "ir", "like")]
+    stream.send([*good[:10], *bad, *good[10:]], key=b"one-partition")
+    start_service("ingest", env=stream.env, require_ready=True)
     wait_until(lambda: stream.committed() == 32, what="the batch committed")
     assert_each_applied_once(store_client, users, items)
-    assert store_client.hget(b"{u:r}:h", b"nr") == b"1"  # the first rating fits, the second not
-    (letter,) = letters_of(stream, 1)
-    assert letter["reason"] == "rating sum of user r would overflow"
-    assert letter["offset"] == 11 and event_id_of(letter) == huge[1]["event_id"]
-    assert marks(store_client) == 31  # every applied event marked, the rejected one not
-    m = metrics(base)
-    assert m[f"cascade_consumer_dead_letters_total{{consumer={stream.group},reason=rejected}}"] == 1
-    assert m["cascade_ingest_events_total{outcome=rejected,type=rate}"] == 1
-    assert m["cascade_ingest_events_total{outcome=applied,type=click}"] == 30
+    assert store_client.get(b"{u:r}:seenz") == b"not a sorted set"
+    assert not store_client.exists(b"{u:r}:h") and not store_client.exists(b"ictr:ir")
+    letters = letters_of(stream, 2)
+    assert {r["reason"] for r in letters} == {"key {u:r}:seenz holds a string, not a zset"}
+    assert {event_id_of(r) for r in letters} == {e["event_id"] for e in bad}
+    assert marks(store_client) == 30  # every applied event marked, the rejected ones not
 
 
-def test_a_record_failing_in_the_script_is_retried_then_dead_lettered_and_the_rest_applied(
+def test_a_record_failing_in_its_handler_is_retried_then_dead_lettered_and_the_rest_applied(
     stream: Stream, store_client: redis.Redis, start_service: ServiceStarter
 ) -> None:
-    """A record the script fails on (its user's hash is a string: WRONGTYPE) fails its batch on
-    every retry; after the bounded retries it is found by halving and dead-lettered."""
-    store_client.set(b"{u:bad}:h", b"not a hash")
+    """A record its handler fails on (its item's catalog record is not JSON: reading the
+    item's genres raises) fails its batch on every retry; after the bounded retries it is found
+    by halving and dead-lettered. (A key of the wrong type no longer fails the script: the
+    event is rejected with the key named, test_a_script_failing_halfway_...)"""
+    store_client.set(b"item:ibad", b"{not json")
     items = [f"i{k}" for k in range(5)]
     users = [f"g{k}" for k in range(20)]
     good = [event(u, items[k % 5], "click") for k, u in enumerate(users)]
-    stream.send([*good[:10], event("bad", "i1", "click"), *good[10:]], key=b"one-partition")
+    stream.send([*good[:10], event("bad", "ibad", "click"), *good[10:]], key=b"one-partition")
     env = {**stream.env, "CASCADE_INGEST_MAX_RETRIES": "1", "CASCADE_INGEST_RETRY_BACKOFF_S": "0.1"}
     base = start_service("ingest", env=env, require_ready=True)
     wait_until(lambda: stream.committed() == 21, what="the batch committed")
     assert_each_applied_once(store_client, users, items)
     (letter,) = letters_of(stream, 1)
-    assert letter["reason"].startswith("handler failed after 3 attempt(s): ResponseError: ")
-    assert "WRONGTYPE" in letter["reason"] and letter["offset"] == 10
+    assert letter["reason"].startswith("handler failed after 3 attempt(s): JSONDecodeError: ")
+    assert letter["offset"] == 10
     assert not store_client.exists(f"ev:{event_id_of(letter)}")
     m = metrics(base)
     assert m[f"cascade_consumer_dead_letters_total{{consumer={stream.group},reason=handler}}"] == 1
