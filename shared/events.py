@@ -7,9 +7,9 @@ with :func:`encode_event`, and consumers decode with :func:`decode_event`, which
 Context-dependent limits (batch size, the earliest timestamp, how far in the future one may lie)
 are passed in the pydantic validation context (see :func:`validation_context`), so the API can set
 them per service while the errors keep their usual ``loc`` (e.g. ``["events", 3, "timestamp"]``).
-Fixed bounds hold everywhere, for consumers too: JSON's types as stated (no "3" for 3, no false for
-0), finite numbers, ``position`` within int32, ``value`` within its type's range
-(:data:`VALUE_RANGES`). Clients send :class:`ClientEvent`: ``accepted_ts`` is the API's to stamp.
+Everywhere, consumers too: JSON's types as stated (no "3" for 3, no false for 0) and finite
+numbers. Clients send :class:`ClientEvent`, bounded further: ``position`` within int32,
+``value`` within its type's range (:data:`VALUE_RANGES`), no ``accepted_ts`` (the API's to stamp).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ class Event(BaseModel):
     value: float | None = Field(default=None, description="dwell seconds (watch), rating (rate)")
     timestamp: float = Field(gt=0, description="when the action happened, epoch seconds")
     request_id: str | None = Field(default=None, max_length=256)
-    position: Annotated[int, Field(ge=0, le=INT32_MAX), INTEGRAL] | None = Field(
+    position: Annotated[int, Field(ge=0), INTEGRAL] | None = Field(
         default=None, description="rank in the served list"
     )
     accepted_ts: float | None = Field(default=None, description="server clock at acceptance")
@@ -90,13 +90,6 @@ class Event(BaseModel):
         if limit is not None and v > ctx.get("now", time.time()) + limit:
             raise ValueError(f"lies more than {limit:g} s in the future")
         return v
-
-    @model_validator(mode="after")
-    def _value_in_range(self) -> Event:
-        low, high = VALUE_RANGES.get(self.type, DEFAULT_RANGE)
-        if self.value is not None and not low <= self.value <= high:
-            raise ValueError(f"value: {self.value:g} outside [{low:g}, {high:g}] for {self.type}")
-        return self
 
 
 def value_ranges_schema(schema: dict[str, Any]) -> None:
@@ -121,11 +114,19 @@ def value_ranges_schema(schema: dict[str, Any]) -> None:
 
 
 class ClientEvent(Event):
-    """An event as a client sends it: ``accepted_ts`` is stamped by the events API, so a
-    client's own is refused (naming the field) instead of silently replaced."""
+    """An event as a client sends it to the events API, with the bounds that keep the stores
+    sound: ``value`` within its type's range, ``position`` within int32, and no
+    ``accepted_ts`` (the API stamps it; a client's own is refused, naming the field).
+
+    Consumers decode :class:`Event`, without these ranges: a record another producer wrote
+    that decodes but breaks a handler (an overflowing rating, a position Parquet cannot
+    store) is retried, then dead-lettered with its reason (``shared.stream``)."""
 
     model_config = ConfigDict(json_schema_extra=value_ranges_schema)
 
+    position: Annotated[int, Field(ge=0, le=INT32_MAX), INTEGRAL] | None = Field(
+        default=None, description="rank in the served list"
+    )
     accepted_ts: None = Field(default=None, description="stamped by the server: do not send")
 
     @field_validator("accepted_ts", mode="before")
@@ -134,6 +135,13 @@ class ClientEvent(Event):
         if v is not None:
             raise ValueError("is stamped by the events API; do not send it")
         return None
+
+    @model_validator(mode="after")
+    def _value_in_range(self) -> ClientEvent:
+        low, high = VALUE_RANGES.get(self.type, DEFAULT_RANGE)
+        if self.value is not None and not low <= self.value <= high:
+            raise ValueError(f"value: {self.value:g} outside [{low:g}, {high:g}] for {self.type}")
+        return self
 
 
 class EventBatch(BaseModel):

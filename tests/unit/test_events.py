@@ -237,3 +237,14 @@ def test_stream_consumers_take_group_timings_platform_wide(monkeypatch: pytest.M
     ingest, sink = load_settings(IngestSettings), load_settings(SinkSettings)
     assert (ingest.session_timeout_ms, ingest.heartbeat_interval_ms) == (6000, 2000)
     assert (sink.session_timeout_ms, sink.heartbeat_interval_ms) == (7000, 2000)
+
+
+def test_consumers_take_what_decodes_and_leave_ranges_to_their_handlers() -> None:
+    """The ranges are the API's: a record another producer wrote with a rating of 1e308 or a
+    position past int32 still decodes (the ingest script and the sink's dead letters deal
+    with it), while types and finiteness hold for consumers too."""
+    big = decode_event(orjson.dumps(event(type="rate", value=1e308, position=2_147_483_648)))
+    assert (big.value, big.position) == (1e308, 2_147_483_648)
+    with pytest.raises(MalformedEventError) as info:
+        decode_event(orjson.dumps(event(position="3")))
+    assert info.value.reason.startswith("position")
