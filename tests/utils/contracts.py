@@ -12,11 +12,13 @@ there are none.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import schemathesis
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import strategies as st
@@ -109,8 +111,29 @@ def fuzz(
                 strategy = strategy.map(mapper)
             _run(report, label, mode, strategy, base_url, headers or {}, checks, max_examples)
         report.per_operation[label] = time.perf_counter() - op_started
+    _undeclared_methods(report, schema.raw_schema, base_url, skipped)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _undeclared_methods(
+    report: FuzzReport, doc: dict[str, Any], base_url: str, skipped: set[str]
+) -> None:
+    """One request per path with a method its document does not list: a 405, nothing else
+    (schemathesis' own check for this runs only in its CLI's coverage phase)."""
+    with httpx.Client(timeout=30) as client:
+        for path, ops in doc.get("paths", {}).items():
+            declared = {m.upper() for m in ops}
+            method = next(
+                (m for m in ("DELETE", "PUT", "PATCH", "POST") if m not in declared), None
+            )
+            if method is None or any(f"{m} {path}" in skipped for m in declared):
+                continue
+            url = base_url + re.sub(r"\{[^}]+\}", "1", path)
+            report.cases += 1
+            status = client.request(method, url).status_code
+            if status != 405:
+                report.failures.append(f"{method} {path}: undeclared method answered {status}")
 
 
 def _run(
