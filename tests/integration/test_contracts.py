@@ -228,6 +228,30 @@ def test_the_known_500s_are_422s_naming_the_field(private: dict[str, str]) -> No
         assert got.status_code == 422, (now, got.text)
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("timestamp", 5e-324), ("accepted_ts", False), ("position", 2_147_483_648)],
+)
+def test_the_events_api_refuses_what_it_accepted_before(
+    private: dict[str, str], field: str, value: object
+) -> None:
+    """The issue's findings against the real process: a 1970 timestamp and a client's
+    accepted_ts were accepted, a position past int32 became a poison record."""
+    import httpx
+
+    event = {
+        "event_id": "e",
+        "user_id": "u",
+        "item_id": "i",
+        "type": "click",
+        "timestamp": time.time(),
+        field: value,
+    }
+    resp = httpx.post(f"{private['events']}/v1/events", json={"events": [event]}, timeout=10)
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["detail"][0]["loc"] == ["body", "events", 0, field]
+
+
 def _post_unfinished(url: str, path: str, size: int) -> bytes:
     """POST a chunked body of ``size`` bytes and never finish it; the answer read so far."""
     host, port = url.removeprefix("http://").split(":")
