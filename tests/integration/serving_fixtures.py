@@ -20,6 +20,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -451,7 +452,9 @@ def live_stack(
             "CASCADE_MLFLOW_URI": mlflow_tracking_uri,
             "MLFLOW_TRACKING_URI": mlflow_tracking_uri,
             "CASCADE_MODEL_CACHE_DIR": str(root / "model_cache"),
-            "CASCADE_MODEL_POLL_S": "300",
+            # Other modules move the session registry's production alias (the local runtime's
+            # `up` registers a bundle, the rollouts move it) and put it back: follow it quickly.
+            "CASCADE_MODEL_POLL_S": "2",
             "CASCADE_LATENCY_BUDGET": str(write_budget(root / "budget.yaml")),
             "CASCADE_CANDIDATE_GENERATION_INDEX_SYNC_S": "0.5",
             "OPENBLAS_NUM_THREADS": "1",
@@ -461,6 +464,33 @@ def live_stack(
             yield stack
             if stack.redis is not redis_proc:  # restarted by a test: stop that one too
                 stop(stack.redis)
+
+
+def set_production(mlflow_uri: str, versions: dict[str, str]) -> None:
+    """Point the ``production`` alias of each registered model at its version in ``versions``."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow_uri, registry_uri=mlflow_uri)
+    for name, version in versions.items():
+        client.set_registered_model_alias(name, "production", version)
+
+
+def wait_serving(stack: LiveStack, versions: dict[str, str], timeout_s: float = 60.0) -> None:
+    """Until both gateways of ``stack`` answer with the models of ``versions`` in production."""
+    import httpx
+
+    want = {name.removeprefix("cascade-").replace("-", "_"): f"{name}/{v} (@production)"
+            for name, v in versions.items()}  # fmt: skip
+    deadline = time.monotonic() + timeout_s
+    for gateway in ("gateway", "gateway_in_process"):
+        while True:
+            resp = httpx.get(f"{stack.url(gateway)}/v1/recommendations",
+                             params={"user_id": "1", "k": 5}, timeout=10)  # fmt: skip
+            got = resp.json().get("model_versions") if resp.status_code == 200 else None
+            if got == want:
+                break
+            assert time.monotonic() < deadline, f"{gateway} serves {got}, not {want}"
+            time.sleep(0.5)
 
 
 def load_models(

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,20 @@ import redis
 
 from deploy.local.processes import free_port, group_alive
 from deploy.local.stack import SERVICES
-from tests.integration.serving_fixtures import write_budget
+from tests.integration.serving_fixtures import set_production, write_budget
 from tests.utils.servers import REPO_ROOT
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module", autouse=True)
+def production_put_back(
+    registered_models: dict[str, str], mlflow_tracking_uri: str
+) -> Iterator[None]:
+    """`up` registers its own bundle in the session's MLflow as production: put the session's
+    back afterwards, for the modules that serve it."""
+    yield
+    set_production(mlflow_tracking_uri, registered_models)
 
 
 @pytest.fixture(scope="module")

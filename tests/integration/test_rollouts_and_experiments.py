@@ -38,7 +38,13 @@ import pytest
 from deploy.local import infra
 from deploy.local.processes import RunningProcess, free_port, running, start, stop, wait_ready
 from deploy.local.stack import service_on_free_port
-from tests.integration.serving_fixtures import REPO, load_store, serving_stack, write_budget
+from tests.integration.serving_fixtures import (
+    REPO,
+    load_store,
+    serving_stack,
+    set_production,
+    write_budget,
+)
 from tests.utils.auth import ADMIN
 
 pytestmark = pytest.mark.integration
@@ -209,14 +215,6 @@ def _register(models: Path, mlflow_uri: str) -> dict[str, str]:
     return log_and_register(parts, [], {}, {}, tags, mlflow_uri, "production")
 
 
-def _set_aliases(mlflow_uri: str, versions: dict[str, str]) -> None:
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=mlflow_uri, registry_uri=mlflow_uri)
-    for name, version in versions.items():
-        client.set_registered_model_alias(name, "production", version)
-
-
 @pytest.fixture(scope="module")
 def stack(
     registered_models: dict[str, str],
@@ -276,7 +274,7 @@ def stack(
                     if s.controller is not None:
                         stop(s.controller)
     finally:  # the session's other tests serve the session's bundle
-        _set_aliases(mlflow_tracking_uri, registered_models)
+        set_production(mlflow_tracking_uri, registered_models)
 
 
 @pytest.fixture(autouse=True)

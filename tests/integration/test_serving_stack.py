@@ -28,7 +28,7 @@ from loadtests.serving_stack import service_spec
 from shared.events import Event
 from shared.online_store.types import UserProfile
 from shared.online_store.writer import StoreWriter
-from tests.integration.serving_fixtures import LiveStack, write_budget
+from tests.integration.serving_fixtures import LiveStack, set_production, wait_serving, write_budget
 from tests.utils.auth import ADMIN
 from tests.utils.delay_proxy import gateway_with_slow_stage
 from tests.utils.metrics import scrape
@@ -42,6 +42,16 @@ SERVICE_STAGE = {  # process -> the stage name its failure shows up under
     "ranking": "ranking",
     "reranking": "reranking",
 }
+
+
+@pytest.fixture(scope="module", autouse=True)
+def session_bundle_in_production(
+    live_stack: LiveStack, registered_models: dict[str, str], mlflow_tracking_uri: str
+) -> None:
+    """The session stack serves the session's bundle: modules that ran before may have moved the
+    registry's production alias (and the browser tests started this stack before they did)."""
+    set_production(mlflow_tracking_uri, registered_models)
+    wait_serving(live_stack, registered_models)
 
 
 def whole(resp: httpx.Response) -> dict[str, Any]:
