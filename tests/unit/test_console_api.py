@@ -53,7 +53,8 @@ def test_a_dead_service_is_a_502_naming_it(client: TestClient) -> None:
     resp = client.get("/api/recommendations?user_id=1")
     assert resp.status_code == 502
     assert resp.json()["detail"]["service"] == "gateway"
-    assert resp.json()["detail"]["kind"] == "unreachable"
+    # refused at once, or (on a loaded machine, one CI run) the connect timed out first
+    assert resp.json()["detail"]["kind"] in {"unreachable", "timeout"}
     event = client.post("/api/events", json={"user_id": "1", "item_id": "2", "type": "hide"})
     assert event.status_code == 502 and event.json()["detail"]["service"] == "events"
 
