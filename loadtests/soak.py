@@ -32,7 +32,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -298,16 +297,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "reports" / "soak")
     args = ap.parse_args(argv)
     rate = args.rate if args.rate is not None else round(0.7 * args.capacity, 1)
-    with tempfile.TemporaryDirectory():
-        report = run(
-            args.minutes,
-            rate,
-            args.sample_s,
-            args.warmup_s,
-            args.simulator_rate,
-            args.models,
-            args.out,
-        )
+    report = run(
+        args.minutes,
+        rate,
+        args.sample_s,
+        args.warmup_s,
+        args.simulator_rate,
+        args.models,
+        args.out,
+    )
     sys.stdout.write(table(report))
     sys.stdout.write(f"written: {args.out}/soak.json, soak.md, soak.png\n")
     return 0 if report["verdict"]["passed"] else 1

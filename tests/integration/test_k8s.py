@@ -22,6 +22,7 @@ import yaml
 from deploy.k8s import generate
 from deploy.local.stack import SERVICES
 from shared.platform.settings import env_names
+from tests.integration.test_compose import _connection_fields
 
 K8S_VERSION = "1.30"
 EXTERNAL = {"redis", "kafka", "mlflow", "prometheus"}  # expected in the cluster, not deployed here
@@ -80,11 +81,7 @@ def test_every_runtime_service_is_deployed_with_what_its_settings_read(
         }
         assert not unknown, f"{label}: variables its settings do not read: {sorted(unknown)}"
         config = _by_kind(docs, "ConfigMap")[generate.PLATFORM_CONFIG]["data"]
-        for field in settings_cls.model_fields:
-            if field not in {"redis_url", "kafka_bootstrap", "mlflow_uri"} and not field.endswith(
-                "_url"
-            ):
-                continue
+        for field in _connection_fields(settings_cls):
             given = [env[n] for n in env_names(settings_cls, field) if n in env]
             assert given, f"{label}: {field} not set (a loopback default would not work in a pod)"
             value = given[0].get("value") or config[given[0]["valueFrom"]["configMapKeyRef"]["key"]]
