@@ -24,3 +24,6 @@ FLUSH_SIZE = Histogram(
 CONSUMER_LAG = Gauge(
     "cascade_offline_sink_consumer_lag", "Records on the topic not yet committed by the sink."
 )
+DISK_FREE = Gauge(
+    "cascade_offline_sink_disk_free_bytes", "Free space on the file system of the Parquet log."
+)

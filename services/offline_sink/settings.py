@@ -28,6 +28,11 @@ class Settings(ServiceSettings, KafkaSettings, ConsumerGroupSettings):
     flush_interval_s: float = Field(
         default=5.0, gt=0, le=3600, description="...or once the oldest buffered event waited this"
     )
+    min_free_mb: float = Field(
+        default=64.0,
+        ge=0,
+        description="below this free space write nothing: events wait in the broker, not ready",
+    )
     max_poll_records: int = Field(default=2000, ge=1)
     dlq_timeout_s: float = Field(default=5.0, gt=0, description="wait for the DLQ's acks")
     max_future_s: float = Field(

@@ -34,6 +34,11 @@ class ModelLocator:
         """How each part of ``paths`` reads in answers and logs."""
         return {part: f"{path} (@{self.alias})" for part, path in paths.items()}
 
+    def cached(self, reason: str) -> ModelLocator | None:
+        """What this alias last resolved to, from local copies, for when its source is down
+        (``reason`` says why; it goes into the labels); None when there is no such fallback."""
+        return None
+
 
 class LocalModels(ModelLocator):
     """A plain bundle folder (``models/``): the parts are its sub-folders."""
@@ -94,6 +99,42 @@ class RegistryModels(ModelLocator):
         return "|".join(
             registry.current_version(registered_name(p), self.alias, self.uri) for p in self.parts
         )
+
+    def cached(self, reason: str) -> ModelLocator:
+        """The versions this alias last resolved to, from the download cache."""
+        return CachedRegistryModels(self.alias, self.cache_dir, self.parts, reason)
+
+
+class CachedRegistryModels(ModelLocator):
+    """The versions an alias resolved to when the registry was last reachable, from the cache
+    (each checked against its registered digest). Its fingerprint differs from the registry's
+    for the same versions, so once the registry answers again the set reloads (from the same
+    cached files) under the registry's labels: serving from the cache is never silent."""
+
+    def __init__(self, alias: str, cache_dir: Path, parts: tuple[str, ...], reason: str) -> None:
+        self.alias = alias
+        self.cache_dir = cache_dir
+        self.parts = parts
+        self.reason = reason
+        self._models = {
+            p: registry.cached_alias(registered_name(p), alias, cache_dir) for p in parts
+        }
+
+    def paths(self) -> dict[str, Path]:
+        """The cached folders."""
+        return {p: m.path for p, m in self._models.items()}
+
+    def fingerprint(self) -> str:
+        """``cache:`` and the cached versions."""
+        return "cache:" + "|".join(self._models[p].version for p in self.parts)
+
+    def labels(self, paths: Mapping[str, Path]) -> dict[str, str]:
+        """``cascade-<part>/<version> (@alias, from cache: <reason>)`` per part."""
+        return {
+            p: f"{registered_name(p)}/{self._models[p].version} (@{self.alias}, from cache: "
+            f"{self.reason})"
+            for p in paths
+        }
 
 
 Locate = Callable[[str], ModelLocator]

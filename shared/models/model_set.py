@@ -4,9 +4,12 @@ Every request names the alias its variant uses for this slot (``production`` by 
 set holds at most ``max_held`` loaded versions: ``production`` always, the aliases it follows
 (``canary``, ``shadow``) whenever the registry has them, and any other alias a request asks
 for, loaded in the background when first asked (that request is refused as "loading", and the
-caller falls back). Every held or followed alias is polled every ``poll_s``: a new version
-behind it is loaded beside the old one, checked (feature schema, ONNX warm-up, the service's
-own ``prepare`` on production-size input) and swapped in with one assignment, so a request
+caller falls back). A service started while the registry is unreachable serves the
+production versions it last resolved, from its download cache (labels and readiness say
+"from cache"), and moves to the registry's once it answers. Every held or followed alias is
+polled every ``poll_s``: a new version behind it is loaded beside the old one, checked
+(feature schema, ONNX warm-up, the service's own ``prepare`` on production-size input) and
+swapped in with one assignment, so a request
 holding the old version finishes on it. A load that fails keeps what was held and is
 remembered with its reason for ``retry_s``: a variant naming a model that cannot be loaded is
 refused with that reason, without a reload storm. Two aliases at the same version share one
@@ -27,7 +30,7 @@ from dataclasses import dataclass
 from prometheus_client import Gauge
 
 from shared.models.bundle import ModelBundle, load_bundle
-from shared.models.locators import Locate, ModelNotFoundError
+from shared.models.locators import Locate, ModelLocator, ModelNotFoundError
 from shared.models.registry import RegistryUnavailableError
 from shared.pipeline.stage import Refused
 
@@ -161,6 +164,8 @@ class ModelSet:
             try:
                 return self._load(alias)
             except RegistryUnavailableError as exc:  # keep serving what is held
+                if alias == PRODUCTION and alias not in self._held:
+                    return self._load_cached(alias, exc)
                 self._failed(alias, f"registry unreachable: {exc}", forget=False)
             except ModelNotFoundError as exc:  # the alias is gone: so is what it pointed to
                 self._failed(alias, str(exc), forget=True, retry_s=NOT_FOUND_RETRY_S)
@@ -168,8 +173,26 @@ class ModelSet:
                 self._failed(alias, f"model load failed: {exc}", forget=False)
             return False
 
-    def _load(self, alias: str) -> bool:
-        locator = self.locate(alias)
+    def _load_cached(self, alias: str, exc: RegistryUnavailableError) -> bool:
+        """Start on the versions production last resolved to, when the registry is down at
+        start (a service restarted during a registry outage must not stay unready)."""
+        reason = f"registry unreachable: {exc}"
+        try:
+            cached = self.locate(alias).cached("registry unreachable")
+            if cached is None:
+                raise ModelNotFoundError("this model source has no local fallback")
+            loaded = self._load(alias, cached)
+        except Exception as cache_exc:  # no usable cached copy: wait for the registry
+            self._failed(alias, f"{reason}; no cached copy to start from: {cache_exc}", False)
+            return False
+        log.warning(
+            "registry unreachable: serving the cached production models",
+            extra={"slot": self.slot, "error": str(exc), **self._held[alias].bundle.labels},
+        )
+        return loaded
+
+    def _load(self, alias: str, locator: ModelLocator | None = None) -> bool:
+        locator = locator or self.locate(alias)
         fingerprint = locator.fingerprint()
         current = self._held.get(alias)
         if current is not None and current.fingerprint == fingerprint:

@@ -123,7 +123,45 @@ def resolve_and_download(
         raise ModelNotFoundError(
             f"no version of {model_name!r} behind alias {alias!r} at {uri}: {e}"
         ) from e
-    return _download(mv, model_name, uri, cache_dir)
+    got = _download(mv, model_name, uri, cache_dir)
+    _remember_alias(cache_dir, alias, got)
+    return got
+
+
+def _alias_record(cache_dir: str | Path, model_name: str, alias: str) -> Path:
+    return Path(cache_dir) / model_name / f"@{alias}.json"
+
+
+def _remember_alias(cache_dir: str | Path, alias: str, got: LocalModel) -> None:
+    """Note which version ``alias`` resolved to, for a start while the registry is down."""
+    record = {"version": got.version, "run_id": got.run_id, "tags": got.tags}
+    path = _alias_record(cache_dir, got.name, alias)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # one file per alias, replaced whole
+    tmp.write_text(json.dumps(record))
+    tmp.replace(path)
+
+
+def cached_alias(
+    model_name: str, alias: str = "production", cache_dir: str | Path = ".cache/models"
+) -> LocalModel:
+    """The version ``alias`` last resolved to, from the download cache, checked against the
+    digest recorded at registration; ModelNotFoundError when there is no such verified copy.
+
+    What a service starts from when the registry is unreachable (``ModelSet``)."""
+    from shared.models.digest import DIGEST_TAG, ArtifactDigestError, verify_folder
+
+    path = _alias_record(cache_dir, model_name, alias)
+    try:
+        record = json.loads(path.read_text())
+        version, tags = str(record["version"]), dict(record.get("tags") or {})
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ModelNotFoundError(f"no cached {model_name!r} for alias {alias!r}: {e}") from e
+    dest = Path(cache_dir) / model_name / version
+    try:
+        verify_folder(dest, tags.get(DIGEST_TAG), f"cached {model_name} version {version}")
+    except (ArtifactDigestError, OSError) as e:
+        raise ModelNotFoundError(str(e)) from e
+    return LocalModel(model_name, dest, version, record.get("run_id"), tags)
 
 
 def download_version(

@@ -21,12 +21,12 @@ class DelayProxy:
     # Answers come back at once, so each request over it takes ``delay_s`` longer. It runs its
     # own event loop in a thread, so a synchronous test can use it (``with DelayProxy(...)``).
 
-    def __init__(self, upstream: str, delay_s: float) -> None:
+    def __init__(self, upstream: str, delay_s: float, port: int = 0) -> None:
         parts = urlsplit(upstream)
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.delay_s = delay_s
         self.connections = 0
-        self.port = 0
+        self.port = port  # 0: any free port
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -52,7 +52,7 @@ class DelayProxy:
 
     async def _main(self) -> None:
         self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
-        server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
         self.port = server.sockets[0].getsockname()[1]
         self._ready.set()
         async with server:
