@@ -134,6 +134,8 @@ class LocalRuntime:
         env = platform_env(self.infra, self.rt.run_dir)
         for job in model_jobs(self.rt, self.infra.mlflow_uri):
             self._run_job(job, env)
+        # A Redis that loses its data is re-bootstrapped by the feature store (docs/faults.md).
+        env["CASCADE_FEATURE_STORE_BOOTSTRAP_DATA"] = str(self.rt.data_dir / "ml-100k")
         specs = service_specs(env, names)
         for spec in specs:
             self._launch(spec)

@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
+from services.feature_store.keeper import StoreKeeper, check_bootstrap_data
 from services.feature_store.routes import catalog, features
 from services.feature_store.settings import Settings
 from shared.online_store.reader import OnlineStore
@@ -19,10 +20,19 @@ from shared.platform.service import Service, create_app
 
 def build_app(settings: Settings) -> Service:
     """The feature_store app; connections open in the lifespan, not at import."""
+    data = check_bootstrap_data(settings.bootstrap_data) if settings.bootstrap_data else None
 
     async def setup(app: FastAPI, deps: Resources) -> None:
         app.state.redis = deps.redis(settings.redis_url)
         app.state.store = OnlineStore(app.state.redis, store=settings.store_config())
+        if data is not None:
+            keeper = StoreKeeper(settings.redis_url, data, settings.bootstrap_check_s)
+
+            async def kept() -> tuple[bool, str]:  # informational: reads serve meanwhile
+                return keeper.state.startswith("ok"), keeper.state
+
+            deps.readiness.add("store_keeper", kept, required=False)
+            deps.background(keeper.run_forever())
 
     app = create_app(settings, setup, description=__doc__ or "")
     app.include_router(features.router)

@@ -18,6 +18,12 @@ class Settings(ServiceSettings, RedisSettings, StoreSettings):
     service_name: str = "feature_store"
     port: int = Field(default=8002, ge=1, le=65535)
     max_items: int = Field(default=2000, ge=1, le=100_000, description="item ids per request")
+    bootstrap_data: str | None = Field(
+        default=None,
+        description="MovieLens folder the store is re-bootstrapped from when its catalog is gone "
+        "(unset: never; docs/faults.md)",
+    )
+    bootstrap_check_s: float = Field(default=5.0, gt=0, le=3600, description="how often")
 
     def store_config(self) -> StoreConfig:
         """The store knobs the reader needs."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from functools import partial
 
 from fastapi import FastAPI
@@ -24,6 +25,7 @@ from services.gateway.steps.candidates import refresh_trending
 from services.gateway.steps.deps import StepDeps
 from services.gateway.variants import VariantRegistry
 from services.gateway.warmup import GatewayWarmUp
+from shared.online_store.health import StoreWatch
 from shared.online_store.reader import OnlineStore
 from shared.pipeline.budget import LatencyBudget, load_budget
 from shared.pipeline.knobs import KnobTable
@@ -107,6 +109,15 @@ def _rollouts(settings: Settings, resources: Resources, deps: StepDeps, budget: 
     return GatewayRollouts(follower, shadow, deps.store.remember_arms)
 
 
+def _store_check(watch: StoreWatch) -> Callable[[], Awaitable[tuple[bool, str]]]:
+    """Readiness line of the store (optional: the gateway serves fallbacks meanwhile)."""
+
+    async def check() -> tuple[bool, str]:
+        return (not watch.problem, watch.problem or "ok: catalog present, no rebuild running")
+
+    return check
+
+
 def build_app(settings: Settings) -> Service:
     """The gateway; the wiring and the variants are checked here, before anything starts."""
     budget = load_budget(settings.latency_budget)
@@ -143,6 +154,11 @@ def build_app(settings: Settings) -> Service:
         deps = StepDeps(store, clients, declared.filtering, stages.hydrated(),
                         KnobTable(GATEWAY_KNOBS))  # fmt: skip
         deps.remote = partial(_elsewhere, resources, budget)
+        # An emptied or rebuilding store answers every read, with nothing: say so per answer.
+        deps.store_watch = StoreWatch(redis, settings.store_check_s)
+        await deps.store_watch.start()
+        resources.on_close(deps.store_watch.stop)
+        resources.readiness.add("store", _store_check(deps.store_watch), required=False)
         served = _served_log(settings, resources)
         holder["core"] = GatewayCore(
             Runner(PIPELINE, deps, budget, settings.service_name), variants, store.titles,

@@ -71,6 +71,9 @@ class Settings(
         default=250, ge=0, le=5000, description="served-list batching: fewer, larger produces"
     )
     trending_refresh_s: float = Field(default=30.0, gt=0)
+    store_check_s: float = Field(
+        default=1.0, gt=0, le=60, description="how often the store is checked for being emptied"
+    )
     # readiness: warm-up rounds through every stage before the gateway reports ready
     warmup_connections: int = Field(
         default=8, ge=1, le=64, description="concurrent warm-up calls (pooled connections)"

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from services.filtering.stage import FilteringStage
 from services.gateway.stage_clients import StageClient
+from shared.online_store.health import StoreWatch
 from shared.online_store.store import FeatureReader
 from shared.pipeline.knobs import KnobTable
 
@@ -29,6 +30,8 @@ class StepDeps:
     # Builds a client of a stage at another URL (a canary deployment); None: not supported.
     remote: Callable[[StageClient, str], StageClient] | None = None
     _elsewhere: dict[tuple[str, str], StageClient] = field(default_factory=dict)
+    # Whether the store is whole (None: not watched, e.g. an in-memory store in tests).
+    store_watch: StoreWatch | None = None
 
     def stage(self, req: RequestState, name: str) -> StageClient:
         """The client of stage ``name`` for this request (a canary's own deployment, if any)."""

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from services.gateway.request_run import RequestRun
+from services.gateway.request_run import RequestRun, StepFailed
 from services.gateway.request_state import RequestState
 from services.gateway.steps.deps import StepDeps
 
 
 async def read_user(req: RequestState, deps: StepDeps) -> None:
-    """Profile, history, seen and blocked sets, impression counts, genre affinities."""
+    """Profile, history, seen and blocked sets, impression counts, genre affinities.
+
+    An emptied or rebuilding store would answer with a stranger (or half of the user): the
+    step fails instead, so the answer is served as for an unknown user and marked degraded."""
+    problem = deps.store_watch.problem if deps.store_watch is not None else ""
+    if problem:
+        raise StepFailed("user_features", problem, "store")
     req.user = await deps.store.get_user(req.user_id, req.now)
 
 
