@@ -29,7 +29,7 @@ from deploy.local import infra
 from deploy.local.processes import free_port, running
 from shared.events import Event
 from shared.features.item import GENRES
-from shared.online_store import ItemRecord
+from shared.online_store import ItemRecord, keys
 from shared.online_store.reader import OnlineStore
 from shared.online_store.writer import StoreWriter
 from shared.platform.redis_client import create_async_redis
@@ -45,11 +45,10 @@ def _load(redis_url: str, data: Path) -> tuple[list[str], list[str], float]:
         from services.feature_store.bootstrap import bootstrap
 
         bootstrap(client, str(data), train_only=False, batch=5000)
-        items = sorted(
-            str(i, "utf-8") if isinstance(i, bytes) else i for i in client.smembers(b"catalog:ids")
-        )
+        members = client.smembers(keys.CATALOG_IDS)
+        items = sorted(str(i, "utf-8") if isinstance(i, bytes) else i for i in members)
         users = [str(u) for u in range(1, 944)]
-        now = float(client.get(b"trending:ref") or time.time()) + 3600
+        now = float(client.get(keys.TRENDING_REF) or time.time()) + 3600
     else:
         items, users, now = _synthetic(client)
     client.close()

@@ -53,7 +53,7 @@ NOT_JUDGED = {
     "redis": "holds the dedupe marks of the run's events (bounded by their TTL)",
 }
 PER_USER_KEYS = 6  # {u:<id>}: h, histz, seenz, blk, imp, arms (shared/online_store/keys.py)
-PER_ITEM_KEYS = 2  # item:<id>, ictr:<id>
+PER_ITEM_KEYS = 2  # {i}:item:<id>, {i}:ictr:<id>
 GLOBAL_KEYS = 200  # catalog sets, trending, one popularity set per segment, ...
 MEASURED_CAPACITY_RPS = 75.0  # docs/serving.md, highest rate within the budget on this machine
 

@@ -57,6 +57,18 @@ def redis_url(server_dir: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def redis_cluster_url(server_dir: Path) -> Iterator[str]:
+    """Startup URL of a real local Redis Cluster: three primaries, no replicas (started on the
+    first test that asks; CASCADE_TEST_REDIS_CLUSTER_URL reuses one you run)."""
+    external = env_or_none("CASCADE_TEST_REDIS_CLUSTER_URL")
+    if external:
+        yield external
+        return
+    with infra.running_redis_cluster(server_dir / "redis-cluster", server_dir / "logs") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
 def kafka_bootstrap(server_dir: Path) -> Iterator[str]:
     """bootstrap servers of a real Kafka-protocol broker (Tansu)."""
     spec = lambda: infra.tansu_spec(free_port())  # noqa: E731

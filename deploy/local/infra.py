@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import stat
+import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import redis
 
-from deploy.local.processes import ProcessSpec, port_open
+from deploy.local.processes import ProcessSpec, free_port, port_open, running
 
 
 class MissingBinaryError(RuntimeError):
@@ -77,8 +82,11 @@ def tansu_binary() -> str:
     return str(path)
 
 
-def redis_spec(port: int, data_dir: Path, persist: bool = False) -> ProcessSpec:
-    """A private redis-server on loopback (persistence only when a test needs restarts)."""
+def redis_spec(
+    port: int, data_dir: Path, persist: bool = False, cluster: bool = False
+) -> ProcessSpec:
+    """A private redis-server on loopback (persistence only when a test needs restarts);
+    ``cluster``: a Redis Cluster node, empty until :func:`create_redis_cluster` joins it."""
     data_dir.mkdir(parents=True, exist_ok=True)
     argv = [
         redis_binary(),
@@ -94,6 +102,8 @@ def redis_spec(port: int, data_dir: Path, persist: bool = False) -> ProcessSpec:
         "no",
     ]
     argv += ["--appendonly", "yes"] if persist else ["--save", "", "--appendonly", "no"]
+    if cluster:
+        argv += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
 
     def ready() -> bool:
         try:
@@ -101,7 +111,70 @@ def redis_spec(port: int, data_dir: Path, persist: bool = False) -> ProcessSpec:
         except (redis.RedisError, OSError):
             return False
 
-    return ProcessSpec("redis", argv, ready, ready_timeout_s=20, url=f"redis://127.0.0.1:{port}/0")
+    name = f"redis-cluster-{port}" if cluster else "redis"
+    return ProcessSpec(name, argv, ready, ready_timeout_s=20, url=f"redis://127.0.0.1:{port}/0")
+
+
+def create_redis_cluster(ports: list[int], timeout_s: float = 20.0) -> str:
+    """Join running cluster nodes (:func:`redis_spec` with ``cluster=True``) into one cluster of
+    primaries without replicas, slots split evenly; returns a startup URL once every node says
+    ``cluster_state:ok``."""
+    cli = shutil.which("redis-cli")
+    if not cli:
+        raise MissingBinaryError("redis-cli not found: apt-get install -y redis-server (or tools)")
+    nodes = [f"127.0.0.1:{p}" for p in ports]
+    argv = [cli, "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"redis-cli --cluster create failed: {done.stdout}{done.stderr}")
+    deadline = time.monotonic() + timeout_s
+    while not all(_cluster_ok(p) for p in ports):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"cluster of {nodes} not ok after {timeout_s:.0f}s")
+        time.sleep(0.1)
+    return f"redis://127.0.0.1:{ports[0]}/0"
+
+
+@contextmanager
+def running_redis_cluster(data_dir: Path, log_dir: Path, nodes: int = 3) -> Iterator[str]:
+    """A local Redis Cluster of ``nodes`` primaries on free ports; yields a startup URL and
+    stops every node afterwards."""
+    ports: list[int] = []
+    while len(ports) < nodes:
+        port = _cluster_port()
+        if port not in ports:
+            ports.append(port)
+    with ExitStack() as stack:
+        for port in ports:
+            spec = redis_spec(port, data_dir / str(port), cluster=True)
+            stack.enter_context(running(spec, log_dir))
+        yield create_redis_cluster(ports)
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (10,000 higher) is free too."""
+    for _ in range(100):
+        port = free_port()
+        if port <= 55_535 and _bindable(port + 10_000):
+            return port
+    raise RuntimeError("no free port pair for a Redis Cluster node")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _cluster_ok(port: int) -> bool:
+    try:
+        info = redis.Redis(port=port, socket_timeout=0.3).cluster("INFO")
+    except (redis.RedisError, OSError):
+        return False
+    return bool(info.get("cluster_state") == "ok")
 
 
 def tansu_spec(port: int) -> ProcessSpec:

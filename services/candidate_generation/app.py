@@ -36,7 +36,8 @@ def build_app(settings: Settings) -> Service:
     )
 
     async def setup(app: FastAPI, resources: Resources) -> None:
-        store = OnlineStore(resources.redis(settings.redis_url), cache_ttl_s=settings.read_cache_s)
+        redis = resources.redis(settings.redis_url, cluster=settings.redis_cluster)
+        store = OnlineStore(redis, cache_ttl_s=settings.read_cache_s)
         stage.store = indexer.store = store
         await resources.models(models)
         app.state.indexer = indexer

@@ -12,8 +12,6 @@ import logging
 import time
 from typing import Any
 
-from redis import asyncio as aioredis
-
 from services.console import health, probes
 from services.console.latency import latency_report
 from services.console.monitors import monitors_view
@@ -23,6 +21,7 @@ from services.console.settings import Settings
 from services.console.upstream import Answer, Upstream, Upstreams, upstream_error
 from shared.pipeline.budget import LatencyBudget, load_budget
 from shared.platform.http_client import UpstreamError
+from shared.platform.redis_client import create_async_redis
 
 log = logging.getLogger(__name__)
 HEALTH_WINDOW_S = 300.0
@@ -43,10 +42,8 @@ class Console:
             if settings.prometheus_url
             else None
         )
-        self.redis = aioredis.Redis.from_url(
-            settings.redis_url,
-            socket_timeout=settings.timeout_s,
-            socket_connect_timeout=settings.timeout_s,
+        self.redis = create_async_redis(
+            settings.redis_url, settings.timeout_s, cluster=settings.redis_cluster
         )
 
     async def aclose(self) -> None:

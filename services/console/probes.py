@@ -9,12 +9,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from redis import asyncio as aioredis
-from redis.exceptions import RedisError
-
 from services.console.health import service_row
 from services.console.upstream import Upstream, Upstreams
 from shared.platform.http_client import UpstreamError
+from shared.platform.redis_client import REDIS_ERRORS, AsyncRedis
 
 
 async def service_rows(upstreams: Upstreams) -> list[dict[str, Any]]:
@@ -33,11 +31,11 @@ def _dep(name: str, target: str, ok: bool, reason: str) -> dict[str, Any]:
     return {"name": name, "target": target, "status": "up" if ok else "down", "reason": reason}
 
 
-async def redis_probe(client: aioredis.Redis, url: str) -> dict[str, Any]:
+async def redis_probe(client: AsyncRedis, url: str) -> dict[str, Any]:
     """PING the online store."""
     try:
         await client.ping()
-    except (RedisError, OSError) as exc:
+    except REDIS_ERRORS as exc:
         return _dep("redis", url, False, f"{type(exc).__name__}: {exc}")
     return _dep("redis", url, True, "PING answered")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from services.feature_store.keeper import StoreKeeper, check_bootstrap_data
 from services.feature_store.routes import catalog, features
@@ -23,7 +23,7 @@ def build_app(settings: Settings) -> Service:
     data = check_bootstrap_data(settings.bootstrap_data) if settings.bootstrap_data else None
 
     async def setup(app: FastAPI, deps: Resources) -> None:
-        app.state.redis = deps.redis(settings.redis_url)
+        app.state.redis = deps.redis(settings.redis_url, cluster=settings.redis_cluster)
         app.state.store = OnlineStore(app.state.redis, store=settings.store_config())
         if data is not None:
             keeper = StoreKeeper(settings.redis_url, data, settings.bootstrap_check_s)
@@ -39,8 +39,10 @@ def build_app(settings: Settings) -> Service:
     app.include_router(catalog.router)
 
     @app.exception_handler(RedisError)
-    async def redis_down(_: Request, exc: RedisError) -> JSONResponse:
-        """A dead Redis is a 503 the caller can fall back on, never a 500."""
+    @app.exception_handler(RedisClusterException)
+    async def redis_down(_: Request, exc: Exception) -> JSONResponse:
+        """A dead Redis (or a cluster with no node reachable) is a 503 the caller can fall
+        back on, never a 500."""
         return JSONResponse({"detail": f"redis unavailable: {exc}"}, status_code=503)
 
     return app

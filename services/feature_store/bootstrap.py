@@ -20,23 +20,25 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import redis
-
 from shared.datasets import MOVIELENS_EVENT_TYPE
 from shared.events import Event
 from shared.online_store.types import ItemRecord, UserProfile
 from shared.online_store.writer import StoreWriter
 from shared.platform.logging import configure_logging
-from shared.platform.redis_client import create_redis
-from shared.platform.settings import check_redis_url
+from shared.platform.redis_client import REDIS_ERRORS, SyncRedis, cluster_from_env, create_redis
+from shared.platform.settings import check_cluster_url, check_redis_url
 
 if TYPE_CHECKING:  # pandas-based: loaded only when the job runs (see bootstrap())
     from shared.datasets.movielens import MovieLens
 
 log = logging.getLogger("feature_store.bootstrap")
 
-STORE_KEY_PATTERNS = (
-    "item:*", "ictr:*", "segpop:*", "ev:*", "{u:*", "catalog:*", "items:fresh", "trending*",
+# Every key of the layout (keys.py): the item side under {i}, users under {u:<id>}, dedupe
+# marks (on a cluster, the marks live under those two tags). Then the names of the layout
+# before the item-side tag, so --reset also clears a store written by an older version.
+STORE_KEY_PATTERNS = ("{i}:*", "{u:*", "ev:*")
+LEGACY_KEY_PATTERNS = (
+    "item:*", "ictr:*", "segpop:*", "catalog:*", "items:fresh", "trending*",
 )  # fmt: skip
 
 
@@ -118,17 +120,18 @@ def rating_events(data: MovieLens, until: float, batch: int) -> Iterator[list[Ev
         yield out
 
 
-def reset_store(client: redis.Redis) -> int:
-    """Delete every key of the online store layout; returns how many."""
+def reset_store(client: SyncRedis) -> int:
+    """Delete every key of the online store layout; returns how many. On a cluster the scan
+    visits every primary and the deletes go out per slot."""
     n = 0
-    for pattern in STORE_KEY_PATTERNS:
+    for pattern in (*STORE_KEY_PATTERNS, *LEGACY_KEY_PATTERNS):
         keys = list(client.scan_iter(match=pattern, count=1000))
         for k in range(0, len(keys), 1000):
             n += int(client.delete(*keys[k : k + 1000]))
     return n
 
 
-def bootstrap(client: redis.Redis, data_dir: str, train_only: bool, batch: int) -> BootstrapReport:
+def bootstrap(client: SyncRedis, data_dir: str, train_only: bool, batch: int) -> BootstrapReport:
     """Load the catalog and profiles, then replay the ratings; idempotent."""
     # pandas-based (no torch), so imported here: the feature_store app never loads it.
     from shared.datasets.movielens import load_movielens
@@ -162,17 +165,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--redis-url", default=os.environ.get("CASCADE_REDIS_URL", "redis://127.0.0.1:6379/0")
     )
+    parser.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        default=cluster_from_env(),
+        help="the URL names a node of a Redis Cluster (default: CASCADE_REDIS_CLUSTER)",
+    )
     parser.add_argument("--train-only", action="store_true", help="stop at the validation split")
     parser.add_argument("--reset", action="store_true", help="delete the store's keys first")
     parser.add_argument("--batch", type=int, default=5000)
     args = parser.parse_args(argv)
     configure_logging("feature_store.bootstrap", "INFO", json_lines=False)
     try:
-        client = create_redis(check_redis_url(args.redis_url), timeout_s=30.0)
+        url = check_redis_url(args.redis_url)
+        if args.redis_cluster:
+            check_cluster_url(url)
+        client = create_redis(url, timeout_s=30.0, cluster=args.redis_cluster)
         if args.reset:
             log.info("reset: deleted %d keys", reset_store(client))
         report = bootstrap(client, args.data, args.train_only, args.batch)
-    except (ValueError, RuntimeError, redis.RedisError) as exc:
+    except (ValueError, RuntimeError, *REDIS_ERRORS) as exc:  # type: ignore[misc]
         sys.stderr.write(f"bootstrap failed: {exc}\n")
         return 1
     sys.stdout.write(

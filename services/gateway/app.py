@@ -130,7 +130,7 @@ def build_app(settings: Settings) -> Service:
     async def setup(_app: FastAPI, resources: Resources) -> None:
         # Redis is not required for readiness: without it the gateway still answers (degraded,
         # with fallbacks), and a Redis outage must not take every gateway out of its Service.
-        redis = resources.redis(settings.redis_url, required=False)
+        redis = resources.redis(settings.redis_url, required=False, cluster=settings.redis_cluster)
         store = OnlineStore(redis, cache_ttl_s=settings.read_cache_s)
         if settings.mode == "in_process":
             stages = in_process_stages(settings, store, budget, settings.service_name,

@@ -16,7 +16,9 @@ def build_app(settings: Settings) -> Service:
     """The ingest app: the consumer runs on a background thread started in the lifespan."""
 
     async def setup(app: FastAPI, deps: Resources) -> None:
-        deps.redis(settings.redis_url)  # its PING is the Redis readiness check
+        deps.redis(
+            settings.redis_url, cluster=settings.redis_cluster
+        )  # its PING is the Redis readiness check
         worker = IngestWorker(settings)
 
         async def kafka_ready() -> tuple[bool, str]:

@@ -10,7 +10,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 
 from services.ingest.metrics import BATCH_SIZE, BATCH_WRITE, DEAD_LETTERS, EVENTS, FRESHNESS
 from shared.events import Event
-from shared.online_store.writer import ApplyResult, StoreWriter
+from shared.online_store.writer import ApplyResult, PreparedBatch, StoreWriter
 from shared.stream.dead_letters import DeadLetter, DeadLetterWriter, decode_records
 
 _APPLIED, _REJECTED = ord("1"), ord("2")  # the store's per-event mask (b"0": a duplicate)
@@ -53,7 +53,7 @@ class EventIngestor:
             return None
         return self.writer_pool.submit(self._write, good, args)
 
-    def _write(self, good: list[tuple[ConsumerRecord, Event]], args: list[str | bytes]) -> None:
+    def _write(self, good: list[tuple[ConsumerRecord, Event]], args: PreparedBatch) -> None:
         start = time.perf_counter()
         result = self.writer.apply_prepared(args)
         BATCH_WRITE.observe(time.perf_counter() - start)

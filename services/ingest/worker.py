@@ -24,6 +24,8 @@ TRANSIENT = (
     redis.TimeoutError,
     redis.exceptions.ReadOnlyError,
     redis.exceptions.OutOfMemoryError,
+    redis.exceptions.ClusterError,  # CLUSTERDOWN, slots moving: the cluster heals or is healed
+    redis.exceptions.RedisClusterException,  # no node of the cluster reachable
 )
 
 
@@ -32,7 +34,7 @@ class IngestWorker:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.redis = create_redis(settings.redis_url)
+        self.redis = create_redis(settings.redis_url, cluster=settings.redis_cluster)
         self.dead_letters = DeadLetterWriter(
             settings.kafka_bootstrap, settings.dlq_topic, settings.group_id, settings.dlq_timeout_s
         )

@@ -34,7 +34,8 @@ def build_app(settings: Settings) -> Service:
     async def setup(_app: FastAPI, resources: Resources) -> None:
         # Optional: without Redis, items added at run time stay unknown here (zero embedding:
         # MMR compares them by genre only); re-ranking itself never needs it.
-        indexer.store = OnlineStore(resources.redis(settings.redis_url, required=False))
+        redis = resources.redis(settings.redis_url, required=False, cluster=settings.redis_cluster)
+        indexer.store = OnlineStore(redis)
         await resources.models(models)
         resources.background(
             sync_forever(indexer, settings.index_sync_s, settings.index_sync_lookback_s)

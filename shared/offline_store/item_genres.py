@@ -14,10 +14,10 @@ import orjson
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-import redis
 
 from shared.online_store import keys
 from shared.online_store.catalog import decode_item
+from shared.platform.redis_client import cluster_from_env, create_redis
 
 ItemGenres = dict[str, list[str]]
 
@@ -51,9 +51,14 @@ def _from_table(table: pa.Table, path: Path) -> ItemGenres:
     return out
 
 
-def catalog_item_genres(redis_url: str, chunk: int = 1000) -> ItemGenres:
-    """Item id -> genre names of every item in the online store's catalog."""
-    client = redis.Redis.from_url(redis_url)
+def catalog_item_genres(
+    redis_url: str, chunk: int = 1000, cluster: bool | None = None
+) -> ItemGenres:
+    """Item id -> genre names of every item in the online store's catalog (``cluster``: a Redis
+    Cluster; None: as ``CASCADE_REDIS_CLUSTER`` says)."""
+    if cluster is None:
+        cluster = cluster_from_env()
+    client = create_redis(redis_url, timeout_s=30.0, cluster=cluster)
     try:
         ids = sorted(_text(m) for m in client.smembers(keys.CATALOG_IDS))
         out: ItemGenres = {}

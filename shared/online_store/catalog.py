@@ -83,7 +83,10 @@ def stage_items(pipe: Any, items: Sequence[ItemRecord]) -> None:
     """Queue the writes of catalog records on a (sync or async) pipeline."""
     if not items:
         return
-    pipe.mset({keys.item(it.item_id): encode_item(it) for it in items})
+    # the raw MSET: cluster pipelines refuse .mset() even for same-slot keys (keys.mget)
+    pipe.execute_command(
+        "MSET", *[v for it in items for v in (keys.item(it.item_id), encode_item(it))]
+    )
     pipe.sadd(keys.CATALOG_IDS, *[it.item_id for it in items])
     pipe.zadd(keys.FRESH, {it.item_id: it.added_ts for it in items})
     pipe.incr(keys.CATALOG_VERSION)

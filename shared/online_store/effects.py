@@ -91,8 +91,18 @@ def script_events(
     config: FeatureConfig = DEFAULT_CONFIG,
     semantics: EventSemantics = EVENT_SEMANTICS,
 ) -> bytes:
-    """The events argument of the ingest script: one JSON array (one argument keeps the
-    command cheap to encode; Redis decodes it in C with cjson).
+    """The events argument of the ingest script: one JSON array of :func:`script_rows` (one
+    argument keeps the command cheap to encode; Redis decodes it in C with cjson)."""
+    return orjson.dumps(script_rows(events, genres, config, semantics))
+
+
+def script_rows(
+    events: Sequence[Event],
+    genres: Mapping[str, Sequence[int]],
+    config: FeatureConfig = DEFAULT_CONFIG,
+    semantics: EventSemantics = EVENT_SEMANTICS,
+) -> list[list[object]]:
+    """One row per event for the ingest script.
 
     Each event is ``[event_id, user_id, item_id, ts, flags, weight, rating, affinity, genres]``
     (``rating`` is 0 unless the RATING bit is set); ``genres`` maps item ids to genre column
@@ -116,4 +126,4 @@ def script_events(
         rows.append(
             [e.event_id, e.user_id, e.item_id, e.timestamp, flags, weight, rating, aff, list(cols)]
         )
-    return orjson.dumps(rows)
+    return rows

@@ -20,10 +20,20 @@
 -- Bounded state: every per-user key expires user_ttl after the user's last event; counters of an
 -- item outside the catalog expire unknown_item_ttl after its last event; the seen window, the
 -- trending set and each segment's popularity keep only their top seen_cap / trend_cap / seg_cap.
+-- Parts (Redis Cluster, shared/online_store/ingest_calls.py): on one Redis a call applies
+-- every effect of its events (mode 'all', one mark ev:<id> per event). On a cluster a script
+-- may touch one slot only, so an event's effects are applied in two parts, each with its own
+-- mark inside its slot: mode 'user' applies the user keys of the users of one slot (marks
+-- {u:<user>}:ev:<id>), mode 'item' the item-side keys, all under the tag {i} (counters,
+-- trending, segment popularity; marks {i}:ev:<id>; each event's user segment comes with it,
+-- read by the user part's check). With check = '1' a call only runs the first phase and
+-- returns what it would do (and, in mode 'user', the segment of each of its users).
 -- ARGV: dedupe_ttl, hist_cap, trend_half_life, imp_ttl, user_ttl, unknown_item_ttl, seen_cap,
 --       trend_cap, seg_cap, n_rings, then per ring
---       (granularity, slots, head_word, offset), then one JSON array of events, each
---       [event_id, user_id, item_id, ts, flags, weight, rating, affinity_increment, genre_cols]
+--       (granularity, slots, head_word, offset), then mode, check, then one JSON array of
+--       events, each [event_id, user_id, item_id, ts, flags, weight, rating,
+--       affinity_increment, genre_cols(, segment: mode 'item' only)]
+-- Returns {applied, duplicates, mask, reasons, segments} (segments: user id, segment, ...).
 local ttl, hist_cap = tonumber(ARGV[1]), tonumber(ARGV[2])
 local trend_h, imp_ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
 local user_ttl, unknown_item_ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -34,7 +44,15 @@ for r = 1, tonumber(ARGV[10]) do
               head = tonumber(ARGV[p + 2]), off = tonumber(ARGV[p + 3])}
   p = p + 4
 end
-local events = cjson.decode(ARGV[p])
+local mode, check = ARGV[p], ARGV[p + 1] == '1'
+local events = cjson.decode(ARGV[p + 2])
+local do_user, do_item = mode ~= 'item', mode ~= 'user'
+local I = '{i}:'  -- the tag of every item-side key (shared/online_store/keys.py)
+local function mark_key(e)
+  if mode == 'user' then return '{u:' .. e[2] .. '}:ev:' .. e[1] end
+  if mode == 'item' then return I .. 'ev:' .. e[1] end
+  return 'ev:' .. e[1]
+end
 local INTERACTION, LIKE, IMPRESSION, CLICK, BLOCK, RATING = 1, 2, 4, 8, 16, 32
 local function has(flags, bit_) return bit.band(flags, bit_) ~= 0 end
 local function finite(x) return x == x and x ~= math.huge and x ~= -math.huge end
@@ -46,16 +64,19 @@ for _, e in ipairs(events) do
   if e[4] > max_ts then max_ts = e[4] end
 end
 -- Global keys of the wrong type would fail every batch: refuse it whole, before any write.
-for key, want in pairs({['trending'] = 'zset', ['trending:ref'] = 'string',
-                        ['catalog:ids'] = 'set', ['segpop:all'] = 'zset'}) do
-  local got = redis.call('TYPE', key)['ok']
-  if got ~= 'none' and got ~= want then
-    return redis.error_reply('key ' .. key .. ' holds a ' .. got .. ', not a ' .. want)
+local old_ref, ref
+if do_item then
+  for key, want in pairs({trending = 'zset', ['trending:ref'] = 'string',
+                          ['catalog:ids'] = 'set', ['segpop:all'] = 'zset'}) do
+    local got = redis.call('TYPE', I .. key)['ok']
+    if got ~= 'none' and got ~= want then
+      return redis.error_reply('key ' .. I .. key .. ' holds a ' .. got .. ', not a ' .. want)
+    end
   end
+  old_ref = tonumber(redis.call('GET', I .. 'trending:ref'))
+  ref = old_ref
+  if ref == nil or max_ts - ref > 64 * trend_h then ref = math.floor(max_ts / 3600) * 3600 end
 end
-local old_ref = tonumber(redis.call('GET', 'trending:ref'))
-local ref = old_ref
-if ref == nil or max_ts - ref > 64 * trend_h then ref = math.floor(max_ts / 3600) * 3600 end
 
 local items, users, segpop, marks = {}, {}, {}, {}
 local applied, dups, mask = 0, 0, {}
@@ -73,7 +94,7 @@ end
 local function item_state(iid)
   local it = items[iid]
   if it == nil then
-    local why = wrong_type('ictr:' .. iid, 'string')
+    local why = wrong_type(I .. 'ictr:' .. iid, 'string')
     if why then
       items[iid] = {bad = why}
       return items[iid]
@@ -98,12 +119,6 @@ local function user_state(uid)
       end
     end
     local old = redis.call('HMGET', key .. 'h', 'seg', 'rs')
-    local why = wrong_type('segpop:' .. (old[1] or 'unknown'), 'zset')
-    if why then
-      u = {bad = why}
-      users[uid] = u
-      return u
-    end
     u = {key = key, n = 0, nr = 0, rs = 0, last = 0, aff = {}, hist = false,
          seg = old[1] or 'unknown', old_rs = tonumber(old[2]) or 0, histz = {}, imp = {}, blk = {}}
     users[uid] = u
@@ -111,57 +126,73 @@ local function user_state(uid)
   return u
 end
 
-local function add_popularity(u, iid, w)
-  for _, seg in ipairs({u.seg, 'all'}) do
-    local t = segpop[seg] or {}
+-- A segment's popularity set of the wrong type rejects the events of its users.
+local seg_checked = {}
+local function bad_segment(seg)
+  if seg_checked[seg] == nil then
+    seg_checked[seg] = wrong_type(I .. 'segpop:' .. seg, 'zset') or false
+  end
+  return seg_checked[seg] or nil
+end
+
+local function add_popularity(seg, iid, w)
+  for _, s in ipairs({seg, 'all'}) do
+    local t = segpop[s] or {}
     t[iid] = (t[iid] or 0) + w
-    segpop[seg] = t
+    segpop[s] = t
   end
 end
 
 -- Why an event's effects could not be stored (nil: they can). The rating is the one value a
 -- producer controls (two ratings of 1e308 sum to Inf, which HINCRBYFLOAT refuses); weights and
 -- affinity increments are declared, and the trending exponent is kept below 64 by the ref.
-local function unstorable(e, u, it)
-  if u.bad then return u.bad end
-  if it.bad then return it.bad end
-  if has(e[5], RATING) and not finite(u.old_rs + u.rs + e[7]) then
+-- u (it) is nil when this call does not apply the user (item) part.
+local function unstorable(e, u, it, seg)
+  if u and u.bad then return u.bad end
+  if it and it.bad then return it.bad end
+  if it and bad_segment(seg) then return bad_segment(seg) end
+  if u and has(e[5], RATING) and not finite(u.old_rs + u.rs + e[7]) then
     return 'rating sum of user ' .. e[2] .. ' would overflow'
   end
   return nil
 end
 
--- An event's effects, in memory only (phase 1).
-local function apply(e, u, it)
-  local iid, ts, flags, w = e[3], e[4], e[5], e[6]
+-- An event's effects on the user's keys, in memory only (phase 1).
+local function apply_user(e, u)
+  local iid, ts, flags = e[3], e[4], e[5]
   local rating, aff, genres = e[7], e[8], e[9]
+  if has(flags, INTERACTION) then
+    u.n = u.n + 1
+    if ts > u.last then u.last = ts end
+    if u.histz[iid] == nil or ts < u.histz[iid] then u.histz[iid] = ts end
+  end
+  if has(flags, IMPRESSION) then u.imp[iid] = (u.imp[iid] or 0) + 1 end
+  if has(flags, BLOCK) then u.blk[iid] = true end
+  if has(flags, RATING) then
+    u.nr = u.nr + 1
+    u.rs = u.rs + rating
+  end
+  if aff > 0 then
+    for _, g in ipairs(genres) do u.aff[g] = (u.aff[g] or 0) + aff end
+  end
+end
+
+-- An event's effects on the item-side keys, in memory only (phase 1).
+local function apply_item(e, it, seg)
+  local iid, ts, flags, w = e[3], e[4], e[5], e[6]
   if has(flags, INTERACTION) then
     it.tot[1] = it.tot[1] + 1
     for r, ring in ipairs(rings) do
       local b = math.floor(ts / ring.gran)
       it.buckets[r][b] = (it.buckets[r][b] or 0) + 1
     end
-    u.n = u.n + 1
-    if ts > u.last then u.last = ts end
-    if u.histz[iid] == nil or ts < u.histz[iid] then u.histz[iid] = ts end
   end
   if has(flags, LIKE) then it.tot[2] = it.tot[2] + 1 end
-  if has(flags, IMPRESSION) then
-    it.tot[3] = it.tot[3] + 1
-    u.imp[iid] = (u.imp[iid] or 0) + 1
-  end
+  if has(flags, IMPRESSION) then it.tot[3] = it.tot[3] + 1 end
   if has(flags, CLICK) then it.tot[4] = it.tot[4] + 1 end
-  if has(flags, BLOCK) then u.blk[iid] = true end
-  if has(flags, RATING) then
-    u.nr = u.nr + 1
-    u.rs = u.rs + rating
-  end
   if w > 0 then
     it.trend = it.trend + w * math.pow(2, (ts - ref) / trend_h)
-    add_popularity(u, iid, w)
-  end
-  if aff > 0 then
-    for _, g in ipairs(genres) do u.aff[g] = (u.aff[g] or 0) + aff end
+    add_popularity(seg, iid, w)
   end
 end
 
@@ -170,7 +201,7 @@ end
 local reasons, marked = {}, {}
 for from = 1, #events, 1000 do  -- MGET in chunks: one call instead of one per event
   local ks = {}
-  for k = from, math.min(from + 999, #events) do ks[#ks + 1] = 'ev:' .. events[k][1] end
+  for k = from, math.min(from + 999, #events) do ks[#ks + 1] = mark_key(events[k]) end
   for k, v in ipairs(redis.call('MGET', unpack(ks))) do marked[from + k - 1] = v end
 end
 for k, e in ipairs(events) do
@@ -178,32 +209,49 @@ for k, e in ipairs(events) do
     dups = dups + 1
     mask[#mask + 1] = '0'
   else
-    local u, it = user_state(e[2]), item_state(e[3])
-    local why = unstorable(e, u, it)
+    local u = do_user and user_state(e[2]) or nil
+    local it = do_item and item_state(e[3]) or nil
+    local seg = e[10] or (u and u.seg)
+    local why = unstorable(e, u, it, seg)
     if why then
       reasons[#reasons + 1] = why
       mask[#mask + 1] = '2'
     else
-      apply(e, u, it)
-      marks[e[1]] = true
+      if u then apply_user(e, u) end
+      if it then apply_item(e, it, seg) end
+      marks[e[1]] = mark_key(e)
       applied = applied + 1
       mask[#mask + 1] = '1'
     end
   end
 end
+if check then
+  local segs = {}
+  if mode == 'user' then  -- every user's segment, for the item part of the same events
+    for _, e in ipairs(events) do
+      local u = users[e[2]] or user_state(e[2])
+      if not u.listed then
+        u.listed = true
+        segs[#segs + 1] = e[2]
+        segs[#segs + 1] = u.seg or 'unknown'
+      end
+    end
+  end
+  return {applied, dups, table.concat(mask), reasons, segs}
+end
 
 -- Phase 2: writes, the effects first, the dedupe marks last.
-if ref ~= old_ref then
+if do_item and ref ~= old_ref then
   if old_ref ~= nil then
-    redis.call('ZUNIONSTORE', 'trending', 1, 'trending', 'WEIGHTS',
+    redis.call('ZUNIONSTORE', I .. 'trending', 1, I .. 'trending', 'WEIGHTS',
                tostring(math.pow(2, (old_ref - ref) / trend_h)))
   end
-  redis.call('SET', 'trending:ref', tostring(ref))
+  redis.call('SET', I .. 'trending:ref', tostring(ref))
 end
 
 -- Item counters: move each ring's head (zeroing the slots it passes), then add the counts.
 local function flush_item(iid, it)
-  local key = 'ictr:' .. iid
+  local key = I .. 'ictr:' .. iid
   local ops = {}
   local function op(kind, word, v)
     ops[#ops + 1] = kind; ops[#ops + 1] = 'u32'; ops[#ops + 1] = '#' .. word
@@ -237,11 +285,11 @@ local function flush_item(iid, it)
   if #ops > 0 then
     redis.call('BITFIELD', key, unpack(ops))
     -- a catalog item's counters stay (the catalog bounds them); any other id's expire
-    if redis.call('SISMEMBER', 'catalog:ids', iid) == 0 then
+    if redis.call('SISMEMBER', I .. 'catalog:ids', iid) == 0 then
       redis.call('EXPIRE', key, unknown_item_ttl)
     end
   end
-  if it.trend > 0 then redis.call('ZINCRBY', 'trending', tostring(it.trend), iid) end
+  if it.trend > 0 then redis.call('ZINCRBY', I .. 'trending', tostring(it.trend), iid) end
 end
 
 local function flush_user(u)
@@ -294,9 +342,10 @@ end
 for iid, it in pairs(items) do if not it.bad then flush_item(iid, it) end end
 for _, u in pairs(users) do if not u.bad then flush_user(u) end end
 for seg, t in pairs(segpop) do
-  for iid, w in pairs(t) do redis.call('ZINCRBY', 'segpop:' .. seg, tostring(w), iid) end
-  redis.call('ZREMRANGEBYRANK', 'segpop:' .. seg, 0, -seg_cap - 1)
+  local key = I .. 'segpop:' .. seg
+  for iid, w in pairs(t) do redis.call('ZINCRBY', key, tostring(w), iid) end
+  redis.call('ZREMRANGEBYRANK', key, 0, -seg_cap - 1)
 end
-if next(items) ~= nil then redis.call('ZREMRANGEBYRANK', 'trending', 0, -trend_cap - 1) end
-for id, _ in pairs(marks) do redis.call('SET', 'ev:' .. id, '1', 'EX', ttl) end
-return {applied, dups, table.concat(mask), reasons}
+if next(items) ~= nil then redis.call('ZREMRANGEBYRANK', I .. 'trending', 0, -trend_cap - 1) end
+for _, key in pairs(marks) do redis.call('SET', key, '1', 'EX', ttl) end
+return {applied, dups, table.concat(mask), reasons, {}}

@@ -1,37 +1,64 @@
 """The Redis key layout of the online store (documented in docs/feature_store.md).
 
-Per-user keys share the hash tag ``{u:<user_id>}`` so one user's keys live on one Redis Cluster
-slot; item and global keys are spread by their own names.
+Two hash tags, so the store runs on Redis Cluster with every script call and every multi-key
+read inside one slot: each user's keys share ``{u:<user_id>}``, and every item-side and global
+key (catalog records, item counters, trending, segment popularity, the catalog's sets) shares
+``{i}``. The item side thus lives on one cluster node, the users spread over all of them; a
+single Redis holds the same names.
 """
 
 from __future__ import annotations
 
-CATALOG_VERSION = b"catalog:version"  # INCR on every catalog write; readers drop their cache
-CATALOG_IDS = b"catalog:ids"  # set of every item id
-FRESH = b"items:fresh"  # zset item_id -> added_ts
-TRENDING = b"trending"  # zset item_id -> time-scaled score (see trending_ref)
-TRENDING_REF = b"trending:ref"  # reference time of the trending scores (float seconds)
+from typing import Any
+
+ITEM_TAG = b"{i}:"  # the prefix of every item-side key
+CATALOG_VERSION = ITEM_TAG + b"catalog:version"  # INCR on every catalog write
+CATALOG_IDS = ITEM_TAG + b"catalog:ids"  # set of every item id
+FRESH = ITEM_TAG + b"items:fresh"  # zset item_id -> added_ts
+TRENDING = ITEM_TAG + b"trending"  # zset item_id -> time-scaled score (see trending_ref)
+TRENDING_REF = ITEM_TAG + b"trending:ref"  # reference time of the trending scores (float s)
 ALL_SEGMENT = "all"  # popularity over every user
 
 
 def item(item_id: str) -> bytes:
     """Catalog record of an item (orjson)."""
-    return b"item:" + item_id.encode()
+    return ITEM_TAG + b"item:" + item_id.encode()
 
 
 def item_counters(item_id: str) -> bytes:
     """Fixed-layout binary counters of an item (see ``counter_layout.CounterLayout``)."""
-    return b"ictr:" + item_id.encode()
+    return ITEM_TAG + b"ictr:" + item_id.encode()
 
 
 def segment_popularity(segment: str) -> bytes:
     """zset item_id -> engagement weight of users in ``segment``."""
-    return b"segpop:" + segment.encode()
+    return ITEM_TAG + b"segpop:" + segment.encode()
 
 
 def event(event_id: str) -> bytes:
-    """Dedupe mark of an applied event (expires after StoreConfig.dedupe_ttl_s)."""
+    """Dedupe mark of an applied event on a single Redis (expires after
+    StoreConfig.dedupe_ttl_s). On a cluster each part of an event has its own mark inside its
+    slot: :func:`user_event` and :func:`item_event`."""
     return b"ev:" + event_id.encode()
+
+
+def user_event(user_id: str, event_id: str) -> bytes:
+    """Cluster only: mark of an event's effects on its user's keys."""
+    return _user(user_id, b"ev:" + event_id.encode())
+
+
+def item_event(event_id: str) -> bytes:
+    """Cluster only: mark of an event's effects on the item-side keys."""
+    return ITEM_TAG + b"ev:" + event_id.encode()
+
+
+def mget(pipe: Any, names: list[bytes]) -> None:
+    """Queue an MGET of same-slot keys on a (sync or async, cluster or not) pipeline.
+
+    redis-py's cluster pipelines refuse ``.mget()`` even when every key shares a slot; the raw
+    command is routed by its keys' one slot (a cross-slot one still fails, loudly).
+    """
+    pipe.execute_command("MGET", *names)
 
 
 def _user(user_id: str, suffix: bytes) -> bytes:

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import redis.asyncio as aioredis
 
 from shared.features.config import DEFAULT_CONFIG, FeatureConfig
 from shared.features.counters import smoothed_rate
@@ -31,6 +30,7 @@ from shared.online_store.counter_layout import (
 from shared.online_store.effects import affinity_at
 from shared.online_store.read_cache import CounterCache, ListCache
 from shared.online_store.types import ItemBatch, ItemRecord, LazyItemFeatures, UserState
+from shared.platform.redis_client import AsyncRedis
 
 _AFFINITY_FIELDS = [f"a{g}".encode() for g in range(N_GENRES)]
 # Columns of OnlineStore.counter_features (what the read cache keeps per item).
@@ -48,7 +48,7 @@ class OnlineStore:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: AsyncRedis,
         config: FeatureConfig = DEFAULT_CONFIG,
         store: StoreConfig = DEFAULT_STORE_CONFIG,
         cache_ttl_s: float = 0.0,
@@ -143,9 +143,9 @@ class OnlineStore:
         pipe = self.redis.pipeline(transaction=False)
         pipe.get(keys.CATALOG_VERSION)
         if missing:
-            pipe.mget([keys.item(i) for i in missing])
+            keys.mget(pipe, [keys.item(i) for i in missing])
         if stale_ids:
-            pipe.mget([keys.item_counters(i) for i in stale_ids])
+            keys.mget(pipe, [keys.item_counters(i) for i in stale_ids])
         version, *rest = await pipe.execute()
         records = rest[0] if missing else []
         if version != self._catalog_version:

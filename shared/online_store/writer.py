@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
-from importlib import resources
 
 import orjson
-import redis
+from redis.cluster import RedisCluster
 
 from shared.event_semantics import EVENT_SEMANTICS, EventSemantics
 from shared.events import Event
@@ -17,26 +15,25 @@ from shared.online_store import keys
 from shared.online_store.catalog import stage_items, stage_users, static_item
 from shared.online_store.config import DEFAULT_STORE_CONFIG, StoreConfig
 from shared.online_store.counter_layout import CounterLayout
-from shared.online_store.effects import script_events
+from shared.online_store.effects import script_rows
+from shared.online_store.ingest_calls import (
+    ApplyResult,
+    ClusterIngest,
+    NodeIngest,
+    PreparedBatch,
+)
 from shared.online_store.types import ItemRecord, UserProfile
+from shared.platform.redis_client import SyncRedis
+
+__all__ = ["ApplyResult", "GenreLookup", "PreparedBatch", "StoreWriter"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ApplyResult:
-    """Outcome of one batch: events applied now, already applied before, or rejected."""
-
-    applied: int
-    duplicates: int
-    mask: bytes = b""  # per event of the batch: b"1" applied now, b"0" duplicate, b"2" rejected
-    rejected: tuple[str, ...] = ()  # why, per rejected event in batch order (nothing written)
 
 
 class GenreLookup:
     """Item id → genre columns for affinity updates, cached and dropped when the catalog moves."""
 
-    def __init__(self, client: redis.Redis, max_size: int = 1_000_000) -> None:
+    def __init__(self, client: SyncRedis, max_size: int = 1_000_000) -> None:
         self.client = client
         self.max_size = max_size
         self._cache: dict[str, tuple[int, ...]] = {}
@@ -48,7 +45,7 @@ class GenreLookup:
         pipe = self.client.pipeline(transaction=False)
         pipe.get(keys.CATALOG_VERSION)
         if missing:
-            pipe.mget([keys.item(i) for i in missing])
+            keys.mget(pipe, [keys.item(i) for i in missing])
         replies = pipe.execute()
         if replies[0] != self._version:
             self._cache.clear()
@@ -68,11 +65,12 @@ def _decode_genres(item_id: str, raw: bytes) -> ItemRecord:
 
 
 class StoreWriter:
-    """Applies events idempotently (one atomic script call per batch) and writes the catalog."""
+    """Applies events idempotently (one atomic script call per batch on a single Redis, one per
+    slot on a cluster: ``ingest_calls``) and writes the catalog."""
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: SyncRedis,
         config: FeatureConfig = DEFAULT_CONFIG,
         store: StoreConfig = DEFAULT_STORE_CONFIG,
         semantics: EventSemantics = EVENT_SEMANTICS,
@@ -83,9 +81,7 @@ class StoreWriter:
         self.semantics = semantics
         self.layout = CounterLayout(config)
         self.genres = GenreLookup(client, store.catalog_cache_size)
-        source = resources.files("shared.online_store").joinpath("ingest.lua").read_text()
-        self._script = client.register_script(source)
-        self._header = [
+        header = [
             str(store.dedupe_ttl_s),
             str(max(store.history_cap, config.hist_len)),
             repr(store.trending_half_life_s),
@@ -97,6 +93,11 @@ class StoreWriter:
             str(store.segment_cap),
             *self.layout.lua_args(),
         ]
+        self._calls: NodeIngest | ClusterIngest = (
+            ClusterIngest(client, header)
+            if isinstance(client, RedisCluster)
+            else NodeIngest(client, header)
+        )
 
     def apply_events(self, events: Sequence[Event]) -> ApplyResult:
         """Apply a batch; events whose id was applied before (within the TTL) are skipped."""
@@ -104,18 +105,16 @@ class StoreWriter:
             return ApplyResult(0, 0, b"")
         return self.apply_prepared(self.prepare(events))
 
-    def prepare(self, events: Sequence[Event]) -> list[str | bytes]:
-        """The script arguments of a non-empty batch (reads the catalog's genres: one round
-        trip). Split from the write so a worker can prepare one batch while the last is written.
+    def prepare(self, events: Sequence[Event]) -> PreparedBatch:
+        """The script input of a non-empty batch (reads the catalog's genres: one round trip).
+        Split from the write so a worker can prepare one batch while the last is written.
         """
         genres = self.genres.get({e.item_id for e in events})
-        return [*self._header, script_events(events, genres, self.config, self.semantics)]
+        return self._calls.prepare(script_rows(events, genres, self.config, self.semantics))
 
-    def apply_prepared(self, args: list[str | bytes]) -> ApplyResult:
-        """Run the ingest script on prepared arguments: one atomic call."""
-        applied, duplicates, mask, reasons = self._script(keys=[], args=args)
-        rejected = tuple(bytes(r).decode() for r in reasons)
-        return ApplyResult(int(applied), int(duplicates), bytes(mask), rejected)
+    def apply_prepared(self, batch: PreparedBatch) -> ApplyResult:
+        """Run the ingest script on a prepared batch (atomic per call)."""
+        return self._calls.apply(batch)
 
     def put_items(self, items: Sequence[ItemRecord]) -> None:
         """Add or replace catalog records."""

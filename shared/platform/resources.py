@@ -15,7 +15,7 @@ from shared.platform.http_client import ServiceClient, UpstreamError
 from shared.platform.readiness import Readiness
 
 if TYPE_CHECKING:
-    import redis.asyncio as aioredis
+    from shared.platform.redis_client import AsyncRedis
 
 
 class Loadable(Protocol):
@@ -55,11 +55,13 @@ class Resources:
 
         self.on_close(cancel)
 
-    def redis(self, url: str, name: str = "redis", required: bool = True) -> aioredis.Redis:
-        """An async Redis client whose PING is a readiness check."""
+    def redis(
+        self, url: str, name: str = "redis", required: bool = True, cluster: bool = False
+    ) -> AsyncRedis:
+        """An async Redis (or Redis Cluster) client whose PING is a readiness check."""
         from shared.platform.redis_client import create_async_redis, redis_ready
 
-        client = create_async_redis(url)
+        client = create_async_redis(url, cluster=cluster)
         self.readiness.add(name, lambda: redis_ready(client), required)
         self.on_close(client.aclose)
         return client

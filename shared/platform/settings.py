@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 from pydantic.fields import FieldInfo
@@ -105,6 +106,18 @@ def check_redis_url(value: str) -> str:
     return value
 
 
+def check_cluster_url(value: str) -> str:
+    """A Redis Cluster has database 0 only, and no unix socket."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if parts.scheme == "unix":
+        raise ValueError(f"'{value}': a Redis Cluster is reached over TCP, not a unix socket")
+    if parts.path.strip("/") not in ("", "0"):
+        raise ValueError(f"'{value}': a Redis Cluster has database 0 only")
+    return value
+
+
 def check_http_url(value: str) -> str:
     """Validate an http(s) URL (pydantic's parser) and return it without a trailing slash."""
     AnyHttpUrl(value)
@@ -156,9 +169,20 @@ class ServiceSettings(BaseSettings):
 
 
 class RedisSettings(BaseModel):
-    """The online store connection."""
+    """The online store connection: one Redis, or a Redis Cluster (any node's URL)."""
 
     redis_url: RedisUrl = platform("redis://127.0.0.1:6379/0", description="Redis URL")
+    redis_cluster: bool = platform(
+        False, description="the URL names a node of a Redis Cluster (database 0 only)"
+    )
+
+    @field_validator("redis_cluster")
+    @classmethod
+    def _cluster_database(cls, cluster: bool, info: ValidationInfo) -> bool:
+        url = info.data.get("redis_url")  # absent when the URL itself was invalid
+        if cluster and url:
+            check_cluster_url(url)
+        return cluster
 
 
 class KafkaSettings(BaseModel):

@@ -21,7 +21,7 @@ import pytest
 import redis
 
 from deploy.local.processes import start, stop, wait_ready
-from shared.online_store import DEFAULT_STORE_CONFIG, ItemRecord, UserProfile
+from shared.online_store import DEFAULT_STORE_CONFIG, ItemRecord, UserProfile, keys
 from shared.online_store.reader import OnlineStore
 from shared.online_store.writer import StoreWriter
 from shared.platform.redis_client import create_async_redis
@@ -199,7 +199,7 @@ async def test_a_burst_of_clicks_moves_an_item_into_trending(platform: Platform)
     p = platform
     before = p.recommend("newcomer", k=20)
     assert before["cold_start"] == "unknown_user"  # served by trending and popularity
-    trending_before = {m.decode() for m in p.client.zrange(b"trending", 0, -1)}
+    trending_before = {m.decode() for m in p.client.zrange(keys.TRENDING, 0, -1)}
     target = next(i for i in open_items(p)[::-1] if i not in trending_before)
     assert target not in ids(before)
     assert (await item_counts(p, target))[0] == [0.0, 0.0, 0.0, 0.0]
@@ -220,7 +220,7 @@ async def test_a_burst_of_clicks_moves_an_item_into_trending(platform: Platform)
         return "trending" in trace.get(target, [])
 
     wait_until(served_from_trending, what="the burst to reach the newcomer's list")
-    assert p.client.zrevrange(b"trending", 0, 0) == [target.encode()]
+    assert p.client.zrevrange(keys.TRENDING, 0, 0) == [target.encode()]
     wait_until(lambda: p.client.exists(f"ev:{old['event_id']}"), what="the old click")
     counts, ctr = await item_counts(p, target)
     assert counts == [25.0, 25.0, 25.0, 26.0]  # the 8-day-old click counts only in the total

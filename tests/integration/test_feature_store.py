@@ -1,4 +1,5 @@
-"""The feature_store service and the bootstrap job as real processes against a real Redis."""
+"""The feature_store service and the bootstrap job as real processes against a real Redis (and,
+where a test has a ``[cluster]`` case, a real Redis Cluster of three primaries)."""
 
 from __future__ import annotations
 
@@ -10,28 +11,29 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
 from deploy.local.processes import free_port
 from shared.events import Event
-from shared.online_store import ItemRecord, UserProfile
+from shared.online_store import ItemRecord, UserProfile, keys
 from shared.online_store.writer import StoreWriter
 from tests.conftest import ServiceStarter
 from tests.utils.auth import ADMIN
 from tests.utils.servers import REPO_ROOT
+from tests.utils.stores import STORE_KINDS, StoreTarget, store_target
 
 pytestmark = pytest.mark.integration
 DB = 7  # a database of its own: other suites flush db 0
 
 
-def db_url(redis_url: str, db: int = DB) -> str:
-    return redis_url.rsplit("/", 1)[0] + f"/{db}"
+@pytest.fixture
+def target(request: pytest.FixtureRequest) -> StoreTarget:
+    """Database DB of the session's Redis, or (``indirect`` parameter) its Redis Cluster."""
+    return store_target(request, getattr(request, "param", "node"), DB)
 
 
 @pytest.fixture
-def service(redis_url: str, start_service: ServiceStarter) -> str:
-    client = redis.Redis.from_url(db_url(redis_url))
-    client.flushdb()
+def service(target: StoreTarget, start_service: ServiceStarter) -> str:
+    client = target.flushed()
     now = time.time()
     writer = StoreWriter(client)
     writer.put_items([ItemRecord("m1", "One", ("Comedy",), 1995, now - 10), ItemRecord("m2")])
@@ -44,11 +46,10 @@ def service(redis_url: str, start_service: ServiceStarter) -> str:
         + [Event(event_id="h", user_id="u1", item_id="m2", type="hide", timestamp=now - 1)]
     )
     client.close()
-    return start_service(
-        "feature_store", env={"CASCADE_REDIS_URL": db_url(redis_url)}, require_ready=True
-    )
+    return start_service("feature_store", env=target.env(), require_ready=True)
 
 
+@pytest.mark.parametrize("target", STORE_KINDS, indirect=True)
 def test_user_and_item_features(service: str) -> None:
     user = httpx.get(f"{service}/v1/users/u1/features").json()
     assert user["known"] and user["segment"] == "35-44|m" and user["blocked"] == ["m2"]
@@ -61,6 +62,7 @@ def test_user_and_item_features(service: str) -> None:
     assert len(body["ctr"]) == 3
 
 
+@pytest.mark.parametrize("target", STORE_KINDS, indirect=True)
 def test_add_item_then_fresh_and_candidate_lists(service: str) -> None:
     resp = httpx.post(
         f"{service}/v1/items",
@@ -129,10 +131,12 @@ def _tiny_movielens(root: Path) -> None:
     )
 
 
-def test_bootstrap_job_loads_catalog_profiles_and_history(redis_url: str, tmp_path: Path) -> None:
-    url = db_url(redis_url, DB + 1)
-    client = redis.Redis.from_url(url)
-    client.flushdb()
+@pytest.mark.parametrize("kind", STORE_KINDS)
+def test_bootstrap_job_loads_catalog_profiles_and_history(
+    request: pytest.FixtureRequest, kind: str, tmp_path: Path
+) -> None:
+    target = store_target(request, kind, DB + 1)
+    client = target.flushed()
     data = tmp_path / "ml"
     _tiny_movielens(data)
     cmd = [
@@ -142,16 +146,19 @@ def test_bootstrap_job_loads_catalog_profiles_and_history(redis_url: str, tmp_pa
         "--data",
         str(data),
         "--redis-url",
-        url,
+        target.url,
+        *(["--redis-cluster"] if target.cluster else []),
     ]
     for _ in range(2):  # a second run counts nothing twice
         out = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr
     assert "3 items, 2 users, 4 rating events (0 newly applied)" in out.stdout
-    assert client.scard(b"catalog:ids") == 3
+    reset = subprocess.run([*cmd, "--reset"], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert "(4 newly applied)" in reset.stdout, reset.stderr  # every key, marks too, deleted
+    assert client.scard(keys.CATALOG_IDS) == 3
     assert client.hget(b"{u:1}:h", b"seg") == b"18-24|m"
     assert client.zrange(b"{u:1}:histz", 0, -1) == [b"1", b"2"]  # by first interaction
-    assert client.zscore(b"segpop:all", b"1") == 2.0
+    assert client.zscore(keys.segment_popularity("all"), b"1") == 2.0
     bad = subprocess.run(
         [*cmd[:4], str(tmp_path / "missing"), *cmd[5:]],
         cwd=REPO_ROOT,

@@ -1,8 +1,11 @@
-"""The ingest worker as a real process: real broker, real Redis, SIGKILL and restart."""
+"""The ingest worker as a real process: real broker, real Redis, SIGKILL and restart; the
+guarantees that matter on a Redis Cluster too (tests with a ``[cluster]`` case, and a batch cut
+off between its per-slot calls)."""
 
 from __future__ import annotations
 
 import base64
+import itertools
 import math
 import os
 import signal
@@ -22,14 +25,17 @@ from kafka.structs import TopicPartition
 from deploy.local import infra
 from deploy.local.processes import free_port, running
 from shared.events import Event
-from shared.online_store import DEFAULT_STORE_CONFIG, ItemRecord, UserProfile
+from shared.online_store import DEFAULT_STORE_CONFIG, ItemRecord, UserProfile, keys
 from shared.online_store.counter_layout import TOTAL_INTERACTIONS, CounterLayout
 from shared.online_store.effects import script_events
+from shared.online_store.ingest_calls import ClusterIngest
 from shared.online_store.writer import StoreWriter
+from shared.platform.redis_client import SyncRedis
 from shared.stream.topic_keeper import ensure_topics
 from tests.conftest import ServiceStarter
 from tests.utils.metrics import scrape as metrics
 from tests.utils.servers import service_spec
+from tests.utils.stores import STORE_KINDS, StoreTarget, applied_events, is_mark, store_target
 
 pytestmark = pytest.mark.integration
 DB = 5  # a database of its own: other suites flush db 0
@@ -63,14 +69,14 @@ def event(
 class Stream:
     """A fresh topic pair, a producer and the worker environment for it."""
 
-    def __init__(self, bootstrap: str, redis_url: str, batch_size: int = 500) -> None:
+    def __init__(self, bootstrap: str, store: StoreTarget, batch_size: int = 500) -> None:
         tag = uuid.uuid4().hex[:8]
         self.topic, self.dlq, self.group = f"ingest-{tag}", f"ingest-{tag}.dlq", f"ingest-{tag}"
         ensure_topics(bootstrap, {self.topic: 3, self.dlq: 1})
         self.bootstrap = bootstrap
         self.producer = KafkaProducer(bootstrap_servers=bootstrap.split(","), linger_ms=5)
         self.env = {
-            "CASCADE_REDIS_URL": redis_url,
+            **store.env(),
             "CASCADE_KAFKA_BOOTSTRAP": bootstrap,
             "CASCADE_INGEST_TOPIC": self.topic,
             "CASCADE_INGEST_DLQ_TOPIC": self.dlq,
@@ -119,33 +125,43 @@ class Stream:
 
 
 @pytest.fixture
-def store_client(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(db_url(redis_url))
-    client.flushdb()
+def target(request: pytest.FixtureRequest) -> StoreTarget:
+    """Database DB of the session's Redis; a test parametrized with ``indirect`` over
+    STORE_KINDS runs on the session's Redis Cluster too."""
+    return store_target(request, getattr(request, "param", "node"), DB)
+
+
+@pytest.fixture
+def store_client(target: StoreTarget) -> Iterator[SyncRedis]:
+    client = target.flushed()
     yield client
     client.close()
 
 
 @pytest.fixture
-def stream(kafka_bootstrap: str, redis_url: str) -> Iterator[Stream]:
-    s = Stream(kafka_bootstrap, db_url(redis_url))
+def stream(kafka_bootstrap: str, target: StoreTarget) -> Iterator[Stream]:
+    s = Stream(kafka_bootstrap, target)
     yield s
     s.close()
 
 
-def totals(client: redis.Redis, items: list[str]) -> list[int]:
+on_node_and_cluster = pytest.mark.parametrize("target", STORE_KINDS, indirect=True)
+
+
+def totals(client: SyncRedis, items: list[str]) -> list[int]:
     """Interaction totals of items, straight from their counter blobs."""
-    raw = client.mget([b"ictr:" + i.encode() for i in items])
+    raw = client.mget([keys.item_counters(i) for i in items])
     return CounterLayout().decode(raw)[:, TOTAL_INTERACTIONS].tolist()
 
 
-def trending_top(client: redis.Redis) -> str | None:
-    top = client.zrevrange(b"trending", 0, 0)
+def trending_top(client: SyncRedis) -> str | None:
+    top = client.zrevrange(keys.TRENDING, 0, 0)
     return top[0].decode() if top else None
 
 
+@on_node_and_cluster
 def test_events_change_features_and_bad_messages_are_dead_lettered(
-    stream: Stream, store_client: redis.Redis, start_service: ServiceStarter
+    stream: Stream, store_client: SyncRedis, start_service: ServiceStarter
 ) -> None:
     StoreWriter(store_client).put_items([ItemRecord(f"i{k}", genres=("Drama",)) for k in range(5)])
     base = start_service("ingest", env=stream.env, require_ready=True)
@@ -169,7 +185,7 @@ def test_events_change_features_and_bad_messages_are_dead_lettered(
     bodies_list = list(bodies.values())
     assert {b["source"] for b in bodies_list} == {stream.group}
     assert {b["topic"] for b in bodies_list} == {stream.topic}
-    assert not store_client.exists(b"ev:future")
+    assert not any(store_client.scan_iter(match=b"*ev:future"))
     m = metrics(base)
     assert m["cascade_ingest_dead_letters_total{}"] == 3
     assert m["cascade_ingest_events_total{outcome=duplicate,type=click}"] == 1
@@ -196,13 +212,13 @@ def mixed_events(n: int, items: list[str]) -> list[dict[str, Any]]:
     return out
 
 
-def snapshot(client: redis.Redis, at: float) -> dict[bytes, Any]:
+def snapshot(client: SyncRedis, at: float) -> dict[bytes, Any]:
     """Every feature key's value (dedupe marks aside), trending scores decayed to ``at``."""
-    ref = float(client.get(b"trending:ref") or 0.0)
+    ref = float(client.get(keys.TRENDING_REF) or 0.0)
     h = DEFAULT_STORE_CONFIG.trending_half_life_s
     out: dict[bytes, Any] = {}
     for key in client.scan_iter(count=2000):
-        if key.startswith(b"ev:") or key == b"trending:ref":
+        if is_mark(key) or key == keys.TRENDING_REF:
             continue
         kind = client.type(key)
         if kind == b"string":
@@ -214,7 +230,7 @@ def snapshot(client: redis.Redis, at: float) -> dict[bytes, Any]:
         elif kind == b"set":
             out[key] = client.smembers(key)
         else:  # zset: trending is stored relative to trending:ref, so rescale it
-            scale = 2.0 ** ((ref - at) / h) if key == b"trending" else 1.0
+            scale = 2.0 ** ((ref - at) / h) if key == keys.TRENDING else 1.0
             out[key] = {m: s * scale for m, s in client.zrange(key, 0, -1, withscores=True)}
     return out
 
@@ -242,7 +258,7 @@ def assert_same_state(got: dict[bytes, Any], want: dict[bytes, Any]) -> None:
 
 
 def test_sigkill_between_write_and_commit_then_restart_applies_every_event_once(
-    stream: Stream, store_client: redis.Redis, redis_url: str, server_dir: Path
+    stream: Stream, store_client: SyncRedis, redis_url: str, server_dir: Path
 ) -> None:
     """The kill lands after the worker's Redis write and before its offset commit: Redis holds
     writes for a moment (CLIENT PAUSE), the worker is frozen with its script call queued, the
@@ -290,9 +306,81 @@ def test_sigkill_between_write_and_commit_then_restart_applies_every_event_once(
     reference.close()
 
 
-def marks(client: redis.Redis) -> int:
-    """Dedupe marks in the store: the number of distinct events applied."""
-    return sum(1 for _ in client.scan_iter(b"ev:*", count=5000))
+class CutOff(Exception):
+    """The writer's process ends here, as under SIGKILL: nothing after this point runs."""
+
+
+def die_in_round(writer: StoreWriter, at_round: int, kept: float) -> None:
+    """Make the writer's ``at_round``-th pipelined round trip of per-slot script calls send
+    only its first ``kept`` share of calls, then end the process (its ``ClusterIngest``)."""
+    calls = writer._calls
+    assert isinstance(calls, ClusterIngest)
+    run, rounds = calls._calls, itertools.count(1)
+
+    def dying(batch: list[Any]) -> list[Any]:
+        if next(rounds) == at_round:
+            run(batch[: int(len(batch) * kept)])
+            raise CutOff
+        return run(batch)
+
+    calls._calls = dying  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize(
+    ("at_round", "kept"), [(2, 1.0), (3, 0.5)], ids=["after-the-item-part", "amid-the-user-parts"]
+)
+def test_a_cluster_batch_cut_off_between_its_slots_is_completed_by_the_retry(
+    redis_cluster_url: str, redis_url: str, at_round: int, kept: float
+) -> None:
+    """On a Redis Cluster a batch is several script calls, one per slot (check the user slots,
+    apply the item part, apply the user slots: shared/online_store/ingest_calls.py). The writer
+    dies between two of them: after the item part, or with half the user slots written. The
+    batch redelivered to a new writer applies exactly the parts without their marks, and the
+    store ends as a single Redis that applied every event once, without a crash."""
+    cluster = StoreTarget(redis_cluster_url, cluster=True).flushed()
+    reference = redis.Redis.from_url(db_url(redis_url, REFERENCE_DB))
+    reference.flushdb()
+    items = [f"k{k}" for k in range(40)]
+    genres = (("Drama",), ("Comedy", "Action"))
+    for client in (cluster, reference):
+        StoreWriter(client).put_items(
+            [ItemRecord(i, genres=genres[k % 2]) for k, i in enumerate(items)]
+        )
+        StoreWriter(client).put_users(
+            [UserProfile(f"u{k}", age=20 + k % 40, gender="MF"[k % 2]) for k in range(0, 97, 3)]
+        )
+    events = [Event.model_validate(e) for e in mixed_events(3000, items)]
+    batches = [events[k : k + 500] for k in range(0, len(events), 500)]
+    dying = StoreWriter(cluster)
+    for batch in batches[:2]:
+        dying.apply_events(batch)
+    die_in_round(dying, at_round, kept)
+    with pytest.raises(CutOff):
+        dying.apply_events(batches[2])
+    restarted = StoreWriter(cluster)
+    retry = restarted.apply_events(batches[2])
+    assert retry.applied + retry.duplicates == len(batches[2]) and not retry.rejected
+    if kept < 1:  # the events of the user slots written before the cut have both their marks
+        assert 0 < retry.duplicates < len(batches[2]), retry
+    else:  # only item parts were written: every event still lacked its user part
+        assert retry.duplicates == 0
+    for batch in batches[3:]:
+        restarted.apply_events(batch)
+    again = restarted.apply_events(events[:300])  # a client's retry of ids applied before
+    assert (again.applied, again.duplicates) == (0, 300)
+    for batch in batches:
+        StoreWriter(reference).apply_events(batch)
+    now = time.time()
+    assert_same_state(snapshot(cluster, now), snapshot(reference, now))
+    user_marks = sum(1 for _ in cluster.scan_iter(match=b"{u:*}:ev:*", count=5000))
+    assert applied_events(cluster) == user_marks == len(events)
+    cluster.close()
+    reference.close()
+
+
+def marks(client: SyncRedis) -> int:
+    """The number of distinct events applied (their dedupe marks)."""
+    return applied_events(client)
 
 
 def _stable(count: Callable[[], int], settle_s: float = 0.5) -> int:
@@ -349,12 +437,12 @@ def letters_of(stream: Stream, n: int) -> list[dict[str, Any]]:
     return [orjson.loads(r.value) for r in found]
 
 
-def assert_each_applied_once(client: redis.Redis, users: list[str], items: list[str]) -> None:
+def assert_each_applied_once(client: SyncRedis, users: list[str], items: list[str]) -> None:
     """One click per user, each in the user's hash, the item counters and segment popularity."""
     counts = [client.hget(f"{{u:{u}}}:h".encode(), b"n") for u in users]
     assert counts == [b"1"] * len(users)
     assert sum(totals(client, items)) == len(users)
-    popularity = sum(s or 0.0 for s in client.zmscore(b"segpop:all", items))
+    popularity = sum(s or 0.0 for s in client.zmscore(keys.segment_popularity("all"), items))
     assert popularity == pytest.approx(len(users) * click_weight())
 
 
@@ -369,8 +457,9 @@ def event_id_of(letter: dict[str, Any]) -> str:
     return str(orjson.loads(base64.b64decode(letter["value_b64"]))["event_id"])
 
 
+@on_node_and_cluster
 def test_a_script_failing_halfway_through_a_batch_loses_nothing(
-    stream: Stream, store_client: redis.Redis, start_service: ServiceStarter
+    stream: Stream, store_client: SyncRedis, start_service: ServiceStarter
 ) -> None:
     """A key of the wrong type fails the write that reaches it. The old script had written every
     dedupe mark and half the effects by then: the retry saw the marks, took the batch for
@@ -389,7 +478,7 @@ def test_a_script_failing_halfway_through_a_batch_loses_nothing(
     wait_until(lambda: stream.committed() == 32, what="the batch committed")
     assert_each_applied_once(store_client, users, items)
     assert store_client.get(b"{u:r}:seenz") == b"not a sorted set"
-    assert not store_client.exists(b"{u:r}:h") and not store_client.exists(b"ictr:ir")
+    assert not store_client.exists(b"{u:r}:h") and not store_client.exists(keys.item_counters("ir"))
     letters = letters_of(stream, 2)
     assert {r["reason"] for r in letters} == {"key {u:r}:seenz holds a string, not a zset"}
     assert {event_id_of(r) for r in letters} == {e["event_id"] for e in bad}
@@ -397,13 +486,13 @@ def test_a_script_failing_halfway_through_a_batch_loses_nothing(
 
 
 def test_a_record_failing_in_its_handler_is_retried_then_dead_lettered_and_the_rest_applied(
-    stream: Stream, store_client: redis.Redis, start_service: ServiceStarter
+    stream: Stream, store_client: SyncRedis, start_service: ServiceStarter
 ) -> None:
     """A record its handler fails on (its item's catalog record is not JSON: reading the
     item's genres raises) fails its batch on every retry; after the bounded retries it is found
     by halving and dead-lettered. (A key of the wrong type no longer fails the script: the
     event is rejected with the key named, test_a_script_failing_halfway_...)"""
-    store_client.set(b"item:ibad", b"{not json")
+    store_client.set(keys.item("ibad"), b"{not json")
     items = [f"i{k}" for k in range(5)]
     users = [f"g{k}" for k in range(20)]
     good = [event(u, items[k % 5], "click") for k, u in enumerate(users)]
@@ -415,7 +504,7 @@ def test_a_record_failing_in_its_handler_is_retried_then_dead_lettered_and_the_r
     (letter,) = letters_of(stream, 1)
     assert letter["reason"].startswith("handler failed after 3 attempt(s): JSONDecodeError: ")
     assert letter["offset"] == 10
-    assert not store_client.exists(f"ev:{event_id_of(letter)}")
+    assert not store_client.exists(keys.event(event_id_of(letter)))
     m = metrics(base)
     assert m[f"cascade_consumer_dead_letters_total{{consumer={stream.group},reason=handler}}"] == 1
     assert m[f"cascade_consumer_retries_total{{consumer={stream.group}}}"] == 2

@@ -1,4 +1,5 @@
-"""The online store (writer script + async reader) against a real Redis."""
+"""The online store (writer script + async reader) against a real Redis, and a real Redis
+Cluster of three primaries: every test runs on both."""
 
 from __future__ import annotations
 
@@ -8,35 +9,33 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-import redis
 
 from shared.events import Event
 from shared.features.counters import count_in_window
 from shared.online_store import ItemRecord, UserProfile
 from shared.online_store.reader import OnlineStore
 from shared.online_store.writer import StoreWriter
-from shared.platform.redis_client import create_async_redis
+from tests.utils.stores import STORE_KINDS, StoreTarget, store_target
 
 pytestmark = pytest.mark.integration
 DB = 6  # a database of its own: other suites flush db 0
 
 
-def db_url(redis_url: str, db: int = DB) -> str:
-    """The same server, another database."""
-    return redis_url.rsplit("/", 1)[0] + f"/{db}"
+@pytest.fixture(params=STORE_KINDS)
+def target(request: pytest.FixtureRequest) -> StoreTarget:
+    return store_target(request, request.param, DB)
 
 
 @pytest.fixture
-def writer(redis_url: str) -> Iterator[StoreWriter]:
-    client = redis.Redis.from_url(db_url(redis_url))
-    client.flushdb()
+def writer(target: StoreTarget) -> Iterator[StoreWriter]:
+    client = target.flushed()
     yield StoreWriter(client)
     client.close()
 
 
 @pytest.fixture
-async def store(redis_url: str) -> OnlineStore:
-    client = create_async_redis(db_url(redis_url))
+async def store(target: StoreTarget) -> OnlineStore:
+    client = target.async_client()
     yield OnlineStore(client)
     await client.aclose()
 
@@ -188,9 +187,10 @@ async def test_ctr_is_smoothed(writer: StoreWriter, store: OnlineStore) -> None:
 
 
 def test_offline_builder_reads_item_genres_from_the_online_catalog(
-    writer: StoreWriter, redis_url: str
+    writer: StoreWriter, target: StoreTarget
 ) -> None:
     from shared.offline_store import catalog_item_genres
 
     writer.put_items([ItemRecord("a", genres=("Action", "Drama")), ItemRecord("b")])
-    assert catalog_item_genres(db_url(redis_url), chunk=1) == {"a": ["Action", "Drama"], "b": []}
+    genres = catalog_item_genres(target.url, chunk=1, cluster=target.cluster)
+    assert genres == {"a": ["Action", "Drama"], "b": []}

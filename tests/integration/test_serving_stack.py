@@ -26,6 +26,7 @@ import redis
 from deploy.local.processes import start, stop, wait_ready
 from loadtests.serving_stack import service_spec
 from shared.events import Event
+from shared.online_store import keys
 from shared.online_store.types import UserProfile
 from shared.online_store.writer import StoreWriter
 from tests.integration.serving_fixtures import LiveStack, set_production, wait_serving, write_budget
@@ -622,7 +623,7 @@ async def test_read_cache_and_preload_give_what_redis_holds(live_stack: LiveStac
     try:
         plain, cached = OnlineStore(client), OnlineStore(client, cache_ttl_s=0.3)
         assert await cached.preload_catalog() > 500
-        ids = [m.decode() for m in await client.srandmember("catalog:ids", 200)] + ["ghost"]
+        ids = [m.decode() for m in await client.srandmember(keys.CATALOG_IDS, 200)] + ["ghost"]
         now = time.time()
         for _ in range(2):  # second round: served from the caches
             a, b = await plain.get_items(ids, now), await cached.get_items(ids, now)

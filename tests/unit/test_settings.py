@@ -114,3 +114,19 @@ def test_a_bad_platform_value_names_the_variable_a_user_would_set(
         load_settings(RankingSettings)
     err = capsys.readouterr().err
     assert "CASCADE_RANKING_MODEL_MAX_HELD='0' (or CASCADE_MODEL_MAX_HELD)" in err
+
+
+def test_a_redis_cluster_is_named_by_any_node_and_has_database_0_only(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CASCADE_REDIS_CLUSTER", "true")
+    monkeypatch.setenv("CASCADE_REDIS_URL", "redis://node-a:7000/3")
+    with pytest.raises(SystemExit):
+        load_settings(FeatureStoreSettings)
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "database 0 only" in err, err
+    monkeypatch.setenv("CASCADE_REDIS_URL", "redis://node-a:7000")
+    settings = load_settings(FeatureStoreSettings)
+    assert settings.redis_cluster and settings.redis_url == "redis://node-a:7000"
+    monkeypatch.delenv("CASCADE_REDIS_CLUSTER")
+    assert not load_settings(FeatureStoreSettings).redis_cluster  # one Redis by default

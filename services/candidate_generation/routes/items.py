@@ -10,7 +10,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
-from redis.exceptions import RedisError
 
 from shared.frame import ID_PATTERN
 from shared.models.item_indexer import ItemIndexer
@@ -19,6 +18,7 @@ from shared.online_store.types import ItemRecord
 from shared.platform.api import json_response, parse_body
 from shared.platform.auth import ADMIN, ADMIN_RESPONSES
 from shared.platform.contracts import INTEGRAL, STRICT_BODY
+from shared.platform.redis_client import REDIS_ERRORS
 
 router = APIRouter()
 
@@ -66,6 +66,6 @@ async def add_item(request: Request) -> Response:
         label = await indexer.add(body.to_record())
     except ModelLoadError as exc:
         return json_response({"detail": f"models not ready: {exc}"}, status_code=503)
-    except (RedisError, OSError) as exc:  # nothing indexed: the catalog write came first
+    except REDIS_ERRORS as exc:  # nothing indexed: the catalog write came first
         return json_response({"detail": f"online store unavailable: {exc}"}, status_code=503)
     return json_response({"item_id": body.item_id, "indexed": True, "label": label}, 201)
