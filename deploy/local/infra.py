@@ -223,9 +223,12 @@ def mlflow_spec(port: int, data_dir: Path) -> ProcessSpec:
         "1",
     ]
     base = f"http://127.0.0.1:{port}"
+    # MLflow 3 also starts a job runner (seven huey consumer processes, ~250 MB each) for its
+    # GenAI jobs; the registry Cascade uses needs none of it.
     return ProcessSpec(
-        "mlflow", argv, lambda: http_ok(f"{base}/health"), ready_timeout_s=120, url=base
-    )
+        "mlflow", argv, lambda: http_ok(f"{base}/health"), ready_timeout_s=120, url=base,
+        env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+    )  # fmt: skip
 
 
 def prometheus_spec(port: int, config: Path, data_dir: Path) -> ProcessSpec | None:
