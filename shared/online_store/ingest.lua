@@ -28,24 +28,23 @@
 -- trending, segment popularity; marks {i}:ev:<id>; each event's user segment comes with it,
 -- read by the user part's check). With check = '1' a call only runs the first phase and
 -- returns what it would do (and, in mode 'user', the segment of each of its users).
--- ARGV: dedupe_ttl, hist_cap, trend_half_life, imp_ttl, user_ttl, unknown_item_ttl, seen_cap,
---       trend_cap, seg_cap, n_rings, then per ring
---       (granularity, slots, head_word, offset), then mode, check, then one JSON array of
---       events, each [event_id, user_id, item_id, ts, flags, weight, rating,
---       affinity_increment, genre_cols(, segment: mode 'item' only)]
+-- ARGV: the store's knobs as one JSON array [dedupe_ttl, hist_cap, trend_half_life, imp_ttl,
+--       user_ttl, unknown_item_ttl, seen_cap, trend_cap, seg_cap, n_rings, then per ring
+--       granularity, slots, head_word, offset] (one argument, not 18: a cluster batch is
+--       thousands of calls and redis-py packs each argument in Python), then mode, check,
+--       then one JSON array of events, each [event_id, user_id, item_id, ts, flags, weight,
+--       rating, affinity_increment, genre_cols(, segment: mode 'item' only)]
 -- Returns {applied, duplicates, mask, reasons, segments} (segments: user id, segment, ...).
-local ttl, hist_cap = tonumber(ARGV[1]), tonumber(ARGV[2])
-local trend_h, imp_ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
-local user_ttl, unknown_item_ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
-local seen_cap, trend_cap, seg_cap = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local h = cjson.decode(ARGV[1])
+local ttl, hist_cap, trend_h, imp_ttl = h[1], h[2], h[3], h[4]
+local user_ttl, unknown_item_ttl, seen_cap, trend_cap, seg_cap = h[5], h[6], h[7], h[8], h[9]
 local rings, p = {}, 11
-for r = 1, tonumber(ARGV[10]) do
-  rings[r] = {gran = tonumber(ARGV[p]), n = tonumber(ARGV[p + 1]),
-              head = tonumber(ARGV[p + 2]), off = tonumber(ARGV[p + 3])}
+for r = 1, h[10] do
+  rings[r] = {gran = h[p], n = h[p + 1], head = h[p + 2], off = h[p + 3]}
   p = p + 4
 end
-local mode, check = ARGV[p], ARGV[p + 1] == '1'
-local events = cjson.decode(ARGV[p + 2])
+local mode, check = ARGV[2], ARGV[3] == '1'
+local events = cjson.decode(ARGV[4])
 local do_user, do_item = mode ~= 'item', mode ~= 'user'
 local I = '{i}:'  -- the tag of every item-side key (shared/online_store/keys.py)
 local function mark_key(e)

@@ -81,18 +81,20 @@ class StoreWriter:
         self.semantics = semantics
         self.layout = CounterLayout(config)
         self.genres = GenreLookup(client, store.catalog_cache_size)
-        header = [
-            str(store.dedupe_ttl_s),
-            str(max(store.history_cap, config.hist_len)),
-            repr(store.trending_half_life_s),
-            str(store.impressions_ttl_s),
-            str(store.user_ttl_s),
-            str(store.unknown_item_ttl_s),
-            str(store.seen_cap),
-            str(store.trending_cap),
-            str(store.segment_cap),
-            *self.layout.lua_args(),
-        ]
+        header = orjson.dumps(
+            [
+                store.dedupe_ttl_s,
+                max(store.history_cap, config.hist_len),
+                store.trending_half_life_s,
+                store.impressions_ttl_s,
+                store.user_ttl_s,
+                store.unknown_item_ttl_s,
+                store.seen_cap,
+                store.trending_cap,
+                store.segment_cap,
+                *map(int, self.layout.lua_args()),
+            ]
+        )
         self._calls: NodeIngest | ClusterIngest = (
             ClusterIngest(client, header)
             if isinstance(client, RedisCluster)

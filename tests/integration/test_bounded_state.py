@@ -4,16 +4,18 @@ Events for ever new users and items stream in waves; with the store's TTLs short
 couple of seconds the key count and memory level off at what the last TTL window wrote, while
 the number of distinct ids keeps growing. The caps hold for one very active user (seen window,
 history), for trending and for a segment's popularity; the catalog's own items keep their
-counters.
+counters. The caps and TTLs are checked on a Redis Cluster too (the ``[cluster]`` cases).
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
 
 import pytest
 import redis
+from redis.cluster import RedisCluster
 
 from shared.events import Event
 from shared.features.config import DEFAULT_CONFIG
@@ -21,6 +23,8 @@ from shared.online_store import keys
 from shared.online_store.config import StoreConfig
 from shared.online_store.types import ItemRecord
 from shared.online_store.writer import StoreWriter
+from shared.platform.redis_client import SyncRedis
+from tests.utils.stores import STORE_KINDS, is_mark, store_target
 
 pytestmark = pytest.mark.integration
 
@@ -52,28 +56,39 @@ def test_random_new_ids_leave_key_count_and_memory_flat(redis_client: redis.Redi
     assert redis_client.zcard(keys.segment_popularity("all")) <= SHORT.segment_cap
 
 
-def test_one_very_active_user_keeps_a_bounded_seen_window(redis_client: redis.Redis) -> None:
-    writer = StoreWriter(redis_client, store=SHORT)
+@pytest.fixture(params=STORE_KINDS)
+def store(request: pytest.FixtureRequest) -> Iterator[SyncRedis]:
+    """A flushed store: a database of the session's Redis, or its Redis Cluster."""
+    client = store_target(request, request.param, 0).flushed()
+    yield client
+    client.close()
+
+
+def test_one_very_active_user_keeps_a_bounded_seen_window(store: SyncRedis) -> None:
+    writer = StoreWriter(store, store=SHORT)
     t0 = time.time() - 1000
     clicks = [Event(event_id=f"a-{k}", user_id="busy", item_id=f"it-{k}", type="click",
                     timestamp=t0 + k) for k in range(300)]  # fmt: skip
     for k in range(0, 300, 100):
         writer.apply_events(clicks[k : k + 100])
-    seen = [i.decode() for i in redis_client.zrange(keys.user_seen("busy"), 0, -1)]
+    seen = [i.decode() for i in store.zrange(keys.user_seen("busy"), 0, -1)]
     assert seen == [f"it-{k}" for k in range(250, 300)]  # the latest seen_cap, oldest first
     kept = max(SHORT.history_cap, DEFAULT_CONFIG.hist_len)  # the model's history length at least
-    assert redis_client.zcard(keys.user_history("busy")) == kept <= SHORT.seen_cap
-    assert 0 < redis_client.ttl(keys.user_hash("busy")) <= SHORT.user_ttl_s
-    assert 0 < redis_client.ttl(keys.user_seen("busy")) <= SHORT.user_ttl_s
+    assert store.zcard(keys.user_history("busy")) == kept <= SHORT.seen_cap
+    assert 0 < store.ttl(keys.user_hash("busy")) <= SHORT.user_ttl_s
+    assert 0 < store.ttl(keys.user_seen("busy")) <= SHORT.user_ttl_s
 
 
-def test_catalog_items_keep_their_counters_and_others_expire(redis_client: redis.Redis) -> None:
-    writer = StoreWriter(redis_client, store=SHORT)
+def test_catalog_items_keep_their_counters_and_others_expire(store: SyncRedis) -> None:
+    writer = StoreWriter(store, store=SHORT)
     writer.put_items([ItemRecord("known", genres=("Drama",))])
     now = time.time()
     writer.apply_events([
         Event(event_id="k1", user_id="x", item_id="known", type="click", timestamp=now),
         Event(event_id="k2", user_id="x", item_id="stranger", type="click", timestamp=now),
     ])  # fmt: skip
-    assert redis_client.ttl(keys.item_counters("known")) == -1  # no expiry: the catalog bounds it
-    assert 0 < redis_client.ttl(keys.item_counters("stranger")) <= SHORT.unknown_item_ttl_s
+    assert store.ttl(keys.item_counters("known")) == -1  # no expiry: the catalog bounds it
+    assert 0 < store.ttl(keys.item_counters("stranger")) <= SHORT.unknown_item_ttl_s
+    marks = [k for k in store.scan_iter(count=1000) if is_mark(k)]
+    assert len(marks) == (4 if isinstance(store, RedisCluster) else 2)  # a part's each
+    assert all(0 < store.ttl(k) <= SHORT.dedupe_ttl_s for k in marks)
