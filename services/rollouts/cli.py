@@ -253,8 +253,11 @@ def show_analysis(f: dict[str, Any]) -> str:
                          f"p={row['p_value']} {row['decision']}")  # fmt: skip
         if comparison.get("cuped"):
             c = comparison["cuped"]
+            seq = c.get("sequential") or {}
             lines.append(f"{arm} CUPED {c['metric']}: lift {c['lift']} variance reduction "
-                         f"{c['variance_reduction']}")  # fmt: skip
+                         f"{c['variance_reduction']}; always-valid lift {seq.get('lift')} "
+                         f"[{seq.get('ci_low')}, {seq.get('ci_high')}] "
+                         f"{seq.get('decision', '')}")  # fmt: skip
     return "\n".join(lines)
 
 

@@ -77,7 +77,24 @@ def test_a_better_arm_shows_a_positive_lift_and_cuped_narrows_it() -> None:
     cuped = look["comparisons"]["treatment"]["cuped"]
     assert cuped["variance_reduction"] > 0.1, cuped  # pre-period clicks explain the level
     assert cuped["ci_low"] > 0
+    # the always-valid test on the adjusted values: found, and narrower than on the raw ones
+    sequential = cuped["sequential"]
+    assert sequential["decision"] == "better" and sequential["ci_low"] > 0, sequential
+    width = sequential["ci_high"] - sequential["ci_low"]
+    assert width < row["ci_high"] - row["ci_low"], (sequential, row)
     assert look["arms"]["treatment"]["users"] + look["arms"]["control"]["users"] == 3000
+
+
+def test_cuped_keeps_its_first_slope_across_looks() -> None:
+    join = ab_join(4, 1500, {"control": 0.5, "treatment": 0.55},
+                   {"control": 0.5, "treatment": 0.5}, pre_weight=1.0)  # fmt: skip
+    spec = spec_of(EXP, [("control", 0.5), ("treatment", 0.5)])
+    carried = Carried()
+    first = analyse(spec, JoinExposure(join), carried)["comparisons"]["treatment"]["cuped"]
+    carried.cuped_theta["treatment"] = 0.0  # a different slope: the next look must use it
+    second = analyse(spec, JoinExposure(join), carried)["comparisons"]["treatment"]["cuped"]
+    assert first["sequential"]["theta"] > 0 and second["sequential"]["theta"] == 0.0
+    assert ("treatment", "cuped") in carried.tests
 
 
 def test_the_sequential_lift_is_carried_between_looks() -> None:

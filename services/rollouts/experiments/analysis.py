@@ -30,7 +30,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from services.rollouts.exposure_join import UnitArrays
-from shared.stats.cuped import cuped_estimate
+from shared.stats.cuped import cuped_arm_stats, cuped_estimate, cuped_theta
 from shared.stats.interleaving import count_preferences, preference_delta, preference_test
 from shared.stats.power import mde_means
 from shared.stats.ratio import summarize
@@ -97,6 +97,9 @@ class Carried:
 
     tests: dict[tuple[str, str], SequentialResult] = field(default_factory=dict)
     preference: RateInterval | None = None  # interleaving: the always-valid share preferring b
+    # CUPED's slope per arm, fixed at the first look with enough users: the sequential test
+    # then runs on one fixed transformation of each user's metric (a strict martingale)
+    cuped_theta: dict[str, float] = field(default_factory=dict)
 
 
 def _per_user(units: UnitArrays, metric: str) -> NDArray[np.float64]:
@@ -228,19 +231,31 @@ def _compare(spec: AnalysisSpec, exposure: ExperimentExposure, c: UnitArrays, t:
                 row["mde_relative"] = _num(mde / cs.mean)
         figures[metric] = row
     if enough and spec.primary in PER_USER:
-        figures["cuped"] = _cuped(spec, exposure, c, t)
+        figures["cuped"] = _cuped(spec, exposure, c, t, arm, carried)
     return figures
 
 
-def _cuped(spec: AnalysisSpec, exposure: ExperimentExposure, c: UnitArrays,
-           t: UnitArrays) -> dict[str, Any]:  # fmt: skip
-    """The primary metric CUPED-adjusted on each user's pre-period clicks."""
+def _cuped(spec: AnalysisSpec, exposure: ExperimentExposure, c: UnitArrays, t: UnitArrays,
+           arm: str, carried: Carried) -> dict[str, Any]:  # fmt: skip
+    """The primary metric CUPED-adjusted on each user's pre-period clicks: the fixed-horizon
+    figures, and the always-valid test on the adjusted values (``sequential``)."""
     xc = np.asarray(exposure.pre_period(spec.experiment_id, c.user_ids), dtype=np.float64)
     xt = np.asarray(exposure.pre_period(spec.experiment_id, t.user_ids), dtype=np.float64)
-    r = cuped_estimate(_per_user(c, spec.primary), xc, _per_user(t, spec.primary), xt,
-                       alpha=spec.alpha)  # fmt: skip
-    base = float(_per_user(c, spec.primary).mean()) or math.nan
+    yc, yt = _per_user(c, spec.primary), _per_user(t, spec.primary)
+    r = cuped_estimate(yc, xc, yt, xt, alpha=spec.alpha)
+    base = float(yc.mean()) or math.nan
+    theta = carried.cuped_theta.setdefault(arm, cuped_theta(yc, xc, yt, xt))
+    adjusted = cuped_arm_stats(yc, xc, yt, xt, theta=theta)
+    sequential: dict[str, Any] = {"theta": _num(theta)}
+    if adjusted[0].mean > 0 and adjusted[1].mean > 0:
+        test = msprt_relative(*adjusted, alpha=spec.alpha,
+                              previous=carried.tests.get((arm, "cuped")))  # fmt: skip
+        carried.tests[(arm, "cuped")] = test
+        sequential.update(lift=_num(test.estimate), ci_low=_num(test.ci_low),
+                          ci_high=_num(test.ci_high), p_value=_num(test.p_value),
+                          decision=test.decision)  # fmt: skip
     return {
+        "sequential": sequential,
         "metric": spec.primary, "theta": _num(r.theta),
         "estimate": _num(r.estimate), "ci_low": _num(r.ci_low), "ci_high": _num(r.ci_high),
         "p_value": _num(r.p_value), "lift": _num(r.estimate / base),

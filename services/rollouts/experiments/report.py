@@ -141,9 +141,12 @@ def render(experiment: dict[str, Any], looks: list[dict[str, Any]]) -> str:
         for arm, comparison in latest.get("comparisons", {}).items():
             cuped = comparison.get("cuped")
             if cuped:
+                seq = cuped.get("sequential") or {}
                 parts.append(f"<p>{html.escape(arm)} CUPED ({cuped['metric']}): lift "
                              f"{cuped['lift']}, variance reduction "
-                             f"{cuped['variance_reduction']}</p>")  # fmt: skip
+                             f"{cuped['variance_reduction']}; always-valid lift "
+                             f"{seq.get('lift')} [{seq.get('ci_low')}, {seq.get('ci_high')}] "
+                             f"{html.escape(str(seq.get('decision', '')))}</p>")  # fmt: skip
     parts.append(_arms_table(latest))
     parts.append(_novelty_table(latest.get("novelty", []), arms))
     parts.append("</body></html>")
