@@ -26,7 +26,9 @@ def build_app(settings: Settings) -> Service:
         app.state.redis = deps.redis(settings.redis_url, cluster=settings.redis_cluster)
         app.state.store = OnlineStore(app.state.redis, store=settings.store_config())
         if data is not None:
-            keeper = StoreKeeper(settings.redis_url, data, settings.bootstrap_check_s)
+            keeper = StoreKeeper(
+                settings.redis_url, data, settings.bootstrap_check_s, settings.redis_cluster
+            )
 
             async def kept() -> tuple[bool, str]:  # informational: reads serve meanwhile
                 return keeper.state.startswith("ok"), keeper.state

@@ -17,12 +17,11 @@ import logging
 import time
 from pathlib import Path
 
-import redis
 from prometheus_client import Counter
 
 from shared.online_store import keys
 from shared.online_store.health import REBUILDING, REBUILDING_TTL_S
-from shared.platform.redis_client import create_redis
+from shared.platform.redis_client import REDIS_ERRORS, SyncRedis, create_redis
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +47,11 @@ def check_bootstrap_data(path: str) -> Path:
 class StoreKeeper:
     """Watches the catalog; re-runs the bootstrap from ``data_dir`` when it is gone."""
 
-    def __init__(self, redis_url: str, data_dir: Path, interval_s: float) -> None:
+    def __init__(
+        self, redis_url: str, data_dir: Path, interval_s: float, cluster: bool = False
+    ) -> None:
         self.redis_url = redis_url
+        self.cluster = cluster
         self.data_dir = data_dir
         self.interval_s = interval_s
         self.state = "not checked yet"
@@ -60,7 +62,7 @@ class StoreKeeper:
         while True:
             try:
                 await asyncio.to_thread(self.check_once)
-            except (redis.RedisError, OSError) as exc:  # Redis down: its readiness says so
+            except REDIS_ERRORS as exc:  # Redis down: its readiness says so
                 self.state = f"cannot check the store: {exc}"
             except Exception as exc:  # a failed rebuild is logged and tried again
                 log.exception("store rebuild failed")
@@ -69,7 +71,7 @@ class StoreKeeper:
 
     def check_once(self) -> bool:
         """Rebuild if the catalog is missing; True when a rebuild ran."""
-        client = create_redis(self.redis_url)
+        client = create_redis(self.redis_url, cluster=self.cluster)
         try:
             if client.exists(keys.CATALOG_IDS):
                 if not self.state.startswith("ok"):
@@ -80,7 +82,7 @@ class StoreKeeper:
         finally:
             client.close()
 
-    def _rebuild(self, client: redis.Redis) -> None:
+    def _rebuild(self, client: SyncRedis) -> None:
         from services.feature_store.bootstrap import bootstrap  # pandas: only when needed
 
         started = time.time()

@@ -20,9 +20,8 @@ import logging
 import time
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from shared.online_store import keys
+from shared.platform.redis_client import REDIS_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +37,7 @@ async def store_problem(redis: Any) -> str:
         pipe.exists(keys.CATALOG_IDS)
         pipe.get(REBUILDING)
         has_catalog, rebuilding = await pipe.execute()
-    except (RedisError, OSError):
+    except REDIS_ERRORS:  # a cluster with no node reachable raises no RedisError
         return ""
     if rebuilding is not None:
         since = time.time() - float(rebuilding)
