@@ -52,13 +52,18 @@ def item_event(event_id: str) -> bytes:
     return ITEM_TAG + b"ev:" + event_id.encode()
 
 
-def mget(pipe: Any, names: list[bytes]) -> None:
+def mget(pipe: Any, names: list[bytes], node: Any = None) -> None:
     """Queue an MGET of same-slot keys on a (sync or async, cluster or not) pipeline.
 
     redis-py's cluster pipelines refuse ``.mget()`` even when every key shares a slot; the raw
-    command is routed by its keys' one slot (a cross-slot one still fails, loudly).
+    command is routed by its keys' one slot (a cross-slot one still fails, loudly). ``node``
+    (a cluster's node of that slot) skips the routing: redis-py would hash every key in
+    Python first (1.5 ms of a 500-key read measured); a slot moved since is retried routed.
     """
-    pipe.execute_command("MGET", *names)
+    if node is None:
+        pipe.execute_command("MGET", *names)
+    else:
+        pipe.execute_command("MGET", *names, target_nodes=node)
 
 
 def _user(user_id: str, suffix: bytes) -> bytes:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 from shared.features.config import DEFAULT_CONFIG, FeatureConfig
 from shared.features.counters import smoothed_rate
@@ -34,6 +35,7 @@ from shared.platform.redis_client import AsyncRedis
 
 _AFFINITY_FIELDS = [f"a{g}".encode() for g in range(N_GENRES)]
 # Columns of OnlineStore.counter_features (what the read cache keeps per item).
+_ITEM_SLOT_KEY = keys.ITEM_TAG.decode()  # any key of the item side names its slot
 COUNTER_FEATURES = ("count_1h", "count_24h", "count_7d", "total", "likes", "clicks", "impressions")
 
 
@@ -143,9 +145,9 @@ class OnlineStore:
         pipe = self.redis.pipeline(transaction=False)
         pipe.get(keys.CATALOG_VERSION)
         if missing:
-            keys.mget(pipe, [keys.item(i) for i in missing])
+            keys.mget(pipe, [keys.item(i) for i in missing], await self._item_node())
         if stale_ids:
-            keys.mget(pipe, [keys.item_counters(i) for i in stale_ids])
+            keys.mget(pipe, [keys.item_counters(i) for i in stale_ids], await self._item_node())
         version, *rest = await pipe.execute()
         records = rest[0] if missing else []
         if version != self._catalog_version:
@@ -159,6 +161,13 @@ class OnlineStore:
             values[stale] = fetched
             self._counters.store(rows[stale], fetched, bucket)
         return self._item_batch(ids, values, rows)
+
+    async def _item_node(self) -> Any:
+        """On a cluster, the node of the item-side slot (``keys.mget``); None on one Redis."""
+        if not isinstance(self.redis, AsyncRedisCluster):
+            return None
+        await self.redis.initialize()  # the slot table (a no-op once it is known)
+        return self.redis.get_node_from_key(_ITEM_SLOT_KEY)
 
     async def _reset_catalog(
         self, version: bytes | None, ids: list[str], missing: list[str], records: list[Any]
