@@ -30,6 +30,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy: see services
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
+import dataclasses  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -265,7 +266,8 @@ async def _timed_async(fn: Any, n: int) -> dict[str, float]:
 async def stage_timings(env: dict[str, str], n: int = 500) -> dict[str, Any]:
     """ANN top-500, the ranker on 500 candidates and the 500-item feature read, in isolation,
     and the stage wire: encoding and checking a 500-item frame."""
-    from services.gateway.request_state import request_context
+    from services.candidate_generation.ease_score import EaseScore
+    from services.gateway.request_state import full_history, request_context
     from services.ranking.item_table import item_table
     from services.ranking.scorer import MultiTaskRanker, RankerKnobs
     from services.ranking.stage import RankingStage
@@ -297,6 +299,8 @@ async def stage_timings(env: dict[str, str], n: int = 500) -> dict[str, Any]:
                for _ in range(20)]  # fmt: skip
     batch = await store.get_items(samples[0], now)
     frame = Frame(list(batch.item_ids), hydrate(batch, users[0], STORE_COLUMN_NAMES))
+    full = dataclasses.replace(users[0].features, history=tuple(full_history(users[0])))
+    frame = EaseScore().annotate(frame, full, bundle)  # candidate generation's column
     ranker = MultiTaskRanker()
     rfeeds = encode_ranker(users[0].features, item_table(frame, cfg), now, cfg)
     fp32_session = create_session(Path(env["CASCADE_MODELS_DIR"]) / "ranker" / "ranker.onnx")

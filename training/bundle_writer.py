@@ -95,6 +95,8 @@ def _ranker_part(res: ProtocolResult, cfg: PipelineConfig, b: Bundle) -> dict[st
         "like_weight": cfg.ranker.like_weight,
         "like_threshold": fb.cfg.like_threshold,
         "n_candidates": cfg.n_candidates,
+        "ease_candidates": cfg.ease_candidates,
+        "ease_score": "item_index/item_item.npz weights summed over the user's history (seen)",
         "mmr_lambda": cfg.mmr_lambda,
         "rerank_depth": cfg.rerank_depth,
         # The ranker carries a frozen copy of this bundle's two-tower (user·item similarity).
@@ -102,7 +104,7 @@ def _ranker_part(res: ProtocolResult, cfg: PipelineConfig, b: Bundle) -> dict[st
         "training": res.extra.get("ranker_training", {}),
     }
     (b.ranker / "ranker_meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-    drift_reference(res, cfg.n_candidates).save(b.ranker)  # docs/monitoring.md
+    drift_reference(res).save(b.ranker)  # docs/monitoring.md
     return figures
 
 
@@ -111,6 +113,7 @@ def _ranker_feeds(res: ProtocolResult, user: int, items: np.ndarray) -> dict[str
     feeds = {k: v[user : user + 1] for k, v in res.extra["user_feeds"].items()}
     feeds.update(res.fb.ranker_item_inputs(items, float(res.extra["queries"].now[0])))
     feeds["cross"] = cross_columns(feeds["user_genre_affinity"], feeds["item_genres"])
+    feeds["ease_score"] = res.extra["ease_scores"][user, items].astype(np.float32)
     return feeds
 
 

@@ -18,6 +18,8 @@ class RetrievalConfig:
     ema_decay: float = 0.99  # weights evaluated and kept: a per-step exponential moving average
     patience: int = 1  # epochs without a better validation score before stopping
     temperature: float = 0.07
+    full_softmax: bool = False  # every item as a negative (no sampling, no logQ correction)
+    separate_history: bool = False  # the history pools its own item table, not the item tower's
     n_uniform_negatives: int = 256
     max_train_rows: int | None = None
     user_time: str = "event"  # "event" (point-in-time) or "last" (see retrieval.example_times)
@@ -50,6 +52,7 @@ class PipelineConfig:
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     ranker: RankerConfig = field(default_factory=RankerConfig)
     n_candidates: int = 200  # retrieval depth handed to the ranker
+    hist_len: int = 50  # history items the towers and ranker read (the store keeps 100)
     refit_retrieval: bool = True  # fit the two-tower again on all training events (see protocol)
     rerank_depth: int = 50  # MMR re-ranks this many top-ranked items
     mmr_lambda: float = 0.9
@@ -62,7 +65,8 @@ class PipelineConfig:
     knn_neighbours: int = 100
     ease_lambdas: tuple[float, ...] = (50.0, 100.0, 250.0, 500.0, 1000.0)  # chosen on validation
     item_item_top_n: int = 200  # EASE weights kept per item for serving (item_index/item_item.npz)
-    ease_candidates: int = 100  # the served EASE source's quota (candidate recall with it)
+    ease_candidates: int = 100  # the served EASE source's quota (the pipeline ranks its items)
+    ease_history: int = 2000  # latest items it scores from: the seen window (StoreConfig.seen_cap)
     max_eval_users: int | None = None
     protocols: tuple[str, ...] = ("temporal", "recbole")
     tiny: bool = False

@@ -15,26 +15,25 @@ import numpy as np
 from shared.features.encoders import cross_columns
 from shared.monitors.features import item_values, user_values
 from shared.monitors.reference import DriftReference, build_reference
-from training.evaluation.evaluate import top_k
 from training.models.ranker import HEADS
 from training.protocol import ProtocolResult
 from training.ranking import score_candidates
-from training.retrieval import user_embeddings
 
 
-def drift_reference(res: ProtocolResult, n_candidates: int) -> DriftReference:
-    """Reference bins from ``res``'s evaluation queries × their top ``n_candidates``."""
+def drift_reference(res: ProtocolResult) -> DriftReference:
+    """Reference bins from ``res``'s evaluation queries × their merged candidates."""
     q, users = res.extra["queries"], res.extra["user_feeds"]
     fb = res.extra.get("feature_builder", res.fb)
-    u = user_embeddings(res.two_tower, users)
-    cands = top_k(u @ res.item_emb.T, q.seen, n_candidates)
-    p_interact, p_like, _ = score_candidates(res.ranker, fb, users, cands, q.now)
-    rows = np.repeat(np.arange(len(cands)), cands.shape[1])
-    feeds = fb.ranker_item_inputs(cands.reshape(-1), q.now[rows])
+    cands, valid, ease = res.extra["candidates"], res.extra["valid"], res.extra["candidate_ease"]
+    p_interact, p_like, _ = score_candidates(res.ranker, fb, users, cands, q.now, ease)
+    p_interact, p_like = p_interact[valid], p_like[valid]
+    rows = np.repeat(np.arange(len(cands)), cands.shape[1])[valid.reshape(-1)]
+    feeds = fb.ranker_item_inputs(cands[valid], q.now[rows])
     feeds["cross"] = cross_columns(users["user_genre_affinity"][rows], feeds["item_genres"])
     meta: dict[str, Any] = {
         "source": "evaluation queries ranking their retrieval candidates (training export)",
-        "n_candidates": int(cands.shape[1]),
+        "n_candidates": int(cands.shape[1]),  # two-tower and EASE quotas (duplicates left out)
+        "n_scored": int(valid.sum()),
     }
     scores = dict(zip(HEADS, (p_interact, p_like), strict=True))
     return build_reference(user_values(users), item_values(feeds), scores, meta)

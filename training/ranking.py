@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from shared.features.config import DEFAULT_CONFIG, FeatureConfig
 from shared.features.encoders import cross_columns
 from training.config import RankerConfig
-from training.evaluation.evaluate import Queries, top_k
+from training.evaluation.evaluate import Queries, ease_matrix, merged_candidates
 from training.features.builder import FeatureBuilder
 from training.models.ranker import RANKER_INPUTS, MMoERanker
 from training.models.two_tower import USER_INPUTS, TwoTower
@@ -45,7 +45,7 @@ class RankerExamples:
     now: np.ndarray  # [n_queries] query times
     query: np.ndarray  # [R] row → query
     items: np.ndarray  # [R] item indices
-    item: dict[str, np.ndarray]  # [R, ...] item-side ranker inputs (incl. ``cross``) at query time
+    item: dict[str, np.ndarray]  # [R, ...] item-side inputs (incl. cross, ease_score) at query time
     y_interact: np.ndarray  # [R] 1 = the user interacted with the item in the hold-out period
     y_like: np.ndarray  # [R] 1 = ... and rated it >= like threshold
     weight: np.ndarray  # [R] interact-head weight: graded by rating for positives
@@ -77,7 +77,7 @@ def concat_examples(parts: list[RankerExamples]) -> RankerExamples:
 
 
 def example_rows(
-    candidates: np.ndarray,
+    candidates: np.ndarray | list[np.ndarray],
     q: Queries,
     n_items: int,
     n_random: int,
@@ -122,15 +122,23 @@ def build_examples(
     n_random: int,
     rng: np.random.Generator,
     not_negative: sp.csr_matrix | None = None,
+    item_item: sp.csr_matrix | None = None,
+    n_ease: int = 0,
+    history: sp.csr_matrix | None = None,
 ) -> RankerExamples:
-    """Label ``model``'s top ``n_candidates`` for each query of ``q`` (relevant = the query's
-    hold-out items, with their ``ratings``); every input from ``fb`` at the query's time.
-    Items of ``not_negative`` (queries × items) are left out unless relevant."""
+    """Label the candidates of each query of ``q`` (``model``'s top ``n_candidates`` and the
+    EASE source's top ``n_ease`` from ``item_item``; relevant = the query's hold-out items, with
+    their ``ratings``); every input from ``fb`` at the query's time, the EASE scores from the
+    query's ``history`` (queries × items; default its seen items). Items of ``not_negative``
+    (queries × items) are left out unless relevant."""
     user = fb.user_inputs(q.uidx, q.now)
     u = user_embeddings(model, user)
     v = item_embeddings(model, fb)
-    cands = top_k(u @ v.T, q.seen, n_candidates)
-    query, items = example_rows(cands, q, len(fb.item_ids), n_random, rng, not_negative)
+    history = q.seen if history is None else history
+    ease = ease_matrix(history, _or_empty(item_item, len(fb.item_ids)))
+    cands, _, valid = merged_candidates(u @ v.T, ease, history, q.seen, n_candidates, n_ease)
+    found = [c[ok] for c, ok in zip(cands, valid, strict=True)]
+    query, items = example_rows(found, q, len(fb.item_ids), n_random, rng, not_negative)
     pos = np.array([i in q.relevant[r] for r, i in zip(query, items, strict=True)])
     rating = np.array(
         [
@@ -140,6 +148,7 @@ def build_examples(
     )
     item = fb.ranker_item_inputs(items, q.now[query])
     item["cross"] = cross_columns(user["user_genre_affinity"][query], item["item_genres"])
+    item["ease_score"] = ease[query, items]
     return RankerExamples(
         user=user,
         uidx=q.uidx,
@@ -152,6 +161,11 @@ def build_examples(
         weight=np.where(pos, 0.5 + rating / 5.0, 1.0).astype(np.float32),
         sim=np.einsum("rd,rd->r", u[query], v[items]).astype(np.float32),
     )
+
+
+def _or_empty(weights: sp.csr_matrix | None, n_items: int) -> sp.csr_matrix:
+    """The item-item weights, or all-zero ones (no EASE: every EASE score is 0)."""
+    return weights if weights is not None else sp.csr_matrix((n_items, n_items), dtype=np.float32)
 
 
 def _loss(logit: torch.Tensor, y: torch.Tensor, w: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -171,13 +185,15 @@ def train_ranker(
     on_step: Callable[[int], None] | None = None,
     validate: Callable[[MMoERanker], float] | None = None,
     feature_cfg: FeatureConfig = DEFAULT_CONFIG,
+    ease_scale: float = 0.0,
 ) -> tuple[MMoERanker, dict[str, Any]]:
     """Fit the ranker on hold-out examples made by ``retrieval`` (which it carries, frozen, and
     which recomputes ``ex.sim`` from the ranker's inputs).
 
     With ``validate`` (higher is better) the ranker is scored before training and
     ``cfg.evals_per_epoch`` times per epoch, and the best weights are kept: the untrained ranker
-    orders candidates exactly like retrieval, so the kept one is never worse on validation.
+    orders candidates by the blend sim / temperature + ``ease_scale`` · EASE score (the weight
+    chosen on validation beforehand), so the kept one is never worse on validation than it.
     Returns the ranker and a summary of its training (rows, positives, kept checkpoint).
     """
     rng = np.random.default_rng(seed + 1)
@@ -192,7 +208,9 @@ def train_ranker(
         like_weight=cfg.like_weight,
         field_dropout=cfg.field_dropout,
     )
-    _init_bias(model, ex, temperature)
+    with torch.no_grad():
+        model.ease_scale.fill_(ease_scale)
+    _init_bias(model, ex, temperature, ease_scale)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     balance = query_balance(ex)
@@ -240,7 +258,8 @@ def train_ranker(
         "queries": len(ex.now),
         "kept_epoch": best.at,
         "val_ndcg@10": best.score,
-        "val_ndcg@10_retrieval_order": best.first,
+        "val_ndcg@10_retrieval_order": best.first,  # the blend, before training
+        "ease_scale_init": ease_scale,
     }
     return model, summary
 
@@ -256,9 +275,12 @@ def query_balance(ex: RankerExamples) -> np.ndarray:
     )
 
 
-def _init_bias(model: MMoERanker, ex: RankerExamples, temperature: float) -> None:
-    """Each head starts at its base rate on the examples, ordered by the similarity alone."""
+def _init_bias(
+    model: MMoERanker, ex: RankerExamples, temperature: float, ease_scale: float = 0.0
+) -> None:
+    """Each head starts at its base rate on the examples, ordered by the retrieval blend."""
     mean_logit = float(np.mean(ex.sim)) / temperature
+    mean_logit += ease_scale * float(np.mean(ex.item["ease_score"]))
     with torch.no_grad():
         for h, y in enumerate((ex.y_interact, ex.y_like)):
             rate = float(np.clip(y.mean(), 1e-4, 1 - 1e-4))
@@ -307,9 +329,11 @@ def score_candidates(
     user_feeds: dict[str, np.ndarray],
     candidates: np.ndarray,
     now: np.ndarray,
+    ease: np.ndarray | None = None,
     chunk_users: int = 64,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(p_interact, p_like, score), each [n_users, K], for each user's candidate items.
+    """(p_interact, p_like, score), each [n_users, K], for each user's candidate items, whose
+    EASE scores are ``ease`` [n_users, K] (None: 0).
 
     Same function as ``model.forward`` (the exported graph), but each user and item embedding of
     the frozen two-tower is computed once instead of once per (user, item) row.
@@ -327,6 +351,9 @@ def score_candidates(
         feeds["cross"] = cross_columns(
             user_feeds["user_genre_affinity"][rows], feeds["item_genres"]
         )
+        feeds["ease_score"] = (
+            np.zeros(len(rows), np.float32) if ease is None else ease[users].reshape(-1)
+        ).astype(np.float32)
         t = {key: _t(feeds[key]) for key in RANKER_INPUTS}
         sim = _t(np.einsum("rd,rd->r", u[rows], v[items]))
         res = model.outputs(model.head_logits(t, sim, user_row=_t(rows - s)))

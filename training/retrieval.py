@@ -47,7 +47,7 @@ def train_two_tower(
     user_t = {k: _t(users[k]) for k in USER_INPUTS}
     item_t = {k: _t(v) for k, v in fb.item_inputs(np.arange(len(fb.item_ids))).items()}
     log_q = _log_q(iidx, len(fb.item_ids), cfg)
-    model = TwoTower(fb.cfg, cfg.dim)
+    model = TwoTower(fb.cfg, cfg.dim, cfg.separate_history)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     ema = EmaWeights(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     n_batches = (len(iidx) + cfg.batch_size - 1) // cfg.batch_size
@@ -58,9 +58,12 @@ def train_two_tower(
         total = 0.0
         for s in range(0, len(perm), cfg.batch_size):
             b = perm[s : s + cfg.batch_size]
-            neg = rng.integers(0, len(fb.item_ids), cfg.n_uniform_negatives)
             feeds = {k: v[_t(b)] for k, v in user_t.items()}
-            loss = softmax_loss(model, feeds, item_t, iidx[b], neg, log_q, cfg.temperature)
+            if cfg.full_softmax:
+                loss = full_softmax_loss(model, feeds, item_t, iidx[b], cfg.temperature)
+            else:
+                neg = rng.integers(0, len(fb.item_ids), cfg.n_uniform_negatives)
+                loss = softmax_loss(model, feeds, item_t, iidx[b], neg, log_q, cfg.temperature)
             opt.zero_grad()
             torch.autograd.backward(loss)
             opt.step()
@@ -141,6 +144,23 @@ def softmax_loss(
     hit[torch.arange(len(pos)), torch.arange(len(pos))] = False
     logits = logits.masked_fill(hit, float("-inf"))
     return F.cross_entropy(logits, torch.arange(len(pos)))
+
+
+def full_softmax_loss(
+    model: TwoTower,
+    user_feeds: dict[str, torch.Tensor],
+    item_t: dict[str, torch.Tensor],
+    pos: np.ndarray,
+    temperature: float,
+) -> torch.Tensor:
+    """Softmax of each user's positive against the whole catalogue (1682 items: one item-tower
+    pass per step costs about what the sampled one does, and needs no logQ correction)."""
+    feeds = dict(user_feeds)
+    pos_t = _t(pos)
+    feeds["hist_item_hash"] = mask_target(feeds["hist_item_hash"], item_t["item_id_hash"][pos_t])
+    u = model.user_tower(**feeds)
+    v = model.item_tower(**item_t)
+    return F.cross_entropy(u @ v.T / temperature, pos_t)
 
 
 def example_times(train: pd.DataFrame, mode: str) -> np.ndarray:

@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 
+from services.candidate_generation.ease_score import EaseScore
 from services.candidate_generation.merge import Merge
 from services.candidate_generation.sources.base import SourceCall, SourceResult
 from shared.frame import Frame
@@ -62,7 +63,8 @@ class CandidateGenerationStage:
     ) -> None:
         self.sources = list(sources)
         self.merger = Merge()
-        self.components = [*self.sources, self.merger]
+        self.ease_score = EaseScore()
+        self.components = [*self.sources, self.merger, self.ease_score]
         self.knobs = KnobTable(self.components)
         self.store = store  # set by a service whose Redis opens in its lifespan
         self.models = models
@@ -77,8 +79,8 @@ class CandidateGenerationStage:
         return ()
 
     def provides(self) -> tuple[str, ...]:
-        """One score column per source."""
-        return tuple(c for s in self.sources for c in s.provides)
+        """One score column per source, and every candidate's EASE score."""
+        return (*(c for s in self.sources for c in s.provides), *self.ease_score.provides)
 
     async def run(self, ctx: RequestContext, frame: Frame) -> StageResult[CandidatesInfo]:
         """The merged candidates of the request's user under its variant's retrieval model."""
@@ -92,6 +94,7 @@ class CandidateGenerationStage:
         by_name = {r.source: r for r in done}
         ordered = [by_name[s.name] for s in self.sources if s.name in by_name]
         merged = self.merger.merge(ordered, knobs[self.merger.name])  # type: ignore[arg-type]
+        merged = self.ease_score.annotate(merged, call.user, bundle)
         sources = {r.source: SourceStatus(len(r.item_ids), round(r.elapsed_ms, 3), r.error)
                    for r in ordered}  # fmt: skip
         models = {p: bundle.labels.get(p, bundle.bundle_id) for p in ("user_tower", "item_index")}

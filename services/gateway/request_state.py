@@ -11,7 +11,7 @@ import numpy as np
 from shared.features import UserFeatures
 from shared.frame import Frame
 from shared.online_store.types import UserState
-from shared.pipeline.context import RequestContext, UserContext, VariantSpec
+from shared.pipeline.context import MAX_HISTORY, RequestContext, UserContext, VariantSpec
 
 if TYPE_CHECKING:
     from services.gateway.experiments.assign import ExperimentDecision
@@ -25,13 +25,23 @@ def seed_of(request_id: str) -> int:
     return int.from_bytes(digest, "little") >> 1
 
 
+def full_history(state: UserState) -> list[str]:
+    """The user's whole seen window, the stored recent history last (oldest → newest) and the
+    older seen items before it (by id: the store keeps their times, the reader not their
+    order). The towers read the last ``hist_len``; the EASE scores and the two-tower source's
+    history exclusion read all of it (training scores EASE from every known item)."""
+    recent = list(dict.fromkeys(state.features.history))
+    older = sorted(state.seen.difference(recent))
+    return (older + recent)[-MAX_HISTORY:]
+
+
 def user_context(state: UserState) -> UserContext:
     """The part of the user's state every stage gets."""
     f = state.features
     return UserContext(
         user_id=f.user_id, known=state.known, age=f.age, gender=f.gender,
         occupation=f.occupation, zip_code=f.zip_code, region=state.region,
-        segment=state.segment, history=list(f.history),
+        segment=state.segment, history=full_history(state),
         genre_affinity=None if f.genre_affinity is None else list(f.genre_affinity),
         n_events=f.n_events, rating_sum=f.rating_sum, n_ratings=f.n_ratings,
         last_event_ts=f.last_event_ts,

@@ -36,7 +36,7 @@ class MultiTaskRanker:
     """One ONNX run for all candidates of a request."""
 
     name = "ranker"
-    needs = ITEM_INPUTS
+    needs = (*ITEM_INPUTS, "ease_score")
     provides = ("score", "head_*")
     Knobs = RankerKnobs
 
@@ -73,7 +73,10 @@ class MultiTaskRanker:
         if len(frame) == 0:
             empty = np.zeros(0, dtype=np.float32)
             return empty, dict.fromkeys(heads, empty)
-        feeds = encode_ranker(user, item_table(frame, model.config), now, model.config)
+        table = item_table(frame, model.config)
+        feeds = encode_ranker(user, table, now, model.config, frame["ease_score"])
+        if len(feeds) > len(model.input_names):  # a ranker before issue 13 had no ease_score
+            feeds = {k: v for k, v in feeds.items() if k in model.input_names}
         out = model.run(feeds)
         head_scores = {h: np.asarray(out[h], dtype=np.float32).reshape(-1) for h in heads}
         if observe is not None:

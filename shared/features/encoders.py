@@ -243,11 +243,13 @@ def encode_ranker(
     items: Sequence[ItemFeatures] | ItemTable,
     now_ts: float,
     cfg: FeatureConfig = DEFAULT_CONFIG,
+    ease_score: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Inputs of ranker.onnx for one user (batch 1, broadcast by the model) × N candidates.
 
     ``user`` may be a record or an already encoded user-tower dict (batch 1), which the
-    candidate-generation stage has anyway.
+    candidate-generation stage has anyway. ``ease_score`` [N] is candidate generation's
+    (``SparseItemItem.scores`` over the user's history; None: 0, as for a user without one).
     """
     feeds = encode_user_tower([user], now_ts, cfg) if isinstance(user, UserFeatures) else dict(user)
     t = _as_table(items, cfg)
@@ -258,4 +260,8 @@ def encode_ranker(
         t.counts, t.like_count, t.rating_count, t.release_year, now_ts, cfg
     )
     feeds["cross"] = cross_columns(feeds["user_genre_affinity"], t.genres)
+    n = len(t)
+    feeds["ease_score"] = (
+        np.zeros(n, np.float32) if ease_score is None else np.asarray(ease_score, np.float32)
+    )
     return feeds

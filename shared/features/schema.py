@@ -61,6 +61,8 @@ def build_schema(cfg: FeatureConfig, embedding_dim: int) -> FeatureSchema:
             + [
                 {"name": "item_dense", "dtype": "float32", "shape": ["N", 6]},
                 {"name": "cross", "dtype": "float32", "shape": ["N", 2]},
+                # EASE: the bundle's item_item weights summed over the user's history (seen set)
+                {"name": "ease_score", "dtype": "float32", "shape": ["N"]},
             ],
             "outputs": [
                 {"name": n, "dtype": "float32", "shape": ["N"]}

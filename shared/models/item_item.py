@@ -57,21 +57,43 @@ class SparseItemItem:
         meta = self.meta | {"n_items": self.n_items, "nnz": len(self.data)}
         (folder / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
 
+    def _gather(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(known history rows, targets, weights) of every kept weight of a history's rows."""
+        rows = np.unique(rows[(rows >= 0) & (rows < self.n_items)])
+        starts, lens = self.indptr[rows], self.indptr[rows + 1] - self.indptr[rows]
+        # positions of every kept weight of those rows, without a Python loop
+        at = np.arange(lens.sum()) + np.repeat(starts - (np.cumsum(lens) - lens), lens)
+        return rows, self.indices[at], self.data[at]
+
+    def scores(self, rows: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """float32 [len(targets)]: each target's summed weight from the history ``rows`` (the
+        ranker's ``ease_score``; a target no weight reaches, or not in the model, scores 0)."""
+        targets = np.asarray(targets, dtype=np.int64)
+        out = np.zeros(len(targets), dtype=np.float32)
+        history, cols, weights = self._gather(np.asarray(rows, dtype=np.int64))
+        if history.size == 0 or targets.size == 0:
+            return out
+        known = (targets >= 0) & (targets < self.n_items)
+        if self.n_items <= DENSE_RATIO * max(len(cols), len(targets)):
+            total = np.bincount(cols, weights=weights, minlength=self.n_items)
+            out[known] = total[targets[known]]
+            return out
+        hit, summed = _sum_sparse(cols, weights, self.n_items)
+        pos = np.minimum(np.searchsorted(hit, targets), max(len(hit) - 1, 0))
+        found = known & (hit[pos] == targets) if len(hit) else np.zeros_like(known)
+        out[found] = summed[pos[found]]
+        return out
+
     def top(self, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(targets, scores) of the ``k`` best items for a history of item rows, best first
         (ties by row), positive scores only (an item no weight reaches scores 0, so a negative
         one ranks below the whole rest of the catalogue); the history's own items are never
         returned, unknown rows (< 0 or new items) ignored."""
-        rows = np.unique(rows[(rows >= 0) & (rows < self.n_items)])
+        rows, cols, weights = self._gather(rows)
         if rows.size == 0 or k <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        starts, lens = self.indptr[rows], self.indptr[rows + 1] - self.indptr[rows]
-        # positions of every kept weight of those rows, without a Python loop
-        at = np.arange(lens.sum()) + np.repeat(starts - (np.cumsum(lens) - lens), lens)
-        dense = self.n_items <= DENSE_RATIO * len(at)
-        targets, scores = (_sum_dense if dense else _sum_sparse)(
-            self.indices[at], self.data[at], self.n_items
-        )
+        dense = self.n_items <= DENSE_RATIO * len(cols)
+        targets, scores = (_sum_dense if dense else _sum_sparse)(cols, weights, self.n_items)
         keep = ~np.isin(targets, rows) & (scores > 0)
         targets, scores = targets[keep], scores[keep]
         if len(targets) > k:

@@ -79,6 +79,7 @@ class OnnxModel:
 
     def __post_init__(self) -> None:
         self.output_names = [o.name for o in self.session.get_outputs()]
+        self.input_names = frozenset(i.name for i in self.session.get_inputs())
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the model; outputs by name."""

@@ -14,6 +14,9 @@ SOURCE = Column("source_*", "float32", nan_ok=True, doc="a source's score (NaN: 
 REMOVED_BY = Column(
     "removed_by", "int64", low=-1, doc="index of the filter that removed the row (-1: kept)"
 )
+EASE_SCORE = Column(
+    "ease_score", "float32", doc="EASE weights summed over the user's history (a ranker input)"
+)
 SCORE = Column("score", "float32", doc="the ranker's blended score")
 HEAD = Column("head_*", "float32", doc="one ranker head's probability")
 ROW = Column("row", "int64", low=0, doc="the served item's row in the re-ranker's input")
@@ -22,7 +25,18 @@ PROPENSITY = Column("propensity", "float32", low=0, high=1, doc="probability of 
 EXPLORED = Column("explored", "bool", doc="placed by an exploration slot")
 ADJUST = Column("adjust_*", "float32", doc="one re-ranker's score adjustment")
 
-STAGE_COLUMNS = (SOURCE, REMOVED_BY, SCORE, HEAD, ROW, FINAL_SCORE, PROPENSITY, EXPLORED, ADJUST)
+STAGE_COLUMNS = (
+    SOURCE,
+    EASE_SCORE,
+    REMOVED_BY,
+    SCORE,
+    HEAD,
+    ROW,
+    FINAL_SCORE,
+    PROPENSITY,
+    EXPLORED,
+    ADJUST,
+)
 CATALOG: dict[str, Column] = {
     **{c.column.name: c.column for c in STORE_COLUMNS},
     **{c.name: c for c in STAGE_COLUMNS},

@@ -20,11 +20,12 @@ from shared.features import N_GENRES, UserFeatures
 Id = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:\-]{1,64}(?!\n)$")]
 Short = Annotated[str, msgspec.Meta(max_length=64)]
 Alias = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}(?!\n)$")]
-MAX_HISTORY = 1000
+MAX_HISTORY = 2000  # the store's seen window (StoreConfig.seen_cap): the gateway sends all of it
 
 
 class UserContext(msgspec.Struct, forbid_unknown_fields=True):
-    """The user's features as the stages need them (history oldest to newest)."""
+    """The user's features as the stages need them (history oldest to newest: the store's
+    recent history last, the older part of the seen window before it)."""
 
     user_id: Id
     known: bool = False

@@ -23,7 +23,8 @@ WARMUP_ITEMS = 500  # the default candidate count
 
 
 def synthetic_frame(item_ids: list[str], seed: int = 0) -> Frame:
-    """Every store column, plausibly filled (genres, years, counters, a few restrictions)."""
+    """Every store column, plausibly filled (genres, years, counters, a few restrictions), and
+    candidate generation's ``ease_score``."""
     rng = np.random.default_rng(seed)
     n = len(item_ids)
     pairs = rng.integers(0, len(GENRES), size=(n, 2))
@@ -48,6 +49,7 @@ def synthetic_frame(item_ids: list[str], seed: int = 0) -> Frame:
             "blocked": np.zeros(n, dtype=bool),
             "impressions": np.arange(n, dtype=np.int64) % 3,
             "score": np.linspace(1.0, 0.0, n, dtype=np.float32),
+            "ease_score": rng.exponential(0.05, n).astype(np.float32),
         },
     )
 

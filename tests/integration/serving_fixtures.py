@@ -97,7 +97,8 @@ def _ranker_graph(rng: np.random.Generator) -> onnx.GraphProto:
         helper.make_node("MatMul", ["cross", "Wc"], ["c"]),
         helper.make_node("MatMul", ["item_dense", "Wd"], ["d"]),
         helper.make_node("Add", ["c", "d"], ["cd"]),
-        helper.make_node("Reshape", ["cd", "flat"], ["logit_i"]),
+        helper.make_node("Reshape", ["cd", "flat"], ["logit_c"]),
+        helper.make_node("Add", ["logit_c", "ease_score"], ["logit_i"]),
         helper.make_node("Sigmoid", ["logit_i"], ["p_interact"]),
         helper.make_node("MatMul", ["item_dense", "Wl"], ["l"]),
         helper.make_node("Reshape", ["l", "flat"], ["logit_l"]),
@@ -519,9 +520,12 @@ def context(
 
 def hydrated_frame(store: MemoryStore, item_ids: Sequence[str], state: UserState,
                    now: float = 1_700_000_000.0) -> Any:  # fmt: skip
-    """The frame the gateway's item step builds: every store column of ``item_ids``."""
+    """The frame the gateway's item step builds: every store column of ``item_ids``, and
+    candidate generation's ``ease_score`` (0 here)."""
     from shared.frame import Frame
     from shared.online_store.columns import STORE_COLUMN_NAMES, hydrate
 
     batch = store._batch(list(item_ids), with_counts=True)
-    return Frame(list(item_ids), hydrate(batch, state, STORE_COLUMN_NAMES))
+    frame = Frame(list(item_ids), hydrate(batch, state, STORE_COLUMN_NAMES))
+    frame.columns["ease_score"] = np.zeros(len(item_ids), dtype=np.float32)
+    return frame

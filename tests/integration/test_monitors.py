@@ -158,6 +158,7 @@ def _served_as_the_log_says(events: Path, user: str, items: list[str], now: floa
         "release_year": np.array([float(by_id[i].release_year or 0) for i in items]),
         "counts": counts.astype(np.float64), "like_count": np.asarray(t["item_like_count"]),
         "rating_count": np.asarray(t["item_rating_count"]),
+        "ease_score": np.zeros(len(items), dtype=np.float32),  # candidate generation's
     })  # fmt: skip
     return ctx, frame
 

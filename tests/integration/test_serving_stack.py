@@ -267,6 +267,7 @@ def _rank(base: str, variant: dict[str, Any], items: list[str]) -> dict[str, Any
             "counts": [[1.0, 2.0, 5.0, 10.0 + i] for i in range(n)],
             "like_count": [float(i % 5) for i in range(n)],
             "rating_count": [10.0 + i for i in range(n)],
+            "ease_score": [0.01 * (i % 7) for i in range(n)],
         }},
     }  # fmt: skip
     resp = httpx.post(f"{base}/v1/rank", json=body, timeout=10)
@@ -337,7 +338,7 @@ def test_a_stage_refuses_a_bad_body_with_a_422_naming_the_field(live_stack: Live
     codec = StageCodec(RankingStage(None))
     cols = {"genre_mask": np.ones(3, np.int64), "release_year": np.full(3, 1990.0),
             "counts": np.ones((3, 4)), "like_count": np.array([1.0, np.nan, 2.0]),
-            "rating_count": np.ones(3)}  # fmt: skip
+            "rating_count": np.ones(3), "ease_score": np.zeros(3, np.float32)}  # fmt: skip
     ctx = RequestContext("t", time.time(), UserContext("1"))
     body = codec.encode_request(ctx, Frame(["1", "2", "3"], cols))
     headers = {"content-type": "application/x-msgpack"}

@@ -54,6 +54,7 @@ def batch(tiny_data: MovieLens) -> dict[str, np.ndarray]:
     user = np.array([fb.user_index[top_user]])
     feeds = fb.user_inputs(user, now) | fb.ranker_item_inputs(np.arange(N_CANDIDATES), now)
     feeds["cross"] = cross_columns(feeds["user_genre_affinity"], feeds["item_genres"])
+    feeds["ease_score"] = np.linspace(0.0, 0.5, N_CANDIDATES, dtype=np.float32)
     return feeds
 
 

@@ -73,6 +73,7 @@ def test_ranker_parity_broadcast_and_schema(feeds, tmp_path: Path) -> None:  # t
     one_user = {k: v[:1] for k, v in users.items()}
     f = one_user | fb.ranker_item_inputs(np.arange(30), 8.9e8)
     f["cross"] = cross_columns(f["user_genre_affinity"], f["item_genres"])
+    f["ease_score"] = np.linspace(0, 0.5, len(f["item_genres"]), dtype=np.float32)
     assert export_ranker(model, f, tmp_path)["parity_ranker"] < PARITY_TOL
     sess = ort.InferenceSession(str(tmp_path / "ranker.onnx"))
     F.build_schema(fb.cfg, 64).check_onnx_inputs(sess.get_inputs(), "ranker")
@@ -100,6 +101,7 @@ def test_int8_ranker_is_shipped_only_when_its_top10_agrees(feeds, tmp_path: Path
             np.arange(60), 8.9e8
         )
         f["cross"] = cross_columns(f["user_genre_affinity"], f["item_genres"])
+        f["ease_score"] = np.linspace(0, 0.5, len(f["item_genres"]), dtype=np.float32)
         batches.append(f)
     export_ranker(model, batches[0], tmp_path)
     figs = quantize_ranker(tmp_path, batches)
@@ -122,6 +124,7 @@ def test_an_int8_ranker_that_disagrees_is_not_shipped(  # type: ignore[no-untype
     _perturb(model)
     f = {k: v[:1] for k, v in users.items()} | fb.ranker_item_inputs(np.arange(60), 8.9e8)
     f["cross"] = cross_columns(f["user_genre_affinity"], f["item_genres"])
+    f["ease_score"] = np.linspace(0, 0.5, len(f["item_genres"]), dtype=np.float32)
     export_ranker(model, f, tmp_path)
     monkeypatch.setattr(export, "INT8_MIN_TOP10_OVERLAP", 1.01)  # no copy can agree enough
     figs = quantize_ranker(tmp_path, [f])

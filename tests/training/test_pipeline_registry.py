@@ -49,9 +49,16 @@ def test_report_and_bundle(trained: dict) -> None:  # type: ignore[type-arg]
         )
         assert 0 < pipe["coverage@10"] <= 1 and 0 < pipe["ild@10"] <= 1
         assert 0 <= pipe["auc_interact"] <= 1 and 0 <= pipe["auc_like"] <= 1
-        assert 0 < pipe["candidate_recall"] <= pipe["candidate_recall_with_ease"] <= 1
+        assert 0 < pipe["candidate_recall_two_tower"] <= pipe["candidate_recall"] <= 1
+        # per-stage attribution: the seen filter and the ranker only lose relevant items
+        assert pipe["stage_filtered_items"] <= pipe["stage_retrieval_items"]
+        assert pipe["stage_filtered_recall"] <= pipe["stage_retrieval_recall"]
+        assert pipe["stage_filtered_recall"] == pytest.approx(pipe["candidate_recall"])
+        assert pipe["stage_ranked_recall@50"] <= pipe["stage_filtered_recall"] + 1e-9
+        assert pipe["stage_reranked_ndcg@10"] == pytest.approx(pipe["ndcg@10"])
     md = (root / "reports" / "evaluation.md").read_text()
     assert "## temporal" in md and "## recbole" in md and "| pipeline |" in md
+    assert "| after filtering (seen removed) |" in md
     assert (root / "reports" / "recall_at_k.png").stat().st_size > 1000
     m = root / "models"
     for f in (

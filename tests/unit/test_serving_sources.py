@@ -163,6 +163,36 @@ async def test_ease_sums_the_shipped_weights_over_the_whole_history(
     assert len(first.item_ids) == int((w.data[w.indptr[row] : w.indptr[row + 1]] > 0).sum()) > 0
 
 
+async def test_every_candidate_gets_its_ease_score_from_the_whole_stored_history(
+    store: Any, models: Any
+) -> None:
+    history = tuple(str(i) for i in range(1, 81))  # longer than the towers' 50
+    result = await stage(store, models).run(
+        context(genre_lover("Drama", history), now=NOW), Frame([])
+    )
+    frame = result.frame
+    w, index = models.get().item_item, models.get().index
+    full = np.zeros((w.n_items, w.n_items))  # by hand: the dense weights, summed over history
+    full[np.repeat(np.arange(w.n_items), np.diff(w.indptr)), w.indices] = w.data
+    dense = full[index.rows(list(history))].sum(axis=0)
+    np.testing.assert_allclose(frame["ease_score"], dense[index.rows(frame.ids)], atol=1e-5)
+    ease_found = ~np.isnan(frame["source_ease"])  # the source's own scores are the same sums
+    np.testing.assert_allclose(frame["ease_score"][ease_found], frame["source_ease"][ease_found])
+    assert (frame["ease_score"][~ease_found] != 0).any()  # other sources' items are scored too
+    cold = await stage(store, models).run(context(genre_lover("Drama", ()), now=NOW), Frame([]))
+    assert np.all(cold.frame["ease_score"] == 0)
+
+
+async def test_two_tower_quota_is_spent_outside_the_history(store: Any, models: Any) -> None:
+    src = TwoTowerSource()
+    history = tuple(str(i) for i in range(1, 41))
+    res = await src.fetch(call(store, models, genre_lover("Drama", history)), src.Knobs(quota=30))
+    assert len(res.item_ids) == 30 and not set(res.item_ids) & set(history)
+    bare = await src.fetch(call(store, models, genre_lover("Drama", history)), src.Knobs(quota=70))
+    unseen = [i for i in bare.item_ids if i not in history]
+    assert res.item_ids == unseen[:30]  # the ANN's order, history dropped
+
+
 async def test_ease_without_weights_fails_open(store: Any, models: Any) -> None:
     c = call(store, models, genre_lover("Drama", ("1",)))
     c.bundle = dataclasses.replace(c.bundle, item_item=None)
@@ -266,7 +296,7 @@ async def test_known_user_gets_every_source_merged_with_provenance(store: Any, m
     frame, info = result.frame, result.info
     assert list(info.sources) == [cls.name for cls in SOURCES]  # every source, declared order
     assert all(st.error is None for st in info.sources.values()), info.sources
-    assert set(frame) == {f"source_{cls.name}" for cls in SOURCES}
+    assert set(frame) == {f"source_{cls.name}" for cls in SOURCES} | {"ease_score"}
     assert 0 < len(frame) <= MergeKnobs().max_candidates and len(set(frame.ids)) == len(frame)
     quotas = {s.name: s.Knobs().quota for s in gen.sources}
     for name, st in info.sources.items():
@@ -291,7 +321,8 @@ async def test_unknown_user_gets_only_the_cold_start_sources(store: Any, models:
     unknown = UserState(UserFeatures(user_id="nobody"), known=False)
     result = await stage(store, models).run(context(unknown, now=NOW), Frame([]))
     assert set(result.info.sources) == COLD_START
-    assert set(result.frame) == {f"source_{name}" for name in COLD_START}
+    assert set(result.frame) == {f"source_{name}" for name in COLD_START} | {"ease_score"}
+    assert np.all(result.frame["ease_score"] == 0)  # no history: EASE scores nothing
     assert len(result.frame) > 0
     assert set(result.frame.ids) == {i for i, _ in store._top(50)}  # fresh finds nothing here
 

@@ -47,6 +47,8 @@ def request(
         "counts": counts,
         "like_count": (total * rng.uniform(0.2, 0.6, n_items)).round(),
         "rating_count": total,
+        # candidate generation's column; fixed, so the draws above stay those of every test
+        "ease_score": np.linspace(0.0, 0.2, n_items, dtype=np.float32),
     }
     ctx = RequestContext(request_id=f"r{int(rng.integers(0, 1 << 40))}", now=now, user=user,
                          variant=VariantSpec(name=variant))  # fmt: skip

@@ -94,6 +94,40 @@ def top_k(scores: np.ndarray, seen: sp.csr_matrix, k: int) -> np.ndarray:
     return np.take_along_axis(part, order, axis=1)
 
 
+def merged_candidates(
+    tt_scores: np.ndarray,
+    ease_scores: np.ndarray,
+    history: sp.csr_matrix,
+    seen: sp.csr_matrix,
+    n_tt: int,
+    n_ease: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(candidates, retrieved, valid), each [n, n_tt + n_ease], as candidate generation and
+    the seen filter make them: the two-tower's top ``n_tt`` items outside the request's
+    ``history`` (the source over-fetches by the history's length and drops it), then the EASE
+    source's top ``n_ease`` outside it with a positive score, an item both found kept once at
+    its two-tower place (``retrieved``); ``valid`` = retrieved and not ``seen`` (the filter).
+    Other slots hold a real item of the row (its first); rank and count only the valid ones."""
+    tt = top_k(tt_scores, history, n_tt)
+    ok = np.ones(tt.shape, dtype=bool)
+    cands = tt
+    if n_ease > 0:
+        ez = top_k(ease_scores, history, n_ease)
+        positive = np.take_along_axis(ease_scores, ez, axis=1) > 0
+        fresh = np.array([~np.isin(e, t) for e, t in zip(ez, tt, strict=True)]).reshape(ez.shape)
+        ok = np.concatenate([ok, positive & fresh], axis=1)
+        cands = np.concatenate([tt, ez], axis=1)
+    cands = np.where(ok, cands, tt[:, :1])
+    is_seen = np.asarray(seen[np.arange(len(cands))[:, None], cands].todense(), dtype=bool)
+    return cands, ok, ok & ~is_seen
+
+
+def ease_matrix(known: sp.csr_matrix, weights: sp.csr_matrix) -> np.ndarray:
+    """[n, n_items] float32 EASE scores: each row's known items' weights summed (what the
+    served source computes from the user's history; cold rows score 0)."""
+    return np.asarray((known @ weights).todense(), dtype=np.float32)
+
+
 def list_metrics(
     ranked: np.ndarray, q: Queries, genres: np.ndarray, n_items: int
 ) -> dict[str, float]:
@@ -137,14 +171,20 @@ def pipeline_lists(
 
 
 def head_aucs(
-    candidates: np.ndarray, p_int: np.ndarray, p_like: np.ndarray, q: Queries
+    candidates: np.ndarray,
+    p_int: np.ndarray,
+    p_like: np.ndarray,
+    q: Queries,
+    valid: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """AUC of each ranker head over the retrieved candidates (labels from held-out events)."""
+    """AUC of each ranker head over the retrieved candidates (labels from held-out events;
+    ``valid`` [n, K] picks the real candidate slots)."""
     y_int = np.array(
         [[c in rel for c in row] for row, rel in zip(candidates, q.relevant, strict=True)]
     )
     y_like = np.array([[c in lk for c in row] for row, lk in zip(candidates, q.liked, strict=True)])
+    ok = np.ones(candidates.shape, dtype=bool) if valid is None else valid
     return {
-        "auc_interact": auc(p_int.ravel(), y_int.ravel()),
-        "auc_like": auc(p_like.ravel(), y_like.ravel()),
+        "auc_interact": auc(p_int[ok], y_int[ok]),
+        "auc_like": auc(p_like[ok], y_like[ok]),
     }

@@ -49,15 +49,34 @@ def _write_json_and_md(out_dir: Path, stem: str, payload: Any, lines: list[str])
     return [js, md]
 
 
+STAGES = (
+    ("retrieval (sources merged)", "stage_retrieval_items", "stage_retrieval_recall", None, None),
+    ("after filtering (seen removed)", "stage_filtered_items", "stage_filtered_recall", None, None),
+    ("after ranking", None, "stage_ranked_recall@50", "stage_ranked_recall@10",
+     "stage_ranked_ndcg@10"),
+    ("after re-ranking (MMR)", None, "stage_reranked_recall@50", "stage_reranked_recall@10",
+     "stage_reranked_ndcg@10"),
+)  # fmt: skip
+
+
 def _candidate_line(pipeline: dict[str, Any], fmt: Callable[[Any], str]) -> list[str]:
-    """The share of relevant items the ranker's candidates hold, without and with EASE's."""
-    if "candidate_recall" not in pipeline:
+    """Per-stage attribution of the served pipeline (test): how many candidates each stage
+    holds and the share of the relevant items still in them."""
+    if "stage_retrieval_recall" not in pipeline:
         return []
-    alone, both = (fmt(pipeline.get(k)) for k in ("candidate_recall", "candidate_recall_with_ease"))
-    return [
-        f"Candidate recall (test): the two-tower candidates {alone}; with the EASE source {both}.",
+    lines = [
+        "Per-stage attribution of the pipeline (test; recall of the whole candidate list, at "
+        "most two-tower + EASE quotas, for the first two rows, Recall@50 after):",
         "",
+        "| stage | items per user | recall (list / @50) | Recall@10 | NDCG@10 |",
+        "|---|---|---|---|---|",
     ]
+    for label, *keys in STAGES:
+        lines.append(
+            f"| {label} | " + " | ".join(fmt(pipeline.get(k)) if k else "" for k in keys) + " |"
+        )
+    alone = fmt(pipeline.get("candidate_recall_two_tower"))
+    return [*lines, "", f"The two-tower's candidates alone hold recall {alone}.", ""]
 
 
 def _fmt(v: float | None) -> str:
@@ -133,6 +152,25 @@ def _mean_sd(s: dict[str, float] | None) -> str:
     return f"{s['mean']:.4f} ± {s['sd']:.4f}" if s["sd"] == s["sd"] else f"{s['mean']:.4f}"
 
 
+def _per_seed(runs: Runs, split: str) -> list[str]:
+    """Pipeline against EASE per seed (test NDCG@10): the issue's target is every seed."""
+    rows = []
+    for seed in sorted(runs):
+        m = runs[seed].get(split, {})
+        if "pipeline" in m and "ease" in m:
+            p, e = m["pipeline"]["ndcg@10"], m["ease"]["ndcg@10"]
+            vp, ve = m["pipeline"].get("val_ndcg@10"), m["ease"].get("val_ndcg@10")
+            delta = f"{100 * (p / e - 1):+.1f}%"
+            rows.append(f"| {seed} | {_fmt(vp)} | {_fmt(ve)} | {p:.4f} | {e:.4f} | {delta} |")
+    if not rows:
+        return []
+    head = [
+        "| seed | val pipeline | val EASE | test pipeline | test EASE | test Δ |",
+        "|---|---|---|---|---|---|",
+    ]
+    return ["NDCG@10, pipeline against EASE per seed:", "", *head, *rows, ""]
+
+
 def write_seed_report(out_dir: Path, runs: Runs, header: str) -> list[Path]:
     """evaluation_seeds.{json,md}: every model's mean ± sd over the seeds, validation beside
     test; the json also keeps each seed's figures."""
@@ -148,5 +186,6 @@ def write_seed_report(out_dir: Path, runs: Runs, header: str) -> list[Path]:
         lines += _table(models, PAIRED, _mean_sd)
         lams = [runs[s][split]["ease"].get("lambda") for s in sorted(runs) if split in runs[s]]
         lines += ["", f"EASE λ chosen on validation per seed: {lams}", ""]
+        lines += _per_seed(runs, split)
         lines += _candidate_line(models.get("pipeline", {}), _mean_sd)
     return _write_json_and_md(out_dir, "evaluation_seeds", payload, lines)

@@ -23,16 +23,19 @@ from training.models.two_tower import (
     pooled_history,
 )
 
-RANKER_INPUTS = USER_INPUTS + ITEM_INPUTS + ("item_dense", "cross")
+RANKER_INPUTS = USER_INPUTS + ITEM_INPUTS + ("item_dense", "cross", "ease_score")
 HEADS = ("p_interact", "p_like")
 
 
 class MMoERanker(nn.Module):
     """MMoE over field embeddings with an FM bi-interaction; user inputs broadcast from batch 1.
 
-    Besides the 14 feature fields, each head sees the frozen two-tower similarity: as a field, as a
-    raw input of the experts, and as a direct logit term ``sim_scale[h] · sim / temperature``
-    (initialised at 1, so an untrained ranker already orders candidates like retrieval does).
+    Besides the 14 feature fields, each head sees the frozen two-tower similarity and the EASE
+    score of the candidate (``ease_score``: the served item-item weights summed over the user's
+    history): each as a field, as a raw input of the experts, and as a direct logit term
+    ``sim_scale[h] · sim / temperature + ease_scale[h] · ease_score`` (``sim_scale`` starts at 1,
+    ``ease_scale`` at the blend weight chosen on validation, so an untrained ranker orders
+    candidates by that blend of the two retrieval scores).
     """
 
     def __init__(
@@ -55,11 +58,12 @@ class MMoERanker(nn.Module):
                 "idense": nn.Linear(6, k),
                 "cross": nn.Linear(2, k),
                 "sim": nn.Linear(1, k),
+                "ease": nn.Linear(1, k),
             }
         )
-        # user id, profile×4, hist, 3 user dense; item id, 4 item dense; similarity
-        self.n_fields = 1 + 4 + 1 + 3 + 1 + 4 + 1
-        d_in = self.n_fields * k + k + 2 + 6 + 1  # fields + FM vector + raw cross, item dense, sim
+        # user id, profile×4, hist, 3 user dense; item id, 4 item dense; similarity, EASE
+        self.n_fields = 1 + 4 + 1 + 3 + 1 + 4 + 1 + 1
+        d_in = self.n_fields * k + k + 2 + 6 + 2  # fields + FM vector + raw cross, dense, sim, EASE
         self.field_dropout = nn.Dropout(field_dropout)
         self.experts = nn.ModuleList(
             nn.Sequential(nn.Linear(d_in, 128), nn.ReLU(), nn.Linear(128, expert_dim), nn.ReLU())
@@ -70,6 +74,7 @@ class MMoERanker(nn.Module):
         self.fm_bias = nn.Parameter(torch.zeros(len(HEADS)))
         self.fm_weight = nn.Parameter(torch.zeros(len(HEADS)))
         self.sim_scale = nn.Parameter(torch.ones(len(HEADS)))
+        self.ease_scale = nn.Parameter(torch.zeros(len(HEADS)))
         self.like_weight = like_weight
 
     def similarity(self, feeds: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -96,7 +101,7 @@ class MMoERanker(nn.Module):
         )
 
     def item_fields(self, feeds: Mapping[str, torch.Tensor], s: torch.Tensor) -> torch.Tensor:
-        """[N, 6, k] item-side field embeddings; ``s`` [N, 1] is the similarity / temperature."""
+        """[N, 7, k] item-side field embeddings; ``s`` [N, 1] is the similarity / temperature."""
         d = self.dense
         genres = feeds["item_genres"]
         return torch.stack(
@@ -107,6 +112,7 @@ class MMoERanker(nn.Module):
                 d["idense"](feeds["item_dense"]),
                 d["cross"](feeds["cross"]),
                 d["sim"](s * 0.1),
+                d["ease"](feeds["ease_score"].unsqueeze(1)),
             ],
             dim=1,
         )
@@ -131,16 +137,17 @@ class MMoERanker(nn.Module):
         fields = self.field_dropout(torch.cat([uf, self.item_fields(feeds, s)], dim=1))  # [N, F, k]
         sum_f = fields.sum(dim=1)
         fm_vec = 0.5 * (sum_f * sum_f - (fields * fields).sum(dim=1))  # FM bi-interaction pooling
-        x = torch.cat([fields.flatten(1), fm_vec, feeds["cross"], feeds["item_dense"], s * 0.1], 1)
+        ease = feeds["ease_score"]
+        raw = [feeds["cross"], feeds["item_dense"], s * 0.1, ease.unsqueeze(1)]
+        x = torch.cat([fields.flatten(1), fm_vec, *raw], 1)
         experts = torch.stack([e(x) for e in self.experts], dim=1)  # [N, E, D]
         fm = fm_vec.sum(dim=1)
         logits = []
         for h in range(len(HEADS)):
             w = torch.softmax(self.gates[h](x), dim=1).unsqueeze(-1)
             tower = self.towers[h]((experts * w).sum(dim=1)).squeeze(-1)
-            logits.append(
-                tower + self.fm_weight[h] * fm + self.fm_bias[h] + self.sim_scale[h] * s.squeeze(1)
-            )
+            direct = self.sim_scale[h] * s.squeeze(1) + self.ease_scale[h] * ease
+            logits.append(tower + self.fm_weight[h] * fm + self.fm_bias[h] + direct)
         return torch.stack(logits, dim=1)
 
     def forward(
@@ -156,13 +163,15 @@ class MMoERanker(nn.Module):
         item_year: torch.Tensor,
         item_dense: torch.Tensor,
         cross: torch.Tensor,
+        ease_score: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(p_interact, p_like, score) with score = p_interact + like_weight · p_like.
 
         Positional, in ``RANKER_INPUTS`` order: the ONNX export names the inputs after them.
         """
         args = (user_id_hash, user_profile, hist_item_hash, user_genre_affinity, user_dense,
-                time_cyc, item_id_hash, item_genres, item_year, item_dense, cross)  # fmt: skip
+                time_cyc, item_id_hash, item_genres, item_year, item_dense, cross,
+                ease_score)  # fmt: skip
         feeds = dict(zip(RANKER_INPUTS, args, strict=True))
         return self.outputs(self.head_logits(feeds, self.similarity(feeds)))
 

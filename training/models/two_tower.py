@@ -84,10 +84,12 @@ class UserTower(nn.Module):
 
 
 class TwoTower(nn.Module):
-    """Both towers; scores are cosine similarities."""
+    """Both towers; scores are cosine similarities. With ``separate_history`` the user tower
+    pools the history over an item table of its own (else the item tower's id table)."""
 
-    def __init__(self, cfg: FeatureConfig, dim: int = 64):
+    def __init__(self, cfg: FeatureConfig, dim: int = 64, separate_history: bool = False):
         super().__init__()
         self.item_tower = ItemTower(cfg, dim)
-        self.user_tower = UserTower(cfg, self.item_tower.id_emb, dim)
+        history = _embedding(cfg.item_id_buckets, dim, 0.05) if separate_history else None
+        self.user_tower = UserTower(cfg, history or self.item_tower.id_emb, dim)
         self.dim = dim

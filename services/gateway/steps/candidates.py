@@ -35,7 +35,11 @@ async def trending_list(req: RequestState, deps: StepDeps, run: RequestRun) -> s
     except StepFailed:
         pairs, served = deps.last_trending, "last known trending list"
     scores = np.fromiter((p[1] for p in pairs), np.float32, len(pairs))
-    req.frame = req.candidates = Frame([p[0] for p in pairs], {FALLBACK_SOURCE: scores})
+    # the ranker's EASE input is unknown here: 0, as for a user without history
+    ease = np.zeros(len(pairs), dtype=np.float32)
+    req.frame = req.candidates = Frame(
+        [p[0] for p in pairs], {FALLBACK_SOURCE: scores, "ease_score": ease}
+    )
     return served
 
 
