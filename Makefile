@@ -22,7 +22,7 @@ compose-env: bootstrap  ## credentials for docker compose (.env) and the admin t
 	@$(PY) -m deploy.compose_env
 
 test: bootstrap data lint  ## lint, then the whole test suite (starts its own Redis, broker and MLflow)
-	@$(PY) -m pytest
+	@$(PY) -m pytest -n 2 --dist loadscope --no-loadscope-reorder
 
 test-fast: bootstrap  ## unit tests only
 	@$(PY) -m pytest tests/unit

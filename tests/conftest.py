@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -113,3 +114,51 @@ def start_service(server_dir: Path) -> Iterator[ServiceStarter]:
             return spec.url
 
         yield starter
+
+
+# ---- how the suite is split over two pytest-xdist workers (`make test`: -n 2) ----------------
+# Each module is one unit of work (its module fixtures start once), and the modules on the
+# session's serving stack are one unit together (the stack starts once). The longest units are
+# handed out first, so the two workers finish close together: the rollouts module (its own
+# stack and minutes of simulated traffic), then the serving-stack modules, then the local
+# runtime. (pytest-xdist's own `loadgroup` marks do not group under pytest 9.2, which keeps
+# node ids elsewhere, so the scheduler below groups by module path.)
+LIVE_STACK_MODULES = (
+    "tests/integration/test_contracts.py",
+    "tests/integration/test_serving_stack.py",
+    "tests/browser/",
+)
+FIRST = ("tests/integration/test_rollouts_and_experiments.py", "live_stack",
+         "tests/integration/test_local_runtime.py")  # fmt: skip
+
+
+def work_unit(nodeid: str) -> str:
+    """The unit of work a test belongs to: its module, or ``live_stack``."""
+    module = nodeid.split("::", 1)[0]
+    return "live_stack" if module.startswith(LIVE_STACK_MODULES) else module
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Schedule whole work units (``work_unit``) in collected order."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class WorkUnits(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return WorkUnits(config, log)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Order the work units longest first (the collected order is kept within each); a module
+    on the serving stack missing from LIVE_STACK_MODULES would start a second stack."""
+    for item in items:
+        module = item.path.relative_to(config.rootpath).as_posix()
+        if "live_stack" in getattr(item, "fixturenames", ()) and work_unit(module) != "live_stack":
+            raise pytest.UsageError(f"{module} uses live_stack: add it to LIVE_STACK_MODULES")
+
+    def rank(item: pytest.Item) -> int:
+        unit = work_unit(item.nodeid)
+        return FIRST.index(unit) if unit in FIRST else len(FIRST)
+
+    items.sort(key=rank)  # stable: the collected order within each rank

@@ -326,18 +326,45 @@ def user_state(user_id: str, history: Sequence[str] = (), **kw: Any) -> UserStat
 
 @pytest.fixture(scope="session")
 def trained_models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A real bundle: ``python -m training.pipeline --tiny`` on ``TRAINING_DATA`` (once)."""
-    root = tmp_path_factory.mktemp("trained")
+    """A real bundle: ``python -m training.pipeline --tiny`` on ``TRAINING_DATA``, once per
+    run: under pytest-xdist the workers share it (the first to ask trains, under a lock)."""
+    root = shared_tmp(tmp_path_factory) / "trained"
     out = root / "models"
-    cmd = [
-        sys.executable, "-m", "training.pipeline", "--tiny", "--no-register",
-        "--data", str(TRAINING_DATA), "--out", str(out), "--reports", str(root / "reports"),
-    ]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, (
-        f"tiny training failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    )
+    with exclusive(root.parent / "trained.lock"):
+        if not (out / "manifest.json").is_file():
+            staging = root / "staging"
+            cmd = [
+                sys.executable, "-m", "training.pipeline", "--tiny", "--no-register",
+                "--data", str(TRAINING_DATA), "--out", str(staging),
+                "--reports", str(root / "reports"),
+            ]  # fmt: skip
+            proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+            assert proc.returncode == 0, (
+                f"tiny training failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+            )
+            staging.rename(out)  # complete, or not there: a worker never sees half a bundle
     yield out
+
+
+def shared_tmp(factory: pytest.TempPathFactory) -> Path:
+    """This run's temporary root, the same for every pytest-xdist worker (each worker's own
+    base is a ``popen-gwN`` folder under it)."""
+    base = factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@contextmanager
+def exclusive(lock: Path) -> Iterator[None]:
+    """An exclusive lock on ``lock`` (flock) for the block, across processes."""
+    import fcntl
+
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="session")
