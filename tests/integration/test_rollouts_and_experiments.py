@@ -125,6 +125,19 @@ class RolloutStack:
             assert time.monotonic() < deadline, f"the gateway never applied {rollout_id}"
             time.sleep(0.1)
 
+    def wait_current(self, timeout_s: float = 15.0) -> None:
+        """Until the gateway holds the split the controller has now: a step change publishes a
+        new version, which the gateway takes at its next poll (on a loaded machine, after
+        probes sent at once would have run under the old one)."""
+        want = f"assignments v{self.api('GET', '/v1/assignments').json()['version']}:"
+        deadline = time.monotonic() + timeout_s
+        while True:
+            ready = httpx.get(f"{self.url('gateway')}/readyz", timeout=10).json()
+            if ready["checks"]["rollouts"]["reason"].startswith(want):
+                return
+            assert time.monotonic() < deadline, f"the gateway never took {want} {ready}"
+            time.sleep(0.1)
+
     def recommend(self, user_id: str, request_id: str | None = None, **params: Any) -> Any:
         headers = {"X-Request-ID": request_id} if request_id else {}
         resp = httpx.get(f"{self.url('gateway')}/v1/recommendations",
@@ -427,6 +440,7 @@ def test_a_better_model_is_promoted_users_stay_and_a_restart_resumes(stack: Roll
             assert 2 <= len(first) <= 22  # 10% of 100, within 4 standard deviations
             stack.restart_controller(kill=True)  # SIGKILL mid-step: state is in SQLite
             stack.wait(r["id"], lambda s: s["step"] == 1 and s["phase"] == "running")
+            stack.wait_current()  # the share of step 1 in force at the gateway
             second = {u for u in probes if stack.recommend(u)["arms"].get(r["id"]) == "canary"}
             assert first <= second, "a canary user left the canary when the share grew"
             assert 20 <= len(second) <= 60  # 40% of 100, within 4 standard deviations
