@@ -364,9 +364,11 @@ def test_a_worse_model_is_rolled_back_and_its_shadow_changes_nothing(stack: Roll
         assert [it["item_id"] for it in shadowed["items"]] == [
             it["item_id"] for it in plain["items"]
         ]
-        # freshness decays with the request's clock, and answers round scores to 6 places
+        # the same scores up to what moves between two requests (freshness decays with the
+        # request's clock, counters are re-read): 0.7% apart in one CI run; a leaked candidate
+        # ranker (the reversed one) would change the items above and the scores by far more
         assert [it["score"] for it in shadowed["items"]] == pytest.approx(
-            [it["score"] for it in plain["items"]], abs=1e-5
+            [it["score"] for it in plain["items"]], rel=0.02
         )
         assert shadowed["model_versions"]["ranker"].endswith("(@production)")
     with stack.traffic(rate=35, seconds=240, seed=11):
@@ -430,9 +432,10 @@ def test_a_better_model_is_promoted_users_stay_and_a_restart_resumes(stack: Roll
         # restart), not non-inferiority: the default step-end rule (the interval above -10%)
         # needs thousands of users (tests/unit/test_rollout_analysis.py covers it, and
         # loadtests/rollout_decisions measures it), so this plan passes what is not worse.
-        r = stack.start_rollout(plan(stack.versions["original"], canary(0.1, 25, 5),
-                                     canary(0.4, 25, 10), require="not_worse"))  # fmt: skip
-        with stack.traffic(rate=25, seconds=120, seed=13):
+        # (40 s steps: the 100 probes of a step took over 25 s under two test workers)
+        r = stack.start_rollout(plan(stack.versions["original"], canary(0.1, 40, 5),
+                                     canary(0.4, 40, 10), require="not_worse"))  # fmt: skip
+        with stack.traffic(rate=25, seconds=150, seed=13):
             stack.wait(r["id"], lambda s: s["phase"] == "running")
             stack.wait_arm(r["id"])
             first = {u for u in probes if stack.recommend(u)["arms"].get(r["id"]) == "canary"}
