@@ -421,7 +421,11 @@ def test_a_slower_model_is_stopped_by_the_latency_guardrail(stack: RolloutStack)
         # can time out (1 of its first 30 did in one CI run: a 3.3% error rate, limit +1%), and
         # on a loaded machine the slowness itself shows as timeouts (54% in one CI run)
         guard = {"min_requests": 30, "p99_min_requests": 150, "max_error_rate": 1.0,
-                 "max_degraded_increase": 1.0}  # fmt: skip
+                 "max_degraded_increase": 1.0,
+                 # under two test workers production's own p99 reached 2.0 s (queueing) against
+                 # the canary's 2.5 s (p50 118 vs 1,540 ms): a tighter ratio for this candidate,
+                 # whose slowness the histogram test confirms on every request
+                 "max_p99_ratio": 1.05, "p99_slack_ms": 0}  # fmt: skip
         r = stack.start_rollout({**plan(stack.versions["slower"], canary(0.3, 120, 10),
                                         guardrails=guard),
                                  "endpoints": {"ranking": canary_ranking.spec.url}})  # fmt: skip
