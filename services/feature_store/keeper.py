@@ -20,7 +20,7 @@ from pathlib import Path
 from prometheus_client import Counter
 
 from shared.online_store import keys
-from shared.online_store.health import REBUILDING, REBUILDING_TTL_S
+from shared.online_store.health import REBUILDING_TTL_S
 from shared.platform.redis_client import REDIS_ERRORS, SyncRedis, create_redis
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ class StoreKeeper:
         self.interval_s = interval_s
         self.state = "not checked yet"
         self.rebuilds = 0
+        self._client: SyncRedis | None = None  # one client for every check (it reconnects)
 
     async def run_forever(self) -> None:
         """Check, rebuild when needed, sleep; a failed check or rebuild is retried."""
@@ -71,23 +72,21 @@ class StoreKeeper:
 
     def check_once(self) -> bool:
         """Rebuild if the catalog is missing; True when a rebuild ran."""
-        client = create_redis(self.redis_url, cluster=self.cluster)
-        try:
-            if client.exists(keys.CATALOG_IDS):
-                if not self.state.startswith("ok"):
-                    self.state = f"ok: catalog present (rebuilt {self.rebuilds} time(s))"
-                return False
-            self._rebuild(client)
-            return True
-        finally:
-            client.close()
+        if self._client is None:
+            self._client = create_redis(self.redis_url, cluster=self.cluster)
+        if self._client.exists(keys.CATALOG_IDS):
+            if not self.state.startswith("ok"):
+                self.state = f"ok: catalog present (rebuilt {self.rebuilds} time(s))"
+            return False
+        self._rebuild(self._client)
+        return True
 
     def _rebuild(self, client: SyncRedis) -> None:
         from services.feature_store.bootstrap import bootstrap  # pandas: only when needed
 
         started = time.time()
         # The mark doubles as a lock: of several feature store replicas, one rebuilds.
-        if not client.set(REBUILDING, repr(started), ex=REBUILDING_TTL_S, nx=True):
+        if not client.set(keys.STORE_REBUILDING, repr(started), ex=REBUILDING_TTL_S, nx=True):
             self.state = "rebuilding: another keeper holds store:rebuilding"
             return
         self.state = f"rebuilding from {self.data_dir} since {started:.0f}"
@@ -97,10 +96,10 @@ class StoreKeeper:
             report = bootstrap(client, str(self.data_dir), train_only=False, batch=2000)
         except Exception:
             REBUILDS.labels("failed").inc()
-            client.delete(REBUILDING)
+            client.delete(keys.STORE_REBUILDING)
             client.delete(keys.CATALOG_IDS)  # a half-written catalog must not pass for whole
             raise
-        client.delete(REBUILDING)
+        client.delete(keys.STORE_REBUILDING)
         self.rebuilds += 1
         REBUILDS.labels("done").inc()
         self.state = f"ok: rebuilt {self.rebuilds} time(s), last in {report.seconds:.1f} s"

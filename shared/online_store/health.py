@@ -25,7 +25,6 @@ from shared.platform.redis_client import REDIS_ERRORS
 
 log = logging.getLogger(__name__)
 
-REBUILDING = b"store:rebuilding"  # value: when the rebuild started (unix seconds)
 REBUILDING_TTL_S = 900  # longer than a MovieLens-100K bootstrap (about a minute)
 
 
@@ -35,7 +34,7 @@ async def store_problem(redis: Any) -> str:
     try:
         pipe = redis.pipeline(transaction=False)
         pipe.exists(keys.CATALOG_IDS)
-        pipe.get(REBUILDING)
+        pipe.get(keys.STORE_REBUILDING)
         has_catalog, rebuilding = await pipe.execute()
     except REDIS_ERRORS:  # a cluster with no node reachable raises no RedisError
         return ""

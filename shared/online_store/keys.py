@@ -17,6 +17,9 @@ CATALOG_IDS = ITEM_TAG + b"catalog:ids"  # set of every item id
 FRESH = ITEM_TAG + b"items:fresh"  # zset item_id -> added_ts
 TRENDING = ITEM_TAG + b"trending"  # zset item_id -> time-scaled score (see trending_ref)
 TRENDING_REF = ITEM_TAG + b"trending:ref"  # reference time of the trending scores (float s)
+# Set while the store keeper re-runs the bootstrap (value: its start, unix s; with a TTL);
+# under {i} so the gateways' store check (this and CATALOG_IDS) is one slot.
+STORE_REBUILDING = ITEM_TAG + b"store:rebuilding"
 ALL_SEGMENT = "all"  # popularity over every user
 
 
