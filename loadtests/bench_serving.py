@@ -267,6 +267,7 @@ async def stage_timings(env: dict[str, str], n: int = 500) -> dict[str, Any]:
     """ANN top-500, the ranker on 500 candidates and the 500-item feature read, in isolation,
     and the stage wire: encoding and checking a 500-item frame."""
     from services.candidate_generation.ease_score import EaseScore
+    from services.candidate_generation.sources.base import SourceCall
     from services.gateway.request_state import full_history, request_context
     from services.ranking.item_table import item_table
     from services.ranking.scorer import MultiTaskRanker, RankerKnobs
@@ -300,7 +301,8 @@ async def stage_timings(env: dict[str, str], n: int = 500) -> dict[str, Any]:
     batch = await store.get_items(samples[0], now)
     frame = Frame(list(batch.item_ids), hydrate(batch, users[0], STORE_COLUMN_NAMES))
     full = dataclasses.replace(users[0].features, history=tuple(full_history(users[0])))
-    frame = EaseScore().annotate(frame, full, bundle)  # candidate generation's column
+    call = SourceCall(request_context(users[0], now), full, bundle, store)  # the ease column
+    frame = EaseScore().annotate(frame, call)
     ranker = MultiTaskRanker()
     rfeeds = encode_ranker(users[0].features, item_table(frame, cfg), now, cfg)
     fp32_session = create_session(Path(env["CASCADE_MODELS_DIR"]) / "ranker" / "ranker.onnx")

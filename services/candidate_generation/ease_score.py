@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from shared.features import UserFeatures
+from services.candidate_generation.sources.base import SourceCall
 from shared.frame import Frame
-from shared.models.bundle import ModelBundle
 from shared.pipeline.knobs import Knobs
 
 
@@ -25,12 +24,13 @@ class EaseScore:
     provides = ("ease_score",)
     Knobs = EaseScoreKnobs
 
-    def annotate(self, frame: Frame, user: UserFeatures, bundle: ModelBundle) -> Frame:
-        """``frame`` with its ``ease_score`` column."""
-        weights, index = bundle.item_item, bundle.index
-        if weights is None or index is None or not user.history or len(frame) == 0:
+    def annotate(self, frame: Frame, call: SourceCall) -> Frame:
+        """``frame`` with its ``ease_score`` column (the sums the EASE source computed for
+        this request, when it ran)."""
+        index = call.bundle.index
+        sums = call.ease_sums() if call.user.history and len(frame) else None
+        if sums is None or index is None:
             frame.columns["ease_score"] = np.zeros(len(frame), dtype=np.float32)
             return frame
-        rows = index.rows(list(user.history))
-        frame.columns["ease_score"] = weights.scores(rows, index.rows(frame.ids))
+        frame.columns["ease_score"] = sums.at(index.rows(frame.ids))
         return frame

@@ -94,7 +94,7 @@ class CandidateGenerationStage:
         by_name = {r.source: r for r in done}
         ordered = [by_name[s.name] for s in self.sources if s.name in by_name]
         merged = self.merger.merge(ordered, knobs[self.merger.name])  # type: ignore[arg-type]
-        merged = self.ease_score.annotate(merged, call.user, bundle)
+        merged = self.ease_score.annotate(merged, call)
         sources = {r.source: SourceStatus(len(r.item_ids), round(r.elapsed_ms, 3), r.error)
                    for r in ordered}  # fmt: skip
         models = {p: bundle.labels.get(p, bundle.bundle_id) for p in ("user_tower", "item_index")}

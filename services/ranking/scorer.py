@@ -54,14 +54,15 @@ class MultiTaskRanker:
     def score(
         self,
         bundle: ModelBundle,
-        user: UserFeatures,
+        user: UserFeatures | dict[str, np.ndarray],
         frame: Frame,
         now: float,
         knobs: RankerKnobs,
         observe: Observe | None = None,
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """(blended score, head probabilities) of every item in ``frame``; ``observe`` (a
-        monitor's, on sampled requests) sees the model's inputs and head scores."""
+        """(blended score, head probabilities) of every item in ``frame``; ``user`` is a
+        record or its encoded user-tower inputs (batch 1); ``observe`` (a monitor's, on
+        sampled requests) sees the model's inputs and head scores."""
         model = self.model(bundle)
         heads = self.heads(bundle)
         unknown = set(knobs.blend_weights or ()) - set(heads)

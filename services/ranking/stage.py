@@ -11,6 +11,7 @@ from shared.models.model_set import ModelSet
 from shared.pipeline.context import RequestContext
 from shared.pipeline.knobs import KnobTable
 from shared.pipeline.stage import StageResult
+from shared.pipeline.user_feeds import user_tower_feeds
 
 SLOT = "ranker"
 
@@ -58,9 +59,8 @@ class RankingStage:
         knobs = self.knobs.resolve(ctx.variant)[self.ranker.name]
         assert isinstance(knobs, RankerKnobs)
         observe = self.monitor.hook(ctx, bundle) if self.monitor is not None else None
-        score, heads = self.ranker.score(
-            bundle, ctx.user.features(), frame, ctx.now, knobs, observe
-        )
+        user = user_tower_feeds(ctx.user, ctx.now, self.ranker.model(bundle).config)
+        score, heads = self.ranker.score(bundle, user, frame, ctx.now, knobs, observe)
         out = Frame(frame.ids, {"score": score})
         for head, values in heads.items():
             out.columns[f"head_{head}"] = values

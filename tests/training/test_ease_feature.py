@@ -13,6 +13,7 @@ import scipy.sparse as sp
 import torch
 
 from services.candidate_generation.ease_score import EaseScore
+from services.candidate_generation.sources.base import SourceCall
 from services.gateway.request_state import full_history
 from shared.datasets.movielens import MovieLens
 from shared.features import UserFeatures
@@ -70,15 +71,20 @@ def test_served_ease_score_equals_the_training_feature(
         # the store: the latest 10 as history (a short history_cap), every item in the seen window
         state = UserState(UserFeatures(users[r], history=tuple(mine[-10:])), True, frozenset(mine))
         cands = [items[c] for c in rng.choice(len(items), 40, replace=False)] + ["new-item"]
-        frame = EaseScore().annotate(
-            Frame(cands), UserFeatures(users[r], history=tuple(full_history(state))), bundle
-        )  # type: ignore[arg-type]
+        user = UserFeatures(users[r], history=tuple(full_history(state)))
+        frame = EaseScore().annotate(Frame(cands), _call(user, bundle))
         expected = ease_matrix(known[[r]], weights)[0, _Index(items).rows(cands[:-1])]
         np.testing.assert_allclose(frame["ease_score"][:-1], expected, atol=1e-5)
         assert frame["ease_score"][-1] == 0.0  # an item the weights do not know
         assert (expected != 0).any()
-    empty = EaseScore().annotate(Frame(cands), UserFeatures("x"), bundle)  # type: ignore[arg-type]
+    empty = EaseScore().annotate(Frame(cands), _call(UserFeatures("x"), bundle))
     assert np.all(empty["ease_score"] == 0)
+
+
+def _call(user: UserFeatures, bundle: object) -> SourceCall:
+    """What candidate generation hands the annotation: the user and the bundle (no context or
+    store: the EASE score needs neither)."""
+    return SourceCall(None, user, bundle, None)  # type: ignore[arg-type]
 
 
 def test_full_history_puts_the_recent_history_last() -> None:

@@ -22,7 +22,8 @@ from training.export import (
     quantize_ranker,
 )
 from training.features.builder import FeatureBuilder
-from training.models.ranker import MMoERanker
+from training.models.factored_ranker import FactoredRanker
+from training.models.ranker import RANKER_INPUTS, MMoERanker
 from training.models.two_tower import TwoTower
 
 
@@ -91,7 +92,30 @@ def test_ranker_parity_broadcast_and_schema(feeds, tmp_path: Path) -> None:  # t
     assert ((p_int >= 0) & (p_int <= 1)).all()
 
 
-def test_int8_ranker_is_shipped_only_when_its_top10_agrees(feeds, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+@torch.no_grad()
+def test_the_factored_ranker_computes_the_trained_function(feeds) -> None:  # type: ignore[no-untyped-def]
+    """The serving form (export's) against the training module, for one user broadcast over
+    the candidates and for one user row per candidate."""
+    fb, users, _ = feeds
+    model = MMoERanker(fb.cfg, TwoTower(fb.cfg, dim=16)).eval()
+    _perturb(model)
+    factored = FactoredRanker(model)
+    for u in (slice(0, 1), slice(2, 3)):
+        f = {k: v[u] for k, v in users.items()} | fb.ranker_item_inputs(np.arange(25), 8.9e8)
+        f["cross"] = cross_columns(f["user_genre_affinity"], f["item_genres"])
+        f["ease_score"] = np.linspace(-0.2, 0.5, 25, dtype=np.float32)
+        rows = dict(f) | {k: np.repeat(f[k], 25, axis=0) for k in users}
+        for batch in (f, rows):
+            args = [torch.from_numpy(np.ascontiguousarray(batch[n])) for n in RANKER_INPUTS]
+            for want, got in zip(model(*args), factored(*args), strict=True):
+                np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-5)
+                assert got.shape == (25,)
+
+
+def test_int8_ranker_is_shipped_only_when_its_top10_agrees(  # type: ignore[no-untyped-def]
+    feeds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(export, "INT8_MIN_SPEEDUP", 0.0)  # agreement alone decides here
     fb, users, _ = feeds
     model = MMoERanker(fb.cfg, TwoTower(fb.cfg, dim=16))
     _perturb(model)
@@ -126,10 +150,17 @@ def test_an_int8_ranker_that_disagrees_is_not_shipped(  # type: ignore[no-untype
     f["cross"] = cross_columns(f["user_genre_affinity"], f["item_genres"])
     f["ease_score"] = np.linspace(0, 0.5, len(f["item_genres"]), dtype=np.float32)
     export_ranker(model, f, tmp_path)
+    monkeypatch.setattr(export, "INT8_MIN_SPEEDUP", 0.0)
     monkeypatch.setattr(export, "INT8_MIN_TOP10_OVERLAP", 1.01)  # no copy can agree enough
     figs = quantize_ranker(tmp_path, [f])
     assert figs["ranker_int8_shipped"] == 0.0
     assert not (tmp_path / "ranker_int8.onnx").exists() and (tmp_path / "ranker.onnx").is_file()
+    # an int8 copy that agrees but is not faster is not shipped either
+    monkeypatch.setattr(export, "INT8_MIN_TOP10_OVERLAP", 0.0)
+    monkeypatch.setattr(export, "INT8_MIN_SPEEDUP", 1000.0)
+    figs = quantize_ranker(tmp_path, [f])
+    assert figs["ranker_int8_shipped"] == 0.0 and not (tmp_path / "ranker_int8.onnx").exists()
+    assert figs["ranker_fp32_cpu_ms"] > 0 and figs["ranker_int8_cpu_ms"] > 0
     with pytest.raises(ValueError, match="no batch"):
         quantize_ranker(tmp_path, [])
 

@@ -21,6 +21,19 @@ def test_top_n_per_row_keeps_each_rows_largest_magnitudes() -> None:
     np.testing.assert_allclose(m, expected, rtol=1e-6)
 
 
+SUMS = [(0, 0), (0, 10**9), (10**9, 0)]  # (DENSE_RATIO, DENSE_MAX_ITEMS)
+SUM_IDS = ["sorted-sum", "catalogue-sum", "dense-matrix"]
+
+
+@pytest.fixture(params=SUMS, ids=SUM_IDS)
+def summing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each way of summing a history's weights, in turn."""
+    ratio, dense_max = request.param
+    monkeypatch.setattr(item_item, "DENSE_RATIO", ratio)
+    monkeypatch.setattr(item_item, "DENSE_MAX_ITEMS", dense_max)
+
+
+@pytest.mark.usefixtures("summing")
 def test_served_scores_by_hand() -> None:
     # Rows: item 0 → {1: 0.5, 2: 0.25}; item 1 → {0: 1.0, 2: 0.5}; item 2 → {1: -1.0}.
     model = SparseItemItem(
@@ -35,13 +48,12 @@ def test_served_scores_by_hand() -> None:
     labels, scores = model.top(np.array([0, 1, 0, -1, 7]), 5)  # repeats and unknown rows ignored
     assert labels.tolist() == [2] and scores.tolist() == [0.75]  # the history is never returned
     assert model.top(np.array([-1]), 5)[0].size == 0
+    np.testing.assert_allclose(model.scores(np.array([0, 2]), np.array([1, 2, 0, -1, 9])),
+                               [-0.5, 0.25, 0.0, 0.0, 0.0])  # fmt: skip
 
 
-@pytest.mark.parametrize("ratio", [0, 10**9], ids=["sorted-sum", "catalogue-sum"])
-def test_served_top_list_matches_training_side_scores(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ratio: int
-) -> None:
-    monkeypatch.setattr(item_item, "DENSE_RATIO", ratio)  # each way of summing, in turn
+@pytest.mark.usefixtures("summing")
+def test_served_top_list_matches_training_side_scores(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     train = sp.csr_matrix((rng.random((60, 40)) < 0.2).astype(np.float32))
     weights = top_n_per_row(EASE(train, lam=5.0).weights, 10)

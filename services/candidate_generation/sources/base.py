@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from shared.features import UserFeatures
 from shared.models.bundle import ModelBundle
+from shared.models.item_item import ItemSums
 from shared.online_store.store import FeatureReader
 from shared.pipeline.context import RequestContext
 
@@ -21,6 +22,27 @@ class SourceCall:
     user: UserFeatures
     bundle: ModelBundle
     store: FeatureReader
+    _history_rows: np.ndarray | None = field(default=None, repr=False)
+    _ease_sums: ItemSums | None = field(default=None, repr=False)
+
+    def history_rows(self) -> np.ndarray:
+        """The index labels of the user's stored history, oldest first (-1: not in the
+        index); computed once per request, whichever source asks first."""
+        if self._history_rows is None:
+            index = self.bundle.index
+            assert index is not None
+            self._history_rows = index.rows(list(self.user.history))
+        return self._history_rows
+
+    def ease_sums(self) -> ItemSums | None:
+        """The history's summed EASE weights to every item, shared by the EASE source and the
+        candidates' ``ease_score`` (None: the bundle ships no weights)."""
+        weights = self.bundle.item_item
+        if weights is None or self.bundle.index is None:
+            return None
+        if self._ease_sums is None:
+            self._ease_sums = weights.sums(self.history_rows())
+        return self._ease_sums
 
 
 @dataclass

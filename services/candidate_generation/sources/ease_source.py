@@ -29,8 +29,8 @@ class EaseSource:
 
     async def fetch(self, call: SourceCall, knobs: EaseKnobs) -> SourceResult:
         """Top ``quota`` unseen items by summed weight, best first."""
-        weights, index = call.bundle.item_item, call.bundle.index
-        if weights is None or index is None:
+        sums, index = call.ease_sums(), call.bundle.index
+        if sums is None or index is None:
             return SourceResult.failed(self.name, "the bundle has no item_index/item_item.npz")
-        labels, scores = weights.top(index.rows(list(call.user.history)), knobs.quota)
+        labels, scores = sums.top(knobs.quota)
         return SourceResult(self.name, index.ids(labels), scores)

@@ -33,8 +33,7 @@ class ItemToItemSource:
         """Neighbours of the recent items, each scored by its best similarity, best first."""
         index = call.bundle.index
         assert index is not None
-        recent = list(call.user.history)[-knobs.recent :]
-        rows = index.rows(recent)
+        rows = call.history_rows()[-knobs.recent :]
         rows = rows[rows >= 0]
         if rows.size == 0:
             return SourceResult(self.name, [], np.zeros(0, dtype=np.float32))

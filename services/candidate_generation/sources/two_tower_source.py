@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import msgspec
-import numpy as np
 
 from services.candidate_generation.sources.base import SourceCall, SourceResult
-from shared.features import encode_user_tower
 from shared.pipeline.knobs import Knobs
+from shared.pipeline.user_feeds import user_tower_feeds
 
 
 class TwoTowerKnobs(Knobs, frozen=True):
@@ -30,13 +29,11 @@ class TwoTowerSource:
 
     async def fetch(self, call: SourceCall, knobs: TwoTowerKnobs) -> SourceResult:
         """Top ``quota`` items outside the user's stored history by cosine similarity to the
-        user embedding: the ANN is asked for ``quota`` + the history's length, so items the
-        seen filter would remove anyway do not eat the quota (as the ranker was trained)."""
+        user embedding: items the seen filter would remove anyway do not eat the quota (as the
+        ranker was trained)."""
         tower, index = call.bundle.user_tower, call.bundle.index
         assert tower is not None and index is not None
-        feeds = encode_user_tower([call.user], call.ctx.now, tower.config)
+        feeds = user_tower_feeds(call.ctx.user, call.ctx.now, tower.config)
         emb = tower.run(feeds)["user_embedding"]
-        history = np.unique(index.rows(list(call.user.history)))
-        labels, sims = index.search(emb, knobs.quota + len(history))
-        keep = np.flatnonzero(~np.isin(labels[0], history))[: knobs.quota]
-        return SourceResult(self.name, index.ids(labels[0][keep]), sims[0][keep])
+        labels, sims = index.search_excluding(emb[0], knobs.quota, call.history_rows())
+        return SourceResult(self.name, index.ids(labels), sims)
