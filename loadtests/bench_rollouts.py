@@ -36,6 +36,7 @@ from loadtests.bench_serving import _paths, _platform, _stats, _users
 from loadtests.load_generator import open_loop, sequential
 from loadtests.serving_stack import serving_stack
 from services.gateway.rollouts.assignment import Assignment, Assignments
+from shared.platform.auth import read_headers
 
 REPO = Path(__file__).resolve().parents[1]
 ROLLOUT = "bench-ranker"
@@ -142,7 +143,7 @@ def shadow_effect(gateway: str, controller: StandInController, users: list[str],
 def rollback_delay(gateway: str, controller: StandInController, repeats: int = 5) -> dict[str, Any]:
     """Seconds from the canary's removal until the gateway's answers carry no arm."""
     delays: list[float] = []
-    with httpx.Client(base_url=gateway, timeout=10) as client:
+    with httpx.Client(base_url=gateway, timeout=10, headers=read_headers()) as client:
         for _ in range(repeats):
             controller.set(canary=0.999)
             deadline = time.monotonic() + 10

@@ -24,6 +24,8 @@ import numpy as np
 import orjson
 from yarl import URL
 
+from shared.platform.auth import read_headers
+
 # uvicorn closes a connection idle for 5 s (its default keep-alive); dropping ours first means
 # a step never starts on a connection the server is about to close.
 KEEPALIVE_S = 3.0
@@ -78,6 +80,7 @@ class Client:
             timeout=aiohttp.ClientTimeout(total=self.timeout_s),
             auto_decompress=False,
             skip_auto_headers=("User-Agent",),
+            headers=read_headers(),  # the read token, where the platform protects reads
         )
         return self
 

@@ -18,6 +18,8 @@ import random
 
 from locust import FastHttpUser, between, task
 
+from shared.platform.auth import read_headers  # locust puts the working directory on the path
+
 K = int(os.environ.get("CASCADE_LOADTEST_K", "20"))
 UNKNOWN_SHARE = float(os.environ.get("CASCADE_LOADTEST_UNKNOWN_SHARE", "0.1"))
 WAIT = [float(x) for x in os.environ.get("CASCADE_LOADTEST_WAIT_S", "0.05,0.25").split(",")]
@@ -27,6 +29,7 @@ class GatewayUser(FastHttpUser):
     """One client asking the gateway for recommendations, one request at a time."""
 
     wait_time = between(WAIT[0], WAIT[-1])
+    default_headers = read_headers()  # the read token, where the platform protects reads
 
     @task
     def recommendations(self) -> None:

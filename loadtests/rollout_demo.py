@@ -24,14 +24,15 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from shared.platform.auth import admin_headers
+from shared.platform.auth import admin_headers, read_headers
 
 REPO = Path(__file__).resolve().parents[1]
 TERMINAL = {"promoted", "rolled_back", "aborted", "halted"}
 
 
 def _get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=30) as resp:
+    req = urllib.request.Request(url, headers=read_headers())
+    with urllib.request.urlopen(req, timeout=30) as resp:
         return json.loads(resp.read())
 
 

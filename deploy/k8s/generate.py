@@ -7,7 +7,9 @@ Kubernetes Service names, so every in-cluster URL stays valid. What Kubernetes a
 
 - connection settings from one ConfigMap (``cascade-platform``), per variable, so each pod gets
   only the ones it reads;
-- the admin token from the Secret ``cascade-admin-token``, mounted as a file;
+- the admin token from the Secret ``cascade-admin-token``, mounted as a file; the read token
+  from the optional Secret ``cascade-read-token``, used where the ConfigMap's
+  ``CASCADE_READ_TOKEN_FILE`` names it (empty: reads are open);
 - pods that run as the image's non-root user with a read-only root filesystem, no added
   capabilities, no service-account token; scratch space in emptyDirs;
 - persistent volumes for the two stateful parts (the offline sink's event log, the rollout
@@ -38,14 +40,18 @@ IMAGE = "cascade/serving:0.1.0"
 UID = 10001  # the image's `cascade` user (Dockerfile)
 TOKEN_DIR = "/var/run/secrets/cascade"
 TOKEN_SECRET = "cascade-admin-token"
+READ_TOKEN_DIR = "/var/run/secrets/cascade-read"
+READ_TOKEN_SECRET = "cascade-read-token"
 PLATFORM_CONFIG = "cascade-platform"
-# Connection settings: one place for an operator to point at their Redis, Kafka, MLflow.
+# Connection settings: one place for an operator to point at their Redis, Kafka, MLflow; and
+# to protect reads (set CASCADE_READ_TOKEN_FILE to READ_TOKEN_DIR/read_token).
 PLATFORM = {
     "CASCADE_REDIS_URL": "redis://redis:6379/0",
     "CASCADE_KAFKA_BOOTSTRAP": "kafka:9092",
     "CASCADE_MLFLOW_URI": "http://mlflow:5000",
     "MLFLOW_TRACKING_URI": "http://mlflow:5000",
     "CASCADE_PROMETHEUS_URL": "http://prometheus:9090",
+    "CASCADE_READ_TOKEN_FILE": "",
 }
 PUBLIC = {"gateway", "events", "console"}  # reachable from outside the namespace
 # Stateful: one replica, Recreate (a ReadWriteOnce volume), the volume at compose's path.
@@ -68,6 +74,10 @@ HEADER = """\
 # registry (alias `production`), so stateless pods are interchangeable. Before applying:
 #   kubectl create secret generic cascade-admin-token --from-file=admin_token=.run/admin_token
 #   kubectl apply -f deploy/k8s/cascade.yaml
+# To protect every read as well (docs/security.md):
+#   kubectl create secret generic cascade-read-token --from-file=read_token=.run/read_token
+#   and set CASCADE_READ_TOKEN_FILE in the ConfigMap cascade-platform to
+#   /var/run/secrets/cascade-read/read_token
 """
 
 
@@ -110,11 +120,14 @@ def _volumes(name: str, env: dict[str, str]) -> tuple[list[dict[str, Any]], list
         {"name": "scratch", "emptyDir": {}},  # the home dir: relative caches (models, rollouts)
         {"name": "tmp", "emptyDir": {}},
         {"name": "admin-token", "secret": {"secretName": TOKEN_SECRET, "defaultMode": 0o440}},
+        {"name": "read-token", "secret": {"secretName": READ_TOKEN_SECRET, "defaultMode": 0o440,
+                                          "optional": True}},  # fmt: skip
     ]
     mounts: list[dict[str, Any]] = [
         {"name": "scratch", "mountPath": "/home/cascade"},
         {"name": "tmp", "mountPath": "/tmp"},
         {"name": "admin-token", "mountPath": TOKEN_DIR, "readOnly": True},
+        {"name": "read-token", "mountPath": READ_TOKEN_DIR, "readOnly": True},
     ]
     if name in STATE:
         claim, _ = STATE[name]

@@ -84,14 +84,16 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--detach", action="store_true", help="return once ready; `down` stops it")
     up.add_argument("--models-dir", type=Path, help="exported models folder (default models/)")
     up.add_argument("--tiny", action="store_true", help="train the tiny config if no model yet")
+    up.add_argument("--protect-reads", action="store_true", help="every read needs .run/read_token")
     sub.add_parser("down", help="stop everything `up` started")
     sub.add_parser("status", help="what runs where")
     args = parser.parse_args(argv)
     overrides = {}
     if getattr(args, "models_dir", None):
         overrides["models_dir"] = args.models_dir
-    if getattr(args, "tiny", False):
-        overrides["tiny"] = True
+    for flag in ("tiny", "protect_reads"):
+        if getattr(args, flag, False):
+            overrides[flag] = True
     rt = load_settings(RuntimeSettings, **overrides)
     if args.command == "up":
         return cmd_up(rt, args.detach)

@@ -131,7 +131,7 @@ class LocalRuntime:
             raise StackError(str(exc)) from exc
         for spec in self.infra.start:
             self._start_and_wait(spec)
-        env = platform_env(self.infra, self.rt.run_dir)
+        env = platform_env(self.infra, self.rt.run_dir, self.rt.protect_reads)
         for job in model_jobs(self.rt, self.infra.mlflow_uri):
             self._run_job(job, env)
         # A Redis that loses its data is re-bootstrapped by the feature store (docs/faults.md).
@@ -245,6 +245,10 @@ class LocalRuntime:
         lines.append(
             f"admin token (writes: catalog, rollouts, experiments): {self.rt.run_dir}/admin_token"
         )
+        if self.rt.protect_reads:
+            lines.append(
+                f"read token (every read but health and metrics): {self.rt.run_dir}/read_token"
+            )
         lines.append(f"logs: {self.log_dir}")
         return "\n".join(lines)
 

@@ -54,6 +54,9 @@ class RuntimeSettings(BaseSettings):
     reports_dir: Path = REPO_ROOT / "reports"  # the training run's evaluation report
     data_dir: Path = REPO_ROOT / "data"
     tiny: bool = False
+    protect_reads: bool = Field(
+        default=False, description="every read needs the read token (.run/read_token)"
+    )
     only: str = Field(
         default="", description="start only these services (comma-separated; default: all)"
     )
@@ -98,9 +101,12 @@ def plan_infra(rt: RuntimeSettings) -> Infra:
     return Infra(redis_url, kafka, mlflow_uri, tuple(start))
 
 
-def platform_env(inf: Infra, run_dir: Path) -> dict[str, str]:
-    """Environment every service process gets (registry downloads cached under the run dir)."""
+def platform_env(inf: Infra, run_dir: Path, protect_reads: bool = False) -> dict[str, str]:
+    """Environment every service process gets (registry downloads cached under the run dir);
+    with ``protect_reads`` the read token too (generated once, 0600, like the admin token)."""
+    reads = {"CASCADE_READ_TOKEN_FILE": str(ensure_token_file(run_dir / "read_token"))}
     return {
+        **(reads if protect_reads else {}),
         "CASCADE_MODEL_CACHE_DIR": str(run_dir / "model_cache"),
         # Aliases are polled every 5 s, so a rollout's candidate is loaded within seconds.
         "CASCADE_MODEL_POLL_S": "5",

@@ -27,6 +27,7 @@ from loadtests.simulator.population import PlannedSession, Population
 from loadtests.simulator.poster import EventPoster
 from loadtests.simulator.settings import SimulatorSettings
 from loadtests.simulator.summary import RunSummary
+from shared.platform.auth import read_headers
 
 
 class _Run:
@@ -136,7 +137,8 @@ async def run_simulation(
     driver = settings.driver
     connector = aiohttp.TCPConnector(limit=driver.max_connections, keepalive_timeout=KEEPALIVE_S)
     timeout = aiohttp.ClientTimeout(total=driver.timeout_s)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+    headers = read_headers()  # the read token, where the platform protects reads
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers) as http:
         poster = EventPoster(http, events, driver, summary)
         run = _Run(settings, truth, http, gateway, poster, summary)
         flusher = asyncio.create_task(poster.run())

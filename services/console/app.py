@@ -34,4 +34,8 @@ def build_app(settings: Settings) -> Service:
     for module in (pages, tryit, health, monitors, rollouts, latency):
         app.include_router(module.router)
     app.api.mount("/static", StaticFiles(directory=STATIC), name="static")
+    # The page and its scripts hold no data (the person types a token into the page, which
+    # sends it with its calls to /api): they load where reads are protected too.
+    app.reads.open_paths.add("/")
+    app.reads.open_prefixes = ("/static/",)
     return app

@@ -2,7 +2,8 @@
 
 Reads never fail because a service is down: its part says so. Writes go to the service that
 owns them (the events API, the rollouts service) with the caller's ``Authorization`` header
-passed on unchanged: the console holds no token of its own.
+passed on unchanged: the console holds no admin token. Where the platform protects its reads
+the console's own reads carry its read token (``CASCADE_READ_TOKEN[_FILE]``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from services.console.scrapes import Scrape, ScrapeRing, kept
 from services.console.settings import Settings
 from services.console.upstream import Answer, Upstream, Upstreams, upstream_error
 from shared.pipeline.budget import LatencyBudget, load_budget
+from shared.platform.auth import bearer, settings_token
 from shared.platform.http_client import UpstreamError
 from shared.platform.redis_client import create_async_redis
 
@@ -32,6 +34,7 @@ class Console:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.read_auth = bearer(settings_token(settings, "read"))  # {} where reads are open
         self.upstreams = Upstreams(settings.services(), settings.timeout_s)
         self.ring = ScrapeRing(settings.window_s)
         self.budget: LatencyBudget = load_budget(settings.latency_budget)
@@ -63,15 +66,21 @@ class Console:
         payload: Any = None,
         authorization: str | None = None,
     ) -> Answer:
-        """One call to ``service``; UpstreamError when it does not answer (or is unknown)."""
+        """One call to ``service``; UpstreamError when it does not answer (or is unknown).
+
+        A write carries the caller's ``authorization`` only; a read the caller's, else the
+        console's read token."""
         try:
             client = self.upstreams.get(service)
         except KeyError:
             raise UpstreamError(
                 service, "unconfigured", "not in CASCADE_CONSOLE_SERVICE_URLS"
             ) from None
-        headers = {"Authorization": authorization} if authorization else None
-        return await client.call(method, path, payload, headers=headers)
+        if authorization:
+            headers = {"Authorization": authorization}
+        else:
+            headers = self.read_auth if method == "GET" else {}
+        return await client.call(method, path, payload, headers=headers or None)
 
     async def read(self, service: str, path: str) -> dict[str, Any]:
         """A read for a page: the JSON answer, or ``{"error": ...}`` saying why there is none."""

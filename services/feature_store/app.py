@@ -39,6 +39,7 @@ def build_app(settings: Settings) -> Service:
     app = create_app(settings, setup, description=__doc__ or "")
     app.include_router(features.router)
     app.include_router(catalog.router)
+    app.reads.read_posts.add("/v1/items/features")  # a read with a list of ids
 
     @app.exception_handler(RedisError)
     @app.exception_handler(RedisClusterException)

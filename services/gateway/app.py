@@ -55,7 +55,8 @@ def _remote_clients(settings: Settings, resources: Resources, stages: Stages,
 def _elsewhere(resources: Resources, budget: LatencyBudget, client: StageClient,
                url: str) -> StageClient:  # fmt: skip
     """A client of ``client``'s stage at another URL (a rollout's canary deployment)."""
-    service = ServiceClient(f"{client.stage.name}@{url}", url, budget.total_ms / 1000.0)
+    service = ServiceClient(f"{client.stage.name}@{url}", url, budget.total_ms / 1000.0,
+                            token=resources.read_token)  # fmt: skip
     resources.on_close(service.aclose)
     return RemoteStage(client.stage, service)
 
@@ -90,7 +91,8 @@ def _rollouts(settings: Settings, resources: Resources, deps: StepDeps, budget: 
     """The split and the shadow, following the controller (None: rollouts are off)."""
     if not settings.follow_rollouts:
         return None
-    client = ServiceClient("rollouts", settings.rollouts_url, timeout_s=2.0, max_connections=2)
+    client = ServiceClient("rollouts", settings.rollouts_url, timeout_s=2.0, max_connections=2,
+                           token=resources.read_token)  # fmt: skip
     resources.on_close(client.aclose)
     follower = AssignmentFollower(client, settings.rollouts_poll_s, settings.rollouts_stale_s)
     resources.readiness.add("rollouts", follower.check, required=False)

@@ -44,7 +44,9 @@ class ApiError(Exception):
 
 
 def call(url: str, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
-    """One request to the controller; its JSON answer, or ApiError with its reason."""
+    """One request to the controller; its JSON answer, or ApiError with its reason (a read
+    without ``token`` carries the read token, where one is found)."""
+    token = token or (client_token("read") if method == "GET" else None)
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url.rstrip("/") + path, data=data, method=method)
     req.add_header("content-type", "application/json")

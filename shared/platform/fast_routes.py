@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 import orjson
@@ -24,6 +24,9 @@ import orjson
 from shared.platform.contracts import VALIDATION_ERROR
 from shared.platform.logging import new_request_id, request_id_var
 from shared.platform.metrics import REQUEST_LATENCY, REQUESTS_IN_FLIGHT
+
+if TYPE_CHECKING:
+    from shared.platform.auth import ReadPolicy
 
 log = logging.getLogger(__name__)
 
@@ -97,14 +100,23 @@ class FastRoute:
 
 
 class FastRoutes:
-    """ASGI app: the fast routes by (method, path); any other request goes to ``app``."""
+    """ASGI app: the fast routes by (method, path); any other request goes to ``app``.
+
+    With ``reads`` (the platform protects its reads) every read is checked here, before its
+    body is read or anything else runs: the fast routes, and what ``reads.covers``."""
 
     def __init__(
-        self, app: ASGIApp, service: str, routes: list[FastRoute], max_body: int = 8 << 20
+        self,
+        app: ASGIApp,
+        service: str,
+        routes: list[FastRoute],
+        max_body: int = 8 << 20,
+        reads: ReadPolicy | None = None,
     ) -> None:
         self.app = app
         self.service = service
         self.max_body = max_body
+        self.reads = reads
         self.routes = {(r.method, r.path): r for r in routes}
         self.methods: dict[str, list[str]] = {}  # path -> its methods (for 405's Allow)
         for r in routes:
@@ -122,6 +134,12 @@ class FastRoutes:
                 resp.headers = [(b"allow", allow)]
                 await _send(send, resp, new_request_id())
                 return
+            if self.reads is not None and scope["type"] == "http":
+                auth = _header(scope, b"authorization")
+                refused = self._refusal(scope.get("method", ""), path, auth)
+                if refused is not None:
+                    await _send(send, refused, new_request_id())
+                    return
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
@@ -138,19 +156,41 @@ class FastRoutes:
         rid = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or new_request_id()
         token = request_id_var.set(rid)
         try:
-            body = await self._body(receive, headers.get(b"content-length"))
-            if body is None:
-                resp = _error(413, f"body larger than {self.max_body} bytes")
-            else:
-                req = FastRequest(
-                    scope["method"], scope["path"], scope.get("query_string", b""), headers,
-                    body, rid,
-                )  # fmt: skip
-                resp = await self._handle(route, req)
+            resp = None
+            if self.reads is not None:  # before the body is read
+                resp = self._refusal(None, route.path, headers.get(b"authorization"))
+            if resp is None:
+                resp = await self._read_and_handle(route, scope, receive, headers, rid)
             await _send(send, resp, rid)
             return resp.status
         finally:
             request_id_var.reset(token)
+
+    async def _read_and_handle(
+        self, route: FastRoute, scope: Scope, receive: Receive, headers: dict[bytes, bytes],
+        rid: str,
+    ) -> FastResponse:  # fmt: skip
+        body = await self._body(receive, headers.get(b"content-length"))
+        if body is None:
+            return _error(413, f"body larger than {self.max_body} bytes")
+        req = FastRequest(
+            scope["method"], scope["path"], scope.get("query_string", b""), headers, body, rid
+        )
+        return await self._handle(route, req)
+
+    def _refusal(self, method: str | None, path: str, auth: bytes | None) -> FastResponse | None:
+        """The 401/403 of a read without the token (``method`` None: a fast route, always a
+        read), else None."""
+        assert self.reads is not None
+        if method is not None and not self.reads.covers(method, path):
+            return None
+        refused = self.reads.guard.refusal(auth.decode("latin-1") if auth else None)
+        if refused is None:
+            return None
+        resp = _error(*refused)
+        if refused[0] == 401:
+            resp.headers = [(b"www-authenticate", b"Bearer")]
+        return resp
 
     async def _handle(self, route: FastRoute, req: FastRequest) -> FastResponse:
         try:
@@ -187,6 +227,14 @@ class FastRoutes:
                 self.service, route.path, route.method, str(status)
             )
         child.observe(seconds)
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    """A request header of an ASGI scope (names are lower-case there), or None."""
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return bytes(value)
+    return None
 
 
 def _error(status: int, detail: Any) -> FastResponse:

@@ -109,7 +109,9 @@ class ServiceClient:
     """A client for one downstream service, reusing its connections across requests.
 
     Every call has a deadline (seconds): the constructor's default, or a tighter one from the
-    caller (the gateway passes what is left of the request's budget).
+    caller (the gateway passes what is left of the request's budget). With ``token`` every
+    call carries ``Authorization: Bearer <token>`` (the platform's read token, where reads
+    are protected) unless the call passes its own.
     """
 
     def __init__(
@@ -119,6 +121,7 @@ class ServiceClient:
         timeout_s: float = 1.0,
         max_connections: int = 100,
         linger_s: float = 5.0,
+        token: str | None = None,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme != "http" or not parts.hostname:
@@ -132,6 +135,7 @@ class ServiceClient:
         self.max_connections = max_connections
         self.linger_s = linger_s
         self._host_header = f"Host: {parts.netloc}\r\n".encode()
+        self._auth_header = f"Authorization: Bearer {token}\r\n".encode() if token else b""
         self._idle: deque[_Connection] = deque()
         self._open = 0
         self._waiters: deque[asyncio.Future[_Connection | None]] = deque()
@@ -172,6 +176,8 @@ class ServiceClient:
         lines = [f"{method} {self.prefix}{path} HTTP/1.1\r\n".encode(), self._host_header]
         if body is not None:
             lines.append(f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\n".encode())
+        if self._auth_header and not (extra and "Authorization" in extra):
+            lines.append(self._auth_header)
         for key, value in (extra or {}).items():
             lines.append(f"{key}: {value}\r\n".encode("latin-1"))
         lines.append(b"\r\n")

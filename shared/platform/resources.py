@@ -35,10 +35,14 @@ class Loadable(Protocol):
 
 
 class Resources:
-    """Creates clients (no connection at construction) and closes them together."""
+    """Creates clients (no connection at construction) and closes them together.
 
-    def __init__(self, readiness: Readiness) -> None:
+    ``read_token`` is what the service's clients of other services send when the platform
+    protects its reads (None: reads are open)."""
+
+    def __init__(self, readiness: Readiness, read_token: str | None = None) -> None:
         self.readiness = readiness
+        self.read_token = read_token
         self._closers: list[Callable[[], Awaitable[None]]] = []
 
     def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
@@ -70,7 +74,7 @@ class Resources:
         self, name: str, base_url: str, timeout_s: float, required: bool = False
     ) -> ServiceClient:
         """A pooled client for a downstream service; its /readyz is an (optional) check."""
-        client = ServiceClient(name, base_url, timeout_s=timeout_s)
+        client = ServiceClient(name, base_url, timeout_s=timeout_s, token=self.read_token)
         self.on_close(client.aclose)
 
         async def check() -> tuple[bool, str]:

@@ -18,7 +18,7 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
-from shared.platform.auth import AdminGuard
+from shared.platform.auth import AdminGuard, ReadGuard, ReadPolicy, settings_token
 from shared.platform.contracts import declare_framework_answers
 from shared.platform.fast_routes import ASGIApp, FastRoute, FastRoutes, Receive, Scope, Send
 from shared.platform.fast_routes import add_to_openapi as _add_to_openapi
@@ -66,19 +66,26 @@ class RequestIdMiddleware:
 
 
 class Service:
-    """A service's ASGI app: its fast routes in front of its FastAPI app."""
+    """A service's ASGI app: its fast routes in front of its FastAPI app.
+
+    ``reads`` says which requests are reads (a service adds its open pages or POST reads to
+    it before it starts); when the platform protects reads, they are checked in front of
+    everything else."""
 
     def __init__(self, api: FastAPI, service: str) -> None:
         self.api = api
         self.service = service
         self.fast_routes: list[FastRoute] = []
+        self.reads = ReadPolicy(api.state.read_guard)
         self._asgi: FastRoutes | None = None
         original = api.openapi
 
         def openapi() -> dict[str, Any]:
             if api.openapi_schema is None:
                 schema = declare_framework_answers(original())
-                api.openapi_schema = _add_to_openapi(schema, self.fast_routes)
+                schema = _add_to_openapi(schema, self.fast_routes)
+                fast = {(r.method, r.path) for r in self.fast_routes}
+                api.openapi_schema = self.reads.declare(schema, fast)
             return api.openapi_schema
 
         api.openapi = openapi  # type: ignore[method-assign]
@@ -107,7 +114,8 @@ class Service:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._asgi is None:
-            self._asgi = FastRoutes(self.api, self.service, self.fast_routes)
+            reads = self.reads if self.reads.guard.configured else None
+            self._asgi = FastRoutes(self.api, self.service, self.fast_routes, reads=reads)
         await self._asgi(scope, receive, send)
 
 
@@ -124,9 +132,11 @@ def create_app(
     name = settings.service_name
     readiness = Readiness(name)
 
+    read_token = settings_token(settings, "read")  # sent with this service's own calls
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        resources = Resources(readiness)
+        resources = Resources(readiness, read_token)
         app.state.resources = resources
         try:
             if setup is not None:
@@ -140,6 +150,7 @@ def create_app(
     api.state.settings = settings
     api.state.readiness = readiness
     api.state.admin_guard = AdminGuard.from_settings(settings)
+    api.state.read_guard = ReadGuard.from_settings(settings)
     api.add_middleware(RequestMetricsMiddleware, service=name)
     api.add_middleware(RequestIdMiddleware)
     SERVICE_INFO.labels(name, VERSION).set(1)

@@ -148,6 +148,14 @@ class ServiceSettings(BaseSettings):
     admin_token_file: str | None = platform(
         None, description="file holding the admin token (a mounted secret); wins over the value"
     )
+    # The read token: when set, every read needs it (or the admin token), and the service
+    # sends it with its own calls to the others. Unset: reads are open.
+    read_token: SecretStr | None = platform(
+        None, description="reads need 'Authorization: Bearer <token>' (unset: reads are open)"
+    )
+    read_token_file: str | None = platform(
+        None, description="file holding the read token (a mounted secret); wins over the value"
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -59,11 +59,15 @@ def test_schema_valid(compose: dict[str, Any]) -> None:
     jsonschema.Draft201909Validator(schema).validate(compose)
 
 
-def _docker_compose_config(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def _docker_compose_config(
+    env: dict[str, str], cwd: Path, quiet: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """``docker-compose config``: -q only checks, without it the resolved file is printed."""
     binary = shutil.which("docker-compose")
     assert binary, "docker-compose (Debian package) missing: `make bootstrap` installs it"
     return subprocess.run(
-        [binary, "-f", str(COMPOSE), "--project-directory", str(cwd), "config", "-q"],
+        [binary, "-f", str(COMPOSE), "--project-directory", str(cwd), "config",
+         *(["-q"] if quiet else [])],
         capture_output=True, text=True, timeout=60, env=env, cwd=cwd,
     )  # fmt: skip
 
@@ -73,14 +77,22 @@ def test_docker_compose_parses_it_with_the_generated_credentials(tmp_path: Path)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CASCADE_")}
     without = _docker_compose_config(env, tmp_path)
     assert without.returncode != 0 and "make compose-env" in without.stderr
-    env_path, token = write_compose_env(tmp_path)
-    assert env_path.stat().st_mode & 0o777 == 0o600 and token.stat().st_mode & 0o777 == 0o600
+    env_path, token, read = write_compose_env(tmp_path)
+    for path in (env_path, token, read):
+        assert path.stat().st_mode & 0o777 == 0o600, path
+    assert token.read_text() != read.read_text()
     values = read_env_file(env_path)
     assert set(values) == set(GENERATED) and len(values["CASCADE_POSTGRES_PASSWORD"]) >= 24
     assert write_compose_env(tmp_path) and read_env_file(env_path) == values  # kept on re-run
     (tmp_path / "deploy").symlink_to(REPO_ROOT / "deploy")  # relative mounts resolve
     proc = _docker_compose_config(env, tmp_path)
     assert proc.returncode == 0, proc.stderr
+    assert "CASCADE_READ_TOKEN_FILE=/run/secrets/read_token" in env_path.read_text()  # a hint
+    with env_path.open("a") as f:
+        f.write("CASCADE_READ_TOKEN_FILE=/run/secrets/read_token\n")  # reads protected
+    resolved = _docker_compose_config(env, tmp_path, quiet=False)
+    gateway = yaml.safe_load(resolved.stdout)["services"]["gateway"]
+    assert gateway["environment"]["CASCADE_READ_TOKEN_FILE"] == "/run/secrets/read_token"
 
 
 PUBLISHED = {"gateway", "events", "console", "prometheus", "grafana"}
@@ -113,7 +125,10 @@ def test_no_credential_is_written_in_the_file(compose: dict[str, Any]) -> None:
     for name, svc in _cascade_services(compose).values():
         env = svc.get("environment") or {}
         assert env.get("CASCADE_ADMIN_TOKEN_FILE") == "/run/secrets/admin_token", name
-        assert "admin_token" in (svc.get("secrets") or compose["x-service"]["secrets"]), name
+        # reads: protected where .env names the secret, open (empty) otherwise
+        assert env.get("CASCADE_READ_TOKEN_FILE") == "${CASCADE_READ_TOKEN_FILE:-}", name
+        secrets = svc.get("secrets") or compose["x-service"]["secrets"]
+        assert {"admin_token", "read_token"} <= set(secrets), name
 
 
 def test_every_service_has_healthcheck_and_conditions(compose: dict[str, Any]) -> None:

@@ -111,6 +111,12 @@ def test_pods_run_non_root_read_only_with_the_token_from_the_secret(
         volumes = {v["name"]: v for v in pod["volumes"]}
         secret = volumes[mounts[token.rsplit("/", 1)[0]]]["secret"]
         assert secret["secretName"] == generate.TOKEN_SECRET, name
+        # the read token: an optional Secret, used once the ConfigMap names its file
+        read = volumes[mounts[generate.READ_TOKEN_DIR]]["secret"]
+        assert read == {"secretName": generate.READ_TOKEN_SECRET, "defaultMode": 0o440,
+                        "optional": True}, name  # fmt: skip
+        ref = next(e for e in container["env"] if e["name"] == "CASCADE_READ_TOKEN_FILE")
+        assert ref["valueFrom"]["configMapKeyRef"]["name"] == generate.PLATFORM_CONFIG, name
         assert "/home/cascade" in mounts and "/tmp" in mounts, f"{name}: nowhere to write"
 
 

@@ -97,11 +97,14 @@ def _runtime(
     )
 
 
-def _recommend_until_whole(gateway: str, timeout_s: float = 20.0) -> dict[str, Any]:
+def _recommend_until_whole(
+    gateway: str, headers: dict[str, str] | None = None, timeout_s: float = 20.0
+) -> dict[str, Any]:
     """A recommendation through every stage (the first calls may still warm connections up)."""
     deadline = time.monotonic() + timeout_s
     while True:
-        rec = httpx.get(f"{gateway}/v1/recommendations", params={"user_id": "1", "k": 5})
+        params = {"user_id": "1", "k": 5}
+        rec = httpx.get(f"{gateway}/v1/recommendations", params=params, headers=headers)
         assert rec.status_code == 200, rec.text
         body: dict[str, Any] = rec.json()
         if not body["degraded"] or time.monotonic() > deadline:
@@ -109,11 +112,11 @@ def _recommend_until_whole(gateway: str, timeout_s: float = 20.0) -> dict[str, A
         time.sleep(0.5)
 
 
-def _check_serving(ports: dict[str, int]) -> None:
+def _check_serving(ports: dict[str, int], headers: dict[str, str] | None = None) -> None:
     for name, port in ports.items():
         ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
         assert ready.status_code == 200, (name, ready.text)
-    body = _recommend_until_whole(f"http://127.0.0.1:{ports['gateway']}")
+    body = _recommend_until_whole(f"http://127.0.0.1:{ports['gateway']}", headers)
     assert len(body["items"]) == 5 and not body["degraded"], body["degraded_reasons"]
 
 
@@ -185,16 +188,24 @@ def _foreground_up(env: dict[str, str]) -> tuple[subprocess.Popen[str], list[str
 def test_foreground_up_stops_everything_on_ctrl_c(
     tmp_path: Path, models_dir: Path, mlflow_tracking_uri: str
 ) -> None:
+    """With reads protected (CASCADE_LOCAL_PROTECT_READS): the stages, the console and the
+    rollout follower pass the read token among themselves, probes and Prometheus need none."""
     run_dir = tmp_path / "run"
     env, ports = _env(run_dir, models_dir, mlflow_uri=mlflow_tracking_uri)
+    env["CASCADE_LOCAL_PROTECT_READS"] = "true"
     proc, out = _foreground_up(env)
     try:
         assert any(line.startswith("train: skipped") for line in out), "".join(out)
+        assert any(f"read token (every read but health and metrics): {run_dir}/read_token" in line
+                   for line in out), "".join(out)  # fmt: skip
         state = json.loads((run_dir / "state.json").read_text())
         assert {"redis", "kafka", "prometheus", *SERVICES} <= {
             p["name"] for p in state["processes"]
         }
-        _check_serving(ports)
+        gateway = f"http://127.0.0.1:{ports['gateway']}/v1/recommendations?user_id=1"
+        assert httpx.get(gateway, timeout=10).status_code == 401
+        token = (run_dir / "read_token").read_text().strip()
+        _check_serving(ports, {"Authorization": f"Bearer {token}"})
         _check_prometheus_scrapes(env["CASCADE_LOCAL_PROMETHEUS_PORT"], ports)
     finally:
         proc.send_signal(signal.SIGINT)
