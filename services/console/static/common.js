@@ -1,4 +1,4 @@
-// Shared by every page: the router, DOM and SVG builders, JSON calls, the token for writes.
+// Shared by every page: the router, DOM and SVG builders, JSON calls, the token they carry.
 "use strict";
 const Cascade = (() => {
   const pages = {};
@@ -58,7 +58,8 @@ const Cascade = (() => {
   async function call(method, path, body) {
     const headers = {};
     if (body !== undefined) headers["Content-Type"] = "application/json";
-    if (method !== "GET" && token()) headers.Authorization = `Bearer ${token()}`;
+    // Writes need the admin token; reads a token too where the platform protects them.
+    if (token()) headers.Authorization = `Bearer ${token()}`;
     try {
       const resp = await fetch(path, {
         method, headers, body: body === undefined ? undefined : JSON.stringify(body),
