@@ -120,8 +120,10 @@ def _volumes(name: str, env: dict[str, str]) -> tuple[list[dict[str, Any]], list
         {"name": "scratch", "emptyDir": {}},  # the home dir: relative caches (models, rollouts)
         {"name": "tmp", "emptyDir": {}},
         {"name": "admin-token", "secret": {"secretName": TOKEN_SECRET, "defaultMode": 0o440}},
-        {"name": "read-token", "secret": {"secretName": READ_TOKEN_SECRET, "defaultMode": 0o440,
-                                          "optional": True}},  # fmt: skip
+        {
+            "name": "read-token",
+            "secret": {"secretName": READ_TOKEN_SECRET, "defaultMode": 0o440, "optional": True},
+        },  # fmt: skip
     ]
     mounts: list[dict[str, Any]] = [
         {"name": "scratch", "mountPath": "/home/cascade"},
