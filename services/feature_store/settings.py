@@ -28,5 +28,7 @@ class Settings(ServiceSettings, RedisSettings, StoreSettings):
     def store_config(self) -> StoreConfig:
         """The store knobs the reader needs."""
         return StoreConfig(
-            history_cap=self.history_cap, trending_half_life_s=self.trending_half_life_s
+            history_cap=self.history_cap,
+            trending_half_life_s=self.trending_half_life_s,
+            segment_half_life_s=self.segment_half_life_s,
         )

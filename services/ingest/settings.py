@@ -30,6 +30,9 @@ class StoreSettings(BaseModel):
     trending_half_life_s: float = platform(
         StoreConfig.trending_half_life_s, gt=0, description="trending decay"
     )
+    segment_half_life_s: float = platform(
+        StoreConfig.segment_half_life_s, gt=0, description="segment popularity decay"
+    )
 
 
 class Settings(ServiceSettings, RedisSettings, KafkaSettings, ConsumerGroupSettings, StoreSettings):
@@ -69,4 +72,5 @@ class Settings(ServiceSettings, RedisSettings, KafkaSettings, ConsumerGroupSetti
             history_cap=self.history_cap,
             impressions_ttl_s=self.impressions_ttl_s,
             trending_half_life_s=self.trending_half_life_s,
+            segment_half_life_s=self.segment_half_life_s,
         )

@@ -1,4 +1,4 @@
-"""Encodings of catalog records and user profiles, and the user segment rule."""
+"""Encodings of catalog records and user profiles (with the segment, shared.features.popularity)."""
 
 from __future__ import annotations
 
@@ -12,19 +12,10 @@ import numpy as np
 import orjson
 
 from shared.features.item import N_GENRES, genre_index, genre_multi_hot
-from shared.features.profile import age_bucket
+from shared.features.popularity import UNKNOWN_SEGMENT as UNKNOWN_SEGMENT
+from shared.features.popularity import user_segment
 from shared.online_store import keys
 from shared.online_store.types import ItemRecord, UserProfile
-
-UNKNOWN_SEGMENT = "unknown"
-
-
-def user_segment(age: float | None, gender: str | None) -> str:
-    """Popularity segment of a user: age bucket × gender, e.g. ``25-34|f``."""
-    if age is None and not gender:
-        return UNKNOWN_SEGMENT
-    sex = str(gender).strip().lower()[:1] if gender else "u"
-    return f"{age_bucket(age)}|{sex or 'u'}"
 
 
 def encode_item(item: ItemRecord) -> bytes:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from shared.features.popularity import SEGMENT_HALF_LIFE_S
+
 
 @dataclass(frozen=True)
 class StoreConfig:
@@ -18,6 +20,7 @@ class StoreConfig:
     impressions_ttl_s: int = 7 * 86_400  # fatigue counts expire after a week without impressions
     arms_ttl_s: int = 90 * 86_400  # remembered experiment arms outlive any experiment
     trending_half_life_s: float = 6 * 3_600.0
+    segment_half_life_s: float = SEGMENT_HALF_LIFE_S  # segment popularity's decay (a week)
     # Bounds (issue 12: Redis must not grow with the ids clients send). Every per-user key lives
     # user_ttl_s after the user's last event; counters of items outside the catalog expire;
     # the seen window, trending and each segment's popularity keep their top entries only.

@@ -19,7 +19,8 @@
 -- 0 duplicate, 2 rejected) and reasons one text per rejected event, in order.
 -- Bounded state: every per-user key expires user_ttl after the user's last event; counters of an
 -- item outside the catalog expire unknown_item_ttl after its last event; the seen window, the
--- trending set and each segment's popularity keep only their top seen_cap / trend_cap / seg_cap.
+-- trending set and each segment's popularity keep only their top seen_cap / trend_cap / seg_cap,
+-- and trending and segment popularity decay (half-lives trend_half_life and seg_half_life).
 -- Parts (Redis Cluster, shared/online_store/ingest_calls.py): on one Redis a call applies
 -- every effect of its events (mode 'all', one mark ev:<id> per event). On a cluster a script
 -- may touch one slot only, so an event's effects are applied in two parts, each with its own
@@ -29,8 +30,8 @@
 -- read by the user part's check). With check = '1' a call only runs the first phase and
 -- returns what it would do (and, in mode 'user', the segment of each of its users).
 -- ARGV: the store's knobs as one JSON array [dedupe_ttl, hist_cap, trend_half_life, imp_ttl,
---       user_ttl, unknown_item_ttl, seen_cap, trend_cap, seg_cap, n_rings, then per ring
---       granularity, slots, head_word, offset] (one argument, not 18: a cluster batch is
+--       user_ttl, unknown_item_ttl, seen_cap, trend_cap, seg_cap, seg_half_life, n_rings, then
+--       per ring granularity, slots, head_word, offset] (one argument, not 19: a cluster batch is
 --       thousands of calls and redis-py packs each argument in Python), then mode, check,
 --       then one JSON array of events, each [event_id, user_id, item_id, ts, flags, weight,
 --       rating, affinity_increment, genre_cols(, segment: mode 'item' only)]
@@ -38,8 +39,9 @@
 local h = cjson.decode(ARGV[1])
 local ttl, hist_cap, trend_h, imp_ttl = h[1], h[2], h[3], h[4]
 local user_ttl, unknown_item_ttl, seen_cap, trend_cap, seg_cap = h[5], h[6], h[7], h[8], h[9]
-local rings, p = {}, 11
-for r = 1, h[10] do
+local seg_h = h[10]
+local rings, p = {}, 12
+for r = 1, h[11] do
   rings[r] = {gran = h[p], n = h[p + 1], head = h[p + 2], off = h[p + 3]}
   p = p + 4
 end
@@ -65,7 +67,7 @@ end
 -- Global keys of the wrong type would fail every batch: refuse it whole, before any write.
 local old_ref, ref
 if do_item then
-  for key, want in pairs({trending = 'zset', ['trending:ref'] = 'string',
+  for key, want in pairs({trending = 'zset', ['trending:ref'] = 'string', segref = 'hash',
                           ['catalog:ids'] = 'set', ['segpop:all'] = 'zset'}) do
     local got = redis.call('TYPE', I .. key)['ok']
     if got ~= 'none' and got ~= want then
@@ -134,10 +136,26 @@ local function bad_segment(seg)
   return seg_checked[seg] or nil
 end
 
-local function add_popularity(seg, iid, w)
+-- Segment popularity decays as trending does: each segment's zset holds
+-- Σ w · 2^((ts - ref_s) / seg_h) with its own reference time ref_s (hash {i}:segref), moved
+-- forward (its set rescaled once) by the same rule as trending's ref.
+local seg_refs = {}
+local function seg_ref(seg)
+  local r = seg_refs[seg]
+  if r == nil then
+    local old = tonumber(redis.call('HGET', I .. 'segref', seg))
+    local new = old
+    if new == nil or max_ts - new > 64 * seg_h then new = math.floor(max_ts / 3600) * 3600 end
+    r = {old = old, new = new}
+    seg_refs[seg] = r
+  end
+  return r.new
+end
+
+local function add_popularity(seg, iid, w, ts)
   for _, s in ipairs({seg, 'all'}) do
     local t = segpop[s] or {}
-    t[iid] = (t[iid] or 0) + w
+    t[iid] = (t[iid] or 0) + w * math.pow(2, (ts - seg_ref(s)) / seg_h)
     segpop[s] = t
   end
 end
@@ -191,7 +209,7 @@ local function apply_item(e, it, seg)
   if has(flags, CLICK) then it.tot[4] = it.tot[4] + 1 end
   if w > 0 then
     it.trend = it.trend + w * math.pow(2, (ts - ref) / trend_h)
-    add_popularity(seg, iid, w)
+    add_popularity(seg, iid, w, ts)
   end
 end
 
@@ -342,7 +360,14 @@ for iid, it in pairs(items) do if not it.bad then flush_item(iid, it) end end
 for _, u in pairs(users) do if not u.bad then flush_user(u) end end
 for seg, t in pairs(segpop) do
   local key = I .. 'segpop:' .. seg
-  for iid, w in pairs(t) do redis.call('ZINCRBY', key, tostring(w), iid) end
+  local r = seg_refs[seg]
+  if r.new ~= r.old then  -- as trending's ref: rescale the set once, then keep the new ref
+    if r.old ~= nil then
+      redis.call('ZUNIONSTORE', key, 1, key, 'WEIGHTS', tostring(math.pow(2, (r.old - r.new) / seg_h)))
+    end
+    redis.call('HSET', I .. 'segref', seg, tostring(r.new))
+  end
+  for iid, w in pairs(t) do redis.call('ZINCRBY', key, string.format('%.17g', w), iid) end
   redis.call('ZREMRANGEBYRANK', key, 0, -seg_cap - 1)
 end
 if next(items) ~= nil then redis.call('ZREMRANGEBYRANK', I .. 'trending', 0, -trend_cap - 1) end

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.features.popularity import ALL_SEGMENT as ALL_SEGMENT  # popularity over every user
+
 ITEM_TAG = b"{i}:"  # the prefix of every item-side key
 CATALOG_VERSION = ITEM_TAG + b"catalog:version"  # INCR on every catalog write
 CATALOG_IDS = ITEM_TAG + b"catalog:ids"  # set of every item id
@@ -20,7 +22,10 @@ TRENDING_REF = ITEM_TAG + b"trending:ref"  # reference time of the trending scor
 # Set while the store keeper re-runs the bootstrap (value: its start, unix s; with a TTL);
 # under {i} so the gateways' store check (this and CATALOG_IDS) is one slot.
 STORE_REBUILDING = ITEM_TAG + b"store:rebuilding"
-ALL_SEGMENT = "all"  # popularity over every user
+# Segment popularity decays as trending does, each segment with its own reference time:
+# hash segment -> ref (float s) of the scores in {i}:segpop:<segment>. Not under segpop:, so
+# no segment name can collide with it.
+SEGMENT_REFS = ITEM_TAG + b"segref"
 
 
 def item(item_id: str) -> bytes:
@@ -34,7 +39,7 @@ def item_counters(item_id: str) -> bytes:
 
 
 def segment_popularity(segment: str) -> bytes:
-    """zset item_id -> engagement weight of users in ``segment``."""
+    """zset item_id -> time-scaled engagement of users in ``segment`` (see SEGMENT_REFS)."""
     return ITEM_TAG + b"segpop:" + segment.encode()
 
 

@@ -36,8 +36,10 @@ class FeatureReader(Protocol):
         """The k items trending at ``now`` with their trend scores."""
         ...
 
-    async def popular_in_segment(self, segment: str, k: int) -> list[tuple[str, float]]:
-        """The k most popular items within a user segment."""
+    async def popular_in_segment(
+        self, segment: str, k: int, now: float | None = None
+    ) -> list[tuple[str, float]]:
+        """The k most popular items within a user segment, popularity decayed to ``now``."""
         ...
 
     async def fresh_items(self, k: int, now: float, max_age_s: float) -> list[tuple[str, float]]:

@@ -92,6 +92,7 @@ class StoreWriter:
                 store.seen_cap,
                 store.trending_cap,
                 store.segment_cap,
+                store.segment_half_life_s,
                 *map(int, self.layout.lua_args()),
             ]
         )

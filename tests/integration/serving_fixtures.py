@@ -295,7 +295,9 @@ class MemoryStore:
         await self._maybe_wait("trending")
         return self._top(k)
 
-    async def popular_in_segment(self, segment: str, k: int) -> list[tuple[str, float]]:
+    async def popular_in_segment(
+        self, segment: str, k: int, now: float | None = None
+    ) -> list[tuple[str, float]]:
         await self._maybe_wait("popular_in_segment")
         if self.segments is not None:
             return self.segments.get(segment, [])[:k]

@@ -17,15 +17,21 @@ the field: user ``history`` (the last ``hist_len``, oldest first), ``n_events``,
 ``n_ratings``, ``last_event_ts`` and raw ``genre_affinity`` decayed to ``now``; item windowed
 counts (1h, 24h, 7d), ``count_total``, ``like_count`` and ``rating_count``.
 
-What only some paths model is compared where it exists: item ``impressions`` and ``clicks``
-online and offline (the training builder keeps no CTR); the user's ``seen`` and ``blocked`` sets
-and fatigue counts exist only online, so they are checked against the declaration read directly.
-Trending and segment popularity are serving-only signals with no offline counterpart.
-Timestamps are whole seconds, the training builder's resolution (MovieLens').
+Segment popularity (``shared.features.popularity``: each segment's time-decayed engagement per
+item, and ``all``) is compared on all three paths: online the ingest script's decaying sets
+read with ``popular_in_segment`` at ``now``, offline ``log_segment_popularity`` over the log,
+training ``FeatureBuilder.segment_popularity``; the users carry profiles in two segments, and
+every third none (``unknown``). What only some paths model is compared where it exists: item
+``impressions`` and ``clicks`` online and offline (the training builder keeps no CTR); the
+user's ``seen`` and ``blocked`` sets and fatigue counts exist only online, so they are checked
+against the declaration read directly. Trending is a serving-only signal with no offline
+counterpart. Timestamps are whole seconds, the training builder's resolution (MovieLens').
 
 Found with this test and fixed: the online history was in arrival order, so a late event put
 its item last, where offline and training (time order) put it where it happened; it is now a
-sorted set by first-interaction time, with ties in item order on every path.
+sorted set by first-interaction time, with ties in item order on every path. Segment
+popularity never decayed online (a sum of raw weights); it now decays with a week's half-life
+on every path.
 
 The last tests prove the check has teeth: changing one type in the declaration changes what
 every path computes (they derive from it), and paths fed different declarations disagree.

@@ -15,6 +15,7 @@ import pytest
 from deploy.local.processes import free_port
 from shared.events import Event
 from shared.online_store import ItemRecord, UserProfile, keys
+from shared.online_store.config import StoreConfig
 from shared.online_store.writer import StoreWriter
 from tests.conftest import ServiceStarter
 from tests.utils.auth import ADMIN
@@ -78,7 +79,8 @@ def test_add_item_then_fresh_and_candidate_lists(service: str) -> None:
         httpx.get(f"{service}/v1/trending", params={"k": 5}).json()["items"][0]["item_id"] == "m1"
     )
     popular = httpx.get(f"{service}/v1/popular", params={"segment": "35-44|m"}).json()
-    assert popular["items"] == [{"item_id": "m1", "score": 3.0}]
+    assert [i["item_id"] for i in popular["items"]] == ["m1"]  # 3 clicks 5 s ago, decayed
+    assert popular["items"][0]["score"] == pytest.approx(3.0, rel=1e-4)
 
 
 @pytest.mark.parametrize(
@@ -158,7 +160,11 @@ def test_bootstrap_job_loads_catalog_profiles_and_history(
     assert client.scard(keys.CATALOG_IDS) == 3
     assert client.hget(b"{u:1}:h", b"seg") == b"18-24|m"
     assert client.zrange(b"{u:1}:histz", 0, -1) == [b"1", b"2"]  # by first interaction
-    assert client.zscore(keys.segment_popularity("all"), b"1") == 2.0
+    # item 1: rated at 880000000 and 880000200 (weight 1 each), read as of the second rating
+    ref = float(client.hget(keys.SEGMENT_REFS, b"all"))
+    stored = client.zscore(keys.segment_popularity("all"), b"1")
+    at = stored * 2 ** ((ref - 880_000_200) / StoreConfig().segment_half_life_s)
+    assert at == pytest.approx(1 + 2 ** (-200 / StoreConfig().segment_half_life_s))
     bad = subprocess.run(
         [*cmd[:4], str(tmp_path / "missing"), *cmd[5:]],
         cwd=REPO_ROOT,

@@ -10,9 +10,12 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from shared.event_semantics import EVENT_SEMANTICS
 from shared.events import Event
 from shared.features.counters import count_in_window
-from shared.online_store import ItemRecord, UserProfile
+from shared.features.popularity import segment_popularity
+from shared.online_store import ItemRecord, UserProfile, keys
+from shared.online_store.config import StoreConfig
 from shared.online_store.reader import OnlineStore
 from shared.online_store.writer import StoreWriter
 from tests.utils.stores import STORE_KINDS, StoreTarget, store_target
@@ -150,10 +153,54 @@ async def test_trending_popular_fresh(writer: StoreWriter, store: OnlineStore) -
     top = await store.trending(3, now)
     assert top[0][0] == "burst" and top[0][1] == pytest.approx(10, rel=0.01)
     assert [i for i, _ in top].index("steady") > [i for i, _ in top].index("burst")
-    assert await store.popular_in_segment("18-24|m", 5) == [("liked", 2.0)]
-    assert (await store.popular_in_segment("all", 1))[0] == ("steady", 20.0)
+    # a week's half-life: a like a minute old keeps almost its weight 2, 20 clicks 3 days old 14.9
+    week = store.store.segment_half_life_s
+    liked = await store.popular_in_segment("18-24|m", 5, now)
+    assert liked == [("liked", pytest.approx(2 * 2 ** (-60 / week)))]
+    steady = (await store.popular_in_segment("all", 1, now))[0]
+    assert steady == ("steady", pytest.approx(20 * 2 ** (-3 * 86_400 / week)))
     assert await store.fresh_items(5, now, 3600) == [("new", pytest.approx(now - 60))]
     assert await store.trending(0, now) == []
+
+
+async def test_segment_popularity_decays_across_reference_moves(
+    target: StoreTarget, store: OnlineStore
+) -> None:
+    """The definition (shared.features.popularity) at any read time, also after the segment's
+    reference time moved forward many times (a half-life of a minute, events over 6 hours:
+    the set is rescaled every 64 minutes) and with late events landing below the reference."""
+    half = 60.0
+    client = target.flushed()
+    writer = StoreWriter(client, store=StoreConfig(segment_half_life_s=half))
+    reader = OnlineStore(store.redis, store=StoreConfig(segment_half_life_s=half))
+    writer.put_users([UserProfile("f", age=30, gender="F")])
+    t0 = 1_750_000_000.0
+    rng = np.random.default_rng(3)
+    events = [ev("f", f"i{int(rng.integers(0, 6))}", "like" if k % 3 else "click",
+                 t0 + float(rng.uniform(0, 6 * 3600))) for k in range(400)]  # fmt: skip
+    order = sorted(events, key=lambda e: e.timestamp)
+    late = order[::7]  # a seventh arrive after the rest, below the moved reference
+    for k in range(0, len(order), 25):
+        writer.apply_events([e for e in order[k : k + 25] if e not in late])
+    writer.apply_events(late)
+    refs = client.hgetall(keys.SEGMENT_REFS)
+    client.close()
+    assert set(refs) == {b"25-34|f", b"all"}
+    assert all(float(r) > t0 + 64 * half for r in refs.values())  # moved on from the first
+    now = max(e.timestamp for e in events) + 30
+    want = segment_popularity(
+        ["25-34|f"] * len(events), [e.item_id for e in events],
+        np.array([EVENT_SEMANTICS[e.type].affinity_weight for e in events]),
+        np.array([e.timestamp for e in events]), now, half,
+    )  # fmt: skip
+    for segment in ("25-34|f", "all"):
+        got = dict(await reader.popular_in_segment(segment, 10, now))
+        assert got.keys() == want[segment].keys()
+        for item, value in want[segment].items():
+            assert got[item] == pytest.approx(value, rel=1e-9), (segment, item)
+    later = dict(await OnlineStore(store.redis, store=reader.store).popular_in_segment(
+        "all", 10, now + half))  # fmt: skip
+    assert later == pytest.approx({i: v / 2 for i, v in want["all"].items()}, rel=1e-9)
 
 
 async def test_items_batch_catalog_and_cache(writer: StoreWriter, store: OnlineStore) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from shared.events import EVENT_TYPES, Event
-from shared.online_store.types import ItemRecord
+from shared.online_store.types import ItemRecord, UserProfile
 
 T_END = 1_700_000_000  # whole seconds: the training builder's resolution
 GENRE_POOL = ("Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi", "War")
@@ -26,6 +26,7 @@ class EventSequence:
     catalog: list[ItemRecord]
     users: list[str]
     now: float  # after every event
+    profiles: list[UserProfile]  # written before the events: they give the users' segments
 
     @property
     def item_ids(self) -> list[str]:
@@ -76,7 +77,20 @@ def event_sequence(
     events.sort(key=lambda e: e.timestamp)
     deliveries = _deliveries(rng, events, shuffled)
     everyone = [*users, PASSIVE_USER, COLD_USER]
-    return EventSequence(name, events, deliveries, catalog, everyone, now=float(T_END + 30))
+    return EventSequence(
+        name, events, deliveries, catalog, everyone, float(T_END + 30), _profiles(users)
+    )
+
+
+def _profiles(users: list[str]) -> list[UserProfile]:
+    """Two segments (25-34|f, 18-24|m) by turns, every third user without a profile (the
+    ``unknown`` segment)."""
+    kinds = (UserProfile("", age=30, gender="F"), UserProfile("", age=20, gender="M"), None)
+    return [
+        UserProfile(u, age=p.age, gender=p.gender)
+        for k, u in enumerate(users)
+        if (p := kinds[k % 3]) is not None
+    ]
 
 
 def _catalog(rng: np.random.Generator, n_items: int) -> list[ItemRecord]:

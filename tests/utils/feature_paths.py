@@ -1,12 +1,13 @@
 """The three event-to-feature paths run on one event sequence, and a field-by-field comparison.
 
-Each runner returns :class:`Features` (field -> value per user and per item) computed at the
-sequence's ``now`` under a given event semantics; :func:`disagreements` names every field two
-paths both model and compute differently.
+Each runner returns :class:`Features` (field -> value per user, per item and, for segment
+popularity, per segment) computed at the sequence's ``now`` under a given event semantics;
+:func:`disagreements` names every field two paths both model and compute differently.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import numbers
@@ -25,7 +26,9 @@ from shared.datasets.movielens import MovieLens
 from shared.event_semantics import EventSemantics
 from shared.features.config import DEFAULT_CONFIG
 from shared.features.item import N_GENRES
+from shared.features.popularity import ALL_SEGMENT, UNKNOWN_SEGMENT, Popularity, user_segment
 from shared.offline_store import EventLog, ParquetEventWriter, build_training_set
+from shared.offline_store.popularity import log_segment_popularity
 from shared.offline_store.writer import LoggedEvent
 from shared.online_store import keys
 from shared.online_store.reader import COUNTER_FEATURES, OnlineStore
@@ -38,16 +41,32 @@ USER_FIELDS = ("history", "n_events", "rating_sum", "n_ratings", "last_event_ts"
 ITEM_FIELDS = ("count_1h", "count_24h", "count_7d", "count_total", "like_count", "rating_count")
 CTR_FIELDS = ("impressions", "clicks")  # online and offline: the training builder keeps no CTR
 SERVING_FIELDS = ("seen", "blocked", "fatigue")  # online only
-FIELDS = {"users": USER_FIELDS + SERVING_FIELDS, "items": ITEM_FIELDS + CTR_FIELDS}
+SEGMENT_FIELDS = ("popularity",)  # item -> decayed engagement of the segment's users
+FIELDS = {
+    "users": USER_FIELDS + SERVING_FIELDS,
+    "items": ITEM_FIELDS + CTR_FIELDS,
+    "segments": SEGMENT_FIELDS,
+}
 
 
 @dataclass
 class Features:
-    """What one path computed at the sequence's ``now``: field -> value per user and per item."""
+    """What one path computed at the sequence's ``now``: field -> value per user, per item
+    and per popularity segment."""
 
     path: str
     users: dict[str, dict[str, Any]]
     items: dict[str, dict[str, Any]]
+    segments: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+
+def segments_of(seq: EventSequence) -> dict[str, str]:
+    """User id -> popularity segment (users without a profile are ``unknown``)."""
+    return {p.user_id: user_segment(p.age, p.gender) for p in seq.profiles}
+
+
+def _segments(popularity: Popularity) -> dict[str, dict[str, Any]]:
+    return {s: {"popularity": items} for s, items in popularity.items() if items}
 
 
 async def online(
@@ -57,15 +76,19 @@ async def online(
     client.flushdb()
     writer = StoreWriter(client, semantics=sem)
     writer.put_items(seq.catalog)
+    writer.put_users(seq.profiles)
     for batch in seq.deliveries:
         writer.apply_events(batch)
     aio = aioredis.Redis.from_url(url)
+    segments = {*segments_of(seq).values(), UNKNOWN_SEGMENT, ALL_SEGMENT}
     try:
         store = OnlineStore(aio)
         users = {u: _online_user(await store.get_user(u, seq.now)) for u in seq.users}
         batch = await store.get_items(seq.item_ids, seq.now)
         blobs = await aio.mget([keys.item_counters(i) for i in seq.item_ids])
         counters = store.counter_features(store.layout.decode(blobs), seq.now)
+        n = len(seq.item_ids)
+        popular = {s: dict(await store.popular_in_segment(s, n, seq.now)) for s in segments}
     finally:
         await aio.aclose()
     ctr = {f: counters[:, COUNTER_FEATURES.index(f)] for f in CTR_FIELDS}
@@ -74,7 +97,7 @@ async def online(
         | {name: float(col[r]) for name, col in ctr.items()}
         for r, f in enumerate(batch.features)
     }
-    return Features("online", users, items)
+    return Features("online", users, items, _segments(popular))
 
 
 def _online_user(state: UserState) -> dict[str, Any]:
@@ -115,7 +138,8 @@ def offline(log_dir: Path, seq: EventSequence, sem: EventSemantics) -> Features:
             "genre_affinity": np.asarray(r["user_genre_affinity"]),
         }
         items[r["item_id"]] = {f: r[f"item_{f}"] for f in ITEM_FIELDS + CTR_FIELDS}
-    return Features("offline", users, items)
+    popular = log_segment_popularity(EventLog(log_dir), segments_of(seq), seq.now, semantics=sem)
+    return Features("offline", users, items, _segments(popular))
 
 
 def training(seq: EventSequence, sem: EventSemantics) -> Features:
@@ -149,14 +173,17 @@ def training(seq: EventSequence, sem: EventSemantics) -> Features:
         | {"like_count": like[r], "rating_count": total[r]}
         for r, i in enumerate(seq.item_ids)
     }
-    return Features("training", users, items)
+    return Features("training", users, items, _segments(fb.segment_popularity(seq.now)))
 
 
 def _dataset(seq: EventSequence, events: pd.DataFrame) -> MovieLens:
     """The sequence's users and catalog in the builder's dataset shape (no profiles)."""
+    profiles = {p.user_id: p for p in seq.profiles}
     users = pd.DataFrame({"user_id": seq.users, "age": np.nan})
     for column in ("gender", "occupation", "zip_code"):
         users[column] = ""
+    users["age"] = [profiles[u].age if u in profiles else np.nan for u in seq.users]
+    users["gender"] = [profiles[u].gender or "" if u in profiles else "" for u in seq.users]
     items = pd.DataFrame({"item_id": seq.item_ids, "title": "", "release_year": np.nan})
     items["genres"] = [it.genres for it in seq.catalog]
     return MovieLens(events, users, items, fingerprint="", source_format="synthetic")
@@ -204,7 +231,10 @@ def disagreements(seq: str, paths: list[Features]) -> list[str]:
 
 
 def _same(a: Any, b: Any) -> bool:
-    """Equal, floats and vectors to float tolerance (sums in another order)."""
+    """Equal, floats and vectors to float tolerance (sums in another order), mappings key by
+    key."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(v, b[k]) for k, v in a.items())
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
         return bool(np.allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-9))
     if isinstance(a, numbers.Real) and isinstance(b, numbers.Real):

@@ -10,7 +10,8 @@ Events are a MovieLens frame (``user_id, item_id, rating, timestamp``: every row
 event) or a typed frame with ``type`` and ``value`` columns in place of ``rating`` (the offline
 log's columns). Timestamps are whole seconds, MovieLens' resolution (fractions are dropped).
 The builder keeps what the model reads: user history and counts, genre affinity, item counters;
-the serving-only state (seen and blocked sets, impressions, clicks) is not built here.
+and the segment popularity serving's ``segment_popular`` source lists (offline evaluation of
+that source). The serving-only state (seen and blocked sets, impressions, clicks) is not built.
 """
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ from shared.features.encoders import (
     year_columns,
 )
 from shared.features.item import genre_multi_hot
+from shared.features.popularity import (
+    SEGMENT_HALF_LIFE_S,
+    Popularity,
+    segment_popularity,
+    user_segment,
+)
 from shared.features.profile import profile_tokens
 from shared.features.timefeat import cyclic_time
 
@@ -79,6 +86,9 @@ class FeatureBuilder:
         ts = events["timestamp"].to_numpy(np.int64)[keep]
         self._index_users(uidx, iidx, ts, fx.take(keep))
         self._index_items(iidx, ts, fx.take(keep))
+        engaged = fx.weight[keep] > 0  # what popularity counts (weights are on interactions)
+        self.p_user, self.p_item = uidx[engaged], iidx[engaged]
+        self.p_ts, self.p_weight = ts[engaged].astype(np.float64), fx.weight[keep][engaged]
 
     # ---- static parts -------------------------------------------------------------------
     def _static_items(self, data: MovieLens) -> None:
@@ -102,6 +112,13 @@ class FeatureBuilder:
             )
         ]
         self.user_profile = profile_hash(tokens, self.cfg)
+        self.user_segment = np.array(
+            [
+                user_segment(a, g if isinstance(g, str) else None)
+                for a, g in zip(u["age"], u["gender"], strict=True)
+            ],
+            dtype=object,
+        )
 
     # ---- event indexes ------------------------------------------------------------------
     def _index_users(
@@ -210,6 +227,16 @@ class FeatureBuilder:
         counts.append(total)
         like = self.i_cum_like[hi] - self.i_cum_like[lo_total]
         return np.stack(counts, axis=1).astype(np.float64), like, total.astype(np.float64)
+
+    def segment_popularity(
+        self, now: float, half_life_s: float = SEGMENT_HALF_LIFE_S
+    ) -> Popularity:
+        """Segment -> item -> popularity at ``now`` (``shared.features.popularity``): what the
+        online store's segment sets hold after these events, for each user's profile segment."""
+        items = np.asarray(self.item_ids, dtype=object)[self.p_item]
+        return segment_popularity(
+            self.user_segment[self.p_user], items, self.p_weight, self.p_ts, now, half_life_s
+        )
 
     def ranker_item_inputs(
         self, iidx: np.ndarray, now: np.ndarray | float

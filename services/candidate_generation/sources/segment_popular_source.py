@@ -31,7 +31,8 @@ class SegmentPopularSource:
     async def fetch(self, call: SourceCall, knobs: SegmentPopularKnobs) -> SourceResult:
         """The ``quota`` most popular items of the user's segment (else of every user)."""
         segment = call.ctx.user.segment
-        pairs = await call.store.popular_in_segment(segment, knobs.quota)
+        now = call.ctx.now  # scores decayed to the request's clock, as trending's
+        pairs = await call.store.popular_in_segment(segment, knobs.quota, now)
         if not pairs and segment != ALL_SEGMENT:
-            pairs = await call.store.popular_in_segment(ALL_SEGMENT, knobs.quota)
+            pairs = await call.store.popular_in_segment(ALL_SEGMENT, knobs.quota, now)
         return SourceResult.from_pairs(self.name, pairs)

@@ -40,10 +40,11 @@ async def popular(
     request: Request,
     segment: Annotated[str, Query(min_length=1, max_length=64)] = "all",
     k: KQuery = 100,
+    now: NowQuery = None,
 ) -> Any:
-    """Top items by engagement within a user segment (``all``: every user)."""
+    """Top items by time-decayed engagement within a user segment (``all``: every user)."""
     store: OnlineStore = request.app.state.store
-    return _pairs(await store.popular_in_segment(segment, k))
+    return _pairs(await store.popular_in_segment(segment, k, now or time.time()))
 
 
 @router.get("/v1/fresh")
