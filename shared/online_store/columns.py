@@ -61,6 +61,12 @@ def _impressions(batch: ItemBatch, user: UserState) -> np.ndarray:
     return np.fromiter(map(imp.get, batch.item_ids, repeat(0)), np.int64, len(batch))
 
 
+def _seen(batch: ItemBatch, user: UserState) -> np.ndarray:
+    """In the seen window, or in the filter of the items pushed out of it (when checked)."""
+    recent = membership(batch.item_ids, user.seen)
+    return recent if batch.seen_earlier is None else recent | batch.seen_earlier
+
+
 def _counts(batch: ItemBatch, _: UserState) -> np.ndarray:
     return batch.counts if batch.counts is not None else batch.table().counts
 
@@ -117,8 +123,8 @@ STORE_COLUMNS: tuple[StoreColumn, ...] = (
         lambda b, u: b.ctr,
     ),
     StoreColumn(
-        Column("seen", "bool", doc="the user interacted with the item"),
-        lambda b, u: membership(b.item_ids, u.seen),
+        Column("seen", "bool", doc="the user interacted with the item (recently, or long ago)"),
+        lambda b, u: _seen(b, u),
     ),
     StoreColumn(
         Column("blocked", "bool", doc="the user hid or reported the item"),

@@ -27,6 +27,11 @@ class StoreConfig:
     user_ttl_s: int = 180 * 86_400
     unknown_item_ttl_s: int = 7 * 86_400
     seen_cap: int = 2_000  # most recent items a user interacted with, kept for the seen filter
+    # Items pushed out of the seen window go to a compact filter (shared/online_store/
+    # seen_filter.py): 16 KiB per user at most, 0.5 % false positives at worst by design.
+    seen_filter_blocks: int = 1_024
+    seen_filter_hashes: int = 7
+    seen_filter_capacity: int = 3_500  # items per generation (two generations)
     trending_cap: int = 10_000
     segment_cap: int = 2_000
     ctr_prior_rate: float = 0.05

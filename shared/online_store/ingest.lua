@@ -30,8 +30,9 @@
 -- read by the user part's check). With check = '1' a call only runs the first phase and
 -- returns what it would do (and, in mode 'user', the segment of each of its users).
 -- ARGV: the store's knobs as one JSON array [dedupe_ttl, hist_cap, trend_half_life, imp_ttl,
---       user_ttl, unknown_item_ttl, seen_cap, trend_cap, seg_cap, seg_half_life, n_rings, then
---       per ring granularity, slots, head_word, offset] (one argument, not 19: a cluster batch is
+--       user_ttl, unknown_item_ttl, seen_cap, trend_cap, seg_cap, seg_half_life, sf_blocks,
+--       sf_hashes, sf_capacity, n_rings, then per ring granularity, slots, head_word, offset]
+--       (one argument, not 22: a cluster batch is
 --       thousands of calls and redis-py packs each argument in Python), then mode, check,
 --       then one JSON array of events, each [event_id, user_id, item_id, ts, flags, weight,
 --       rating, affinity_increment, genre_cols(, segment: mode 'item' only)]
@@ -39,9 +40,9 @@
 local h = cjson.decode(ARGV[1])
 local ttl, hist_cap, trend_h, imp_ttl = h[1], h[2], h[3], h[4]
 local user_ttl, unknown_item_ttl, seen_cap, trend_cap, seg_cap = h[5], h[6], h[7], h[8], h[9]
-local seg_h = h[10]
-local rings, p = {}, 12
-for r = 1, h[11] do
+local seg_h, sf_blocks, sf_k, sf_cap = h[10], h[11], h[12], h[13]
+local rings, p = {}, 15
+for r = 1, h[14] do
   rings[r] = {gran = h[p], n = h[p + 1], head = h[p + 2], off = h[p + 3]}
   p = p + 4
 end
@@ -85,7 +86,8 @@ local applied, dups, mask = 0, 0, {}
 -- The type each key the second phase writes must have (or 'none': not there yet). A key of
 -- another type would fail a write halfway through the batch, after other effects were written;
 -- checked here, it rejects the events that would write it instead.
-local USER_TYPES = {h = 'hash', histz = 'zset', seenz = 'zset', blk = 'set', imp = 'hash'}
+local USER_TYPES = {h = 'hash', histz = 'zset', seenz = 'zset', blk = 'set', imp = 'hash',
+                    sf = 'string'}
 local function wrong_type(key, want)
   local got = redis.call('TYPE', key)['ok']
   if got ~= 'none' and got ~= want then return 'key ' .. key .. ' holds a ' .. got .. ', not a ' .. want end
@@ -119,9 +121,10 @@ local function user_state(uid)
         return u
       end
     end
-    local old = redis.call('HMGET', key .. 'h', 'seg', 'rs')
+    local old = redis.call('HMGET', key .. 'h', 'seg', 'rs', 'sfg', 'sfn')
     u = {key = key, n = 0, nr = 0, rs = 0, last = 0, aff = {}, hist = false,
-         seg = old[1] or 'unknown', old_rs = tonumber(old[2]) or 0, histz = {}, imp = {}, blk = {}}
+         seg = old[1] or 'unknown', old_rs = tonumber(old[2]) or 0, histz = {}, imp = {}, blk = {},
+         sfg = tonumber(old[3]) or 0, sfn = tonumber(old[4]) or 0}
     users[uid] = u
   end
   return u
@@ -309,6 +312,32 @@ local function flush_item(iid, it)
   if it.trend > 0 then redis.call('ZINCRBY', I .. 'trending', tostring(it.trend), iid) end
 end
 
+-- The items pushed out of the seen window go to the user's filter (shared/online_store/
+-- seen_filter.py: the layout, and the reader's side of the same hashing): block = SHA-1's first
+-- two bytes mod sf_blocks, sf_k bits of the current generation's 64-bit word from the next
+-- bytes. A full generation hands over to the other one, cleared first.
+local ZERO8 = string.rep('\0', 8)
+local function remember(u, gone)
+  local key = u.key .. 'sf'
+  if redis.call('EXISTS', key) == 0 then  -- allocated whole: every block reads 16 bytes
+    redis.call('SETRANGE', key, sf_blocks * 16 - 1, '\0')
+  end
+  local gen, n = u.sfg, u.sfn
+  for _, iid in ipairs(gone) do
+    if n >= sf_cap then
+      gen, n = 1 - gen, 0
+      for b = 0, sf_blocks - 1 do redis.call('SETRANGE', key, b * 16 + gen * 8, ZERO8) end
+    end
+    local d = redis.sha1hex(iid)
+    local base = (tonumber(string.sub(d, 1, 4), 16) % sf_blocks) * 128 + gen * 64
+    for j = 0, sf_k - 1 do
+      redis.call('SETBIT', key, base + tonumber(string.sub(d, 5 + 2 * j, 6 + 2 * j), 16) % 64, 1)
+    end
+    n = n + 1
+  end
+  redis.call('HSET', u.key .. 'h', 'sfg', gen, 'sfn', n)
+end
+
 local function flush_user(u)
   local h = u.key .. 'h'
   if u.n > 0 then redis.call('HINCRBY', h, 'n', u.n) end
@@ -341,7 +370,13 @@ local function flush_user(u)
     seen = true
   end
   if u.hist then redis.call('ZREMRANGEBYRANK', u.key .. 'histz', 0, -hist_cap - 1) end
-  if seen then redis.call('ZREMRANGEBYRANK', u.key .. 'seenz', 0, -seen_cap - 1) end
+  if seen then
+    local gone = redis.call('ZRANGE', u.key .. 'seenz', 0, -seen_cap - 1)
+    if #gone > 0 then
+      remember(u, gone)
+      redis.call('ZREMRANGEBYRANK', u.key .. 'seenz', 0, -seen_cap - 1)
+    end
+  end
   local imp = false
   for iid, c in pairs(u.imp) do
     redis.call('HINCRBY', u.key .. 'imp', iid, c)
@@ -351,7 +386,7 @@ local function flush_user(u)
   for iid, _ in pairs(u.blk) do redis.call('SADD', u.key .. 'blk', iid) end
   -- every key of a user lives user_ttl after the user's last event (EXPIRE on a missing key
   -- does nothing; the fatigue counts keep their own, shorter TTL)
-  for _, suffix in ipairs({'h', 'histz', 'seenz', 'blk'}) do
+  for _, suffix in ipairs({'h', 'histz', 'seenz', 'blk', 'sf'}) do
     redis.call('EXPIRE', u.key .. suffix, user_ttl)
   end
 end

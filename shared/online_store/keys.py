@@ -104,6 +104,12 @@ def user_seen(user_id: str) -> bytes:
     return _user(user_id, b"seenz")
 
 
+def user_seen_filter(user_id: str) -> bytes:
+    """The items pushed out of the seen window: a blocked Bloom filter of two generations
+    (``seen_filter``; the user hash's ``sfg``/``sfn`` say which is current and how full)."""
+    return _user(user_id, b"sf")
+
+
 def user_blocked(user_id: str) -> bytes:
     """Set of items the user hid or reported."""
     return _user(user_id, b"blk")

@@ -31,6 +31,7 @@ from shared.online_store.counter_layout import (
 )
 from shared.online_store.effects import affinity_at
 from shared.online_store.read_cache import CounterCache, ListCache
+from shared.online_store.seen_filter import SeenFilter
 from shared.online_store.types import ItemBatch, ItemRecord, LazyItemFeatures, UserState
 from shared.platform.redis_client import AsyncRedis
 
@@ -76,6 +77,7 @@ class OnlineStore:
         self._counters = CounterCache(len(COUNTER_FEATURES), cache_ttl_s)
         self._finest = min(ring.granularity for ring in self.layout.rings)
         self._lists = ListCache(cache_ttl_s)
+        self.seen_filter = SeenFilter(store.seen_filter_blocks, store.seen_filter_hashes)
 
     # ---- users ------------------------------------------------------------------------
     async def get_user(self, user_id: str, now: float) -> UserState:
@@ -143,11 +145,16 @@ class OnlineStore:
             impressions=dict(zip(map(bytes.decode, imps), map(int, imps.values()), strict=True)),
             segment=seg.decode() if seg else UNKNOWN_SEGMENT,
             region=profile.region,
+            seen_filter=b"sfn" in h,  # items were pushed out of the seen window
         )
 
     # ---- items ------------------------------------------------------------------------
-    async def get_items(self, item_ids: Sequence[str], now: float) -> ItemBatch:
-        """Catalog attributes, windowed counters and smoothed CTR of ``item_ids``, in order."""
+    async def get_items(
+        self, item_ids: Sequence[str], now: float, user: UserState | None = None
+    ) -> ItemBatch:
+        """Catalog attributes, windowed counters and smoothed CTR of ``item_ids``, in order;
+        with ``user`` (who has a seen filter) also which of them they saw long ago, checked
+        in the same round trip (``batch.seen_earlier``)."""
         ids = list(item_ids)
         if not ids:
             return ItemBatch.empty()
@@ -162,7 +169,11 @@ class OnlineStore:
             keys.mget(pipe, [keys.item(i) for i in missing], await self._item_node())
         if stale_ids:
             keys.mget(pipe, [keys.item_counters(i) for i in stale_ids], await self._item_node())
+        masks = None
+        if user is not None and user.seen_filter:  # last in the pipeline: rest[-1] below
+            masks = self.seen_filter.queue_check(pipe, user.user_id, ids)
         version, *rest = await pipe.execute()
+        earlier = SeenFilter.hits(rest.pop(), masks) if masks is not None else None
         records = rest[0] if missing else []
         if version != self._catalog_version:
             await self._reset_catalog(version, ids, missing, records)
@@ -174,7 +185,9 @@ class OnlineStore:
             fetched = self.counter_features(self.layout.decode(rest[-1]), now)
             values[stale] = fetched
             self._counters.store(rows[stale], fetched, bucket)
-        return self._item_batch(ids, values, rows)
+        batch = self._item_batch(ids, values, rows)
+        batch.seen_earlier = earlier
+        return batch
 
     async def _item_node(self) -> Any:
         """On a cluster, the node of the item-side slot (``keys.mget``); None on one Redis."""

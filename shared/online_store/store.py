@@ -19,8 +19,11 @@ class FeatureReader(Protocol):
         """The user's online state (``known`` False for a user the store has never seen)."""
         ...
 
-    async def get_items(self, item_ids: Sequence[str], now: float) -> ItemBatch:
-        """Attributes and windowed counters of the items, in the order asked."""
+    async def get_items(
+        self, item_ids: Sequence[str], now: float, user: UserState | None = None
+    ) -> ItemBatch:
+        """Attributes and windowed counters of the items, in the order asked (with ``user``:
+        also which of them that user saw before the seen window, ``seen_earlier``)."""
         ...
 
     async def remember_arms(self, user_id: str, arms: dict[str, str]) -> None:

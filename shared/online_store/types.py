@@ -60,6 +60,9 @@ class UserState:
     segment: str = "unknown"
     region: str | None = None
     arms: dict[str, str] = field(default_factory=dict)  # experiment id -> remembered arm
+    # Items pushed out of the seen window are in the user's filter (online_store.seen_filter):
+    # the item read checks the candidates against it, and only when there is one.
+    seen_filter: bool = False
 
     @property
     def user_id(self) -> str:
@@ -121,6 +124,7 @@ class ItemBatch:
     genre_mask: np.ndarray | None = None  # [n] int64: the genres as bits
     catalog_rows: np.ndarray | None = None  # rows of ``catalog`` (0: not in the catalog)
     catalog: Any = None  # the reader's CatalogColumns: text columns are taken from it on demand
+    seen_earlier: np.ndarray | None = None  # [n] bool: in the user's filter (seen long ago)
 
     def __len__(self) -> int:
         return len(self.item_ids)

@@ -93,6 +93,9 @@ class StoreWriter:
                 store.trending_cap,
                 store.segment_cap,
                 store.segment_half_life_s,
+                store.seen_filter_blocks,
+                store.seen_filter_hashes,
+                store.seen_filter_capacity,
                 *map(int, self.layout.lua_args()),
             ]
         )

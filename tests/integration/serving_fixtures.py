@@ -239,7 +239,9 @@ class MemoryStore:
 
         return self.users.get(user_id) or UserState(UserFeatures(user_id=user_id), known=False)
 
-    async def get_items(self, item_ids: Sequence[str], now: float) -> ItemBatch:
+    async def get_items(
+        self, item_ids: Sequence[str], now: float, user: UserState | None = None
+    ) -> ItemBatch:
         await self._maybe_wait("get_items")
         return self._batch(item_ids, with_counts=True)
 

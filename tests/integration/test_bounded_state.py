@@ -2,9 +2,11 @@
 
 Events for ever new users and items stream in waves; with the store's TTLs shortened to a
 couple of seconds the key count and memory level off at what the last TTL window wrote, while
-the number of distinct ids keeps growing. The caps hold for one very active user (seen window,
-history), for trending and for a segment's popularity; the catalog's own items keep their
-counters. The caps and TTLs are checked on a Redis Cluster too (the ``[cluster]`` cases).
+the number of distinct ids keeps growing (each wave has a heavy user too, whose seen filter of
+the items pushed out of the window expires like the rest). The caps hold for one very active
+user (seen window, history, the filter's bytes), for trending and for a segment's popularity;
+the catalog's own items keep their counters. The caps and TTLs are checked on a Redis Cluster
+too (the ``[cluster]`` cases).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from shared.events import Event
 from shared.features.config import DEFAULT_CONFIG
 from shared.online_store import keys
 from shared.online_store.config import StoreConfig
+from shared.online_store.seen_filter import SeenFilter
 from shared.online_store.types import ItemRecord
 from shared.online_store.writer import StoreWriter
 from shared.platform.redis_client import SyncRedis
@@ -34,11 +37,13 @@ SHORT = StoreConfig(dedupe_ttl_s=2, impressions_ttl_s=2, user_ttl_s=2, unknown_i
 
 def _wave(n: int, tag: str) -> list[Event]:
     now = time.time()
+    heavy = [Event(event_id=f"{tag}-h{k}", user_id=f"heavy-{tag}", item_id=f"i-{tag}-{k}",
+                   type="click", timestamp=now - 200 + k) for k in range(120)]  # fmt: skip
     return [
         Event(event_id=f"{tag}-{k}", user_id=f"u-{tag}-{k}", item_id=f"i-{tag}-{k}",
               type=("click", "impression", "hide", "like")[k % 4], timestamp=now)
         for k in range(n)
-    ]  # fmt: skip
+    ] + heavy  # fmt: skip
 
 
 def test_random_new_ids_leave_key_count_and_memory_flat(redis_client: redis.Redis) -> None:
@@ -58,6 +63,8 @@ def test_random_new_ids_leave_key_count_and_memory_flat(redis_client: redis.Redi
     assert max(memory[4:]) <= 1.3 * max(memory[:3]), memory
     assert redis_client.zcard(keys.TRENDING) <= SHORT.trending_cap
     assert redis_client.zcard(keys.segment_popularity("all")) <= SHORT.segment_cap
+    filters = list(redis_client.scan_iter(match=b"{u:heavy-*}:sf", count=1000))
+    assert 1 <= len(filters) <= 3, filters  # the last waves' heavy users; the others expired
 
 
 @pytest.fixture(params=STORE_KINDS)
@@ -81,6 +88,15 @@ def test_one_very_active_user_keeps_a_bounded_seen_window(store: SyncRedis) -> N
     assert store.zcard(keys.user_history("busy")) == kept <= SHORT.seen_cap
     assert 0 < store.ttl(keys.user_hash("busy")) <= SHORT.user_ttl_s
     assert 0 < store.ttl(keys.user_seen("busy")) <= SHORT.user_ttl_s
+    # The 250 items pushed out of the window are in the filter, which never outgrows its size
+    # (16 bytes a block) and expires with the user's other keys.
+    seen_filter = keys.user_seen_filter("busy")
+    assert store.strlen(seen_filter) == SHORT.seen_filter_blocks * 16
+    assert 0 < store.ttl(seen_filter) <= SHORT.user_ttl_s
+    reader = SeenFilter(SHORT.seen_filter_blocks, SHORT.seen_filter_hashes)
+    pipe = store.pipeline()
+    masks = reader.queue_check(pipe, "busy", ["it-0", "it-249", "it-299", "never"])
+    assert reader.hits(pipe.execute()[0], masks).tolist() == [True, True, False, False]
 
 
 def test_catalog_items_keep_their_counters_and_others_expire(store: SyncRedis) -> None:

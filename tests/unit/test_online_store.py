@@ -27,6 +27,7 @@ from shared.online_store.effects import (
     affinity_growth,
     event_flags,
 )
+from shared.online_store.seen_filter import SeenFilter
 from shared.online_store.types import ItemBatch, ItemRecord, UserState
 from shared.online_store.wire import (
     item_batch_from_json,
@@ -168,3 +169,19 @@ def test_wire_round_trips() -> None:
     back = item_batch_from_json(item_batch_to_json(batch))
     assert back.item_ids == ["a"] and list(back.features) == list(batch.features)
     assert back.regions == batch.regions and back.found.tolist() == [True]
+
+
+def test_seen_filter_positions_and_answers() -> None:
+    """One block and a 7-bit mask per item (the same each time); an empty answer (no filter,
+    or one that just expired) marks nothing; a block holding an item's bits in either
+    generation's word marks it."""
+    f = SeenFilter(blocks=1024, hashes=7)
+    block, mask = f.position("m1")
+    assert 0 <= block < 1024 and 1 <= bin(mask).count("1") <= 7
+    assert f.position("m1") == (block, mask)
+    masks = np.array([mask, mask], dtype=np.uint64)
+    assert SeenFilter.hits(b"", masks).tolist() == [False, False]
+    words = np.array([[0, mask], [mask ^ (mask & -mask), 0]], dtype=">u8")  # second: a bit short
+    assert SeenFilter.hits(words.tobytes(), masks).tolist() == [True, False]
+    with pytest.raises(ValueError, match="blocks"):
+        SeenFilter(blocks=1 << 17)

@@ -14,8 +14,9 @@ from shared.online_store.columns import hydrate
 
 
 async def read_items(req: RequestState, deps: StepDeps) -> None:
-    """Catalog attributes, windowed counters and the user x item marks of the candidates."""
-    batch = await deps.store.get_items(req.frame.ids, req.now)
+    """Catalog attributes, windowed counters and the user x item marks of the candidates (the
+    items seen before the seen window checked in the same round trip, for users who have any)."""
+    batch = await deps.store.get_items(req.frame.ids, req.now, req.user_state())
     for name, values in hydrate(batch, req.user_state(), deps.hydrated).items():
         req.frame.set(name, values)
 
