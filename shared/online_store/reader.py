@@ -169,11 +169,11 @@ class OnlineStore:
             keys.mget(pipe, [keys.item(i) for i in missing], await self._item_node())
         if stale_ids:
             keys.mget(pipe, [keys.item_counters(i) for i in stale_ids], await self._item_node())
-        masks = None
+        check = None
         if user is not None and user.seen_filter:  # last in the pipeline: rest[-1] below
-            masks = self.seen_filter.queue_check(pipe, user.user_id, ids)
+            check = self.seen_filter.queue_check(pipe, user.user_id, ids)
         version, *rest = await pipe.execute()
-        earlier = SeenFilter.hits(rest.pop(), masks) if masks is not None else None
+        earlier = SeenFilter.hits(rest.pop(), check) if check is not None else None
         records = rest[0] if missing else []
         if version != self._catalog_version:
             await self._reset_catalog(version, ids, missing, records)

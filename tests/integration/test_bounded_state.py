@@ -95,8 +95,8 @@ def test_one_very_active_user_keeps_a_bounded_seen_window(store: SyncRedis) -> N
     assert 0 < store.ttl(seen_filter) <= SHORT.user_ttl_s
     reader = SeenFilter(SHORT.seen_filter_blocks, SHORT.seen_filter_hashes)
     pipe = store.pipeline()
-    masks = reader.queue_check(pipe, "busy", ["it-0", "it-249", "it-299", "never"])
-    assert reader.hits(pipe.execute()[0], masks).tolist() == [True, True, False, False]
+    check = reader.queue_check(pipe, "busy", ["it-0", "it-249", "it-299", "never"])
+    assert reader.hits(pipe.execute()[0], check).tolist() == [True, True, False, False]
 
 
 def test_catalog_items_keep_their_counters_and_others_expire(store: SyncRedis) -> None:

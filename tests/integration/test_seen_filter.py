@@ -122,9 +122,9 @@ def _check(client: object, reader: OnlineStore, user: str, ids: list[str]) -> np
     for k in range(0, len(ids), 5000):
         part = ids[k : k + 5000]
         pipe = client.pipeline()  # type: ignore[attr-defined]
-        masks = reader.seen_filter.queue_check(pipe, user, part)
+        check = reader.seen_filter.queue_check(pipe, user, part)
         (reply,) = pipe.execute()
-        out.append(reader.seen_filter.hits(reply, masks))
+        out.append(reader.seen_filter.hits(reply, check))
     return np.concatenate(out)
 
 

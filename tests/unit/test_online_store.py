@@ -13,8 +13,9 @@ from shared.events import Event
 from shared.features.affinity import update_affinity
 from shared.features.config import DEFAULT_CONFIG, FeatureConfig
 from shared.features.item import genre_multi_hot
+from shared.features.popularity import user_segment
 from shared.features.records import ItemFeatures, UserFeatures
-from shared.online_store.catalog import decode_item, encode_item, user_segment
+from shared.online_store.catalog import decode_item, encode_item
 from shared.online_store.counter_layout import CounterLayout
 from shared.online_store.effects import (
     BLOCK,
@@ -27,7 +28,7 @@ from shared.online_store.effects import (
     affinity_growth,
     event_flags,
 )
-from shared.online_store.seen_filter import SeenFilter
+from shared.online_store.seen_filter import QueuedCheck, SeenFilter
 from shared.online_store.types import ItemBatch, ItemRecord, UserState
 from shared.online_store.wire import (
     item_batch_from_json,
@@ -179,9 +180,11 @@ def test_seen_filter_positions_and_answers() -> None:
     block, mask = f.position("m1")
     assert 0 <= block < 1024 and 1 <= bin(mask).count("1") <= 7
     assert f.position("m1") == (block, mask)
-    masks = np.array([mask, mask], dtype=np.uint64)
-    assert SeenFilter.hits(b"", masks).tolist() == [False, False]
+    check = QueuedCheck(np.array([mask, mask], dtype=np.uint64), np.array([0, 1]), 2)
+    assert SeenFilter.hits(b"", check).tolist() == [False, False]
     words = np.array([[0, mask], [mask ^ (mask & -mask), 0]], dtype=">u8")  # second: a bit short
-    assert SeenFilter.hits(words.tobytes(), masks).tolist() == [True, False]
+    assert SeenFilter.hits(words.tobytes(), check).tolist() == [True, False]
+    shared = QueuedCheck(check.masks, np.array([0, 0]), 1)  # two items in one block, asked once
+    assert SeenFilter.hits(words[:1].tobytes(), shared).tolist() == [True, True]
     with pytest.raises(ValueError, match="blocks"):
         SeenFilter(blocks=1 << 17)
