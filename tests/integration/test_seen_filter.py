@@ -20,6 +20,7 @@ from shared.online_store import keys
 from shared.online_store.columns import hydrate
 from shared.online_store.config import StoreConfig
 from shared.online_store.reader import OnlineStore
+from shared.online_store.seen_filter import SeenFilter
 from shared.online_store.types import ItemRecord
 from shared.online_store.writer import StoreWriter
 from tests.utils.stores import STORE_KINDS, StoreTarget, store_target
@@ -98,7 +99,7 @@ def test_false_positives_stay_within_the_design_over_200k_ids(
     items = [f"w{k}" for k in range(trimmed + store.seen_cap)]  # the window last
     _apply(writer, clicks("fpr", items, time.time() - 20_000), batch=2000)
     assert client.hget(keys.user_hash("fpr"), b"sfn") == str(trimmed - per).encode()
-    reader = OnlineStore(None, store=store)  # type: ignore[arg-type]  # the filter's math only
+    reader = SeenFilter(store.seen_filter_blocks, store.seen_filter_hashes)
     never = [f"never-{k}" for k in range(200_000)]
     rate = float(_check(client, reader, "fpr", never).mean())
     assert rate < (DESIGNED_WORST if fill == 1.0 else DESIGNED_HALF), rate
@@ -116,15 +117,15 @@ def _report(request: pytest.FixtureRequest, line: str) -> None:
             reporter.write_line(f"\n{line} ({request.node.callspec.id})")
 
 
-def _check(client: object, reader: OnlineStore, user: str, ids: list[str]) -> np.ndarray:
+def _check(client: object, reader: SeenFilter, user: str, ids: list[str]) -> np.ndarray:
     """The filter's answer for ``ids``, read as the gateway's item read reads it (chunked)."""
     out = []
     for k in range(0, len(ids), 5000):
         part = ids[k : k + 5000]
         pipe = client.pipeline()  # type: ignore[attr-defined]
-        check = reader.seen_filter.queue_check(pipe, user, part)
+        check = reader.queue_check(pipe, user, part)
         (reply,) = pipe.execute()
-        out.append(reader.seen_filter.hits(reply, check))
+        out.append(reader.hits(reply, check))
     return np.concatenate(out)
 
 
@@ -142,7 +143,7 @@ def test_the_filter_stays_bounded_in_bytes_with_the_users_ttl(target: StoreTarge
         if client.exists(keys.user_seen_filter("busy")):
             sizes.append(client.strlen(keys.user_seen_filter("busy")))
     assert sizes and set(sizes) == {SMALL.seen_filter_blocks * 16}
-    reader = OnlineStore(None, store=SMALL)  # type: ignore[arg-type]
+    reader = SeenFilter(SMALL.seen_filter_blocks, SMALL.seen_filter_hashes)
     trimmed = items[: 800 - SMALL.seen_cap]  # 750: generations of 200, 200, 200 (the first
     current = int(client.hget(keys.user_hash("busy"), b"sfn"))  # cleared again), then 150
     assert current == len(trimmed) % SMALL.seen_filter_capacity == 150
