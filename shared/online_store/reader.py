@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -40,6 +40,13 @@ _AFFINITY_FIELDS = [f"a{g}".encode() for g in range(N_GENRES)]
 _ITEM_SLOT_KEY = keys.ITEM_TAG.decode()  # any key of the item side names its slot
 COUNTER_FEATURES = ("count_1h", "count_24h", "count_7d", "total", "likes", "clicks", "impressions")
 _MAX_GROWTH = 900.0  # exponent cap of _decayed (2^1024 overflows a float)
+# The top of a decaying set and its reference time (a string key, or a hash field when ARGV[2]
+# names one) in one script call: a two-command pipeline cost 440 us of client CPU per read
+# against 250 for one command (redis-py 8.1, 50 of 500 items; measured).
+_DECAYING_TOP = """
+local ref = ARGV[2] == '' and redis.call('GET', KEYS[2]) or redis.call('HGET', KEYS[2], ARGV[2])
+return {redis.call('ZREVRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1, 'WITHSCORES'), ref or ''}
+"""
 # A user's six keys in one script call instead of a six-command pipeline: the keys share the
 # user's hash tag (one slot on a cluster), and the client packs and parses one command, not
 # six: 0.43-0.51 ms of client CPU per read became 0.27-0.30 ms (redis-py 8.1 with hiredis,
@@ -69,6 +76,7 @@ class OnlineStore:
     ) -> None:
         self.redis = redis
         self._read_user = redis.register_script(_READ_USER)
+        self._read_decaying_top = redis.register_script(_DECAYING_TOP)
         self.config = config
         self.store = store
         self.layout = CounterLayout(config)
@@ -303,9 +311,7 @@ class OnlineStore:
         """Top ``k`` items by time-decayed engagement, scores decayed to ``now``."""
         if k <= 0:
             return []
-        top = await self._decaying_top(
-            ("trending", k), keys.TRENDING, lambda pipe: pipe.get(keys.TRENDING_REF), k
-        )
+        top = await self._decaying_top(("trending", k), keys.TRENDING, keys.TRENDING_REF, "", k)
         return _decayed(*top, now, self.store.trending_half_life_s)
 
     async def popular_in_segment(
@@ -316,22 +322,20 @@ class OnlineStore:
         if k <= 0:
             return []
         key = keys.segment_popularity(segment)
-        ref = lambda pipe: pipe.hget(keys.SEGMENT_REFS, segment)  # noqa: E731
-        top = await self._decaying_top(("segment", segment, k), key, ref, k)
+        top = await self._decaying_top(("segment", segment, k), key, keys.SEGMENT_REFS, segment, k)
         return _decayed(*top, time.time() if now is None else now, self.store.segment_half_life_s)
 
     async def _decaying_top(
-        self, name: tuple[Any, ...], zset: bytes, queue_ref: Callable[[Any], Any], k: int
+        self, name: tuple[Any, ...], zset: bytes, ref_key: bytes, ref_field: str, k: int
     ) -> tuple[list[tuple[str, float]], float | None]:
-        """The top ``k`` of a decaying set as stored, and its reference time, in one round
-        trip (both keys in one slot); reused from the list cache while it is fresh."""
+        """The top ``k`` of a decaying set as stored, and its reference time (``ref_key``, or
+        that hash's ``ref_field``), in one script call (both keys in one slot); reused from
+        the list cache while it is fresh."""
         cached: tuple[list[tuple[str, float]], float | None] | None = self._lists.get(name)
         if cached is None:
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.zrevrange(zset, 0, k - 1, withscores=True)
-            queue_ref(pipe)
-            top, ref = await pipe.execute()
-            cached = (_pairs(top), float(ref) if ref else None)
+            top, ref = await self._read_decaying_top(keys=[zset, ref_key], args=[k, ref_field])
+            pairs = [(m.decode(), float(s)) for m, s in zip(top[::2], top[1::2], strict=True)]
+            cached = (pairs, float(ref) if ref else None)
             self._lists.put(name, cached)
         return cached
 
