@@ -10,6 +10,8 @@
   probability ratio test (Johari, Koomen, Pekelis & Walsh 2017/2022, "Always valid inference";
   Waudby-Smith et al. 2021, "Time-uniform central limit theory" for the plug-in variance).
 - ``tau_for_sample_size`` (sequential.py): the mixing sd sharpest at a planned sample size.
+- ``msprt_paired`` (sequential.py): the mSPRT for the mean of paired differences (one sample),
+  e.g. interleaving's per-user credit margin.
 - ``bernoulli_confidence_sequence`` (sequential.py): an exact always-valid interval for one rate,
   e.g. a canary's error rate against a guardrail (Robbins' beta-binomial mixture, 1970).
 - ``mixture_log_lr`` / ``mixture_p_value`` / ``mixture_half_width`` / ``beta_binomial_log_lr``:
@@ -28,9 +30,11 @@ Experiments (docs/statistics.md, "Experiments: CUPED, power, interleaving, off-p
   ``sample_size_preference`` / ``mde_preference`` (power.py): fixed-horizon planning by the
   normal approximation, with an allocation ratio; ``SampleSize``.
 - ``team_draft`` / ``team_draft_from_flips``, ``credit``, ``UserPreference``, ``tally``,
-  ``count_preferences``, ``preference_test``, ``preference_delta`` (interleaving.py): team-draft
-  interleaving (Radlinski, Kurup & Joachims 2008) and its sign test; numpy only at import, the
-  gateway drafts with it.
+  ``count_preferences``, ``user_margins``, ``preference_test``, ``preference_delta``
+  (interleaving.py): team-draft interleaving (Radlinski, Kurup & Joachims 2008) with neutral
+  positions, and its sign test; numpy only at import, the gateway drafts with it.
+- ``margin_stats``, ``graded_preference_test`` (interleaving_graded.py): the graded test of
+  the per-user credit margin (a t-test; its always-valid form is ``msprt_paired``).
 - ``ips`` / ``snips`` / ``dr`` / ``ips_difference``, ``deterministic_target_probability``
   (off_policy.py): off-policy estimates from logged propensities with normal or bootstrap
   intervals and the effective sample size; ``PolicyEstimate``.
@@ -54,8 +58,9 @@ _HOMES = {
     "interleaving": (
         "DEFAULT_PREFERENCE_ALPHA", "Interleaved", "PreferenceCounts", "PreferenceDelta",
         "PreferenceTest", "UserPreference", "count_preferences", "credit", "preference_delta",
-        "preference_test", "tally", "team_draft", "team_draft_from_flips",
+        "preference_test", "tally", "team_draft", "team_draft_from_flips", "user_margins",
     ),
+    "interleaving_graded": ("GradedPreferenceTest", "graded_preference_test", "margin_stats"),
     "off_policy": (
         "DEFAULT_OPE_ALPHA", "DEFAULT_PROPENSITY_FLOOR", "PolicyEstimate",
         "deterministic_target_probability", "dr", "ips", "ips_difference", "snips",
@@ -68,7 +73,8 @@ _HOMES = {
         "DEFAULT_ALPHA", "DEFAULT_MIN_SAMPLE", "DEFAULT_RATE_PRIOR", "DEFAULT_STANDARDISED_TAU",
         "ArmStats", "Decision", "RateInterval", "RateVerdict", "SequentialResult",
         "bernoulli_confidence_sequence", "beta_binomial_log_lr", "mixture_half_width",
-        "mixture_log_lr", "mixture_p_value", "msprt", "msprt_relative", "tau_for_sample_size",
+        "mixture_log_lr", "mixture_p_value", "msprt", "msprt_paired", "msprt_relative",
+        "tau_for_sample_size",
     ),
     "srm": (
         "DEFAULT_CONCENTRATION", "DEFAULT_SRM_ALPHA", "SrmResult", "srm_check",
