@@ -382,8 +382,9 @@ class ExposureJoin:
         """Users of interleaved lists and their credited clicks per team (columns: ``teams``;
         ``NEUTRAL_TEAM`` counts the clicks on neutral items)."""
         ids = sorted(self._team_clicks)
-        clicks = np.array([[self._team_clicks[u][t] for t in teams] for u in ids],
-                          dtype=np.int64).reshape(len(ids), len(teams))  # fmt: skip
+        clicks = np.array(
+            [[self._team_clicks[u][t] for t in teams] for u in ids], dtype=np.int64
+        ).reshape(len(ids), len(teams))
         return np.array(ids, dtype=np.str_), clicks
 
     def by_day(self) -> dict[str, dict[int, tuple[int, int]]]:

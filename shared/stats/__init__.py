@@ -27,14 +27,14 @@ Experiments (docs/statistics.md, "Experiments: CUPED, power, interleaving, off-p
   with a pre-experiment covariate (Deng, Xu, Kohavi & Walker 2013); the adjusted arms as
   ``ArmStats`` for ``msprt``.
 - ``sample_size_means`` / ``mde_means``, ``sample_size_proportions`` / ``mde_proportions``,
-  ``sample_size_preference`` / ``mde_preference`` (power.py): fixed-horizon planning by the
-  normal approximation, with an allocation ratio; ``SampleSize``.
+  ``sample_size_preference`` / ``mde_preference``, ``sample_size_paired`` (power.py):
+  fixed-horizon planning by the normal approximation, with an allocation ratio; ``SampleSize``.
 - ``team_draft`` / ``team_draft_from_flips``, ``credit``, ``UserPreference``, ``tally``,
   ``count_preferences``, ``user_margins``, ``preference_test``, ``preference_delta``
   (interleaving.py): team-draft interleaving (Radlinski, Kurup & Joachims 2008) with neutral
   positions, and its sign test; numpy only at import, the gateway drafts with it.
-- ``margin_stats``, ``graded_preference_test`` (interleaving_graded.py): the graded test of
-  the per-user credit margin (a t-test; its always-valid form is ``msprt_paired``).
+- ``margin_stats``, ``graded_preference_test``, ``sequential_graded_test`` (interleaving_graded.py):
+  the graded test of the per-user credit margin (a t-test) and its always-valid form.
 - ``ips`` / ``snips`` / ``dr`` / ``ips_difference``, ``deterministic_target_probability``
   (off_policy.py): off-policy estimates from logged propensities with normal or bootstrap
   intervals and the effective sample size; ``PolicyEstimate``.
@@ -60,14 +60,18 @@ _HOMES = {
         "PreferenceTest", "UserPreference", "count_preferences", "credit", "preference_delta",
         "preference_test", "tally", "team_draft", "team_draft_from_flips", "user_margins",
     ),
-    "interleaving_graded": ("GradedPreferenceTest", "graded_preference_test", "margin_stats"),
+    "interleaving_graded": (
+        "GRADED_TAU_SD", "GradedPreferenceTest", "graded_preference_test", "margin_stats",
+        "sequential_graded_test",
+    ),
     "off_policy": (
         "DEFAULT_OPE_ALPHA", "DEFAULT_PROPENSITY_FLOOR", "PolicyEstimate",
         "deterministic_target_probability", "dr", "ips", "ips_difference", "snips",
     ),
     "power": (
         "DEFAULT_POWER", "DEFAULT_POWER_ALPHA", "SampleSize", "mde_means", "mde_preference",
-        "mde_proportions", "sample_size_means", "sample_size_preference", "sample_size_proportions",
+        "mde_proportions", "sample_size_means", "sample_size_paired", "sample_size_preference",
+        "sample_size_proportions",
     ),
     "sequential": (
         "DEFAULT_ALPHA", "DEFAULT_MIN_SAMPLE", "DEFAULT_RATE_PRIOR", "DEFAULT_STANDARDISED_TAU",

@@ -211,8 +211,14 @@ def msprt_paired(
     number of units; ``tau`` defaults to 0.1 x the differences' sd, fixed at the first look.
     """
     sd = math.sqrt(differences.var) if differences.n > 1 else math.nan
-    look = _Look(differences.mean, _mean_var(differences), DEFAULT_STANDARDISED_TAU * sd,
-                 differences.n, differences.n, relative=False)  # fmt: skip
+    look = _Look(
+        differences.mean,
+        _mean_var(differences),
+        DEFAULT_STANDARDISED_TAU * sd,
+        differences.n,
+        differences.n,
+        relative=False,
+    )
     return look.result(alpha, tau, min_sample, higher_is_better, previous)
 
 

@@ -127,8 +127,10 @@ def test_interleaving_credits_teams_and_tests_the_preference() -> None:
     clicked: dict[str, int] = {"prod": 0, "cand": 0, "neutral": 0}
     for u in range(300):
         user, rid = f"u{u}", f"q{u}"
-        join.add_served(ServedExposure(rid, user, T0, {EXP: "interleaved"}, None, teams,
-                                       neutral=["i0", "i1"]), at=T0)  # fmt: skip
+        join.add_served(
+            ServedExposure(rid, user, T0, {EXP: "interleaved"}, None, teams, neutral=["i0", "i1"]),
+            at=T0,
+        )
         # the candidate's items are clicked twice as often
         for k in range(10):
             p = 0.2 if teams[f"i{k}"] == "cand" else 0.1
@@ -202,8 +204,13 @@ def test_the_interleaving_page_cli_and_gauges_show_the_graded_read() -> None:
         margins = {f"u{step}-{u}": (-1 if u % 2 else 3) for u in range(150)}
         _interleaved_margins(join, margins, T0 + step)
         looks.append({"ts": T0 + step, "figures": analyse(spec, JoinExposure(join), carried)})
-    described = {"id": EXP, "kind": "interleaving", "layer": "rankers", "state": "running",
-                 "arms": [{"name": "prod"}, {"name": "cand"}]}  # fmt: skip
+    described = {
+        "id": EXP,
+        "kind": "interleaving",
+        "layer": "rankers",
+        "state": "running",
+        "arms": [{"name": "prod"}, {"name": "cand"}],
+    }
     page = render(described, looks)
     assert page.count("<svg") == 2 and "graded read (the verdict): winner <b>cand</b>" in page
     assert "credited clicks per user, cand minus prod" in page

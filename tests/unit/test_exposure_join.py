@@ -262,8 +262,12 @@ def test_clicks_on_an_interleaved_list_are_credited_to_the_contributing_team() -
 def test_clicks_on_neutral_items_credit_neither_team_but_are_counted() -> None:
     join = ExposureJoin("il", since_ts=T0)
     teams = {"a": "prod", "b": "cand", "c": "cand"}
-    join.add_served(ServedExposure("q1", "u1", T0, {"il": "interleaved"}, None, teams=teams,
-                                   neutral=["a", "b"]), at=T0)  # fmt: skip
+    join.add_served(
+        ServedExposure(
+            "q1", "u1", T0, {"il": "interleaved"}, None, teams=teams, neutral=["a", "b"]
+        ),
+        at=T0,
+    )
     for n, item in enumerate("abc"):
         join.add_event(click(f"e{n}", "u1", "q1", item), at=T0)
     users, clicks = join.team_clicks(("prod", "cand", NEUTRAL_TEAM))

@@ -17,6 +17,7 @@ from shared.stats import (
     graded_preference_test,
     margin_stats,
     msprt_paired,
+    sequential_graded_test,
     team_draft_from_flips,
 )
 
@@ -79,8 +80,9 @@ def test_msprt_paired_by_hand() -> None:
     assert result.tau == pytest.approx(0.1)
     assert result.p_value == pytest.approx(math.exp(-(0.5 * math.log(0.5) + 2.25)), rel=1e-12)
     assert result.p_value == pytest.approx(0.149057, abs=1e-6)
-    assert (result.ci_low, result.ci_high) == pytest.approx((0.3 - 0.365640, 0.3 + 0.365640),
-                                                            abs=1e-6)  # fmt: skip
+    assert (result.ci_low, result.ci_high) == pytest.approx(
+        (0.3 - 0.365640, 0.3 + 0.365640), abs=1e-6
+    )
     assert result.decision == "inconclusive" and result.n_control == result.n_treatment == 100
     later = msprt_paired(ArmStats(400, 0.3, 1.0), previous=result)
     assert later.tau == result.tau and later.decision == "better" and later.ci_low > 0
@@ -121,7 +123,8 @@ def _aa_margins(rng: np.random.Generator, experiments: int, users: int) -> NDArr
 
 def test_false_positive_rate_of_the_graded_test_and_its_sequential_form() -> None:
     """4,000 A/A experiments of 400 users, read once (the t-test) and at 8 looks, 50 users more
-    at each (msprt_paired from its minimum of 100 users, tau fixed at its first look)."""
+    at each (the analysis' sequential_graded_test: msprt_paired from its minimum of 100 users,
+    tau fixed at its first look)."""
     rng = np.random.default_rng(7)
     experiments, users, looks = 4000, 400, 8
     margin = _aa_margins(rng, experiments, users).astype(np.float64)
@@ -129,7 +132,7 @@ def test_false_positive_rate_of_the_graded_test_and_its_sequential_form() -> Non
     mean, var = margin.mean(axis=1), margin.var(axis=1, ddof=1)
     p = 2 * stats.t(df=n - 1).sf(np.abs(mean) / np.sqrt(var / n))
     fixed = float(np.mean(p <= 0.05))
-    # always valid: msprt_paired at each look on the users so far, chained through previous
+    # always valid: at each look on the users so far, chained through previous
     ends = np.arange(1, looks + 1) * (users // looks)
     sums, squares = (
         np.cumsum(margin, axis=1)[:, ends - 1],
@@ -139,13 +142,19 @@ def test_false_positive_rate_of_the_graded_test_and_its_sequential_form() -> Non
     for total, square in zip(sums.tolist(), squares.tolist(), strict=True):
         result = None
         for n_seen, s, q in zip(ends.tolist(), total, square, strict=True):
-            result = msprt_paired(ArmStats.from_sums(n_seen, s, q), previous=result)
+            result = sequential_graded_test(ArmStats.from_sums(n_seen, s, q), previous=result)
         decided += result is not None and result.decision != "inconclusive"
     sequential = decided / experiments
     se = math.sqrt(0.05 * 0.95 / experiments)
     ties = float(np.mean(margin == 0))
-    log.info("A/A graded: t-test FPR %.4f (+- %.4f), sequential over %d looks %.4f; %.0f%% ties",
-             fixed, 1.96 * se, looks, sequential, 100 * ties)  # fmt: skip
+    log.info(
+        "A/A graded: t-test FPR %.4f (+- %.4f), sequential over %d looks %.4f; %.0f%% ties",
+        fixed,
+        1.96 * se,
+        looks,
+        sequential,
+        100 * ties,
+    )
     assert 0.05 - 4 * se <= fixed <= 0.05 + 3 * se
     assert sequential <= 0.05 + 3 * se
     assert 0.2 < ties < 0.8  # the neutral positions and clickless users are there

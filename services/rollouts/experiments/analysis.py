@@ -42,16 +42,18 @@ from numpy.typing import NDArray
 from services.rollouts.exposure_join import NEUTRAL_TEAM, UnitArrays
 from shared.stats.cuped import cuped_arm_stats, cuped_estimate, cuped_theta
 from shared.stats.interleaving import count_preferences, preference_delta, preference_test
-from shared.stats.interleaving_graded import graded_preference_test, margin_stats
+from shared.stats.interleaving_graded import (
+    graded_preference_test,
+    margin_stats,
+    sequential_graded_test,
+)
 from shared.stats.power import mde_means
 from shared.stats.ratio import summarize
 from shared.stats.sequential import (
-    DEFAULT_MIN_SAMPLE,
     ArmStats,
     RateInterval,
     SequentialResult,
     bernoulli_confidence_sequence,
-    msprt_paired,
     msprt_relative,
 )
 from shared.stats.srm import srm_check
@@ -63,10 +65,6 @@ INTERLEAVED = "interleaved"
 # 0.5-0.6 are what interleaving sees (loadtests/experiment_sensitivity.py measured its daily-
 # look A/A false-positive rate at 0.014, against 0.22 for the sign test read every day).
 PREFERENCE_PRIOR = (100.0, 100.0)
-# The graded read's always-valid test mixes over N(0, (0.05 sd)^2) of the per-user margin, fixed
-# at its first look: sharpest near 3,300 users. Per-user effects of 0.02-0.05 sd are what the
-# simulator's rankers of a few percent apart produce (loadtests/experiment_sensitivity.py).
-GRADED_TAU_SD = 0.05
 
 
 class ExperimentExposure(Protocol):
@@ -307,20 +305,16 @@ def _interleaving(spec: AnalysisSpec, exposure: ExperimentExposure,
     return out
 
 
-def _graded(spec: AnalysisSpec, ids: Any, clicks: NDArray[np.int64], n_users: int,
-            carried: Carried) -> dict[str, Any]:  # fmt: skip
+def _graded(
+    spec: AnalysisSpec, ids: Any, clicks: NDArray[np.int64], n_users: int, carried: Carried
+) -> dict[str, Any]:
     """The mean per-user credit margin (b - a): always valid (the verdict) and fixed-horizon."""
     a, b = (name for name, _ in spec.arms)
     margins = margin_stats(ids, clicks[:, 0], clicks[:, 1], n_users=max(n_users, len(ids)))
-    fixed = graded_preference_test(margins, (clicks[:, 0].sum(), clicks[:, 1].sum()),
-                                   alpha=spec.alpha)  # fmt: skip
-    previous = carried.graded
-    if previous is not None and previous.n_control > margins.n:
-        previous = None  # fewer users than before: the exposure was rebuilt
-    tau = previous.tau if previous is not None else None
-    if tau is None and margins.n >= DEFAULT_MIN_SAMPLE and margins.var > 0:
-        tau = GRADED_TAU_SD * math.sqrt(margins.var)  # fixed here, carried from now on
-    seq = msprt_paired(margins, alpha=spec.alpha, tau=tau, previous=previous)
+    fixed = graded_preference_test(
+        margins, (clicks[:, 0].sum(), clicks[:, 1].sum()), alpha=spec.alpha
+    )
+    seq = sequential_graded_test(margins, alpha=spec.alpha, previous=carried.graded)
     carried.graded = seq
     share = fixed.credit_share_b
     return {
@@ -334,8 +328,9 @@ def _graded(spec: AnalysisSpec, ids: Any, clicks: NDArray[np.int64], n_users: in
     }  # fmt: skip
 
 
-def _sign(spec: AnalysisSpec, prefs_a: int, prefs_b: int, ties: int,
-          carried: Carried) -> dict[str, Any]:  # fmt: skip
+def _sign(
+    spec: AnalysisSpec, prefs_a: int, prefs_b: int, ties: int, carried: Carried
+) -> dict[str, Any]:
     """The share of users preferring b: always valid (beta-binomial) and the sign test."""
     a, b = (name for name, _ in spec.arms)
     test = preference_test(prefs_a, prefs_b, alpha=spec.alpha)
@@ -343,8 +338,9 @@ def _sign(spec: AnalysisSpec, prefs_a: int, prefs_b: int, ties: int,
     previous = carried.preference
     if previous is not None and previous.n > prefs_a + prefs_b:
         previous = None  # fewer users than before: the exposure was rebuilt
-    seq = bernoulli_confidence_sequence(prefs_b, prefs_a + prefs_b, alpha=spec.alpha,
-                                        prior=PREFERENCE_PRIOR, previous=previous)  # fmt: skip
+    seq = bernoulli_confidence_sequence(
+        prefs_b, prefs_a + prefs_b, alpha=spec.alpha, prior=PREFERENCE_PRIOR, previous=previous
+    )
     carried.preference = seq
     verdict = seq.versus(0.5)
     return {

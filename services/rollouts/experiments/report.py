@@ -115,15 +115,19 @@ def _novelty_table(rows: list[dict[str, Any]], arms: list[str]) -> str:
             f"<table border=1 cellpadding=4><tr><th>day</th>{head}</tr>{body}</table>")  # fmt: skip
 
 
-def _interleaving_parts(looks: list[dict[str, Any]], latest: dict[str, Any],
-                        arms: list[str]) -> list[str]:  # fmt: skip
+def _interleaving_parts(
+    looks: list[dict[str, Any]], latest: dict[str, Any], arms: list[str]
+) -> list[str]:
     """The graded read (the verdict's), then the sign test's share, each charted over time."""
     a, b = arms[0], arms[1]
     graded = latest.get("graded") or {}
     winner = latest.get("winner")
     return [
-        chart(_series(looks, b, "graded"), 0.0,
-              f"credited clicks per user, {b} minus {a} (graded read)"),
+        chart(
+            _series(looks, b, "graded"),
+            0.0,
+            f"credited clicks per user, {b} minus {a} (graded read)",
+        ),
         f"<p>graded read (the verdict): winner <b>{html.escape(str(winner or 'none yet'))}</b>; "
         f"{graded.get('users')} users, mean margin {graded.get('mean_margin')}, always-valid "
         f"interval [{graded.get('ci_low')}, {graded.get('ci_high')}], p = "
@@ -134,7 +138,7 @@ def _interleaving_parts(looks: list[dict[str, Any]], latest: dict[str, Any],
         chart(_series(looks, b, "share"), 0.5, f"share of users preferring {b} (sign test)"),
         f"<p>preferences: {html.escape(str(latest.get('preferences', {})))}; sign test: "
         f"{html.escape(str(latest.get('test')))}</p>",
-    ]  # fmt: skip
+    ]
 
 
 def render(experiment: dict[str, Any], looks: list[dict[str, Any]]) -> str:

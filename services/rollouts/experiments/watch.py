@@ -183,8 +183,11 @@ def _export_graded(experiment_id: str, figures: dict[str, Any]) -> None:
         if share is not None:
             FIGURE.labels(experiment_id, arm, "credit_share").set(share)
     second = figures.get("teams", [None, None])[1]
-    for figure, key in (("credit_margin", "mean_margin"), ("ci_low", "ci_low"),
-                        ("ci_high", "ci_high")):  # fmt: skip
+    for figure, key in (
+        ("credit_margin", "mean_margin"),
+        ("ci_low", "ci_low"),
+        ("ci_high", "ci_high"),
+    ):
         value = graded.get(key)
         if second is not None and value is not None:
             FIGURE.labels(experiment_id, second, figure).set(value)
