@@ -42,9 +42,10 @@ from services.rollouts.plan import Analysis, Step
 REPO = Path(__file__).resolve().parents[1]
 
 
-def noisy_oracle(truth: GroundTruth, noise: float, seed: int) -> Ranker:
+def noisy_oracle(truth: GroundTruth, noise: float, seed: int, depth: int = 50) -> Ranker:
     """Rank by the true interest plus fixed Gaussian noise per (user, item): a model of a
-    given quality (0: the oracle; more noise, a worse model)."""
+    given quality (0: the oracle; more noise, a worse model), answering up to ``depth`` items
+    (the noise drawn does not depend on it, so a deeper ranker orders its top alike)."""
     t = truth.tables
     rng = np.random.default_rng(seed)
     cache: dict[str, list[str]] = {}
@@ -54,7 +55,7 @@ def noisy_oracle(truth: GroundTruth, noise: float, seed: int) -> Ranker:
             row = truth.user_row(user_id)
             z = t.population_z if row < 0 else t.interest_z[row]
             scored = z + rng.normal(0.0, noise, len(z))
-            cache[user_id] = t.item_ids[np.argsort(-scored)[:50]].tolist()
+            cache[user_id] = t.item_ids[np.argsort(-scored)[:depth]].tolist()
         return cache[user_id][:k]
 
     return rank
