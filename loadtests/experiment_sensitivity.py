@@ -1206,7 +1206,8 @@ def sweep(
         pair = config.pair(truth)
         effect = true_effect(pair, config.population, config.users)
         n_ab = min(n_users, 200_000)  # variances settle long before preference shares do
-        est = pilot(pair, config.population, n_ab, n_users, seed, config.users).analytical(effect)
+        moments = pilot(pair, config.population, n_ab, n_users, seed, config.users)
+        est = moments.analytical(effect)
         il, ab = est["interleaving"], est["ab_clicks"]
         users = {m: est[m].get("users_true_effect", est[m]["users"]) for m in METHODS}
         graded = users["interleaving_graded"]
@@ -1221,6 +1222,7 @@ def sweep(
                 "ab_over_graded": users["ab_clicks"] / graded,
                 "best_ab_over_graded": min(users[m] for m in AB_METHODS) / graded,
                 "plain_credit_graded_users": est["interleaving_plain_credit"]["graded_users"],
+                "short_requests": moments.short_requests,
                 "preference_share": il["effect"],
                 "preference_share_se": il["effect_se"],
                 "tie_share": il["tie_share"],
