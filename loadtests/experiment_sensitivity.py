@@ -238,6 +238,7 @@ def build_pair(
     depth: int | None = None,
     max_impressions: int = MAX_IMPRESSIONS,
     candidate_seed_offset: int = 10_000,
+    error_correlation: float = 0.0,
 ) -> ListPair:
     """The two rankers' lists for every persona; ``candidate_noise=None`` is production (A/A).
 
@@ -247,6 +248,8 @@ def build_pair(
     ``depth`` the pair also holds both rankings that deep, for fresh lists (``fresh_lists``);
     its top k are the fixed lists. ``candidate_seed_offset`` other than 10,000 draws another
     candidate (of production's noise: a ranker as good as production, for A/A interleaving).
+    ``error_correlation``: the candidate keeps that much of production's errors (a retrained
+    model), so the lists agree more at the same candidate quality.
     """
     ids, weights = personas(truth, population or PopulationSettings())
     reach = max(k, depth or 0)
@@ -258,7 +261,10 @@ def build_pair(
         if candidate_noise is None:
             cols_b.append(cols_a[-1])
         else:
-            candidate = noisy_oracle(truth, candidate_noise, seed + candidate_seed_offset, reach)
+            shared = (seed, error_correlation) if error_correlation else None
+            candidate = noisy_oracle(
+                truth, candidate_noise, seed + candidate_seed_offset, reach, shared_with=shared
+            )
             cols_b.append(np.stack([truth.item_columns(candidate(u, reach)) for u in ids]))
     col_a, col_b = np.concatenate(cols_a), np.concatenate(cols_b)
     rows = np.tile(np.array([truth.user_row(u) for u in ids], dtype=np.int64), model_draws)
@@ -923,6 +929,7 @@ class Config:
     depth: int = DEFAULT_DEPTH
     max_impressions: int = MAX_IMPRESSIONS
     mean_requests: float = 3.0  # per user in the window (sets population.session_mean_requests)
+    error_correlation: float = 0.0  # of the candidate's errors with production's
 
     def __post_init__(self) -> None:
         if self.lists not in ("fresh", "fixed"):
@@ -953,6 +960,7 @@ class Config:
             depth=self.depth if self.lists == "fresh" else None,
             max_impressions=self.max_impressions,
             candidate_seed_offset=20_000 if null == "equal" else 10_000,
+            error_correlation=self.error_correlation if null is None else 0.0,
         )
 
 
@@ -1240,6 +1248,8 @@ SWEEP: tuple[dict[str, Any], ...] = (
     # a larger improvement, longer lists
     {"candidate_noise": 0.4},
     {"k": 20},
+    # a retrained candidate as good, keeping 80 % of production's errors: the lists agree more
+    {"error_correlation": 0.8},
     # longer windows: more requests per user (several sessions), the same users otherwise
     {"mean_requests": 6.0},
     {"mean_requests": 12.0},
@@ -1598,6 +1608,12 @@ def main(argv: list[str] | None = None) -> int:
         "--mean-requests", type=float, default=3.0, help="requests per user in the window"
     )
     parser.add_argument("--effect-users", type=int, default=EFFECT_USERS)
+    parser.add_argument(
+        "--error-correlation",
+        type=float,
+        default=0.0,
+        help="correlation of the candidate's errors with production's (a retrained model)",
+    )
     parser.add_argument("--pilot-users", type=int, default=600_000)
     parser.add_argument("--sweep-users", type=int, default=600_000, help="0: no sweep")
     parser.add_argument("--data", type=Path, default=REPO / "data" / "ml-100k")
@@ -1618,6 +1634,7 @@ def main(argv: list[str] | None = None) -> int:
         depth=args.depth,
         max_impressions=args.max_impressions,
         mean_requests=args.mean_requests,
+        error_correlation=args.error_correlation,
     )
     pair, model = config.pair(truth), config.users
     effect = true_effect(pair, config.population, model, users=args.effect_users)

@@ -144,6 +144,17 @@ def test_identical_rankers_interleave_to_no_preference() -> None:
     assert abs(margin.mean()) < 3 * margin.std() / math.sqrt(margin.size)
 
 
+def test_a_candidate_keeping_production_errors_agrees_more_at_its_quality() -> None:
+    truth = ground_truth()
+    independent = es.build_pair(truth, 0.5, 0.5, candidate_seed_offset=20_000)
+    kept = es.build_pair(truth, 0.5, 0.5, candidate_seed_offset=20_000, error_correlation=0.8)
+    same = es.build_pair(truth, 0.5, 0.5, candidate_seed_offset=20_000, error_correlation=1.0)
+    assert np.array_equal(same.a, same.b)  # all of production's errors: its very ranking
+    assert independent.overlap < kept.overlap < K
+    lifts = [es.true_effect(p, POPULATION).lift for p in (independent, kept)]
+    assert all(abs(lift) < 0.02 for lift in lifts), lifts  # as good as production either way
+
+
 def test_margin_is_the_library_credit_summed_per_user() -> None:
     """Per-user margins from the drafted teams equal credit + count_preferences per impression."""
     rng = np.random.default_rng(4)
