@@ -666,7 +666,7 @@ def play_sessions(
         tables = (pair.p_click, pair.p_hide)
         clicked, hidden, p_click = respond(tables, who, shown, factor, pair.examine, rng, blocked)
         done[idx[:, None], shown] = blocked | clicked | hidden
-        tally.add(idx, clicked, (p_click * ~blocked) @ pair.examine, teams)
+        tally.add(idx, clicked, p_click * ~blocked * pair.examine, teams)
     return tally.played()
 
 
@@ -747,10 +747,13 @@ def graded_p_values(margin: F64, grid: Sequence[int]) -> F64:
     )
 
 
-def _margin_moments(margin: F64) -> tuple[int, int, int, float, float]:
-    """(prefer a, prefer b, ties, mean margin, its variance) of one seed's users."""
+def _margin_moments(margin: F64, expected: F64 | None) -> tuple[int, int, int, float, float]:
+    """(prefer a, prefer b, ties, mean margin, its variance) of one seed's users; the mean from
+    the margins' expectations given the lists shown when there are (the same mean, known to
+    about a third of the drawn margins' standard error)."""
     a, b = int((margin < 0).sum()), int((margin > 0).sum())
-    return a, b, margin.size - a - b, float(margin.mean()), float(margin.var(ddof=1))
+    mean = float((margin if expected is None else expected).mean())
+    return a, b, margin.size - a - b, mean, float(margin.var(ddof=1))
 
 
 def _interleaving_users(moments: Sequence[tuple[int, int, int, float, float]]) -> dict[str, float]:
@@ -806,8 +809,8 @@ class Moments:
 
     def add_interleaving(self, played: Played) -> None:
         """Preferences and margins of one seed's interleaved users, both credits."""
-        self.margins.append(_margin_moments(played.margin))
-        self.plain.append(_margin_moments(played.plain_margin))
+        self.margins.append(_margin_moments(played.margin, played.expected_margin))
+        self.plain.append(_margin_moments(played.plain_margin, played.expected_plain_margin))
         self.short_requests += played.short_requests
 
     def analytical(self, truth: TrueEffect | None = None) -> dict[str, dict[str, float]]:
@@ -1615,7 +1618,8 @@ def main(argv: list[str] | None = None) -> int:
         help="correlation of the candidate's errors with production's (a retrained model)",
     )
     parser.add_argument("--pilot-users", type=int, default=600_000)
-    parser.add_argument("--sweep-users", type=int, default=600_000, help="0: no sweep")
+    # the sweep reads margins from their expectations: 200,000 users give them to a few percent
+    parser.add_argument("--sweep-users", type=int, default=200_000, help="0: no sweep")
     parser.add_argument("--data", type=Path, default=REPO / "data" / "ml-100k")
     parser.add_argument("--cache", type=Path, default=REPO / ".cache" / "simulator")
     parser.add_argument("--out", type=Path, default=REPO / "reports" / "experiments")

@@ -131,7 +131,7 @@ def play_fresh(
         tables = (deep.p_click, deep.p_hide)
         clicked, hidden, p_click = respond(tables, who, shown, factor, examine, rng)
         window.show(idx, shown, clicked, hidden)
-        tally.add(idx, clicked, p_click @ examine, teams)
+        tally.add(idx, clicked, p_click * examine, teams)
     return tally.played(window.short_requests)
 
 

@@ -97,21 +97,36 @@ class Tally:
     """What a window's requests add up to per user (``Played`` once done)."""
 
     def __init__(self, n: int) -> None:
-        self.clicks, self.expected, self.margin, self.plain = (np.zeros(n) for _ in range(4))
+        self.clicks, self.expected = np.zeros(n), np.zeros(n)
+        self.margin, self.expected_margin = np.zeros(n), np.zeros(n)
+        self.plain, self.expected_plain = np.zeros(n), np.zeros(n)
 
-    def add(self, idx: I64, clicked: Bool, expected: F64, teams: tuple[Bool, Bool] | None) -> None:
-        """One request of users ``idx``: clicks, their expectation, and with ``teams`` (drafted
-        by b, neutral) the credited margins."""
+    def add(self, idx: I64, clicked: Bool, p_seen: F64, teams: tuple[Bool, Bool] | None) -> None:
+        """One request of users ``idx``: clicks, their expectation from ``p_seen`` (each shown
+        position's probability of a click: examined, clickable, clicked), and with ``teams``
+        (drafted by b, neutral) the credited margins, drawn and expected."""
         self.clicks[idx] += clicked.sum(axis=1)
-        self.expected[idx] += expected
+        self.expected[idx] += p_seen.sum(axis=1)
         if teams is not None:
-            counted, plain = credit_margins(clicked, *teams)
+            by_b, neutral = teams
+            counted, plain = credit_margins(clicked, by_b, neutral)
             self.margin[idx] += counted
             self.plain[idx] += plain
+            team_sign = np.where(by_b, 1.0, -1.0)
+            self.expected_plain[idx] += (p_seen * team_sign).sum(axis=1)
+            self.expected_margin[idx] += (p_seen * team_sign * ~neutral).sum(axis=1)
 
     def played(self, short_requests: int = 0) -> Played:
         """The window's totals."""
-        return Played(self.clicks, self.margin, self.plain, self.expected, short_requests)
+        return Played(
+            self.clicks,
+            self.margin,
+            self.plain,
+            self.expected,
+            short_requests,
+            self.expected_margin,
+            self.expected_plain,
+        )
 
 
 @dataclass(frozen=True)
@@ -126,3 +141,7 @@ class Played:
     plain_margin: F64
     expected: F64
     short_requests: int = 0  # fresh lists: requests that found fewer than k eligible items
+    # the margins' expectations given the lists shown (Rao-Blackwellised: the same mean,
+    # without the clicks' own noise; for the analytical figures)
+    expected_margin: F64 | None = None
+    expected_plain_margin: F64 | None = None

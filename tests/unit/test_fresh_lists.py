@@ -87,6 +87,22 @@ def test_expected_clicks_are_the_clicks_on_average_and_the_true_effect_is_paired
     )
     se = played.clicks.std() / math.sqrt(played.clicks.size)
     assert abs(played.clicks.mean() - played.expected.mean()) < 4 * se
+    drafted = play_fresh(
+        pair.deep,
+        pair.examine,
+        users.persona,
+        users.requests,
+        np.random.default_rng(8),
+        click_factor=users.click_factor,
+        interleave=True,
+    )
+    for drawn, expected in (
+        (drafted.margin, drafted.expected_margin),
+        (drafted.plain_margin, drafted.expected_plain_margin),
+    ):
+        assert expected is not None and expected.std() < drawn.std() / 2
+        assert abs(drawn.mean() - expected.mean()) < 4 * drawn.std() / math.sqrt(drawn.size)
+    assert drafted.expected_margin is not None and drafted.expected_margin.mean() > 0
     effect = fresh_effect(
         pair.deep, pair.examine, users.persona, users.requests, users.click_factor, seed=5
     )
