@@ -111,14 +111,23 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from loadtests.fresh_lists import (
+    MAX_IMPRESSIONS,
+    Rankings,
+    fresh_effect,
+    play_fresh,
+    union_rankings,
+)
 from loadtests.rollout_decisions import noisy_oracle
+from loadtests.session_play import Played, Tally, respond, team_draft_batch
 from loadtests.simulator.behaviour import Behaviour
 from loadtests.simulator.ground_truth import GroundTruth
 from loadtests.simulator.offline import assign_arms
 from loadtests.simulator.settings import BehaviourSettings, PopulationSettings
 from shared.stats.cuped import cuped_estimate
 from shared.stats.interleaving import preference_test
-from shared.stats.power import sample_size_means, sample_size_preference
+from shared.stats.interleaving_graded import graded_preference_test, sequential_graded_test
+from shared.stats.power import sample_size_means, sample_size_paired, sample_size_preference
 from shared.stats.ratio import difference, summarize
 from shared.stats.sequential import ArmStats, beta_binomial_log_lr, msprt_relative
 
@@ -127,12 +136,15 @@ I64 = npt.NDArray[np.int64]
 Bool = npt.NDArray[np.bool_]
 
 REPO = Path(__file__).resolve().parents[1]
-METHODS = ("ab_clicks", "ab_ctr", "cuped", "interleaving")
+METHODS = ("ab_clicks", "ab_ctr", "cuped", "interleaving", "interleaving_graded")
+AB_METHODS = METHODS[:3]
+INTERLEAVING_METHODS = METHODS[3:]
 LABELS = {
     "ab_clicks": "A/B, clicks per user",
     "ab_ctr": "A/B, clicks per impression",
     "cuped": "A/B + CUPED (pre-period clicks)",
-    "interleaving": "team-draft interleaving",
+    "interleaving": "interleaving, sign test",
+    "interleaving_graded": "interleaving, graded (margin t)",
 }
 ALPHA = 0.05
 POWER = 0.95
@@ -143,7 +155,13 @@ GRID_FACTORS = (0.5, 0.65, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 1.8)
 # of 0.5-0.6 are what interleaving sees; the A/A guarantee holds for any prior fixed in advance.
 SIGN_PRIOR = (100.0, 100.0)
 MAX_TABLE_ROUNDS = 6  # all drafts of k <= 12: 64 per persona; k = 20 would need 1,024
-_STREAMS = {"pilot": 11, "power": 12, "aa": 13, "variance": 14}  # independent random streams
+# independent random streams
+_STREAMS = {"pilot": 11, "power": 12, "aa": 13, "variance": 14, "effect": 15, "labels": 16}
+# Users of the fresh lists' Monte Carlo true effect: the lift to about +-0.0003 (1 % of it)
+EFFECT_USERS = 300_000
+# How deep fresh lists' rankings go: a window of 50 requests at 3 impressions an item reaches
+# about 10 x 50 / 3 + its clicks; the report counts requests that ran short
+DEFAULT_DEPTH = 200
 
 
 @dataclass(frozen=True)
@@ -158,6 +176,10 @@ class ListPair:
     weights: F64  # (personas,) share of users with this persona, sums to 1
     new: Bool  # (personas,) a new user's (no pre-period)
     examine: F64  # (k,) P(examine position)
+    # Fresh lists: the same rankers' rankings as deep as a window reaches (None: the top k
+    # shown at every request, blocked in place once clicked or hidden)
+    deep: Rankings | None = None
+    max_impressions: int = MAX_IMPRESSIONS
 
     @property
     def k(self) -> int:
@@ -169,23 +191,29 @@ class ListPair:
         """Mean number of items the two lists share, weighted by persona."""
         return float(self.weights @ (self.b < self.k).sum(axis=1))
 
+    @property
+    def lists(self) -> str:
+        """'fresh' or 'fixed': how a user's later requests are served."""
+        return "fixed" if self.deep is None else "fresh"
+
     @cached_property
-    def drafts(self) -> tuple[I64, Bool]:
-        """Every team draft of each persona's two lists: items and whether the candidate drafted
-        them, (personas, 2^rounds, k); bit r of the pattern number says production leads round r.
+    def drafts(self) -> tuple[I64, Bool, Bool]:
+        """Every team draft of each persona's two lists: items, whether the candidate drafted
+        them and whether they are neutral, (personas, 2^rounds, k); bit r of the pattern number
+        says production leads round r.
         """
         k, personas = self.k, self.a.shape[0]
         rounds = (k + 1) // 2  # the flips a k-item draft uses (team_draft draws k // 2 + 1)
         bits = (np.arange(2**rounds)[:, None] >> np.arange(rounds)) & 1
         flips = np.zeros((bits.shape[0], k // 2 + 1), dtype=bool)
         flips[:, :rounds] = bits == 1
-        items, by_b = team_draft_batch(
+        items, by_b, neutral = team_draft_batch(
             np.repeat(self.a, len(flips), axis=0),
             np.repeat(self.b, len(flips), axis=0),
             np.tile(flips, (personas, 1)),
         )
         shape = (personas, len(flips), k)
-        return items.reshape(shape), by_b.reshape(shape)
+        return items.reshape(shape), by_b.reshape(shape), neutral.reshape(shape)
 
 
 def personas(truth: GroundTruth, population: PopulationSettings) -> tuple[list[str], F64]:
@@ -207,35 +235,56 @@ def build_pair(
     model_draws: int = 1,
     behaviour: Behaviour | None = None,
     population: PopulationSettings | None = None,
+    depth: int | None = None,
+    max_impressions: int = MAX_IMPRESSIONS,
+    candidate_seed_offset: int = 10_000,
+    error_correlation: float = 0.0,
 ) -> ListPair:
     """The two rankers' lists for every persona; ``candidate_noise=None`` is production (A/A).
 
     With ``model_draws`` > 1 a persona is a (taste, draw of both rankers' errors) pair: the
     candidate is then better by what its smaller noise is worth on average, not by one draw's
-    luck (one draw's per-position advantage is noisy over 944 tastes, see the sweep).
+    luck (one draw's per-position advantage is noisy over 944 tastes, see the sweep). With
+    ``depth`` the pair also holds both rankings that deep, for fresh lists (``fresh_lists``);
+    its top k are the fixed lists. ``candidate_seed_offset`` other than 10,000 draws another
+    candidate (of production's noise: a ranker as good as production, for A/A interleaving).
+    ``error_correlation``: the candidate keeps that much of production's errors (a retrained
+    model), so the lists agree more at the same candidate quality.
     """
     ids, weights = personas(truth, population or PopulationSettings())
+    reach = max(k, depth or 0)
     cols_a, cols_b = [], []
     for draw in range(model_draws):
         seed = model_seed * 1000 + draw  # rollout_decisions' seeds: seed, seed + 10,000
-        production = noisy_oracle(truth, production_noise, seed)
-        cols_a.append(np.stack([truth.item_columns(production(u, k)) for u in ids]))
+        production = noisy_oracle(truth, production_noise, seed, reach)
+        cols_a.append(np.stack([truth.item_columns(production(u, reach)) for u in ids]))
         if candidate_noise is None:
             cols_b.append(cols_a[-1])
         else:
-            candidate = noisy_oracle(truth, candidate_noise, seed + 10_000)
-            cols_b.append(np.stack([truth.item_columns(candidate(u, k)) for u in ids]))
+            shared = (seed, error_correlation) if error_correlation else None
+            candidate = noisy_oracle(
+                truth, candidate_noise, seed + candidate_seed_offset, reach, shared_with=shared
+            )
+            cols_b.append(np.stack([truth.item_columns(candidate(u, reach)) for u in ids]))
     col_a, col_b = np.concatenate(cols_a), np.concatenate(cols_b)
-    # A shared item takes production's position as its union index, so a draft sees one item.
-    same = col_b[:, :, None] == col_a[:, None, :]
-    b = np.where(same.any(axis=2), same.argmax(axis=2), k + np.arange(k))
     rows = np.tile(np.array([truth.user_row(u) for u in ids], dtype=np.int64), model_draws)
-    look = truth.lookup(rows, np.concatenate([col_a, col_b], axis=1))
+    deep = None
+    if depth is not None:
+        look = truth.lookup(rows, np.concatenate([col_a, col_b], axis=1))
+        deep = union_rankings(col_a, col_b, look.p_click, look.p_hide, k)
+    top = union_rankings(col_a[:, :k], col_b[:, :k], *_truth_of(truth, rows, col_a, col_b, k), k)
     examine = (behaviour or Behaviour()).examine_probs(k)
-    a = np.broadcast_to(np.arange(k), col_a.shape).copy()
     shares = np.tile(weights / model_draws, model_draws)
     new = np.tile(np.arange(len(ids)) == len(ids) - 1, model_draws)
-    return ListPair(a, b.astype(np.int64), look.p_click, look.p_hide, shares, new, examine)
+    # the top k's union: production's k, then the candidate's own (the padding is for fresh lists)
+    p_click, p_hide = top.p_click[:, : 2 * k], top.p_hide[:, : 2 * k]
+    return ListPair(top.a, top.b, p_click, p_hide, shares, new, examine, deep, max_impressions)
+
+
+def _truth_of(truth: GroundTruth, rows: I64, col_a: I64, col_b: I64, k: int) -> tuple[F64, F64]:
+    """P(click) and P(hide) of [top k of a | top k of b] per persona row."""
+    look = truth.lookup(rows, np.concatenate([col_a[:, :k], col_b[:, :k]], axis=1))
+    return look.p_click, look.p_hide
 
 
 def session_length_pmf(population: PopulationSettings) -> F64:
@@ -397,13 +446,37 @@ def persona_clicks(pair: ListPair, pmf: F64, model: UserModel) -> tuple[F64, F64
 
 
 def true_effect(
-    pair: ListPair, population: PopulationSettings, model: UserModel = HOMOGENEOUS
+    pair: ListPair,
+    population: PopulationSettings,
+    model: UserModel = HOMOGENEOUS,
+    *,
+    users: int = EFFECT_USERS,
 ) -> TrueEffect:
     """The expected clicks per user of both rankers over the persona mix: exact for the
     homogeneous users and for any activity (its negative binomial is summed exactly); a click
-    factor is integrated numerically, its error estimated from a grid of twice the step."""
+    factor is integrated numerically, its error estimated from a grid of twice the step.
+    Fresh lists depend on what each user clicked before, so there it is a Monte Carlo over
+    ``users`` users played under both rankers (``fresh_lists.fresh_effect``)."""
     pmf = request_pmf(population, model)
     impressions = pair.k * float(pmf @ np.arange(1, pmf.size + 1))
+    if pair.deep is not None:
+        drawn = draw_users(
+            np.random.default_rng([0, _STREAMS["effect"]]), users, pair, population, model
+        )
+        mc = fresh_effect(
+            pair.deep,
+            pair.examine,
+            drawn.persona,
+            drawn.requests,
+            drawn.click_factor,
+            _STREAMS["effect"],
+            pair.max_impressions,
+        )
+        method = (
+            f"Monte Carlo over {mc.users:,} users played under both rankers with the same random"
+            " numbers, each user's clicks given the lists shown; lift_error = its standard error"
+        )
+        return TrueEffect(mc.production, mc.candidate, impressions, method, mc.lift_se)
     per_a, per_b, error = persona_clicks(pair, pmf, model)
     a, b = float(pair.weights @ per_a), float(pair.weights @ per_b)
     if model.click_sd == 0:
@@ -429,6 +502,8 @@ def variance_sources(
     between session lengths (redrawn for every session). Exact for homogeneous users; with
     heterogeneous ones the persistent part is a Monte Carlo over ``users`` drawn users of their
     exact expected clicks given taste, activity and click factor (``persistent_se``)."""
+    if pair.deep is not None:
+        return _repeat_covariance(pair, population, model, users, seed)
     pmf = request_pmf(population, model)
     per_persona = persona_clicks(pair, pmf, model)[0]
     mean = float(pair.weights @ per_persona)
@@ -462,6 +537,26 @@ def variance_sources(
         "persistent_se": float(spread),
         "method": f"between personas exact (click factor integrated numerically); persistent: "
         f"Monte Carlo over {users:,} users",
+    }
+
+
+def _repeat_covariance(
+    pair: ListPair, population: PopulationSettings, model: UserModel, users: int, seed: int
+) -> dict[str, Any]:
+    """What persists in a user with fresh lists: the covariance of returning users' clicks in
+    two independent windows under production (the experiment's and the pre-period's, which
+    share only the user: taste, rate of requests, click factor)."""
+    rng = np.random.default_rng([seed, _STREAMS["variance"]])
+    drawn = draw_users(rng, users, pair, population, model)
+    run = run_ab(pair, drawn, np.zeros(users, dtype=bool), rng)
+    returning = drawn.pre_requests > 0
+    x, y = run.clicks[returning], run.pre_clicks[returning]
+    products = (x - x.mean()) * (y - y.mean())
+    return {
+        "persistent": float(products.mean()),
+        "persistent_se": float(products.std() / math.sqrt(products.size)),
+        "method": f"Monte Carlo over {users:,} users: the covariance of a returning user's clicks"
+        " in two independent windows",
     }
 
 
@@ -527,51 +622,6 @@ def draw_users(
     return Users(persona, lengths[0], np.where(pair.new[persona], 0, lengths[1]), mean, factor)
 
 
-def react(
-    p_click: F64, p_hide: F64, examine: F64, u: npt.NDArray[np.floating[Any]], blocked: Bool
-) -> tuple[Bool, Bool]:
-    """(clicked, hidden) of one request per row: ``Behaviour.react`` on the same uniforms for
-    examination, click and hide (``u`` of shape (3, rows, k)), without likes and dwell."""
-    examined = u[0] < examine
-    clicked = examined & ~blocked & (u[1] < p_click)
-    hidden = examined & ~clicked & ~blocked & (u[2] < p_hide)
-    return clicked, hidden
-
-
-def team_draft_batch(a: I64, b: I64, a_first: Bool) -> tuple[I64, Bool]:
-    """``team_draft_from_flips`` for many rows at once: (items, drafted by b), shape (rows, k).
-
-    ``a`` and ``b`` (rows, k) hold distinct ids per row; ``a_first`` (rows, k // 2 + 1). With
-    both lists as long as the draft neither team is ever exhausted: a team has skipped or taken
-    at most as many items as are in the list so far, fewer than k.
-    """
-    rows, k = a.shape
-    at = np.arange(rows)
-    items = np.empty((rows, k), dtype=np.int64)
-    by_b = np.empty((rows, k), dtype=bool)
-    taken_a = np.zeros((rows, k), dtype=bool)
-    taken_b = np.zeros((rows, k), dtype=bool)
-    for pos in range(k):
-        lead_a = a_first[:, pos // 2]
-        pick_a = lead_a if pos % 2 == 0 else ~lead_a  # the leader drafts first in each round
-        item = np.where(
-            pick_a, a[at, np.argmax(~taken_a, axis=1)], b[at, np.argmax(~taken_b, axis=1)]
-        )
-        items[:, pos], by_b[:, pos] = item, ~pick_a
-        taken_a |= a == item[:, None]
-        taken_b |= b == item[:, None]
-    return items, by_b
-
-
-@dataclass(frozen=True)
-class Played:
-    """Per user: clicks of the session, and credited clicks of the candidate minus production's
-    (interleaving; 0 otherwise)."""
-
-    clicks: F64
-    margin: F64
-
-
 def play_sessions(
     pair: ListPair,
     persona: I64,
@@ -584,43 +634,50 @@ def play_sessions(
 ) -> Played:
     """Simulate each user's requests in the window: production's list, the candidate's where
     ``treated``, or a fresh team draft of both at every request; P(click) times the user's
-    ``click_factor``."""
+    ``click_factor``. Fresh lists (``pair.deep``) are played by ``fresh_lists.play_fresh``."""
+    if pair.deep is not None:
+        return play_fresh(
+            pair.deep,
+            pair.examine,
+            persona,
+            requests,
+            rng,
+            click_factor=click_factor,
+            treated=treated,
+            interleave=interleave,
+            max_impressions=pair.max_impressions,
+        )
     n, k = persona.size, pair.k
     done = np.zeros((n, 2 * k), dtype=bool)  # union items clicked or hidden in the window
-    clicks, margin = np.zeros(n), np.zeros(n)
+    tally = Tally(n)
     for request in range(int(requests.max(initial=0))):
         idx = np.flatnonzero(requests > request)
         who = persona[idx]
-        by_b: Bool | None = None
+        teams = None
         if interleave:
-            shown, by_b = _draft(pair, who, rng)
+            shown, by_b, neutral = _draft(pair, who, rng)
+            teams = (by_b, neutral)
         elif treated is not None:
             shown = np.where(treated[idx, None], pair.b[who], pair.a[who])
         else:
             shown = pair.a[who]
         blocked = done[idx[:, None], shown]
-        p_click = pair.p_click[who[:, None], shown]
-        if click_factor is not None:
-            p_click = np.minimum(p_click * click_factor[idx, None], 1.0)
-        p_hide = pair.p_hide[who[:, None], shown]
-        # float32 uniforms: half the cost of float64, and 2^-24 resolution is ample for clicks
-        u = rng.random((3, idx.size, k), dtype=np.float32)
-        clicked, hidden = react(p_click, p_hide, pair.examine, u, blocked)
+        factor = None if click_factor is None else click_factor[idx]
+        tables = (pair.p_click, pair.p_hide)
+        clicked, hidden, p_click = respond(tables, who, shown, factor, pair.examine, rng, blocked)
         done[idx[:, None], shown] = blocked | clicked | hidden
-        clicks[idx] += clicked.sum(axis=1)
-        if by_b is not None:
-            margin[idx] += 2 * (clicked & by_b).sum(axis=1) - clicked.sum(axis=1)
-    return Played(clicks, margin)
+        tally.add(idx, clicked, p_click * ~blocked * pair.examine, teams)
+    return tally.played()
 
 
-def _draft(pair: ListPair, who: I64, rng: np.random.Generator) -> tuple[I64, Bool]:
+def _draft(pair: ListPair, who: I64, rng: np.random.Generator) -> tuple[I64, Bool, Bool]:
     """A fresh team draft per row: a random flip pattern looked up in the table of all drafts
     (the same thing, 5x cheaper), or drafted here when that table would be too large."""
     k = pair.k
     if (k + 1) // 2 <= MAX_TABLE_ROUNDS:
-        items, by_b = pair.drafts
+        items, by_b, neutral = pair.drafts
         pattern = rng.integers(0, items.shape[1], who.size)
-        return items[who, pattern], by_b[who, pattern]
+        return items[who, pattern], by_b[who, pattern], neutral[who, pattern]
     return team_draft_batch(pair.a[who], pair.b[who], rng.random((who.size, k // 2 + 1)) < 0.5)
 
 
@@ -632,6 +689,7 @@ class AbRun:
     pre_clicks: F64
     impressions: F64
     treated: Bool
+    short_requests: int = 0  # fresh lists: requests that found fewer than k eligible items
 
 
 def run_ab(pair: ListPair, users: Users, treated: Bool, rng: np.random.Generator) -> AbRun:
@@ -642,7 +700,8 @@ def run_ab(pair: ListPair, users: Users, treated: Bool, rng: np.random.Generator
     )
     pre = play_sessions(pair, users.persona, users.pre_requests, rng, click_factor=factor)
     impressions = (users.requests * pair.k).astype(np.float64)
-    return AbRun(played.clicks, pre.clicks, impressions, treated)
+    short = played.short_requests + pre.short_requests
+    return AbRun(played.clicks, pre.clicks, impressions, treated, short)
 
 
 def normal_p(estimate: float, std_error: float) -> float:
@@ -677,16 +736,55 @@ def sign_p_values(margin: F64, grid: Sequence[int]) -> F64:
     )
 
 
+def graded_p_values(margin: F64, grid: Sequence[int]) -> F64:
+    """The graded test's p-value (t-test of the mean margin) on the first n users, per n."""
+    sums, squares = np.cumsum(margin), np.cumsum(margin * margin)
+    return np.array(
+        [
+            graded_preference_test(ArmStats.from_sums(n, sums[n - 1], squares[n - 1])).p_value
+            for n in grid
+        ]
+    )
+
+
+def _margin_moments(margin: F64, expected: F64 | None) -> tuple[int, int, int, float, float]:
+    """(prefer a, prefer b, ties, mean margin, its variance) of one seed's users; the mean from
+    the margins' expectations given the lists shown when there are (the same mean, known to
+    about a third of the drawn margins' standard error)."""
+    a, b = int((margin < 0).sum()), int((margin > 0).sum())
+    mean = float((margin if expected is None else expected).mean())
+    return a, b, margin.size - a - b, mean, float(margin.var(ddof=1))
+
+
+def _interleaving_users(moments: Sequence[tuple[int, int, int, float, float]]) -> dict[str, float]:
+    """Users for 95 % power of the sign test and of the graded test, from moments over seeds."""
+    a, b, ties = (int(v) for v in np.sum([m[:3] for m in moments], axis=0))
+    share, tie_share = b / (a + b), ties / (a + b + ties)
+    mean, var = (float(v) for v in np.mean([m[3:] for m in moments], axis=0))
+    return {
+        "effect": share,
+        "effect_se": math.sqrt(share * (1 - share) / (a + b)),
+        "tie_share": tie_share,
+        "users": sample_size_preference(share, alpha=ALPHA, power=POWER, tie_share=tie_share),
+        "margin_mean": mean,
+        "margin_sd": math.sqrt(var),
+        "graded_users": sample_size_paired(mean, math.sqrt(var), alpha=ALPHA, power=POWER),
+    }
+
+
 @dataclass
 class Moments:
     """Per-seed effect and variance of each method at the largest grid point, for the
     analytical cross-check (averaged over seeds)."""
 
-    diff: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m in METHODS[:3]})
-    unit_var: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m in METHODS[:3]})
-    prefs: list[tuple[int, int, int]] = field(default_factory=list)  # (a, b, ties)
-    margin: list[tuple[float, float]] = field(default_factory=list)  # (mean, variance)
+    diff: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m in AB_METHODS})
+    unit_var: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m in AB_METHODS})
+    # per seed (prefer a, prefer b, ties, mean margin, variance): neutral positions credited to
+    # neither (the platform's credit), and team-draft's plain credit
+    margins: list[tuple[int, int, int, float, float]] = field(default_factory=list)
+    plain: list[tuple[int, int, int, float, float]] = field(default_factory=list)
     rho2: list[float] = field(default_factory=list)
+    short_requests: int = 0  # fresh lists: requests that found fewer than k eligible items
 
     def add_ab(self, run: AbRun) -> None:
         """Effects and per-user variances of one seed's A/B users."""
@@ -700,6 +798,7 @@ class Moments:
         self.diff["cuped"].append(cuped.estimate)
         self.unit_var["cuped"].append(cuped.std_error**2 * scale)
         self.rho2.append(cuped.variance_reduction)
+        self.short_requests += run.short_requests
         ctr = difference(
             summarize(y[~t], run.impressions[~t]),
             summarize(y[t], run.impressions[t]),
@@ -708,18 +807,18 @@ class Moments:
         self.diff["ab_ctr"].append(ctr.point)
         self.unit_var["ab_ctr"].append(ctr.variance * scale)
 
-    def add_interleaving(self, margin: F64) -> None:
-        """Preferences of one seed's interleaved users."""
-        self.prefs.append(
-            (int((margin < 0).sum()), int((margin > 0).sum()), int((margin == 0).sum()))
-        )
-        self.margin.append((float(margin.mean()), float(margin.var(ddof=1))))
+    def add_interleaving(self, played: Played) -> None:
+        """Preferences and margins of one seed's interleaved users, both credits."""
+        self.margins.append(_margin_moments(played.margin, played.expected_margin))
+        self.plain.append(_margin_moments(played.plain_margin, played.expected_plain_margin))
+        self.short_requests += played.short_requests
 
     def analytical(self, truth: TrueEffect | None = None) -> dict[str, dict[str, float]]:
         """Users for 95 % power by ``shared.stats.power`` from the measured effects and variances;
-        for the A/B methods also from the true effect (``users_true_effect``)."""
+        for the A/B methods also from the true effect (``users_true_effect``); for interleaving
+        also with team-draft's plain credit (``interleaving_plain_credit``, not simulated)."""
         out: dict[str, dict[str, float]] = {}
-        for m in METHODS[:3]:
+        for m in AB_METHODS:
             diff, sd = float(np.mean(self.diff[m])), math.sqrt(float(np.mean(self.unit_var[m])))
             runs = len(self.diff[m])
             se = float(np.std(self.diff[m], ddof=1) / math.sqrt(runs)) if runs > 1 else math.nan
@@ -731,19 +830,10 @@ class Moments:
                 out[m]["users_true_effect"] = float(
                     sample_size_means(true_diff, sd, alpha=ALPHA, power=POWER).total
                 )
-        a, b, ties = (int(v) for v in np.sum(self.prefs, axis=0))
-        share, tie_share = b / (a + b), ties / (a + b + ties)
-        needed = sample_size_preference(share, alpha=ALPHA, power=POWER, tie_share=tie_share)
-        se = math.sqrt(share * (1 - share) / (a + b))
-        margin_mean, margin_var = (float(v) for v in np.mean(self.margin, axis=0))
-        out["interleaving"] = {
-            "effect": share,
-            "effect_se": se,
-            "tie_share": tie_share,
-            "users": needed,
-            "margin_mean": margin_mean,
-            "margin_sd": math.sqrt(margin_var),
-        }
+        neutral = _interleaving_users(self.margins)
+        out["interleaving"] = neutral
+        out["interleaving_graded"] = {**neutral, "users": neutral["graded_users"]}
+        out["interleaving_plain_credit"] = _interleaving_users(self.plain)
         return out
 
 
@@ -838,16 +928,29 @@ class Config:
     activity_shape: float = UserModel.activity_shape
     activity_cap: int = UserModel.activity_cap
     click_sd: float = UserModel.click_sd
+    lists: str = "fresh"  # or "fixed": the same top k at every request (fresh_lists explains)
+    depth: int = DEFAULT_DEPTH
+    max_impressions: int = MAX_IMPRESSIONS
+    mean_requests: float = 3.0  # per user in the window (sets population.session_mean_requests)
+    error_correlation: float = 0.0  # of the candidate's errors with production's
+
+    def __post_init__(self) -> None:
+        if self.lists not in ("fresh", "fixed"):
+            raise ValueError(f"lists must be 'fresh' or 'fixed', got {self.lists!r}")
+        if self.population.session_mean_requests != self.mean_requests:
+            update = {"session_mean_requests": self.mean_requests}
+            object.__setattr__(self, "population", self.population.model_copy(update=update))
 
     @property
     def users(self) -> UserModel:
         """How the simulated users differ beyond their taste."""
         return UserModel(self.activity_shape, self.activity_cap, self.click_sd)
 
-    def pair(self, truth: GroundTruth, aa: bool = False) -> ListPair:
-        """The two rankers' lists for this configuration (production twice when ``aa``)."""
+    def pair(self, truth: GroundTruth, null: str | None = None) -> ListPair:
+        """The two rankers' lists for this configuration; ``null`` "same": production twice,
+        "equal": production and another ranker of production's noise (A/A experiments)."""
         behaviour = Behaviour(BehaviourSettings(position_eta=self.position_eta))
-        candidate = None if aa else self.candidate_noise
+        candidate = {None: self.candidate_noise, "same": None}.get(null, self.production_noise)
         return build_pair(
             truth,
             self.production_noise,
@@ -857,6 +960,10 @@ class Config:
             model_draws=self.model_draws,
             behaviour=behaviour,
             population=self.population,
+            depth=self.depth if self.lists == "fresh" else None,
+            max_impressions=self.max_impressions,
+            candidate_seed_offset=20_000 if null == "equal" else 10_000,
+            error_correlation=self.error_correlation if null is None else 0.0,
         )
 
 
@@ -870,11 +977,12 @@ def split(n: int) -> Bool:
     return treated
 
 
-def interleaved_margin(pair: ListPair, users: Users, rng: np.random.Generator) -> F64:
-    """Each user's credited clicks of the candidate minus production's, every request drafted."""
+def interleaved(pair: ListPair, users: Users, rng: np.random.Generator) -> Played:
+    """Each user's window with every request drafted: the margins are the candidate's credited
+    clicks minus production's."""
     return play_sessions(
         pair, users.persona, users.requests, rng, click_factor=users.click_factor, interleave=True
-    ).margin
+    )
 
 
 def pilot(
@@ -890,9 +998,7 @@ def pilot(
     moments = Moments()
     users = draw_users(rng, n_ab, pair, population, model)
     moments.add_ab(run_ab(pair, users, split(n_ab), rng))
-    moments.add_interleaving(
-        interleaved_margin(pair, draw_users(rng, n_il, pair, population, model), rng)
-    )
+    moments.add_interleaving(interleaved(pair, draw_users(rng, n_il, pair, population, model), rng))
     return moments
 
 
@@ -919,20 +1025,25 @@ def simulate_power(
     """Power of every method at its grid over ``seeds`` seeds; one simulation per seed and design,
     the smaller counts are its first users (users arrive in order)."""
     started = time.perf_counter()
-    n_ab = max(max(grids[m]) for m in METHODS[:3])
+    n_ab = max(max(grids[m]) for m in AB_METHODS)
     treated = split(n_ab)
     rejected = {m: np.zeros((seeds, len(grids[m])), dtype=bool) for m in METHODS}
     moments = Moments()
     for seed in range(seeds):
         rng = np.random.default_rng([seed, _STREAMS["power"]])
         run = run_ab(pair, draw_users(rng, n_ab, pair, population, model), treated, rng)
-        for m in METHODS[:3]:
+        for m in AB_METHODS:
             rejected[m][seed] = [ab_p_value(run, n, m) <= ALPHA for n in grids[m]]
         moments.add_ab(run)
-        users = draw_users(rng, max(grids["interleaving"]), pair, population, model)
-        margin = interleaved_margin(pair, users, rng)
-        rejected["interleaving"][seed] = sign_p_values(margin, grids["interleaving"]) <= ALPHA
-        moments.add_interleaving(margin)
+        # both interleaving tests read the same users' margins
+        n_il = max(max(grids[m]) for m in INTERLEAVING_METHODS)
+        played = interleaved(pair, draw_users(rng, n_il, pair, population, model), rng)
+        for m, p_values in (
+            ("interleaving", sign_p_values),
+            ("interleaving_graded", graded_p_values),
+        ):
+            rejected[m][seed] = p_values(played.margin, grids[m]) <= ALPHA
+        moments.add_interleaving(played)
     fits = {m: users_for_power(grids[m], rejected[m], bootstrap=bootstrap) for m in METHODS}
     return PowerResult(
         grids, rejected, fits, moments.analytical(effect), time.perf_counter() - started
@@ -951,7 +1062,11 @@ class AaResult:
     naive_p: F64  # (seeds, days) fixed-horizon z-test on clicks per user at each look
     sign_p: F64  # (seeds, days) interleaving sign test at each look
     sign_sequential_llr: F64  # (seeds, days) log mixture LR of the preference share vs 1/2
+    graded_p: F64  # (seeds, days) interleaving graded t-test at each look
+    graded_sequential_p: F64  # (seeds, days) always-valid p of sequential_graded_test
+    graded_decided: Bool  # (seeds, days) its decision is not "inconclusive"
     seconds: float
+    interleaving_null: str = "the same ranker twice"
 
     def rates(self) -> dict[str, dict[str, float]]:
         """False-positive rate of each test (any look, and the last look alone) with intervals."""
@@ -963,6 +1078,9 @@ class AaResult:
             "sign_test_daily": (self.sign_p <= ALPHA).any(axis=1),
             "sign_test_last_look": self.sign_p[:, -1] <= ALPHA,
             "sequential_sign_test": (self.sign_sequential_llr >= threshold).any(axis=1),
+            "graded_t_daily": (self.graded_p <= ALPHA).any(axis=1),
+            "graded_t_last_look": self.graded_p[:, -1] <= ALPHA,
+            "sequential_graded_test": self.graded_decided.any(axis=1),
         }
         return {name: binomial_rate(int(hits.sum()), hits.size) for name, hits in any_look.items()}
 
@@ -989,14 +1107,19 @@ def run_aa(
     users_per_day: int,
     tau: float,
     model: UserModel = HOMOGENEOUS,
+    il_pair: ListPair | None = None,
 ) -> AaResult:
-    """``seeds`` A/A experiments (production against itself), A/B and interleaved; daily looks."""
+    """``seeds`` A/A experiments, A/B (``pair``: production against itself) and interleaved;
+    daily looks. ``il_pair`` interleaves production with another ranker of its quality, each
+    user's team labels swapped by a fair coin so that no ranker is favoured exactly: the same
+    ranker twice leaves every position neutral and every margin 0, a null with nothing to test."""
     started = time.perf_counter()
     n = days * users_per_day
     treated = split(n)
     shape = (seeds, days)
     seq_p, naive_p, sign_p, llr = np.ones(shape), np.ones(shape), np.ones(shape), np.zeros(shape)
-    decided = np.zeros(shape, dtype=bool)
+    graded_p, graded_seq_p = np.ones(shape), np.ones(shape)
+    decided, graded_decided = np.zeros(shape, dtype=bool), np.zeros(shape, dtype=bool)
     for seed in range(seeds):
         rng = np.random.default_rng([seed, _STREAMS["aa"]])
         users = draw_users(rng, n, pair, population, model)
@@ -1009,8 +1132,14 @@ def run_aa(
             treated=treated,
         ).clicks
         seq_p[seed], decided[seed], naive_p[seed] = daily_ab_looks(clicks, treated, days, tau)
-        margin = interleaved_margin(pair, draw_users(rng, n, pair, population, model), rng)
+        against = il_pair or pair
+        margin = interleaved(against, draw_users(rng, n, against, population, model), rng).margin
+        if il_pair is not None:
+            labels = np.random.default_rng([seed, _STREAMS["labels"]])
+            margin = margin * np.where(labels.random(n) < 0.5, -1.0, 1.0)
         sign_p[seed], llr[seed] = daily_sign_looks(margin, days)
+        graded_p[seed], graded_seq_p[seed], graded_decided[seed] = daily_graded_looks(margin, days)
+    null = "the same ranker twice" if il_pair is None else "another ranker of production's noise"
     return AaResult(
         days,
         users_per_day,
@@ -1020,7 +1149,11 @@ def run_aa(
         naive_p,
         sign_p,
         llr,
+        graded_p,
+        graded_seq_p,
+        graded_decided,
         time.perf_counter() - started,
+        null,
     )
 
 
@@ -1054,6 +1187,21 @@ def daily_sign_looks(margin: F64, days: int) -> tuple[F64, F64]:
     return p, llr
 
 
+def daily_graded_looks(margin: F64, days: int) -> tuple[F64, F64, Bool]:
+    """Per look on the interleaved users so far: the graded t-test's p, and the analysis'
+    always-valid ``sequential_graded_test`` (p and whether it decided), chained through looks."""
+    ends = np.array([len(c) for c in np.array_split(margin, days)]).cumsum()
+    sums, squares = np.cumsum(margin)[ends - 1], np.cumsum(margin * margin)[ends - 1]
+    fixed, always, decided = np.ones(days), np.ones(days), np.zeros(days, dtype=bool)
+    result = None
+    for day, (n, total, square) in enumerate(zip(ends.tolist(), sums, squares, strict=True)):
+        stats = ArmStats.from_sums(n, float(total), float(square))
+        fixed[day] = graded_preference_test(stats).p_value
+        result = sequential_graded_test(stats, previous=result)
+        always[day], decided[day] = result.p_value, result.decision != "inconclusive"
+    return fixed, always, decided
+
+
 def sweep(
     truth: GroundTruth,
     base: Config,
@@ -1069,9 +1217,11 @@ def sweep(
         pair = config.pair(truth)
         effect = true_effect(pair, config.population, config.users)
         n_ab = min(n_users, 200_000)  # variances settle long before preference shares do
-        est = pilot(pair, config.population, n_ab, n_users, seed, config.users).analytical(effect)
+        moments = pilot(pair, config.population, n_ab, n_users, seed, config.users)
+        est = moments.analytical(effect)
         il, ab = est["interleaving"], est["ab_clicks"]
         users = {m: est[m].get("users_true_effect", est[m]["users"]) for m in METHODS}
+        graded = users["interleaving_graded"]
         rows.append(
             {
                 "change": change,
@@ -1080,6 +1230,10 @@ def sweep(
                 "users": users,
                 "ab_over_interleaving": users["ab_clicks"] / users["interleaving"],
                 "ab_ctr_over_interleaving": users["ab_ctr"] / users["interleaving"],
+                "ab_over_graded": users["ab_clicks"] / graded,
+                "best_ab_over_graded": min(users[m] for m in AB_METHODS) / graded,
+                "plain_credit_graded_users": est["interleaving_plain_credit"]["graded_users"],
+                "short_requests": moments.short_requests,
                 "preference_share": il["effect"],
                 "preference_share_se": il["effect_se"],
                 "tie_share": il["tie_share"],
@@ -1092,19 +1246,18 @@ def sweep(
 
 
 SWEEP: tuple[dict[str, Any], ...] = (
+    # the old session model: the same top k at every request, blocked in place
+    {"lists": "fixed"},
+    # a larger improvement, longer lists
     {"candidate_noise": 0.4},
-    {"candidate_noise": 0.35},
-    {"k": 5},
     {"k": 20},
-    {"position_eta": 0.5},
-    {"position_eta": 1.5},
-    # one draw of the rankers' errors instead of 16: how much the candidate's luck moves it
-    {"model_draws": 1, "model_seed": 0},
-    {"model_draws": 1, "model_seed": 1},
-    {"model_draws": 1, "model_seed": 2},
+    # a retrained candidate as good, keeping 80 % of production's errors: the lists agree more
+    {"error_correlation": 0.8},
+    # longer windows: more requests per user (several sessions), the same users otherwise
+    {"mean_requests": 6.0},
+    {"mean_requests": 12.0},
     # the users: the old homogeneous ones, then heavier-tailed activity and more click spread
     {"activity_shape": 0.0, "click_sd": 0.0},
-    {"activity_shape": 0.5},
     {"activity_shape": 0.2},
     {"click_sd": 1.0},
     {"activity_shape": 0.2, "click_sd": 1.0},
@@ -1136,18 +1289,26 @@ def report(
             "analytical": power.analytical[m],
         }
     fits, an = power.fits, power.analytical
+    # plain A/B: the better of its two metrics, without CUPED (the issue's yardstick)
+    best = min(("ab_clicks", "ab_ctr"), key=lambda m: fits[m].users)
     pairs = (
+        (best, "interleaving_graded"),
+        ("ab_clicks", "interleaving_graded"),
+        ("ab_ctr", "interleaving_graded"),
+        ("cuped", "interleaving_graded"),
+        ("interleaving", "interleaving_graded"),
         ("ab_clicks", "interleaving"),
         ("ab_ctr", "interleaving"),
         ("ab_clicks", "cuped"),
         ("ab_clicks", "ab_ctr"),
     )
     ratios = {
-        f"{num}_over_{den}": {
+        ("best_plain_ab" if i == 0 else num) + f"_over_{den}": {
             **ratio_with_interval(fits[num], fits[den]),
             "analytical": an[num]["users"] / an[den]["users"],
+            **({"method": num} if i == 0 else {}),
         }
-        for num, den in pairs
+        for i, (num, den) in enumerate(pairs)
     }
     return {
         "settings": settings,
@@ -1161,6 +1322,7 @@ def report(
             "impressions_per_user": effect.impressions,
             "shared_items_per_list": pair.overlap,
         },
+        "lists": pair.lists,
         "methods": methods,
         "ratios": ratios,
         "cuped_variance_reduction": 1 - (an["cuped"]["unit_sd"] / an["ab_clicks"]["unit_sd"]) ** 2,
@@ -1170,8 +1332,10 @@ def report(
             "tau": aa.tau,
             "seeds": int(aa.naive_p.shape[0]),
             "false_positive_rates": aa.rates(),
+            "interleaving_null": aa.interleaving_null,
             "seconds": round(aa.seconds, 1),
         },
+        "interleaving_plain_credit": an["interleaving_plain_credit"],
         "sweep": sweep_rows,
         "power_seconds": round(power.seconds, 1),
     }
@@ -1190,25 +1354,65 @@ def _variance_line(v: dict[str, Any]) -> str:
             f"{v['between_session_lengths'] / total:.1%}, the rest click noise"
         )
     share, se = v["persistent"] / total, v["persistent_se"] / total
+    personas = v.get("between_personas")
+    of_it = f", of it between personas {personas / total:.1%}" if personas is not None else ""
     return (
         f"  variance of clicks per user {total:.3f}: {share:.1%} (+- {se:.1%}, Monte Carlo) "
-        f"persists in a user (taste, activity, click propensity), of it between personas "
-        f"{v['between_personas'] / total:.1%}; the rest request-count and click noise (an "
-        f"equally noisy pre-period explains at most ~{share**2:.1%})"
+        f"persists in a user (taste, activity, click propensity){of_it}; the rest request-count "
+        f"and click noise (an equally noisy pre-period explains at most ~{share**2:.1%})"
     )
+
+
+def _lift_how(eff: dict[str, Any]) -> str:
+    """How the true lift was computed, with its error."""
+    if eff["method"] == "exact":
+        return "exact"
+    kind = "Monte Carlo" if eff["method"].startswith("Monte Carlo") else "numerical"
+    return f"{kind}, +- {eff['lift_numerical_error']:.1e}"
+
+
+def _lists_line(rep: dict[str, Any]) -> str:
+    settings = rep["settings"]
+    if rep.get("lists", "fixed") == "fixed":
+        return "lists: fixed (the same top k at every request, clicked or hidden items blocked)"
+    return (
+        f"lists: fresh (each request the ranker's best items not clicked, hidden or shown "
+        f"{settings.get('max_impressions')} times; rankings {settings.get('depth')} deep, "
+        f"{rep.get('short_requests', 0):,} pilot requests ran short); "
+        f"{settings.get('mean_requests')} requests per user on average"
+    )
+
+
+def _interleaving_lines(rep: dict[str, Any]) -> list[str]:
+    """Interleaving's per-user signal and noise, and what each credit and test needs."""
+    eff = rep["true_effect"]
+    il, ab = rep["methods"]["interleaving"]["analytical"], rep["methods"]["ab_clicks"]["analytical"]
+    plain = rep.get("interleaving_plain_credit", {})
+    signal, noise = il["margin_mean"] / eff["difference"], il["margin_sd"] / ab["unit_sd"]
+    lines = [
+        f"  interleaving per user: E[margin] {il['margin_mean']:.4f} = {signal:.2f} x the A/B "
+        f"difference, sd {il['margin_sd']:.3f} = {noise:.2f} x sd(clicks), so the graded test "
+        f"needs 4 ({signal:.2f} / {noise:.2f})^2 = {4 * (signal / noise) ** 2:.2f}x fewer users "
+        f"than A/B on clicks; {il['tie_share']:.0%} of users tie"
+    ]
+    if plain:
+        lines.append(
+            f"  credit (analytical users): plain team-draft credit sign {plain['users']:,.0f}, "
+            f"graded {plain['graded_users']:,.0f}; neutral positions credited to neither sign "
+            f"{il['users']:,.0f}, graded {il['graded_users']:,.0f}"
+        )
+    return lines
 
 
 def summary_lines(rep: dict[str, Any]) -> list[str]:
     """The headline figures, one line each (printed, and the page's preformatted summary)."""
     eff, settings = rep["true_effect"], rep["settings"]
-    how = (
-        "exact" if eff["method"] == "exact" else f"numerical, +- {eff['lift_numerical_error']:.1e}"
-    )
     lines = [
         f"users: activity shape {settings.get('activity_shape', 0)} (0: a session redrawn per "
         f"period), cap {settings.get('activity_cap', '-')}, click factor sd "
         f"{settings.get('click_sd', 0)}",
-        f"true lift {eff['lift']:+.2%} ({how}) in clicks per user "
+        _lists_line(rep),
+        f"true lift {eff['lift']:+.2%} ({_lift_how(eff)}) in clicks per user "
         f"({eff['production_clicks_per_user']:.4f} -> {eff['candidate_clicks_per_user']:.4f}); "
         f"{eff['shared_items_per_list']:.1f} of {settings['k']} items shared; "
         f"{settings['seeds']} seeds per grid point",
@@ -1221,35 +1425,34 @@ def summary_lines(rep: dict[str, Any]) -> list[str]:
         true_n = f"{an['users_true_effect']:,.0f}" if "users_true_effect" in an else "-"
         lines.append(f"{r['label']:<32} {ci:>30} {an['users']:>10,.0f} {true_n:>11}")
     for name, r in rep["ratios"].items():
+        named = f" ({r['method']})" if "method" in r else ""
         lines.append(
-            f"  {name:<28} {r['ratio']:6.2f} ({r['low']:.2f}-{r['high']:.2f}),"
-            f" analytical {r['analytical']:.2f}"
+            f"  {name:<40} {r['ratio']:6.2f} ({r['low']:.2f}-{r['high']:.2f}),"
+            f" analytical {r['analytical']:.2f}{named}"
         )
     lines.append(f"  CUPED variance reduction {rep['cuped_variance_reduction']:.4f}")
-    il, ab = rep["methods"]["interleaving"]["analytical"], rep["methods"]["ab_clicks"]["analytical"]
-    signal, noise = il["margin_mean"] / eff["difference"], il["margin_sd"] / ab["unit_sd"]
-    lines.append(
-        f"  interleaving per user: E[margin] {il['margin_mean']:.4f} = {signal:.2f} x the A/B "
-        f"difference, sd {il['margin_sd']:.3f} = {noise:.2f} x sd(clicks); a margin t-test "
-        f"would need 4 ({signal:.2f} / {noise:.2f})^2 = {4 * (signal / noise) ** 2:.2f}x fewer "
-        f"users than A/B; {il['tie_share']:.0%} of users tie"
-    )
+    lines.extend(_interleaving_lines(rep))
     if "variance_of_expected_clicks" in rep:
         lines.append(_variance_line(rep["variance_of_expected_clicks"]))
     aa = rep["aa"]
     lines.append(
-        f"A/A: {aa['seeds']} seeds, {aa['days']} daily looks x {aa['users_per_day']:,} users;"
+        f"A/A: {aa['seeds']} seeds, {aa['days']} daily looks x {aa['users_per_day']:,} users "
+        f"(interleaving: production against {aa.get('interleaving_null', 'itself')});"
         " false-positive rate (95% CI)"
     )
     for name, r in aa["false_positive_rates"].items():
         lines.append(f"  {name:<28} {r['rate']:.3f} ({r['low']:.3f}-{r['high']:.3f})")
     if rep["sweep"]:
-        lines.append("what moves A/B / interleaving (analytical; A/B from the true effect)")
+        lines.append(
+            "what moves A/B / interleaving (analytical; A/B from the true effect; "
+            "ratios: A/B clicks / sign test, A/B clicks / graded, best A/B / graded)"
+        )
     for row in rep["sweep"]:
         lines.append(
-            f"  {_change(row):<22} lift {row['true_lift']:+.2%}  share "
-            f"{row['preference_share']:.4f} +- {row['preference_share_se']:.4f}  E[margin]/A/B "
-            f"{row['margin_over_ab_effect']:.2f}  ratio {row['ab_over_interleaving']:.2f}"
+            f"  {_change(row):<30} lift {row['true_lift']:+.2%}  share "
+            f"{row['preference_share']:.4f}  E[margin]/A/B {row['margin_over_ab_effect']:.2f}  "
+            f"ratios {row['ab_over_interleaving']:.2f} {row['ab_over_graded']:.2f} "
+            f"{row['best_ab_over_graded']:.2f}"
         )
     return lines
 
@@ -1299,6 +1502,8 @@ def plot_aa(aa: AaResult) -> str:
         "sequential sign test": np.maximum.accumulate(
             aa.sign_sequential_llr >= math.log(1 / ALPHA), axis=1
         ),
+        "graded t-test, daily": np.maximum.accumulate(aa.graded_p <= ALPHA, axis=1),
+        "sequential graded test": np.maximum.accumulate(aa.graded_decided, axis=1),
     }
     for name, hits in ever.items():
         ax.plot(days, hits.mean(axis=0), marker="o", ms=3, label=name)
@@ -1324,8 +1529,10 @@ def write_html(rep: dict[str, Any], power: PowerResult, aa: AaResult, path: Path
         "share preferring candidate",
         "E[margin] / A/B effect",
         "sd(margin) / sd(clicks)",
-        "A/B clicks ÷ interleaving",
-        "A/B CTR ÷ interleaving",
+        "A/B clicks ÷ sign test",
+        "A/B CTR ÷ sign test",
+        "A/B clicks ÷ graded",
+        "best A/B ÷ graded",
     )
     cells = [
         [
@@ -1336,6 +1543,8 @@ def write_html(rep: dict[str, Any], power: PowerResult, aa: AaResult, path: Path
             f"{r['margin_sd_over_ab_sd']:.2f}",
             f"{r['ab_over_interleaving']:.2f}",
             f"{r['ab_ctr_over_interleaving']:.2f}",
+            f"{r['ab_over_graded']:.2f}",
+            f"{r['best_ab_over_graded']:.2f}",
         ]
         for r in rep["sweep"]
     ]
@@ -1389,8 +1598,28 @@ def main(argv: list[str] | None = None) -> int:
         default=UserModel.click_sd,
         help="sd of a user's P(click) factor, lognormal of mean 1 (0: everyone alike)",
     )
+    parser.add_argument(
+        "--lists",
+        choices=("fresh", "fixed"),
+        default="fresh",
+        help="fresh: each request the ranker's best items the user can still see; fixed: the "
+        "same top k at every request (the old model)",
+    )
+    parser.add_argument("--depth", type=int, default=DEFAULT_DEPTH, help="fresh lists' depth")
+    parser.add_argument("--max-impressions", type=int, default=MAX_IMPRESSIONS)
+    parser.add_argument(
+        "--mean-requests", type=float, default=3.0, help="requests per user in the window"
+    )
+    parser.add_argument("--effect-users", type=int, default=EFFECT_USERS)
+    parser.add_argument(
+        "--error-correlation",
+        type=float,
+        default=0.0,
+        help="correlation of the candidate's errors with production's (a retrained model)",
+    )
     parser.add_argument("--pilot-users", type=int, default=600_000)
-    parser.add_argument("--sweep-users", type=int, default=600_000, help="0: no sweep")
+    # the sweep reads margins from their expectations: 200,000 users give them to a few percent
+    parser.add_argument("--sweep-users", type=int, default=200_000, help="0: no sweep")
     parser.add_argument("--data", type=Path, default=REPO / "data" / "ml-100k")
     parser.add_argument("--cache", type=Path, default=REPO / ".cache" / "simulator")
     parser.add_argument("--out", type=Path, default=REPO / "reports" / "experiments")
@@ -1405,9 +1634,14 @@ def main(argv: list[str] | None = None) -> int:
         activity_shape=args.activity_shape,
         activity_cap=args.activity_cap,
         click_sd=args.click_sd,
+        lists=args.lists,
+        depth=args.depth,
+        max_impressions=args.max_impressions,
+        mean_requests=args.mean_requests,
+        error_correlation=args.error_correlation,
     )
     pair, model = config.pair(truth), config.users
-    effect = true_effect(pair, config.population, model)
+    effect = true_effect(pair, config.population, model, users=args.effect_users)
     # Variances settle on 200,000 users; the preference share needs more (its SE ~ 0.0008 here).
     n_ab = min(args.pilot_users, 200_000)
     pilot_run = pilot(pair, config.population, n_ab, args.pilot_users, 0, model)
@@ -1417,13 +1651,14 @@ def main(argv: list[str] | None = None) -> int:
     }
     power = simulate_power(pair, config.population, grids, args.seeds, effect, model=model)
     aa = run_aa(
-        config.pair(truth, aa=True),
+        config.pair(truth, null="same"),
         config.population,
         args.aa_seeds,
         args.days,
         args.aa_users_per_day,
         tau=math.log1p(effect.lift),
         model=model,
+        il_pair=config.pair(truth, null="equal"),
     )
     sweep_rows = sweep(truth, config, SWEEP, args.sweep_users, 1) if args.sweep_users else []
     settings = {
@@ -1433,6 +1668,7 @@ def main(argv: list[str] | None = None) -> int:
         "grid_factors": list(GRID_FACTORS),
     }
     rep = report(effect, pair, power, aa, sweep_rows, settings)
+    rep["short_requests"] = pilot_run.short_requests
     rep["variance_of_expected_clicks"] = {
         **variance_sources(pair, config.population, model),
         "total_per_user": power.analytical["ab_clicks"]["unit_sd"] ** 2,

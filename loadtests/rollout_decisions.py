@@ -42,19 +42,36 @@ from services.rollouts.plan import Analysis, Step
 REPO = Path(__file__).resolve().parents[1]
 
 
-def noisy_oracle(truth: GroundTruth, noise: float, seed: int) -> Ranker:
+def noisy_oracle(
+    truth: GroundTruth,
+    noise: float,
+    seed: int,
+    depth: int = 50,
+    *,
+    shared_with: tuple[int, float] | None = None,
+) -> Ranker:
     """Rank by the true interest plus fixed Gaussian noise per (user, item): a model of a
-    given quality (0: the oracle; more noise, a worse model)."""
+    given quality (0: the oracle; more noise, a worse model), answering up to ``depth`` items
+    (the noise drawn does not depend on it, so a deeper ranker orders its top alike).
+
+    ``shared_with=(seed0, rho)``: the noise has correlation ``rho`` with that of the oracle of
+    seed ``seed0`` (asked for users in the same order), at the same sd ``noise``: a retrained
+    model that keeps most of its predecessor's errors, as good as an independent one of this
+    noise but agreeing with it more."""
     t = truth.tables
     rng = np.random.default_rng(seed)
+    base = None if shared_with is None else np.random.default_rng(shared_with[0])
+    rho = 0.0 if shared_with is None else shared_with[1]
     cache: dict[str, list[str]] = {}
 
     def rank(user_id: str, k: int) -> list[str]:
         if user_id not in cache:
             row = truth.user_row(user_id)
             z = t.population_z if row < 0 else t.interest_z[row]
-            scored = z + rng.normal(0.0, noise, len(z))
-            cache[user_id] = t.item_ids[np.argsort(-scored)[:50]].tolist()
+            error = rng.normal(0.0, 1.0, len(z))
+            if base is not None:  # the other oracle's draw for this user, standardised
+                error = rho * base.normal(0.0, 1.0, len(z)) + np.sqrt(1 - rho**2) * error
+            cache[user_id] = t.item_ids[np.argsort(-(z + noise * error))[:depth]].tolist()
         return cache[user_id][:k]
 
     return rank

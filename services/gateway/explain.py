@@ -34,7 +34,7 @@ def explain(req: RequestState) -> dict[str, Any]:
     sources = _columns(frame, "source_")
     heads = _columns(frame, "head_")
     items = []
-    teams = req.teams()
+    teams, neutral = req.teams(), req.neutral()
     if served is not None and req.served_rows is not None:
         adjust = _columns(served, "adjust_")
         for pos, row in enumerate(req.served_rows.tolist()):
@@ -55,6 +55,7 @@ def explain(req: RequestState) -> dict[str, Any]:
                     "explored": bool(served["explored"][pos]),
                     "propensity": round(float(served["propensity"][pos]), 6),
                     **({"team": teams[pos]} if teams is not None else {}),
+                    **({"neutral": neutral[pos]} if neutral is not None else {}),
                 }
             )
     return {

@@ -124,6 +124,14 @@ class RequestState:
         team = self.frame["team"][self.served_rows].tolist()
         return [il.arm_names[t] if t >= 0 else "" for t in team]
 
+    def neutral(self) -> list[bool] | None:
+        """Per served position of an interleaved list, whether a click on it credits neither
+        team (both rankers proposed the item in the same round); else None."""
+        if self.teams() is None or "team_neutral" not in self.frame:
+            return None
+        neutral: list[bool] = self.frame["team_neutral"][self.served_rows].tolist()
+        return neutral
+
     @property
     def cold_start(self) -> str:
         """returning, new_user (a profile, no history) or unknown_user."""

@@ -30,6 +30,11 @@ class RecommendedItem(BaseModel):
     team: str | None = Field(
         default=None, description="in an interleaving experiment: the arm whose ranker put it here"
     )
+    neutral: bool = Field(
+        default=False,
+        description="in an interleaving experiment: both rankers proposed it in the same round, "
+        "so a click on it credits neither arm",
+    )
 
 
 class RecommendationResponse(BaseModel):
@@ -68,7 +73,7 @@ def served_items(req: RequestState, titles: list[str]) -> list[dict[str, Any]]:
     )
     scores = served["final_score"].tolist()
     explored = served["explored"].tolist()
-    teams = req.teams()
+    teams, neutral = req.teams(), req.neutral()
     items = []
     for i, item_id in enumerate(served.ids):
         item: dict[str, Any] = {
@@ -80,6 +85,8 @@ def served_items(req: RequestState, titles: list[str]) -> list[dict[str, Any]]:
             item["explored"] = True
         if teams is not None:
             item["team"] = teams[i]
+        if neutral is not None and neutral[i]:
+            item["neutral"] = True
         items.append(item)
     return items
 
@@ -111,13 +118,21 @@ def _teams_by_item(ids: list[str], teams: list[str] | None) -> dict[str, str] | 
     return dict(zip(ids, teams, strict=True))
 
 
+def _neutral_items(ids: list[str], neutral: list[bool] | None) -> list[str] | None:
+    """The items of an interleaved list whose clicks credit neither team."""
+    if neutral is None:
+        return None
+    return [item for item, is_neutral in zip(ids, neutral, strict=True) if is_neutral]
+
+
 def served_record(req: RequestState, arms: dict[str, str] | None = None,
                   latency_s: float | None = None) -> dict[str, Any]:  # fmt: skip
     """The record logged to the ``served`` topic (columnar: one array per field).
 
     ``arms`` is the rollout assignment (intention to treat: a canary user answered by
     production after a canary failure stays in the canary arm, with ``canary_failure`` set)
-    and the experiments' arms; ``teams`` item -> the interleaving arm that contributed it.
+    and the experiments' arms; ``teams`` item -> the interleaving arm that contributed it, and
+    ``neutral`` the items of that list both rankers proposed in one round (credited to neither).
     A list in an arm also carries its ``genre_diversity`` (what the arm's analysis compares;
     computed only then, to keep plain requests cheap) and every record its ``latency_ms``.
     """
@@ -137,6 +152,7 @@ def served_record(req: RequestState, arms: dict[str, str] | None = None,
         "arms": arms or {},
         "canary_failure": req.canary_failure,
         "teams": _teams_by_item(ids, req.teams()),
+        "neutral": _neutral_items(ids, req.neutral()),
         "item_ids": ids,
         "scores": np.round(served["final_score"], 6).tolist() if served else [],
         "propensity": np.round(served["propensity"], 6).tolist() if served else [],

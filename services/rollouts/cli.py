@@ -241,7 +241,14 @@ def show_analysis(f: dict[str, Any]) -> str:
     lines = ["  ".join(f"{arm}: {t['users']} users, ctr {t['ctr']}" for arm, t in
                        f.get("arms", {}).items())]  # fmt: skip
     if f.get("kind") == "interleaving":
-        lines.append(f"preferences {f.get('preferences')}; test {f.get('test')}")
+        g = f.get("graded") or {}
+        lines.append(
+            f"graded (the verdict): winner {f.get('winner')}; mean margin "
+            f"{g.get('mean_margin')} [{g.get('ci_low')}, {g.get('ci_high')}] "
+            f"p={g.get('p_value')}; credit share {g.get('credit_share')}; "
+            f"t-test p={g.get('t_test_p')}; neutral clicks {f.get('neutral_clicks')}"
+        )
+        lines.append(f"preferences {f.get('preferences')}; sign test {f.get('test')}")
         return "\n".join(lines)
     srm = f.get("srm", {})
     verdict = "MISMATCH" if srm.get("mismatch") else "ok"

@@ -670,7 +670,7 @@ class ExposureLog:
         with reader.lock:
             return reader.join.units(arm)
 
-    def team_clicks(self, rollout_id: str, teams: tuple[str, str]) -> tuple[Any, Any]:
+    def team_clicks(self, rollout_id: str, teams: tuple[str, ...]) -> tuple[Any, Any]:
         """Users of interleaved lists and their credited clicks per team (ExposureJoin)."""
         reader = self._reader(rollout_id)
         with reader.lock:

@@ -70,6 +70,7 @@ class ServedExposure(msgspec.Struct, frozen=True):
     arms: dict[str, str] = {}
     canary_failure: str | None = None
     teams: dict[str, str] | None = None  # interleaving: item -> the arm that contributed it
+    neutral: list[str] | None = None  # interleaving: items whose clicks credit neither arm
     off_policy: OffPolicyRecord | None = None  # a shadow's slot record, not an exposure
     item_ids: list[str] = []  # the list, for its arm's catalog coverage
     genre_diversity: float | None = None
@@ -146,9 +147,19 @@ class UnitArrays:
 
 
 # What the join remembers of a served request: the arm and user it is credited to, or why not;
-# and for an interleaved list, item -> the team that contributed it.
+# and for an interleaved list, item -> the team that contributed it (NEUTRAL_TEAM for an item
+# both rankers proposed in one round: its clicks are counted, but credit neither arm).
 _Credit = tuple[str, str] | str
 _Teams = dict[str, str] | None
+NEUTRAL_TEAM = ""  # no arm is named "" (plan.py checks names)
+
+
+def _credited_teams(served: ServedExposure) -> _Teams:
+    """Item -> the team a click on it credits, for an interleaved list (else None)."""
+    if not served.teams:
+        return None
+    neutral = set(served.neutral or ())
+    return {item: NEUTRAL_TEAM if item in neutral else t for item, t in served.teams.items()}
 
 
 @dataclass(slots=True)
@@ -217,7 +228,7 @@ class ExposureJoin:
             self.served_outcomes["duplicate"] += 1
             return
         credit = self._credit(served)
-        teams = served.teams if served.teams and isinstance(credit, tuple) else None
+        teams = _credited_teams(served) if isinstance(credit, tuple) else None
         day = 0
         if isinstance(credit, tuple):
             first = self._first_seen.setdefault(credit[1], served.ts)
@@ -367,11 +378,13 @@ class ExposureJoin:
             canary_failures=counts[:, _CANARY_FAILURES],
         )
 
-    def team_clicks(self, teams: tuple[str, str]) -> tuple[NDArray[np.str_], NDArray[np.int64]]:
-        """Users of interleaved lists and their credited clicks per team (columns: ``teams``)."""
+    def team_clicks(self, teams: tuple[str, ...]) -> tuple[NDArray[np.str_], NDArray[np.int64]]:
+        """Users of interleaved lists and their credited clicks per team (columns: ``teams``;
+        ``NEUTRAL_TEAM`` counts the clicks on neutral items)."""
         ids = sorted(self._team_clicks)
-        clicks = np.array([[self._team_clicks[u][t] for t in teams] for u in ids],
-                          dtype=np.int64).reshape(len(ids), 2)  # fmt: skip
+        clicks = np.array(
+            [[self._team_clicks[u][t] for t in teams] for u in ids], dtype=np.int64
+        ).reshape(len(ids), len(teams))
         return np.array(ids, dtype=np.str_), clicks
 
     def by_day(self) -> dict[str, dict[int, tuple[int, int]]]:

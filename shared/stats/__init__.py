@@ -10,6 +10,8 @@
   probability ratio test (Johari, Koomen, Pekelis & Walsh 2017/2022, "Always valid inference";
   Waudby-Smith et al. 2021, "Time-uniform central limit theory" for the plug-in variance).
 - ``tau_for_sample_size`` (sequential.py): the mixing sd sharpest at a planned sample size.
+- ``msprt_paired`` (sequential.py): the mSPRT for the mean of paired differences (one sample),
+  e.g. interleaving's per-user credit margin.
 - ``bernoulli_confidence_sequence`` (sequential.py): an exact always-valid interval for one rate,
   e.g. a canary's error rate against a guardrail (Robbins' beta-binomial mixture, 1970).
 - ``mixture_log_lr`` / ``mixture_p_value`` / ``mixture_half_width`` / ``beta_binomial_log_lr``:
@@ -25,12 +27,14 @@ Experiments (docs/statistics.md, "Experiments: CUPED, power, interleaving, off-p
   with a pre-experiment covariate (Deng, Xu, Kohavi & Walker 2013); the adjusted arms as
   ``ArmStats`` for ``msprt``.
 - ``sample_size_means`` / ``mde_means``, ``sample_size_proportions`` / ``mde_proportions``,
-  ``sample_size_preference`` / ``mde_preference`` (power.py): fixed-horizon planning by the
-  normal approximation, with an allocation ratio; ``SampleSize``.
+  ``sample_size_preference`` / ``mde_preference``, ``sample_size_paired`` (power.py):
+  fixed-horizon planning by the normal approximation, with an allocation ratio; ``SampleSize``.
 - ``team_draft`` / ``team_draft_from_flips``, ``credit``, ``UserPreference``, ``tally``,
-  ``count_preferences``, ``preference_test``, ``preference_delta`` (interleaving.py): team-draft
-  interleaving (Radlinski, Kurup & Joachims 2008) and its sign test; numpy only at import, the
-  gateway drafts with it.
+  ``count_preferences``, ``user_margins``, ``preference_test``, ``preference_delta``
+  (interleaving.py): team-draft interleaving (Radlinski, Kurup & Joachims 2008) with neutral
+  positions, and its sign test; numpy only at import, the gateway drafts with it.
+- ``margin_stats``, ``graded_preference_test``, ``sequential_graded_test`` (interleaving_graded.py):
+  the graded test of the per-user credit margin (a t-test) and its always-valid form.
 - ``ips`` / ``snips`` / ``dr`` / ``ips_difference``, ``deterministic_target_probability``
   (off_policy.py): off-policy estimates from logged propensities with normal or bootstrap
   intervals and the effective sample size; ``PolicyEstimate``.
@@ -54,7 +58,11 @@ _HOMES = {
     "interleaving": (
         "DEFAULT_PREFERENCE_ALPHA", "Interleaved", "PreferenceCounts", "PreferenceDelta",
         "PreferenceTest", "UserPreference", "count_preferences", "credit", "preference_delta",
-        "preference_test", "tally", "team_draft", "team_draft_from_flips",
+        "preference_test", "tally", "team_draft", "team_draft_from_flips", "user_margins",
+    ),
+    "interleaving_graded": (
+        "GRADED_TAU_SD", "GradedPreferenceTest", "graded_preference_test", "margin_stats",
+        "sequential_graded_test",
     ),
     "off_policy": (
         "DEFAULT_OPE_ALPHA", "DEFAULT_PROPENSITY_FLOOR", "PolicyEstimate",
@@ -62,13 +70,15 @@ _HOMES = {
     ),
     "power": (
         "DEFAULT_POWER", "DEFAULT_POWER_ALPHA", "SampleSize", "mde_means", "mde_preference",
-        "mde_proportions", "sample_size_means", "sample_size_preference", "sample_size_proportions",
+        "mde_proportions", "sample_size_means", "sample_size_paired", "sample_size_preference",
+        "sample_size_proportions",
     ),
     "sequential": (
         "DEFAULT_ALPHA", "DEFAULT_MIN_SAMPLE", "DEFAULT_RATE_PRIOR", "DEFAULT_STANDARDISED_TAU",
         "ArmStats", "Decision", "RateInterval", "RateVerdict", "SequentialResult",
         "bernoulli_confidence_sequence", "beta_binomial_log_lr", "mixture_half_width",
-        "mixture_log_lr", "mixture_p_value", "msprt", "msprt_relative", "tau_for_sample_size",
+        "mixture_log_lr", "mixture_p_value", "msprt", "msprt_paired", "msprt_relative",
+        "tau_for_sample_size",
     ),
     "srm": (
         "DEFAULT_CONCENTRATION", "DEFAULT_SRM_ALPHA", "SrmResult", "srm_check",

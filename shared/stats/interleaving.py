@@ -10,9 +10,19 @@ Radlinski & Yue 2012, "Large-scale validation and analysis of interleaved search
   its highest-ranked item not yet in the list. A team whose list holds nothing new is
   exhausted and the other fills the remaining positions. Repeated ids within a list are
   skipped (they are in the list already). Pure Python over the two lists, O(len(a) + len(b)).
+- Neutral positions: in a round where both teams' next item is the same, the coin alone
+  decides which team is credited with it, so a click on it says nothing of the rankers and
+  only adds a fair +-1 to the margin (and if the teams' next items agree again after it, the
+  same holds for the follower's pick). ``Interleaved.neutral`` lists those positions, and
+  ``credit`` gives them to neither team. The lists shown are team-draft's own; only the credit
+  changes, and its expectation does not (a click on an item is independent of the coin that
+  labelled it when the item's position is the same either way). On identical rankings every
+  position is neutral. The same idea as the "competitive pairs" of Airbnb's interleaving
+  (Zhang et al. 2022): credit only where the rankers disagreed.
 - ``credit``: clicks per team on one impression; ``UserPreference`` sums them over a user's
   impressions (its ``preference`` is the team with more credited clicks, else a tie), and
-  ``count_preferences`` does the same for arrays of (user, clicks a, clicks b) rows.
+  ``count_preferences`` does the same for arrays of (user, clicks a, clicks b) rows. The graded
+  test of the per-user credit margin is ``shared.stats.interleaving_graded``.
 - ``preference_test``: the share of users with a preference who prefer B, its interval (Wilson
   or exact Clopper-Pearson) and the two-sided sign test of share = 0.5 (exact binomial; scipy is
   imported inside it, the gateway imports only this module's drafting and credit).
@@ -34,7 +44,7 @@ from statistics import NormalDist
 from typing import Literal
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
 Team = Literal["a", "b"]
 Preference = Literal["a", "b", "tie"]
@@ -45,10 +55,12 @@ DEFAULT_PREFERENCE_ALPHA = 0.05
 
 @dataclass(frozen=True, slots=True)
 class Interleaved:
-    """One drafted list: the items in order and the team that picked each position."""
+    """One drafted list: the items in order, the team that picked each position, and the
+    positions whose team only the coin decided (credited to neither, see the module notes)."""
 
     items: list[str]
     teams: list[Team]
+    neutral: tuple[int, ...] = ()
 
 
 def team_draft(a: Sequence[str], b: Sequence[str], k: int, rng: np.random.Generator) -> Interleaved:
@@ -69,44 +81,45 @@ def team_draft_from_flips(
     """
     items: list[str] = []
     teams: list[Team] = []
+    neutral: list[int] = []
     seen: set[str] = set()
     ia = ib = flip = 0  # each team's first position not yet checked against ``seen``
-    team: Team
-    while len(items) < k:
-        ia, ib = _unseen(a, ia, seen), _unseen(b, ib, seen)
-        if ia == len(a) or ib == len(b):  # a team is exhausted: the other fills
-            if ia < len(a):
-                team, item = "a", a[ia]
-            elif ib < len(b):
-                team, item = "b", b[ib]
-            else:
-                break
-        else:
-            if flip >= len(a_first):
-                raise ValueError(f"a_first holds {len(a_first)} flips; this draft needs more")
-            a_leads = a_first[flip]
-            flip += 1
-            first: Team = "a" if a_leads else "b"
-            items.append(a[ia] if a_leads else b[ib])
-            teams.append(first)
-            seen.add(items[-1])
-            if len(items) == k:
-                break
-            # the second team drafts its best item left (the first may just have taken it)
-            if a_leads:
-                ib = _unseen(b, ib, seen)
-                if ib == len(b):
-                    continue
-                team, item = "b", b[ib]
-            else:
-                ia = _unseen(a, ia, seen)
-                if ia == len(a):
-                    continue
-                team, item = "a", a[ia]
+
+    def add(item: str, team: Team, is_neutral: bool) -> None:
+        if is_neutral:
+            neutral.append(len(items))
         items.append(item)
         teams.append(team)
         seen.add(item)
-    return Interleaved(items, teams)
+
+    while len(items) < k:
+        ia, ib = _unseen(a, ia, seen), _unseen(b, ib, seen)
+        if ia == len(a) or ib == len(b):  # a team is exhausted: the other fills, no coin
+            if ia < len(a):
+                add(a[ia], "a", False)
+            elif ib < len(b):
+                add(b[ib], "b", False)
+            else:
+                break
+            continue
+        if flip >= len(a_first):
+            raise ValueError(f"a_first holds {len(a_first)} flips; this draft needs more")
+        a_leads = a_first[flip]
+        flip += 1
+        # Both teams proposing the same item: the coin alone says whose it is.
+        contested = a[ia] == b[ib]
+        add(a[ia] if a_leads else b[ib], "a" if a_leads else "b", contested)
+        if len(items) == k:
+            break
+        # the second team drafts its best item left (the first may just have taken it)
+        ia, ib = _unseen(a, ia, seen), _unseen(b, ib, seen)
+        if (ib if a_leads else ia) == (len(b) if a_leads else len(a)):
+            continue
+        # After a contested pick the follower's item is the coin's too when both teams' next
+        # items agree again: the other coin would have given it to the other team.
+        again = contested and ia < len(a) and ib < len(b) and a[ia] == b[ib]
+        add(b[ib] if a_leads else a[ia], "b" if a_leads else "a", again)
+    return Interleaved(items, teams, tuple(neutral))
 
 
 def _unseen(ranking: Sequence[str], i: int, seen: set[str]) -> int:
@@ -117,15 +130,20 @@ def _unseen(ranking: Sequence[str], i: int, seen: set[str]) -> int:
     return i
 
 
-def credit(teams: Sequence[str], clicked_positions: Iterable[int]) -> tuple[int, int]:
+def credit(
+    teams: Sequence[str], clicked_positions: Iterable[int], neutral: Iterable[int] = ()
+) -> tuple[int, int]:
     """(clicks on team a's positions, clicks on team b's) of one impression.
 
-    A position clicked more than once counts once.
+    A position clicked more than once counts once; a ``neutral`` position counts for neither.
     """
     wins_a = wins_b = 0
+    skip = set(neutral)
     for p in set(clicked_positions):
         if not 0 <= p < len(teams):
             raise ValueError(f"clicked position {p} is outside the {len(teams)} shown")
+        if p in skip:
+            continue
         if teams[p] == "a":
             wins_a += 1
         else:
@@ -175,10 +193,11 @@ def tally(users: Iterable[UserPreference]) -> PreferenceCounts:
     return PreferenceCounts(counts["a"], counts["b"], counts["tie"])
 
 
-def count_preferences(
+def user_margins(
     user_ids: ArrayLike, clicks_a: ArrayLike, clicks_b: ArrayLike
-) -> PreferenceCounts:
-    """Preferences from one row per impression (user, credited clicks a, b), vectorised."""
+) -> NDArray[np.float64]:
+    """Per user (in sorted id order), credited clicks of B minus A's, from one row per
+    impression (user, credited clicks a, b), vectorised."""
     users = np.asarray(user_ids).ravel()
     ca = np.asarray(clicks_a, dtype=np.int64).ravel()
     cb = np.asarray(clicks_b, dtype=np.int64).ravel()
@@ -186,8 +205,18 @@ def count_preferences(
         raise ValueError(
             f"user_ids, clicks_a and clicks_b differ in length ({users.size}, {ca.size}, {cb.size})"
         )
+    if users.size == 0:
+        return np.zeros(0)
     _, user = np.unique(users, return_inverse=True)
-    margin = np.bincount(user.ravel(), weights=(cb - ca).astype(np.float64))
+    margins = np.bincount(user.ravel(), weights=(cb - ca).astype(np.float64))
+    return margins.astype(np.float64)
+
+
+def count_preferences(
+    user_ids: ArrayLike, clicks_a: ArrayLike, clicks_b: ArrayLike
+) -> PreferenceCounts:
+    """Preferences from one row per impression (user, credited clicks a, b), vectorised."""
+    margin = user_margins(user_ids, clicks_a, clicks_b)
     return PreferenceCounts(
         int((margin < 0).sum()), int((margin > 0).sum()), int((margin == 0).sum())
     )

@@ -8,6 +8,9 @@
   every few seconds and stop at the first decision.
 - ``msprt_relative``: the same test on the lift treatment / control - 1, run on the log of the
   ratio of means with the delta-method variance (the interval is mapped back, so asymmetric).
+- ``msprt_paired``: the same test for the mean of per-unit paired differences (each unit saw
+  both treatments), e.g. interleaving's per-user credit margin (``shared.stats.
+  interleaving_graded``): a one-sample mSPRT of mean = 0.
 - ``bernoulli_confidence_sequence``: an exact confidence sequence for one rate (e.g. a canary's
   error rate against a guardrail), from Robbins' beta-binomial mixture martingale.
 
@@ -190,6 +193,32 @@ def msprt_relative(
     else:
         estimate, variance, scale = math.nan, math.nan, math.nan  # no lift defined yet
     look = _Look(estimate, variance, scale, control.n, treatment.n, relative=True)
+    return look.result(alpha, tau, min_sample, higher_is_better, previous)
+
+
+def msprt_paired(
+    differences: ArmStats,
+    *,
+    alpha: float = DEFAULT_ALPHA,
+    tau: float | None = None,
+    min_sample: int = DEFAULT_MIN_SAMPLE,
+    higher_is_better: bool = True,
+    previous: SequentialResult | None = None,
+) -> SequentialResult:
+    """Always-valid test of mean = 0 for per-unit paired differences (B - A within each unit).
+
+    Every unit is in both "arms", so the result's ``n_control`` and ``n_treatment`` are both the
+    number of units; ``tau`` defaults to 0.1 x the differences' sd, fixed at the first look.
+    """
+    sd = math.sqrt(differences.var) if differences.n > 1 else math.nan
+    look = _Look(
+        differences.mean,
+        _mean_var(differences),
+        DEFAULT_STANDARDISED_TAU * sd,
+        differences.n,
+        differences.n,
+        relative=False,
+    )
     return look.result(alpha, tau, min_sample, higher_is_better, previous)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 
 from services.rollouts.experiments.analysis import Carried, analyse, spec_of
 from services.rollouts.exposure_join import ExposureJoin, ServedExposure, UnitArrays
@@ -28,7 +29,7 @@ class JoinExposure:
     def pre_period(self, _experiment_id: str, user_ids: Any) -> Any:
         return self.join.pre_period(user_ids)
 
-    def team_clicks(self, _experiment_id: str, teams: tuple[str, str]) -> tuple[Any, Any]:
+    def team_clicks(self, _experiment_id: str, teams: tuple[str, ...]) -> tuple[Any, Any]:
         return self.join.team_clicks(teams)
 
     def by_day(self, _experiment_id: str) -> dict[str, dict[int, tuple[int, int]]]:
@@ -122,21 +123,105 @@ def test_srm_is_caught_on_a_deliberately_biased_split() -> None:
 def test_interleaving_credits_teams_and_tests_the_preference() -> None:
     rng = np.random.default_rng(4)
     join = ExposureJoin(EXP, since_ts=T0)
+    teams = {f"i{k}": ("prod" if k % 2 else "cand") for k in range(10)}
+    clicked: dict[str, int] = {"prod": 0, "cand": 0, "neutral": 0}
     for u in range(300):
         user, rid = f"u{u}", f"q{u}"
-        teams = {f"i{k}": ("prod" if k % 2 else "cand") for k in range(10)}
-        join.add_served(ServedExposure(rid, user, T0, {EXP: "interleaved"}, None, teams), at=T0)
+        join.add_served(
+            ServedExposure(rid, user, T0, {EXP: "interleaved"}, None, teams, neutral=["i0", "i1"]),
+            at=T0,
+        )
         # the candidate's items are clicked twice as often
         for k in range(10):
             p = 0.2 if teams[f"i{k}"] == "cand" else 0.1
             if rng.random() < p:
                 join.add_event(ev(k, user, rid, "click", T0 + 1, item=f"i{k}"), at=T0)
+                clicked["neutral" if k < 2 else teams[f"i{k}"]] += 1
     spec = spec_of(EXP, [("prod", 0.5), ("cand", 0.5)], kind="interleaving")
     look = analyse(spec, JoinExposure(join))
     prefs = look["preferences"]
     assert prefs["cand"] > prefs["prod"] and sum(prefs.values()) == 300
     assert look["test"]["winner"] == "cand" and look["test"]["sign_test_p"] < 0.01
-    assert look["credited_clicks"]["cand"] > look["credited_clicks"]["prod"]
+    # the two neutral items' clicks are counted but credit neither team
+    assert look["credited_clicks"] == {"prod": clicked["prod"], "cand": clicked["cand"]}
+    assert look["neutral_clicks"] == clicked["neutral"] > 0
+    graded = look["graded"]
+    assert graded["users"] == 300 and look["primary_test"] == "graded"
+    assert graded["mean_margin"] == round((clicked["cand"] - clicked["prod"]) / 300, 6)
+    assert graded["credit_share"]["cand"] == round(
+        clicked["cand"] / (clicked["cand"] + clicked["prod"]), 6
+    )
+    assert graded["winner"] == look["winner"] == "cand" and graded["t_test_p"] < 1e-6
+    assert graded["ci_low"] > 0 and graded["fixed_ci"][0] > graded["ci_low"]
+
+
+def _interleaved_margins(join: ExposureJoin, margins: dict[str, int], ts: float) -> None:
+    """One list per user whose clicks give it ``margins[user]`` (clicks on one team only)."""
+    for user, margin in margins.items():
+        rid = f"q-{user}-{ts}"
+        teams = {f"{t}{k}": t for t in ("prod", "cand") for k in range(5)}
+        join.add_served(ServedExposure(rid, user, ts, {EXP: "interleaved"}, None, teams), at=ts)
+        team = "cand" if margin > 0 else "prod"
+        for k in range(abs(margin)):
+            join.add_event(ev(k, user, rid, "click", ts + 1, item=f"{team}{k}"), at=ts)
+
+
+def test_the_graded_read_keeps_how_much_users_prefer_a_team() -> None:
+    """100 users credit one click to prod, 100 three to cand: as many prefer each (the sign test
+    sees no preference, p = 1), but the mean margin is (-1 + 3) / 2 = 1 with variance
+    800 / 199, so t = 7.05; the always-valid test (tau = 0.05 sd, v = 0.0201) has log LR
+    0.5 log(2/3) + tau^2 / (2 v (v + tau^2)) = 8.09, p = 3.1e-4: cand wins."""
+    join = ExposureJoin(EXP, since_ts=T0)
+    _interleaved_margins(join, {f"u{u}": (-1 if u % 2 else 3) for u in range(200)}, T0)
+    spec = spec_of(EXP, [("prod", 0.5), ("cand", 0.5)], kind="interleaving")
+    carried = Carried()
+    look = analyse(spec, JoinExposure(join), carried)
+    assert look["test"]["sign_test_p"] == 1.0 and look["test"]["winner"] is None
+    graded = look["graded"]
+    assert graded["mean_margin"] == 1.0 and graded["credit_share"]["cand"] == 0.75
+    v, tau2 = (800 / 199) / 200, (0.05**2) * 800 / 199
+    log_lr = 0.5 * np.log(v / (v + tau2)) + tau2 / (2 * v * (v + tau2))
+    assert abs(graded["p_value"] - np.exp(-log_lr)) < 1e-6 and graded["p_value"] < 4e-4
+    assert graded["winner"] == "cand" and graded["t_test_p"] < 1e-9
+    # the next look carries the test: tau stays, the verdict stays
+    _interleaved_margins(join, {f"v{u}": 0 for u in range(50)}, T0 + 10)
+    again = analyse(spec, JoinExposure(join), carried)
+    assert again["graded"]["users"] == 250 and again["graded"]["winner"] == "cand"
+    assert carried.graded is not None and carried.graded.tau == pytest.approx(np.sqrt(tau2))
+
+
+def test_the_interleaving_page_cli_and_gauges_show_the_graded_read() -> None:
+    from prometheus_client import REGISTRY
+
+    from services.rollouts.cli import show_analysis
+    from services.rollouts.experiments.report import render
+    from services.rollouts.experiments.watch import _export
+
+    join = ExposureJoin(EXP, since_ts=T0)
+    spec = spec_of(EXP, [("prod", 0.5), ("cand", 0.5)], kind="interleaving")
+    carried, looks = Carried(), []
+    for step in range(2):
+        margins = {f"u{step}-{u}": (-1 if u % 2 else 3) for u in range(150)}
+        _interleaved_margins(join, margins, T0 + step)
+        looks.append({"ts": T0 + step, "figures": analyse(spec, JoinExposure(join), carried)})
+    described = {
+        "id": EXP,
+        "kind": "interleaving",
+        "layer": "rankers",
+        "state": "running",
+        "arms": [{"name": "prod"}, {"name": "cand"}],
+    }
+    page = render(described, looks)
+    assert page.count("<svg") == 2 and "graded read (the verdict): winner <b>cand</b>" in page
+    assert "credited clicks per user, cand minus prod" in page
+    latest = looks[-1]["figures"]
+    assert "graded (the verdict): winner cand; mean margin 1.0" in show_analysis(latest)
+    _export(EXP, latest, "clicks_per_user")
+    gauge = "cascade_experiment_figure"
+    labels = {"experiment": EXP, "arm": "cand", "figure": "credit_margin"}
+    assert REGISTRY.get_sample_value(gauge, labels) == 1.0
+    labels["figure"] = "credit_share"
+    assert REGISTRY.get_sample_value(gauge, labels) == 0.75
 
 
 class TrackedJoin(JoinExposure):

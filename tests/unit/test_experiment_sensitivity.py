@@ -12,6 +12,7 @@ import pytest
 from scipy import special
 
 from loadtests import experiment_sensitivity as es
+from loadtests import session_play
 from loadtests.simulator.behaviour import CLICK, EXAMINE, HIDE, N_DRAWS, Behaviour
 from loadtests.simulator.ground_truth import ListTruth
 from loadtests.simulator.settings import PopulationSettings
@@ -51,24 +52,27 @@ def test_batch_draft_is_team_draft_from_flips_row_by_row(k: int) -> None:
     rng = np.random.default_rng(3)
     a, b = _distinct_lists(rng, 300, k)
     flips = rng.random((300, k // 2 + 1)) < 0.5
-    items, by_b = es.team_draft_batch(a, b, flips)
+    items, by_b, neutral = session_play.team_draft_batch(a, b, flips)
     for i in range(300):
         ref = team_draft_from_flips(a[i].tolist(), b[i].tolist(), k, flips[i].tolist())
         assert items[i].tolist() == ref.items
         assert ["b" if t else "a" for t in by_b[i]] == ref.teams
+        assert tuple(np.flatnonzero(neutral[i]).tolist()) == ref.neutral
+    assert neutral.any() and not neutral.all()  # the small catalogue makes rounds contested
 
 
 def test_the_draft_table_holds_the_draft_of_every_flip_pattern() -> None:
     pair = es.build_pair(ground_truth(), 0.5, 0.45, k=K)
-    items, by_b = pair.drafts
+    items, by_b, neutral = pair.drafts
     assert items.shape == (pair.a.shape[0], 2 ** (K // 2), K)
     rows = np.arange(0, pair.a.shape[0], 97)
     for pattern in (0, 5, 31):
         flips = np.zeros((rows.size, K // 2 + 1), dtype=bool)
         flips[:, : K // 2] = (pattern >> np.arange(K // 2)) & 1 == 1
-        expect = es.team_draft_batch(pair.a[rows], pair.b[rows], flips)
+        expect = session_play.team_draft_batch(pair.a[rows], pair.b[rows], flips)
         assert np.array_equal(items[rows, pattern], expect[0])
         assert np.array_equal(by_b[rows, pattern], expect[1])
+        assert np.array_equal(neutral[rows, pattern], expect[2])
 
 
 def test_react_is_behaviour_react_on_the_same_uniforms() -> None:
@@ -80,7 +84,7 @@ def test_react_is_behaviour_react_on_the_same_uniforms() -> None:
     truth = ListTruth(p_click, p_click, p_hide, np.zeros((n, K)), 0.8, 3600.0)
     full = Behaviour().react(truth, rand, np.ones((n, K), dtype=bool), blocked)
     u = np.stack([rand[:, EXAMINE], rand[:, CLICK], rand[:, HIDE]])
-    clicked, hidden = es.react(p_click, p_hide, Behaviour().examine_probs(K), u, blocked)
+    clicked, hidden = session_play.react(p_click, p_hide, Behaviour().examine_probs(K), u, blocked)
     assert np.array_equal(clicked, full.clicked) and np.array_equal(hidden, full.hidden)
     assert clicked.any() and hidden.any()
 
@@ -125,15 +129,30 @@ def test_horner_sum_is_the_old_power_sum_and_reproduces_the_old_true_lift() -> N
 
 
 def test_identical_rankers_interleave_to_no_preference() -> None:
+    """Every position of two identical rankings is neutral: no margin at all. Team-draft's plain
+    credit gives each click to a coin's team: margins symmetric around 0."""
     pair = es.build_pair(ground_truth(), 0.5, None)
     assert np.array_equal(pair.a, pair.b) and pair.overlap == pytest.approx(K)
     rng = np.random.default_rng(2)
     users = es.draw_users(rng, 30_000, pair, POPULATION)
-    margin = es.play_sessions(pair, users.persona, users.requests, rng, interleave=True).margin
+    played = es.play_sessions(pair, users.persona, users.requests, rng, interleave=True)
+    assert not played.margin.any() and played.clicks.sum() > 10_000
+    margin = played.plain_margin
     prefs_a, prefs_b = int((margin < 0).sum()), int((margin > 0).sum())
     share, n = prefs_b / (prefs_a + prefs_b), prefs_a + prefs_b
     assert abs(share - 0.5) < 3 * math.sqrt(0.25 / n), share
     assert abs(margin.mean()) < 3 * margin.std() / math.sqrt(margin.size)
+
+
+def test_a_candidate_keeping_production_errors_agrees_more_at_its_quality() -> None:
+    truth = ground_truth()
+    independent = es.build_pair(truth, 0.5, 0.5, candidate_seed_offset=20_000)
+    kept = es.build_pair(truth, 0.5, 0.5, candidate_seed_offset=20_000, error_correlation=0.8)
+    same = es.build_pair(truth, 0.5, 0.5, candidate_seed_offset=20_000, error_correlation=1.0)
+    assert np.array_equal(same.a, same.b)  # all of production's errors: its very ranking
+    assert independent.overlap < kept.overlap < K
+    lifts = [es.true_effect(p, POPULATION).lift for p in (independent, kept)]
+    assert all(abs(lift) < 0.02 for lift in lifts), lifts  # as good as production either way
 
 
 def test_margin_is_the_library_credit_summed_per_user() -> None:
@@ -141,12 +160,16 @@ def test_margin_is_the_library_credit_summed_per_user() -> None:
     rng = np.random.default_rng(4)
     a, b = _distinct_lists(rng, 400, K)
     flips = rng.random((400, K // 2 + 1)) < 0.5
-    _, by_b = es.team_draft_batch(a, b, flips)
+    _, by_b, neutral = session_play.team_draft_batch(a, b, flips)
     clicked = rng.random((400, K)) < 0.2
-    margin = 2 * (clicked & by_b).sum(axis=1) - clicked.sum(axis=1)
+    margin, plain = session_play.credit_margins(clicked, by_b, neutral)
+    assert np.array_equal(plain, 2 * (clicked & by_b).sum(axis=1) - clicked.sum(axis=1))
+    teams = [["b" if t else "a" for t in row] for row in by_b]
     wins = [
-        credit(["b" if t else "a" for t in by_b[i]], np.flatnonzero(clicked[i])) for i in range(400)
+        credit(teams[i], np.flatnonzero(clicked[i]), np.flatnonzero(neutral[i]).tolist())
+        for i in range(400)
     ]
+    assert [w[1] - w[0] for w in wins] == margin.tolist()
     counts = count_preferences(np.arange(400), [w[0] for w in wins], [w[1] for w in wins])
     assert (counts.a, counts.b, counts.ties) == (
         int((margin < 0).sum()),
@@ -344,12 +367,19 @@ def test_simulated_power_lands_near_the_analytical_users_for_a_large_effect() ->
 
 
 def test_aa_sequential_test_holds_alpha_where_daily_peeking_does_not() -> None:
-    pair = es.build_pair(ground_truth(), 0.5, None)
-    aa = es.run_aa(pair, POPULATION, seeds=80, days=14, users_per_day=300, tau=0.05)
+    """A/B: production twice; interleaving: production against another ranker as good, each
+    user's labels swapped by a coin."""
+    truth = ground_truth()
+    pair = es.build_pair(truth, 0.5, None)
+    equal = es.build_pair(truth, 0.5, 0.5, candidate_seed_offset=20_000)
+    aa = es.run_aa(pair, POPULATION, seeds=80, days=14, users_per_day=300, tau=0.05, il_pair=equal)
     rates = aa.rates()
     assert rates["msprt_relative"]["rate"] <= 0.05
     assert rates["naive_z_daily"]["rate"] > 2 * rates["naive_z_last_look"]["rate"]
     assert rates["sequential_sign_test"]["rate"] <= rates["sign_test_daily"]["rate"]
+    assert rates["sequential_graded_test"]["rate"] <= 0.05
+    assert rates["graded_t_daily"]["rate"] > rates["graded_t_last_look"]["rate"]
+    assert aa.interleaving_null == "another ranker of production's noise"
     assert np.all(np.diff(aa.sequential_p, axis=1) <= 0)  # the always-valid p never rises
     low, high = rates["naive_z_daily"]["low"], rates["naive_z_daily"]["high"]
     assert low < rates["naive_z_daily"]["rate"] < high
@@ -376,6 +406,10 @@ def test_the_command_writes_the_table_json_and_page(
         "1",
         "--pilot-users",
         "10000",
+        "--effect-users",
+        "20000",
+        "--depth",
+        "60",
         "--sweep-users",
         "0",
         "--data",
@@ -390,6 +424,9 @@ def test_the_command_writes_the_table_json_and_page(
     assert set(report["methods"]) == set(es.METHODS)
     assert report["true_effect"]["lift"] > 0.1
     assert report["aa"]["false_positive_rates"]["msprt_relative"]["n"] == 6
+    assert (
+        report["lists"] == "fresh" and "best_plain_ab_over_interleaving_graded" in report["ratios"]
+    )
     page = (tmp_path / "sensitivity.html").read_text()
     assert page.count("<svg") == 2 and "interleaving" in page
     assert "users for 95% power" in capsys.readouterr().out

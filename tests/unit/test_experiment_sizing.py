@@ -38,6 +38,16 @@ def test_interleaving_users_and_mde_agree(capsys: pytest.CaptureFixture[str]) ->
     assert back["mde_share"] == pytest.approx(0.55, abs=0.001)
 
 
+def test_the_graded_interleaving_test_is_sized_as_a_paired_mean(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # margin / sd = 0.2 at alpha 0.05, power 0.8: (1.96 + 0.8416)^2 / 0.04 = 196.2 users
+    code, answer, _ = run(capsys, "--interleaving", "--margin", "0.25", "--margin-sd", "1.25")
+    assert code == 0 and answer == {"metric": "credit_margin", "margin": 0.25, "users": 197}
+    code, _, err = run(capsys, "--interleaving", "--margin", "0.25")
+    assert code == 1 and "--margin-sd" in err
+
+
 @pytest.mark.parametrize(("args", "named"), [
     (("--mean", "1", "--lift", "0.1"), "--sd"),
     (("--rate", "0.1", "--preference", "0.6"), "--preference"),

@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from services.rollouts.exposure_join import (
+    NEUTRAL_TEAM,
     ExposureJoin,
     JoinLimits,
     ServedExposure,
@@ -256,6 +257,24 @@ def test_clicks_on_an_interleaved_list_are_credited_to_the_contributing_team() -
     users, clicks = join.team_clicks(("prod", "cand"))
     assert users.tolist() == ["u1"] and clicks.tolist() == [[1, 2]]
     assert join.units("interleaved").clicks.tolist() == [4, 1]  # every click still counted
+
+
+def test_clicks_on_neutral_items_credit_neither_team_but_are_counted() -> None:
+    join = ExposureJoin("il", since_ts=T0)
+    teams = {"a": "prod", "b": "cand", "c": "cand"}
+    join.add_served(
+        ServedExposure(
+            "q1", "u1", T0, {"il": "interleaved"}, None, teams=teams, neutral=["a", "b"]
+        ),
+        at=T0,
+    )
+    for n, item in enumerate("abc"):
+        join.add_event(click(f"e{n}", "u1", "q1", item), at=T0)
+    users, clicks = join.team_clicks(("prod", "cand", NEUTRAL_TEAM))
+    assert users.tolist() == ["u1"] and clicks.tolist() == [[0, 1, 2]]
+    assert join.units("interleaved").clicks.tolist() == [3]
+    record = {"request_id": "q9", "user_id": "u9", "ts": T0, "teams": teams, "neutral": ["a"]}
+    assert decode_served(orjson.dumps(record)).neutral == ["a"]
 
 
 def test_pre_period_events_are_each_users_covariate_and_join_nothing() -> None:

@@ -153,10 +153,17 @@ async def test_interleaving_drafts_from_both_rankers_and_marks_each_item(
     assert record["teams"] == dict(zip(req.served.ids, teams, strict=True))  # type: ignore[union-attr]
     body = response_body(req, [""] * 10, {"il": "interleaved"})
     assert [it["team"] for it in body["items"]] == teams
+    # the items both rankers proposed in one round: marked alike in the answer and the log
+    neutral = req.neutral()
+    assert neutral is not None and len(neutral) == 10
+    marked = [it["item_id"] for it in body["items"] if it.get("neutral")]
+    ids = req.served.ids  # type: ignore[union-attr]
+    assert record["neutral"] == marked == [i for i, n in zip(ids, neutral, strict=True) if n]
 
     trace = explain(req)
     assert trace["experiments"]["interleaving"]["teams"] == ["prod", "cand"]
     assert {it["team"] for it in trace["items"]} <= {"prod", "cand"}
+    assert [it["neutral"] for it in trace["items"]] == neutral
 
 
 async def test_interleaving_draws_are_fair_between_identical_rankers(
@@ -173,6 +180,7 @@ async def test_interleaving_draws_are_fair_between_identical_rankers(
         teams = req.teams()
         assert teams is not None
         first[teams[0]] += 1
+        assert req.neutral() == [True] * 10  # the same ranking twice: no click credits a team
     # the coin decides who drafts first: neither team always leads (p of 60-0 ~ 1e-18)
     assert 15 <= first["a"] <= 45, first
 

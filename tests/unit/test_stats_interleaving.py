@@ -44,6 +44,7 @@ def _random_clicks(rng: np.random.Generator, k: int) -> list[int]:
     return np.flatnonzero(rng.random(k) < _click_probability(k)).tolist()
 
 
+# In round 2 both teams' next item is 3: whoever the coin names takes it, so 3 is neutral.
 @pytest.mark.parametrize(
     ("a_first", "items", "teams"),
     [
@@ -60,7 +61,7 @@ def test_small_draft_enumerated_by_hand(
     a_first: list[bool], items: list[str], teams: list[str]
 ) -> None:
     drafted = team_draft_from_flips(["1", "2", "3"], ["2", "3", "4"], 4, a_first)
-    assert drafted == Interleaved(items, teams)
+    assert drafted == Interleaved(items, teams, (2,))
 
 
 def test_k_cuts_the_draft_and_a_short_list_leaves_the_rest_to_the_other() -> None:
@@ -70,13 +71,58 @@ def test_k_cuts_the_draft_and_a_short_list_leaves_the_rest_to_the_other() -> Non
     drafted = team_draft_from_flips(["x"], list("abcdef"), 5, [True])
     assert drafted == Interleaved(["x", "a", "b", "c", "d"], ["a", "b", "b", "b", "b"])
     assert team_draft_from_flips([], [], 5, []) == Interleaved([], [])
-    assert team_draft_from_flips(["1"], ["1"], 5, [False]) == Interleaved(["1"], ["b"])
+    assert team_draft_from_flips(["1"], ["1"], 5, [False]) == Interleaved(["1"], ["b"], (0,))
     assert team_draft(["1", "2"], ["3"], 0, np.random.default_rng(0)) == Interleaved([], [])
 
 
 def test_repeated_ids_in_a_list_are_skipped() -> None:
     drafted = team_draft_from_flips(["1", "1", "2"], ["1", "3", "3", "4"], 10, [True, True])
-    assert drafted == Interleaved(["1", "3", "2", "4"], ["a", "b", "a", "b"])
+    # both teams propose 1 first (neutral); then a's next is 2 and b's 3: b's 3 is its own
+    assert drafted == Interleaved(["1", "3", "2", "4"], ["a", "b", "a", "b"], (0,))
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "a_first", "neutral"),
+    [
+        # identical rankings: every pick is the coin's
+        (list("wxyz"), list("wxyz"), [True, False], (0, 1, 2, 3)),
+        # both start with w, then a's x and b's y differ; a takes x, so both propose y next,
+        # and after it both z
+        (list("wxyz"), list("wyxz"), [False, True], (0, 2, 3)),
+        # both start with w, then a's x and b's y differ, and each takes its own
+        (list("wxyz"), list("wyzx"), [True, True], (0,)),
+        # no item proposed by both in the same round
+        (list("wxyz"), list("xwzy"), [True, True], ()),
+        # both start with w and both continue with x: w and x neutral, then y against z
+        (list("wxyv"), list("wxzv"), [True, True], (0, 1)),
+    ],
+)
+def test_neutral_positions_by_hand(
+    a: list[str], b: list[str], a_first: list[bool], neutral: tuple[int, ...]
+) -> None:
+    assert team_draft_from_flips(a, b, 4, a_first).neutral == neutral
+
+
+def test_neutral_credit_keeps_the_expected_margin_exactly() -> None:
+    """Every flip pattern of heavily overlapping lists, clicks with position-based examination:
+    dropping the neutral positions' credit changes no user's expected margin, since flipping
+    the coin of a neutral round gives the same item the other team's credit."""
+    rng = np.random.default_rng(11)
+    k, rounds = 8, 4
+    appeal = dict(zip(CATALOGUE[:12], rng.uniform(0.05, 0.6, 12), strict=True))
+    examine = 1 / (1 + np.arange(k))
+    for _ in range(40):
+        a = list(rng.choice(CATALOGUE[:12], 10, replace=False))
+        b = list(rng.choice(CATALOGUE[:12], 10, replace=False))
+        plain = with_neutral = 0.0
+        for pattern in range(2**rounds):
+            flips = [bool(pattern >> r & 1) for r in range(rounds)] + [True]
+            d = team_draft_from_flips(a, b, k, flips)
+            for p, (item, team) in enumerate(zip(d.items, d.teams, strict=True)):
+                gain = examine[p] * appeal[item] * (1 if team == "b" else -1)
+                plain += gain
+                with_neutral += 0.0 if p in d.neutral else gain
+        assert with_neutral == pytest.approx(plain, abs=1e-12)
 
 
 def test_each_team_drafts_in_its_own_ranking_order_without_repeats() -> None:
@@ -145,6 +191,7 @@ def test_credit_counts_each_clicked_position_once_per_team() -> None:
     teams = ["a", "b", "b", "a", "b"]
     assert credit(teams, [0, 1, 2, 2]) == (1, 2)
     assert credit(teams, []) == (0, 0)
+    assert credit(teams, [0, 1, 2, 2], neutral=(0, 2)) == (0, 1)
     with pytest.raises(ValueError, match="position 5"):
         credit(teams, [5])
 

@@ -16,6 +16,7 @@ from shared.stats import (
     mde_preference,
     mde_proportions,
     sample_size_means,
+    sample_size_paired,
     sample_size_preference,
     sample_size_proportions,
 )
@@ -30,6 +31,16 @@ def test_means_at_a_fifth_of_a_standard_deviation_need_392_per_arm() -> None:
     assert n.treatment == n.control and n.total == 2 * 393
     assert sample_size_means(0.5, 2.5).control == pytest.approx(n.control)  # only d matters
     assert sample_size_means(-0.2, 1.0) == n  # two-sided: the sign does not matter
+
+
+def test_a_paired_mean_needs_half_the_two_sample_arm() -> None:
+    """m / sd = 0.2: (1.95996 + 0.84162)^2 / 0.04 = 196.22 units, each in both arms."""
+    assert sample_size_paired(0.2, 1.0) == pytest.approx(196.22, abs=0.01)
+    assert sample_size_paired(-0.5, 2.5) == pytest.approx(sample_size_means(0.2, 1.0).control / 2)
+    with pytest.raises(ValueError, match="mean"):
+        sample_size_paired(0.0, 1.0)
+    with pytest.raises(ValueError, match="sd"):
+        sample_size_paired(0.1, 0.0)
 
 
 def test_proportions_ten_to_twelve_percent_match_power_prop_test() -> None:

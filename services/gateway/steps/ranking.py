@@ -4,7 +4,9 @@ In an interleaving experiment both teams' rankers score the same candidates (two
 once), and the list the re-rankers see is team-draft interleaved from the two orders: each
 drafted item gets a score that reproduces the draft's order and a ``team`` column (0: the
 first arm, 1: the second; -1: not drafted), so diversity and exploration still apply and
-every served item still says which ranker contributed it.
+every served item still says which ranker contributed it. ``team_neutral`` marks the items
+both rankers proposed in the same round (the coin alone named their team): a click on one
+credits neither (``shared.stats.interleaving``).
 """
 
 from __future__ import annotations
@@ -55,8 +57,11 @@ async def _interleaved(req: RequestState, deps: StepDeps, il: Interleave) -> Non
     score[drafted] = 1.0 - np.arange(len(drafted), dtype=np.float32) / max(len(drafted), 1)
     team = np.full(n, -1, dtype=np.int8)
     team[drafted] = np.array([0 if t == "a" else 1 for t in draft.teams], dtype=np.int8)
+    neutral = np.zeros(n, dtype=bool)
+    neutral[drafted[list(draft.neutral)]] = True
     req.frame.set("score", score)
     req.frame.set("team", team)
+    req.frame.set("team_neutral", neutral)
     req.heads = list(a.info.heads)
     req.models["ranker"] = f"{a.info.model} | {b.info.model}"
 

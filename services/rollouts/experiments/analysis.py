@@ -14,8 +14,18 @@ ratio``). Against the first arm (the control), for every metric:
 - the minimum detectable effect at the users seen so far (80% power, two-sided α).
 
 Plus the sample-ratio check of users per arm against the weights (chi-square, mismatch at
-p < 0.001), and for an interleaving experiment the per-user team preference with its sign test
-and Δ (``shared.stats.interleaving``).
+p < 0.001), and for an interleaving experiment two reads of the credited clicks (clicks on
+neutral items, which both rankers proposed in one round, credit neither team):
+
+- ``graded``, the primary read: each user's credit margin (B's credited clicks minus A's, 0
+  for a user with none), its mean with the always-valid interval and p-value (``msprt_paired``,
+  carried from look to look; the ``winner`` comes from it), the fixed-horizon t-test beside it,
+  and B's share of the credited clicks (``shared.stats.interleaving_graded``);
+- ``test``: the per-user preference (the team with more credited clicks) with its always-valid
+  interval for the share preferring B, the sign test and Δ (``shared.stats.interleaving``).
+
+The graded read keeps how much a user preferred a team, which the sign test drops: on the
+simulator it needs about 30 % fewer users for the same power (docs/experiments.md).
 """
 
 from __future__ import annotations
@@ -29,9 +39,14 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from services.rollouts.exposure_join import UnitArrays
+from services.rollouts.exposure_join import NEUTRAL_TEAM, UnitArrays
 from shared.stats.cuped import cuped_arm_stats, cuped_estimate, cuped_theta
 from shared.stats.interleaving import count_preferences, preference_delta, preference_test
+from shared.stats.interleaving_graded import (
+    graded_preference_test,
+    margin_stats,
+    sequential_graded_test,
+)
 from shared.stats.power import mde_means
 from shared.stats.ratio import summarize
 from shared.stats.sequential import (
@@ -63,8 +78,8 @@ class ExperimentExposure(Protocol):
         """Each user's clicks before the experiment began."""
         ...
 
-    def team_clicks(self, rollout_id: str, teams: tuple[str, str]) -> tuple[Any, Any]:
-        """Users of interleaved lists and their credited clicks per team."""
+    def team_clicks(self, rollout_id: str, teams: tuple[str, ...]) -> tuple[Any, Any]:
+        """Users of interleaved lists and their clicks per team (NEUTRAL_TEAM: on neutral items)."""
         ...
 
     def by_day(self, rollout_id: str) -> dict[str, dict[int, tuple[int, int]]]:
@@ -97,6 +112,7 @@ class Carried:
 
     tests: dict[tuple[str, str], SequentialResult] = field(default_factory=dict)
     preference: RateInterval | None = None  # interleaving: the always-valid share preferring b
+    graded: SequentialResult | None = None  # interleaving: the always-valid mean credit margin
     # CUPED's slope per arm, fixed at the first look with enough users: the sequential test
     # then runs on one fixed transformation of each user's metric (a strict martingale)
     cuped_theta: dict[str, float] = field(default_factory=dict)
@@ -269,39 +285,73 @@ def _interleaving(spec: AnalysisSpec, exposure: ExperimentExposure,
                   carried: Carried) -> dict[str, Any]:  # fmt: skip
     a, b = (name for name, _ in spec.arms)
     users = exposure.arm_units(spec.experiment_id, INTERLEAVED)
-    ids, clicks = exposure.team_clicks(spec.experiment_id, (a, b))
+    ids, clicks = exposure.team_clicks(spec.experiment_id, (a, b, NEUTRAL_TEAM))
+    clicks = np.asarray(clicks, dtype=np.int64).reshape(len(ids), 3)
     # users shown interleaved lists but who clicked nothing credited: ties
-    counts = count_preferences(ids, clicks[:, 0], clicks[:, 1]) if len(ids) else None
-    prefs_a = counts.a if counts else 0
-    prefs_b = counts.b if counts else 0
-    ties = len(users) - prefs_a - prefs_b
+    counts = count_preferences(ids, clicks[:, 0], clicks[:, 1])
+    ties = len(users) - counts.a - counts.b
     out: dict[str, Any] = {
         "kind": "interleaving", "teams": [a, b], "users": len(users),
         "arms": {INTERLEAVED: _totals(users)},
-        "credited_clicks": {a: int(clicks[:, 0].sum()) if len(ids) else 0,
-                            b: int(clicks[:, 1].sum()) if len(ids) else 0},
-        "preferences": {a: prefs_a, b: prefs_b, "ties": ties},
+        "credited_clicks": {a: int(clicks[:, 0].sum()), b: int(clicks[:, 1].sum())},
+        "neutral_clicks": int(clicks[:, 2].sum()),
+        "preferences": {a: counts.a, b: counts.b, "ties": ties},
+        "primary_test": "graded",
     }  # fmt: skip
-    if prefs_a + prefs_b:
-        test = preference_test(prefs_a, prefs_b, alpha=spec.alpha)
-        delta = preference_delta(prefs_a, prefs_b, max(ties, 0), alpha=spec.alpha)
-        previous = carried.preference
-        if previous is not None and previous.n > prefs_a + prefs_b:
-            previous = None  # fewer users than before: the exposure was rebuilt
-        seq = bernoulli_confidence_sequence(prefs_b, prefs_a + prefs_b, alpha=spec.alpha,
-                                            prior=PREFERENCE_PRIOR, previous=previous)  # fmt: skip
-        carried.preference = seq
-        verdict = seq.versus(0.5)
-        out["test"] = {
-            "share_preferring": {b: _num(test.share_b), a: _num(1 - test.share_b)},
-            # always valid (read at every look): the verdict comes from these
-            "ci_low": _num(seq.low), "ci_high": _num(seq.high),
-            "winner": {"above": b, "below": a}.get(verdict),
-            # fixed-horizon figures, valid for one look at a planned sample size only
-            "sign_test_p": _num(test.p_value), "fixed_ci": [_num(test.ci_low), _num(test.ci_high)],
-            "delta": _num(delta.delta),
-        }  # fmt: skip
+    out["graded"] = _graded(spec, ids, clicks, len(users), carried)
+    out["winner"] = out["graded"].get("winner")
+    if counts.a + counts.b:
+        out["test"] = _sign(spec, counts.a, counts.b, max(ties, 0), carried)
     return out
+
+
+def _graded(
+    spec: AnalysisSpec, ids: Any, clicks: NDArray[np.int64], n_users: int, carried: Carried
+) -> dict[str, Any]:
+    """The mean per-user credit margin (b - a): always valid (the verdict) and fixed-horizon."""
+    a, b = (name for name, _ in spec.arms)
+    margins = margin_stats(ids, clicks[:, 0], clicks[:, 1], n_users=max(n_users, len(ids)))
+    fixed = graded_preference_test(
+        margins, (clicks[:, 0].sum(), clicks[:, 1].sum()), alpha=spec.alpha
+    )
+    seq = sequential_graded_test(margins, alpha=spec.alpha, previous=carried.graded)
+    carried.graded = seq
+    share = fixed.credit_share_b
+    return {
+        "users": margins.n, "mean_margin": _num(margins.mean),
+        "credit_share": {b: _num(share), a: _num(1 - share)},
+        # always valid (read at every look): the verdict comes from these
+        "ci_low": _num(seq.ci_low), "ci_high": _num(seq.ci_high), "p_value": _num(seq.p_value),
+        "winner": {"better": b, "worse": a}.get(seq.decision),
+        # the t-test, valid for one look at a planned sample size only
+        "t_test_p": _num(fixed.p_value), "fixed_ci": [_num(fixed.ci_low), _num(fixed.ci_high)],
+    }  # fmt: skip
+
+
+def _sign(
+    spec: AnalysisSpec, prefs_a: int, prefs_b: int, ties: int, carried: Carried
+) -> dict[str, Any]:
+    """The share of users preferring b: always valid (beta-binomial) and the sign test."""
+    a, b = (name for name, _ in spec.arms)
+    test = preference_test(prefs_a, prefs_b, alpha=spec.alpha)
+    delta = preference_delta(prefs_a, prefs_b, ties, alpha=spec.alpha)
+    previous = carried.preference
+    if previous is not None and previous.n > prefs_a + prefs_b:
+        previous = None  # fewer users than before: the exposure was rebuilt
+    seq = bernoulli_confidence_sequence(
+        prefs_b, prefs_a + prefs_b, alpha=spec.alpha, prior=PREFERENCE_PRIOR, previous=previous
+    )
+    carried.preference = seq
+    verdict = seq.versus(0.5)
+    return {
+        "share_preferring": {b: _num(test.share_b), a: _num(1 - test.share_b)},
+        # always valid (read at every look)
+        "ci_low": _num(seq.low), "ci_high": _num(seq.high),
+        "winner": {"above": b, "below": a}.get(verdict),
+        # fixed-horizon figures, valid for one look at a planned sample size only
+        "sign_test_p": _num(test.p_value), "fixed_ci": [_num(test.ci_low), _num(test.ci_high)],
+        "delta": _num(delta.delta),
+    }  # fmt: skip
 
 
 def spec_of(experiment_id: str, arms: Sequence[tuple[str, float]], kind: str = "ab",

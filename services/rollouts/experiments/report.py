@@ -2,7 +2,9 @@
 
 Plain inline SVG (no plotting library in the serving image, no script): one chart per treatment
 arm of the primary metric's relative lift against the control, the interval shaded, zero
-drawn; for an interleaving experiment the share of users preferring the second arm, 0.5 drawn.
+drawn; for an interleaving experiment the graded read first (the mean per-user credit margin of
+the second arm over the first, 0 drawn: the verdict's test), then the share of users
+preferring the second arm (0.5 drawn).
 """
 
 from __future__ import annotations
@@ -16,15 +18,17 @@ W, H, PAD = 640, 220, 40
 
 
 def _series(looks: list[dict[str, Any]], arm: str, primary: str) -> list[tuple[float, ...]]:
-    """(ts, estimate, low, high) per look (looks without the figure are skipped)."""
+    """(ts, estimate, low, high) per look (looks without the figure are skipped); for an
+    interleaving experiment ``primary`` is "graded" (the mean margin) or "share"."""
     out: list[tuple[float, ...]] = []
     for look in looks:
         f = look["figures"]
         if f.get("kind") == "interleaving":
-            t = f.get("test")
+            t = f.get("graded" if primary == "graded" else "test")
             if t is None:
                 continue
-            point = (t["share_preferring"].get(arm), t["ci_low"], t["ci_high"])
+            estimate = t["mean_margin"] if primary == "graded" else t["share_preferring"].get(arm)
+            point = (estimate, t["ci_low"], t["ci_high"])
         else:
             row = f.get("comparisons", {}).get(arm, {}).get(primary, {})
             point = (row.get("lift"), row.get("ci_low"), row.get("ci_high"))
@@ -111,6 +115,32 @@ def _novelty_table(rows: list[dict[str, Any]], arms: list[str]) -> str:
             f"<table border=1 cellpadding=4><tr><th>day</th>{head}</tr>{body}</table>")  # fmt: skip
 
 
+def _interleaving_parts(
+    looks: list[dict[str, Any]], latest: dict[str, Any], arms: list[str]
+) -> list[str]:
+    """The graded read (the verdict's), then the sign test's share, each charted over time."""
+    a, b = arms[0], arms[1]
+    graded = latest.get("graded") or {}
+    winner = latest.get("winner")
+    return [
+        chart(
+            _series(looks, b, "graded"),
+            0.0,
+            f"credited clicks per user, {b} minus {a} (graded read)",
+        ),
+        f"<p>graded read (the verdict): winner <b>{html.escape(str(winner or 'none yet'))}</b>; "
+        f"{graded.get('users')} users, mean margin {graded.get('mean_margin')}, always-valid "
+        f"interval [{graded.get('ci_low')}, {graded.get('ci_high')}], p = "
+        f"{graded.get('p_value')}; share of credited clicks "
+        f"{html.escape(str(graded.get('credit_share')))}; fixed-horizon t-test p = "
+        f"{graded.get('t_test_p')}; {latest.get('neutral_clicks', 0)} clicks on neutral items "
+        "(both rankers' pick) credit neither</p>",
+        chart(_series(looks, b, "share"), 0.5, f"share of users preferring {b} (sign test)"),
+        f"<p>preferences: {html.escape(str(latest.get('preferences', {})))}; sign test: "
+        f"{html.escape(str(latest.get('test')))}</p>",
+    ]
+
+
 def render(experiment: dict[str, Any], looks: list[dict[str, Any]]) -> str:
     """The page of one experiment from its description and its looks (oldest first)."""
     name = html.escape(experiment["id"])
@@ -125,11 +155,7 @@ def render(experiment: dict[str, Any], looks: list[dict[str, Any]]) -> str:
     primary = latest.get("primary", "clicks_per_user")
     arms = [a["name"] for a in experiment["arms"]]
     if latest.get("kind") == "interleaving":
-        b = arms[1]
-        parts.append(chart(_series(looks, b, primary), 0.5, f"share of users preferring {b}"))
-        prefs = latest.get("preferences", {})
-        parts.append(f"<p>preferences: {html.escape(str(prefs))}; test: "
-                     f"{html.escape(str(latest.get('test')))}</p>")  # fmt: skip
+        parts.extend(_interleaving_parts(looks, latest, arms))
     else:
         for arm in arms[1:]:
             parts.append(chart(_series(looks, arm, primary), 0.0,

@@ -10,7 +10,9 @@ metric, each with the formula of ``shared.stats.power``:
   relative to the mean;
 - an interleaving preference (``--interleaving``; ``--preference``: the share of users with a
   preference who prefer the candidate, ``--ties`` the share with none): the sign test's
-  binomial formula.
+  binomial formula; or for the graded test (the analysis' verdict) ``--margin``, the mean
+  credit margin per user to detect, with ``--margin-sd``, its per-user sd (a running
+  interleaving's analysis, or the simulator, gives both): the paired-mean formula.
 
 ``--lift`` (or ``--preference``) gives users per arm (interleaving: users in all);
 ``--users`` the smallest lift (or preference share) detected with that many control users.
@@ -31,6 +33,7 @@ from shared.stats.power import (
     mde_preference,
     mde_proportions,
     sample_size_means,
+    sample_size_paired,
     sample_size_preference,
     sample_size_proportions,
 )
@@ -56,7 +59,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         help="interleaving: the share of users with a preference who prefer B",
     )
+    goal.add_argument(
+        "--margin",
+        type=float,
+        help="interleaving, graded test: the mean credit margin per user to detect (with "
+        "--margin-sd)",
+    )
     goal.add_argument("--users", type=float, help="control users available: the MDE")
+    parser.add_argument("--margin-sd", type=float, help="interleaving: the margin's per-user sd")
     parser.add_argument("--alpha", type=float, default=0.05, help="two-sided error rate")
     parser.add_argument("--power", type=float, default=0.8)
     parser.add_argument("--treatment-share", type=float, default=0.5,
@@ -72,7 +82,7 @@ def size(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     if args.interleaving:
         return _preference(args, common)
     if args.lift is None and args.users is None:
-        raise ValueError("--preference is for --interleaving: give --lift or --users")
+        raise ValueError("--preference and --margin are for --interleaving: give --lift or --users")
     if args.mean is not None:
         if args.sd is None:
             raise ValueError("--mean needs --sd (the per-user standard deviation)")
@@ -90,7 +100,20 @@ def size(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     return _mde({"metric": "rate", "users": args.users}, mde)
 
 
+def _graded(args: argparse.Namespace, common: dict[str, float]) -> tuple[dict[str, Any], str]:
+    if args.margin_sd is None:
+        raise ValueError("--margin needs --margin-sd (the margin's per-user sd)")
+    users = math.ceil(sample_size_paired(args.margin, args.margin_sd, **common))
+    answer = {"metric": "credit_margin", "margin": args.margin, "users": users}
+    return answer, (
+        f"{users:,} interleaved users to detect a mean credit margin of {args.margin:+.4f} "
+        f"per user with the graded test ({SEQUENTIAL_NOTE})"
+    )
+
+
 def _preference(args: argparse.Namespace, common: dict[str, float]) -> tuple[dict[str, Any], str]:
+    if args.margin is not None:
+        return _graded(args, common)
     if args.users is None:
         if args.preference is None:
             raise ValueError("--interleaving needs --preference (or --users)")

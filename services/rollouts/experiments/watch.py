@@ -33,7 +33,9 @@ FIGURE = Gauge(
     "cascade_experiment_figure",
     "The last look's figures of a running experiment by arm: users, lift and its always-valid "
     "interval (ci_low, ci_high) and p-value of the primary metric against the control, srm_p; "
-    "for interleaving the share of users preferring the arm.",
+    "for interleaving the share of users preferring the arm, the arm's share of credited "
+    "clicks (credit_share) and, on the second arm, the mean per-user credit margin over the "
+    "first with its always-valid interval (credit_margin, ci_low, ci_high).",
     ["experiment", "arm", "figure"],
 )
 
@@ -161,6 +163,7 @@ def _export(experiment_id: str, figures: dict[str, Any], primary: str) -> None:
         for arm, share in shares.items():
             if share is not None:
                 FIGURE.labels(experiment_id, arm, "preference_share").set(share)
+        _export_graded(experiment_id, figures)
         return
     srm_p = figures.get("srm", {}).get("p_value")
     if srm_p is not None:
@@ -171,3 +174,20 @@ def _export(experiment_id: str, figures: dict[str, Any], primary: str) -> None:
             value = row.get(figure)
             if value is not None:
                 FIGURE.labels(experiment_id, arm, figure).set(value)
+
+
+def _export_graded(experiment_id: str, figures: dict[str, Any]) -> None:
+    """The graded read: each arm's credit share, and on the second arm its margin over the first."""
+    graded = figures.get("graded") or {}
+    for arm, share in (graded.get("credit_share") or {}).items():
+        if share is not None:
+            FIGURE.labels(experiment_id, arm, "credit_share").set(share)
+    second = figures.get("teams", [None, None])[1]
+    for figure, key in (
+        ("credit_margin", "mean_margin"),
+        ("ci_low", "ci_low"),
+        ("ci_high", "ci_high"),
+    ):
+        value = graded.get(key)
+        if second is not None and value is not None:
+            FIGURE.labels(experiment_id, second, figure).set(value)
