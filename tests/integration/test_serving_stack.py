@@ -255,11 +255,16 @@ def canary_ranker(
     return alias, got["cascade-ranker"]
 
 
+# One clock for every ranking call: the ranker's inputs include the time of day and recency, so
+# the float32 ranker's scores move (by about 1e-5) between calls made a second apart.
+RANK_NOW = time.time()
+
+
 def _rank(base: str, variant: dict[str, Any], items: list[str]) -> dict[str, Any]:
     """POST /v1/rank in JSON for a returning user over ``items``; the answer (or a 503)."""
     n = len(items)
     body = {
-        "context": {"request_id": "t", "now": time.time(), "variant": variant,
+        "context": {"request_id": "t", "now": RANK_NOW, "variant": variant,
                     "user": {"user_id": "1", "known": True, "history": ["1", "2"]}},
         "frame": {"ids": items, "columns": {
             "genre_mask": [1 << (i % 18 + 1) for i in range(n)],
