@@ -386,9 +386,10 @@ def test_aa_sequential_test_holds_alpha_where_daily_peeking_does_not() -> None:
 
 
 def test_the_command_writes_the_table_json_and_page(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ground_truth()  # the fit, cached where the command looks
+    monkeypatch.setattr(es, "SWEEP", ({"mean_requests": 6.0},))  # one row of the sweep
     args = [
         "--seeds",
         "6",
@@ -411,7 +412,7 @@ def test_the_command_writes_the_table_json_and_page(
         "--depth",
         "60",
         "--sweep-users",
-        "0",
+        "4000",
         "--data",
         str(data_dir()),
         "--cache",
@@ -427,6 +428,8 @@ def test_the_command_writes_the_table_json_and_page(
     assert (
         report["lists"] == "fresh" and "best_plain_ab_over_interleaving_graded" in report["ratios"]
     )
+    (row,) = report["sweep"]
+    assert row["change"] == {"mean_requests": 6.0} and row["best_plain_ab_over_graded"] > 0
     page = (tmp_path / "sensitivity.html").read_text()
-    assert page.count("<svg") == 2 and "interleaving" in page
+    assert page.count("<svg") == 2 and "interleaving" in page and "mean_requests=6.0" in page
     assert "users for 95% power" in capsys.readouterr().out

@@ -18,14 +18,15 @@ p < 0.001), and for an interleaving experiment two reads of the credited clicks 
 neutral items, which both rankers proposed in one round, credit neither team):
 
 - ``graded``, the primary read: each user's credit margin (B's credited clicks minus A's, 0
-  for a user with none), its mean with the always-valid interval and p-value (``msprt_paired``,
-  carried from look to look; the ``winner`` comes from it), the fixed-horizon t-test beside it,
-  and B's share of the credited clicks (``shared.stats.interleaving_graded``);
+  for a user with none), its mean with the always-valid interval and p-value
+  (``sequential_graded_test``, carried from look to look; the ``winner`` comes from it), the
+  fixed-horizon t-test beside it, and B's share of the credited clicks
+  (``shared.stats.interleaving_graded``);
 - ``test``: the per-user preference (the team with more credited clicks) with its always-valid
   interval for the share preferring B, the sign test and Δ (``shared.stats.interleaving``).
 
 The graded read keeps how much a user preferred a team, which the sign test drops: on the
-simulator it needs about 30 % fewer users for the same power (docs/experiments.md).
+simulator the sign test needs about 1.3x its users for the same power (docs/experiments.md).
 """
 
 from __future__ import annotations
