@@ -21,6 +21,7 @@ analysis and page are served.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -46,6 +47,8 @@ from tests.integration.serving_fixtures import (
     write_budget,
 )
 from tests.utils.auth import ADMIN
+
+log = logging.getLogger(__name__)
 
 pytestmark = pytest.mark.integration
 RANKER = "cascade-ranker"
@@ -534,7 +537,12 @@ def test_interleaving_prefers_production_over_the_reversed_ranker(stack: Rollout
         assert all(it["team"] in {"prod", "reversed"} for it in neutral)
         # the verdict is the graded read's (the always-valid mean credit margin, from 100 users)
         with stack.traffic(rate=25, seconds=240, seed=21):
+            started = time.monotonic()
             look = wait_for_look(stack, "il-e2e", lambda f: f.get("winner"), timeout_s=240)
+        elapsed = time.monotonic() - started
+        keys = ("winner", "users", "graded", "test", "preferences", "credited_clicks")
+        shown = json.dumps({k: look.get(k) for k in (*keys, "neutral_clicks")})
+        log.info("interleaving verdict %.0f s into the traffic: %s", elapsed, shown)
         assert look["winner"] == look["graded"]["winner"] == "prod", look
         assert look["graded"]["mean_margin"] < 0 and look["graded"]["ci_high"] < 0
         assert look["test"]["winner"] in (None, "prod"), look  # the sign test, if decided yet
