@@ -19,6 +19,9 @@ import pytest
 
 from deploy.local import infra
 from deploy.local.processes import free_port, running, start, stop, wait_ready
+from shared.online_store import keys
+from shared.online_store.health import store_problem
+from shared.platform.redis_client import create_async_redis
 from tests.integration.serving_fixtures import TRAINING_DATA, load_store, write_budget
 from tests.utils.metrics import scrape as metrics
 from tests.utils.servers import service_spec
@@ -119,10 +122,6 @@ def test_answers_are_marked_while_a_lost_store_is_rebuilt_then_whole_again(
 
 async def test_store_problem_names_each_state(redis_client: Any, redis_url: str) -> None:
     """The gateways' check on a real Redis: empty, being rebuilt, whole."""
-    from shared.online_store import keys
-    from shared.online_store.health import store_problem
-    from shared.platform.redis_client import create_async_redis
-
     client = create_async_redis(redis_url)
     try:
         assert (await store_problem(client)).startswith("online store empty: no catalog")

@@ -24,14 +24,22 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from shared.features.item import N_GENRES
 from training.models.ranker import HEADS, RANKER_INPUTS, MMoERanker
 from training.models.two_tower import USER_INPUTS
 
 # The item fields after the id embedding, in MMoERanker.item_fields order, with their raw
 # widths: r = [genres share, year, item dense, cross, sim/T·0.1, ease].
-_DENSE_FIELDS = (("genres", 19), ("year", 2), ("idense", 6), ("cross", 2), ("sim", 1), ("ease", 1))
+_DENSE_FIELDS = (
+    ("genres", N_GENRES), ("year", 2), ("idense", 6), ("cross", 2), ("sim", 1), ("ease", 1)
+)  # fmt: skip
+_START = dict(zip([f for f, _ in _DENSE_FIELDS],
+                  [sum(n for _, n in _DENSE_FIELDS[:i]) for i in range(len(_DENSE_FIELDS))],
+                  strict=True))  # fmt: skip
 # MMoERanker's raw expert inputs [cross, item dense, sim/T·0.1, ease] as columns of r.
-_RAW_COLUMNS = (27, 28, 21, 22, 23, 24, 25, 26, 29, 30)
+_RAW_COLUMNS = tuple(
+    _START[f] + j for f in ("cross", "idense", "sim", "ease") for j in range(dict(_DENSE_FIELDS)[f])
+)
 N_USER_FIELDS = 9
 
 
