@@ -2,7 +2,10 @@
 
 The request path only puts a serialised record on a bounded queue (put_nowait). When the
 broker is slow or down the queue fills and records are dropped and counted: a broker outage
-costs log records, never latency or errors. The sender thread creates the topic when it is
+costs log records, never latency or errors. The sender thread wakes every ``FLUSH_S`` and sends
+what has queued, rather than waking for each record: a wake-up per record (the thread taking
+the GIL from the event loop a hundred times a second) measured about 0.2 ms of the gateway's
+CPU per request at 100 req/s; the producer batches for 250 ms anyway. The sender thread creates the topic when it is
 missing (at its first record, and again after a failure: a restarted broker may have lost it).
 """
 
@@ -26,7 +29,7 @@ SERVED_LOG = Counter(
     "cascade_served_log_total", "Served-list records by outcome.", ["outcome"]
 )  # outcome: queued, sent, dropped (queue full), failed (broker error)
 
-_STOP = object()
+FLUSH_S = 0.05  # the sender's wake-up period; far below the producer's 250 ms linger
 
 
 class ServedLog:
@@ -39,7 +42,8 @@ class ServedLog:
         self.topic = topic
         self.partitions = partitions
         self.topics = TopicKeeper(producer.bootstrap, {topic: partitions}, timeout_s=3.0)
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
+        self._queue: queue.Queue[tuple[bytes, bytes]] = queue.Queue(maxsize=max_queue)
+        self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="served-log", daemon=True)
 
     def start(self) -> None:
@@ -55,18 +59,24 @@ class ServedLog:
             SERVED_LOG.labels("dropped").inc()
 
     def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is _STOP:
-                return
-            key, value = item
-            try:
-                self.topics.ensure()
-                future = self.producer.get().send(self.topic, key=key, value=value)
-                future.add_callback(lambda _meta: SERVED_LOG.labels("sent").inc())
-                future.add_errback(self._failed)
-            except (KafkaError, OSError) as exc:
-                self._failed(exc)
+        stopping = False
+        while not stopping:
+            stopping = self._stopping.wait(FLUSH_S)
+            while True:
+                try:
+                    key, value = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                self._send(key, value)
+
+    def _send(self, key: bytes, value: bytes) -> None:
+        try:
+            self.topics.ensure()
+            future = self.producer.get().send(self.topic, key=key, value=value)
+            future.add_callback(lambda _meta: SERVED_LOG.labels("sent").inc())
+            future.add_errback(self._failed)
+        except (KafkaError, OSError) as exc:
+            self._failed(exc)
 
     def _failed(self, exc: BaseException) -> None:
         """Count and log a lost record; the next record re-checks the topic."""
@@ -78,10 +88,7 @@ class ServedLog:
         """Let the thread finish what is queued (bounded by the producer's own timeouts)."""
         if not self._thread.is_alive():
             return
-        try:
-            self._queue.put_nowait(_STOP)
-        except queue.Full:
-            return  # daemon thread: it dies with the process
         import asyncio
 
+        self._stopping.set()
         await asyncio.to_thread(self._thread.join, 5.0)

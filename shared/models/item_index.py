@@ -21,6 +21,7 @@ import numpy as np
 # are over-fetched. The crossover is past 10,000 items (docs/serving.md); above it, and for
 # any real catalogue, the ANN graph answers.
 EXACT_MAX_ITEMS = 10_000
+NEIGHBOUR_MEMO_ROWS = 50_000  # 50,000 rows x 35 neighbours x 12 bytes: about 21 MB at most
 
 
 class ItemIndex:
@@ -47,6 +48,9 @@ class ItemIndex:
         self._emb = np.ascontiguousarray(embeddings, dtype=np.float32)
         self._lock = threading.Lock()  # adds (and resizes) are serialised; queries are not
         self.exact_max_items = EXACT_MAX_ITEMS
+        # row -> (labels, sims) of its nearest items, best first: item-to-item asks the same
+        # recent items' neighbours request after request, and they change only through add().
+        self._neighbours: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     @classmethod
     def load(cls, folder: Path) -> ItemIndex:
@@ -100,6 +104,27 @@ class ItemIndex:
         labels, top = _top_k(sims, min(k, len(self._ids) - len(exclude)))
         return labels[0], top[0]
 
+    def neighbours(self, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """For each label in ``rows``, the ``k`` nearest items' labels and similarities, best
+        first (an item is usually its own first neighbour): ``search`` on the items' own
+        embeddings, remembered per row until the next ``add`` (at most
+        ``NEIGHBOUR_MEMO_ROWS`` rows; the memo starts over when full)."""
+        k = min(k, len(self._ids))
+        wanted = rows.tolist()
+        memo = self._neighbours
+        missing = [r for r in wanted if r not in memo or len(memo[r][0]) < k]
+        if len(memo) + len(missing) > NEIGHBOUR_MEMO_ROWS:
+            memo = self._neighbours = {}
+            missing = wanted
+        if missing:
+            labels, sims = self.search(self._emb[missing], k)
+            for j, r in enumerate(missing):
+                memo[r] = (labels[j], sims[j])
+        if not wanted:
+            return np.zeros((0, k), np.int64), np.zeros((0, k), np.float32)
+        pairs = [memo[r] for r in wanted]
+        return np.stack([p[0][:k] for p in pairs]), np.stack([p[1][:k] for p in pairs])
+
     def ids(self, labels: np.ndarray) -> list[str]:
         """Item ids of labels."""
         ids = self._ids
@@ -135,6 +160,7 @@ class ItemIndex:
             self._grow(len(self._ids))
             self._emb[labels] = vecs
             self.index.add_items(vecs, labels, replace_deleted=False)
+            self._neighbours = {}  # any row's neighbours may now include the new items
         return labels
 
     def _grow(self, needed: int) -> None:

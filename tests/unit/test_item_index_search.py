@@ -68,3 +68,25 @@ def test_items_added_at_run_time_are_found_exactly() -> None:
     labels, sims = index.search(vec, 1)
     assert index.ids(labels[0]) == ["new"] and sims[0, 0] == pytest.approx(1.0, abs=1e-5)
     assert index.exact and len(index) == 101
+
+
+@pytest.mark.parametrize("mode", ["exact", "ann"])
+def test_neighbours_are_the_searched_ones_and_follow_adds(mode: str) -> None:
+    index, emb = _index()
+    ix = _modes(index)[mode]
+    rows = np.array([7, 3, 7, 500])  # a repeated row too
+    labels, sims = ix.neighbours(rows, 20)
+    want_labels, want_sims = ix.search(emb[rows], 20)
+    np.testing.assert_array_equal(labels, want_labels)
+    np.testing.assert_allclose(sims, want_sims, atol=1e-6)
+    # a shorter ask is the remembered list's prefix; a longer one is searched again
+    short, _ = ix.neighbours(rows[:2], 5)
+    np.testing.assert_array_equal(short, want_labels[:2, :5])
+    longer, _ = ix.neighbours(rows[:1], 40)
+    np.testing.assert_array_equal(longer[0], ix.search(emb[rows[:1]], 40)[0][0])
+    # an item added next to row 7 becomes its nearest neighbour (after itself)
+    twin = emb[7] + 1e-3
+    (new_row,) = ix.add(["twin"], (twin / np.linalg.norm(twin)).reshape(1, -1))
+    after, _ = ix.neighbours(np.array([7]), 20)
+    assert new_row in after[0][:2].tolist()
+    assert ix.neighbours(np.zeros(0, np.int64), 20)[0].shape == (0, 20)

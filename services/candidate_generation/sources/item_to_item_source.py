@@ -37,7 +37,7 @@ class ItemToItemSource:
         rows = rows[rows >= 0]
         if rows.size == 0:
             return SourceResult(self.name, [], np.zeros(0, dtype=np.float32))
-        labels, sims = index.search(index.embeddings(index.ids(rows)), knobs.per_item + len(rows))
+        labels, sims = index.neighbours(rows, knobs.per_item + len(rows))
         labels, sims = labels.ravel(), sims.ravel()
         order = np.argsort(-sims, kind="stable")
         labels, sims = labels[order], sims[order]
