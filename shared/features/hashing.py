@@ -19,8 +19,11 @@ def stable_u64(value: str) -> int:
 
 
 @lru_cache(maxsize=64)
-def _seed(namespace: str, k: int) -> np.uint64:
-    return np.uint64(stable_u64(f"{namespace}#{k}"))
+def _seeds(namespace: str, n_hashes: int) -> np.ndarray:
+    """[n_hashes] uint64 seeds of a namespace, one per hash."""
+    seeds = np.array([stable_u64(f"{namespace}#{k}") for k in range(n_hashes)], dtype=np.uint64)
+    seeds.setflags(write=False)  # shared by every caller through the cache
+    return seeds
 
 
 def _mix64(x: np.ndarray) -> np.ndarray:
@@ -34,14 +37,15 @@ def _mix64(x: np.ndarray) -> np.ndarray:
 
 
 def hash_u64(base: np.ndarray, n_buckets: int, namespace: str, n_hashes: int) -> np.ndarray:
-    """Map uint64 digests to ``n_hashes`` buckets each in [1, n_buckets); 0 stays padding."""
+    """Map uint64 digests to ``n_hashes`` buckets each in [1, n_buckets); 0 stays padding.
+
+    All hashes are mixed in one pass over ``base[..., None] ^ seeds``: the arrays are short
+    (one user, a few hundred items), so the number of numpy calls is the cost."""
     base = np.asarray(base, dtype=np.uint64)
-    out = np.empty(base.shape + (n_hashes,), dtype=np.int64)
-    mod = np.uint64(n_buckets - 1)
     with np.errstate(over="ignore"):
-        for k in range(n_hashes):
-            out[..., k] = (_mix64(base ^ _seed(namespace, k)) % mod).astype(np.int64) + 1
-    return out
+        mixed = _mix64(base[..., None] ^ _seeds(namespace, n_hashes))
+    buckets: np.ndarray = (mixed % np.uint64(n_buckets - 1)).astype(np.int64) + 1
+    return buckets
 
 
 def hash_buckets(

@@ -13,6 +13,17 @@ import shared.features as F
 from shared.features.encoders import cross_columns
 
 
+def test_hash_buckets_are_pinned() -> None:
+    """Every trained model's embedding rows are addressed by these values: a change to the
+    hashing (however it is computed) must fail here before it silently breaks the models."""
+    got = F.hash_buckets(["242", "u1", "1", "new-7"], 20_000, "item").tolist()
+    assert got == [[2730, 8716], [12522, 17019], [4370, 13960], [8190, 19997]]
+    assert F.hash_buckets(["242"], 4096, "profile:zip", 1).tolist() == [[456]]
+    many = F.hash_buckets([str(i) for i in range(300)], 50_000, "user", 3)
+    assert many.shape == (300, 3) and many.dtype == np.int64
+    assert many.min() >= 1 and many.max() < 50_000
+
+
 def test_hash_is_stable_across_processes() -> None:
     here = F.hash_buckets(["242", "u1"], 20_000, "item").tolist()
     code = (
