@@ -41,9 +41,12 @@ class Merge:
         found: list[tuple[str, np.ndarray, np.ndarray]] = []
         for res in results:
             rows = np.fromiter(map(row_of.__getitem__, res.item_ids), np.int64, len(res.item_ids))
-            # a source may list an item twice: keep its first (best) score only
-            rows, first = np.unique(rows, return_index=True)
-            found.append((res.source, rows, np.asarray(res.scores, dtype=np.float32)[first]))
+            scores = np.asarray(res.scores, dtype=np.float32)
+            if len(set(res.item_ids)) < len(res.item_ids):
+                # a source listed an item twice: keep its first (best) score only
+                rows, first = np.unique(rows, return_index=True)
+                scores = scores[first]
+            found.append((res.source, rows, scores))
         n = len(merged)
         frame = Frame(merged)
         for source, rows, scores in found:

@@ -94,14 +94,16 @@ class ItemIndex:
         """Top-k labels and similarities of one query vector among items not in ``exclude``
         (labels; -1 entries ignored), best first. Exact search masks them; the ANN graph is
         asked for ``k`` more per excluded item, then they are dropped."""
-        exclude = np.unique(exclude[exclude >= 0])
+        exclude = exclude[exclude >= 0]
         if not self.exact:
+            exclude = np.unique(exclude)
             labels, sims = self.search(query.reshape(1, -1), k + len(exclude))
             keep = np.flatnonzero(~np.isin(labels[0], exclude))[:k]
             return labels[0][keep], sims[0][keep]
         sims = (self._emb[: len(self._ids)] @ query.reshape(-1)).reshape(1, -1)
-        sims[0, exclude] = -np.inf
-        labels, top = _top_k(sims, min(k, len(self._ids) - len(exclude)))
+        sims[0, exclude] = -np.inf  # repeats are harmless here, so no np.unique (a sort)
+        left = len(self._ids) - int(np.count_nonzero(np.isneginf(sims)))
+        labels, top = _top_k(sims, min(k, left))
         return labels[0], top[0]
 
     def neighbours(self, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
