@@ -12,6 +12,7 @@ lost it).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
@@ -89,7 +90,5 @@ class ServedLog:
         """Let the thread finish what is queued (bounded by the producer's own timeouts)."""
         if not self._thread.is_alive():
             return
-        import asyncio
-
         self._stopping.set()
         await asyncio.to_thread(self._thread.join, 5.0)
