@@ -1,14 +1,16 @@
 """Serving benchmark: GET /v1/recommendations end to end, the in-process baseline, stage timings.
 
 Starts Redis (MovieLens-100K loaded), the Kafka-protocol broker, the four stage services, a
-gateway calling them (mode ``services``) and a gateway running every stage itself (mode
-``in_process``), each its own process; models from ``--models``, ``models/``, or trained with
-``python -m training.pipeline --tiny`` into a temporary folder. Then measures:
+gateway calling them (mode ``services``), a gateway running every stage itself (mode
+``in_process``) and one calling the stage services but filtering itself
+(``CASCADE_GATEWAY_FILTERING_IN_GATEWAY``), each its own process; models from ``--models``,
+``models/``, or trained with ``python -m training.pipeline --tiny`` into a temporary folder.
+Then measures:
 
-- both gateways one request at a time, interleaved (same requests, same moment): p50/p99 and
-  the microservice / in-process p50 ratio;
+- the gateways one request at a time, interleaved (same requests, same moment): p50/p99 and
+  the microservice / in-process p50 ratios;
 - CPU milliseconds per request of every process (from /proc) at ``CASCADE_BENCH_CPU_RATE``
-  req/s (50), both paths in ``CASCADE_BENCH_CPU_ROUNDS`` (3) alternating 20 s runs, the median
+  req/s (50), each path in ``CASCADE_BENCH_CPU_ROUNDS`` (3) alternating 20 s runs, the median
   run reported with every run's total;
 - open-loop load at ``--rate`` requests/s for ``--duration`` s (k=20 from up to 500 candidates):
   p50/p99 from the scheduled send time (queueing counts), errors, degraded share;
@@ -61,6 +63,8 @@ from loadtests.serving_stack import serving_stack  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data" / "ml-100k"
 P99_TARGET_MS = 50.0
+# A third gateway: services mode with the filtering stage in the gateway (one hop less).
+LOCAL_FILTERING = "gateway_local_filtering"
 MAX_DEGRADED_SHARE = 0.01
 
 
@@ -182,10 +186,11 @@ def _cpu_per_request(
 def _cpu_rounds(
     pids: dict[str, int], urls: dict[str, str], users: list[str], rate: float, rounds: int
 ) -> dict[str, Any]:
-    """CPU per request of both paths, measured in ``rounds`` alternating runs: per path the
+    """CPU per request of each path, measured in ``rounds`` alternating runs: per path the
     run of median total, with every run's total beside it. The same code measured 4.9 to 6.3
     ms per request in-process in runs minutes apart on this machine; one run is one draw."""
-    paths = {"cpu_microservice": urls["gateway"], "cpu_in_process": urls["gateway_in_process"]}
+    paths = {"cpu_microservice": urls["gateway"], "cpu_in_process": urls["gateway_in_process"],
+             "cpu_local_filtering": urls[LOCAL_FILTERING]}  # fmt: skip
     runs: dict[str, list[dict[str, Any]]] = {key: [] for key in paths}
     for r in range(max(rounds, 1)):
         for key in list(paths) if r % 2 == 0 else list(reversed(paths)):
@@ -434,14 +439,18 @@ def _measure_stack(
 ) -> dict[str, Any]:  # fmt: skip
     """Everything measured through the gateways (real processes, real HTTP)."""
     result: dict[str, Any] = {}
-    with serving_stack(env, log_dir, in_process_gateway=True) as procs:
-        urls = {name: procs[name].spec.url for name in ("gateway", "gateway_in_process")}
+    more = {LOCAL_FILTERING: {"CASCADE_GATEWAY_FILTERING_IN_GATEWAY": "true"}}
+    with serving_stack(env, log_dir, in_process_gateway=True, more_gateways=more) as procs:
+        urls = {name: procs[name].spec.url for name in ("gateway", "gateway_in_process",
+                                                        LOCAL_FILTERING)}  # fmt: skip
         for url in urls.values():
             asyncio.run(sequential(url, _paths(users[:50])))  # page in code paths and caches
         lat = asyncio.run(_interleaved(urls, users[:calls]))
         result["sequential"] = {name: _stats(v[len(v) // 10 :]) for name, v in lat.items()}
         ms, ip = (result["sequential"][n]["p50_ms"] for n in ("gateway", "gateway_in_process"))
         result["p50_ratio_microservice_vs_in_process"] = round(ms / ip, 2)
+        local = result["sequential"][LOCAL_FILTERING]["p50_ms"]
+        result["p50_ratio_local_filtering_vs_in_process"] = round(local / ip, 2)
         pids = {name: p.pid for name, p in procs.items()}
         pids.update(infra_pids)
         cpu_rate = _env_float("CASCADE_BENCH_CPU_RATE", 50.0)
@@ -519,10 +528,12 @@ def _print(r: dict[str, Any]) -> None:
         out(f"{name + ', one at a time':<45} {s['p50_ms']:>8.2f} {s['p99_ms']:>8.2f}\n")
     lib = r["in_process_library_call"]
     out(f"{'in-process pipeline, no HTTP':<45} {lib['p50_ms']:>8.2f} {lib['p99_ms']:>8.2f}\n")
-    out(f"p50 ratio microservice / in-process gateway: {r['p50_ratio_microservice_vs_in_process']}"
-        "\n")  # fmt: skip
+    out(
+        f"p50 ratio microservice / in-process gateway: {r['p50_ratio_microservice_vs_in_process']}"
+        f" (filtering in the gateway: {r['p50_ratio_local_filtering_vs_in_process']})\n"
+    )
     out(f"CPU per request at {r['cpu_rate_rps']:.0f} rps (every process, /proc):\n")
-    for key in ("cpu_microservice", "cpu_in_process"):
+    for key in ("cpu_microservice", "cpu_local_filtering", "cpu_in_process"):
         c = r[key]
         out(f"  {key}: {c['cpu_ms_total']} ms, median of rounds {c['rounds_cpu_ms_total']}\n"
             f"    {c['cpu_ms_per_request']} (p99 {c['p99_ms']} ms, "

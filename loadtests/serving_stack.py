@@ -43,12 +43,14 @@ def serving_stack(
     log_dir: Path,
     in_process_gateway: bool = False,
     gateway_env: dict[str, str] | None = None,
+    more_gateways: dict[str, dict[str, str]] | None = None,
 ) -> Iterator[dict[str, RunningProcess]]:
     """The four stage services and a gateway pointed at them, each a real process.
 
     ``env`` carries the platform settings (CASCADE_REDIS_URL, CASCADE_MODELS_DIR or
     CASCADE_MLFLOW_URI, ...). With ``in_process_gateway`` a second gateway runs every stage
-    itself (mode in_process). Yields name -> RunningProcess (``.spec.url`` is its base URL);
+    itself (mode in_process); ``more_gateways`` adds one more per label, with its settings on
+    top of the first one's. Yields name -> RunningProcess (``.spec.url`` is its base URL);
     a caller that restarts one puts the new process back under its name, so it is stopped too.
     """
     procs: dict[str, RunningProcess] = {}
@@ -62,6 +64,8 @@ def serving_stack(
         if in_process_gateway:
             ienv = {**genv, "CASCADE_GATEWAY_MODE": "in_process"}
             gateways["gateway_in_process"] = service_spec("gateway", ienv, "gateway_in_process")
+        for label, extra in (more_gateways or {}).items():
+            gateways[label] = service_spec("gateway", {**genv, **extra}, label)
         for label, spec in gateways.items():
             procs[label] = start(spec, log_dir)
         for label in gateways:

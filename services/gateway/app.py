@@ -38,7 +38,9 @@ log = logging.getLogger(__name__)
 
 def _remote_clients(settings: Settings, resources: Resources, stages: Stages,
                     budget: LatencyBudget) -> dict[str, StageClient]:  # fmt: skip
-    """Stage services over pooled HTTP; each is an optional readiness check (they fall back)."""
+    """Stage services over pooled HTTP; each is an optional readiness check (they fall back).
+
+    With ``filtering_in_gateway`` the filtering stage runs here (it needs no model)."""
     total = budget.total_ms / 1000.0
     urls = {
         "candidates": ("candidate_generation", settings.candidate_generation_url),
@@ -46,10 +48,13 @@ def _remote_clients(settings: Settings, resources: Resources, stages: Stages,
         "ranking": ("ranking", settings.ranking_url),
         "reranking": ("reranking", settings.reranking_url),
     }
-    return {
-        name: RemoteStage(stage, resources.service(urls[name][0], urls[name][1], total))
-        for name, stage in stages.by_name().items()
-    }
+    clients: dict[str, StageClient] = {}
+    for name, stage in stages.by_name().items():
+        if name == "filtering" and settings.filtering_in_gateway:
+            clients[name] = LocalStage(stage)
+        else:
+            clients[name] = RemoteStage(stage, resources.service(*urls[name], total))
+    return clients
 
 
 def _elsewhere(resources: Resources, budget: LatencyBudget, client: StageClient,

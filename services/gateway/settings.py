@@ -53,6 +53,12 @@ class Settings(
         default="services",
         description="services: call the stage services; in_process: run every stage here",
     )
+    # One hop less on the request path: the filtering stage holds no model, and as its own
+    # process it cost 0.84 ms of CPU per request for about 0.1 ms of filtering (docs/serving.md).
+    filtering_in_gateway: bool = Field(
+        default=False,
+        description="services mode: run the filtering stage here, not over its service",
+    )
     candidate_generation_url: HttpUrl = _stage_url("candidate_generation", 8003)
     filtering_url: HttpUrl = _stage_url("filtering", 8004)
     ranking_url: HttpUrl = _stage_url("ranking", 8005)

@@ -23,7 +23,7 @@ import orjson
 import pytest
 import redis
 
-from deploy.local.processes import start, stop, wait_ready
+from deploy.local.processes import free_port, start, stop, wait_ready
 from loadtests.serving_stack import service_spec
 from shared.events import Event
 from shared.online_store import keys
@@ -383,7 +383,9 @@ def test_the_wiring_check_stops_a_service_with_a_missing_column(
 
 def test_a_filter_added_as_one_file_runs_in_both_modes(live_stack: LiveStack) -> None:
     """A filter class in its own file, named in CASCADE_PLUGINS: the filtering service and the
-    in-process gateway both run it, and the gateway sends the column it declared it needs."""
+    in-process gateway both run it, and the gateway sends the column it declared it needs. A
+    services-mode gateway with ``filtering_in_gateway`` runs it too, without the filtering
+    service (its URL points where nothing listens, and readiness does not ask for it)."""
     env = {**live_stack.env, "CASCADE_PLUGINS": PLUGIN}
     filtering = start(service_spec("filtering", env, "filtering-plugin"), live_stack.log_dir)
     gateways = []
@@ -391,13 +393,19 @@ def test_a_filter_added_as_one_file_runs_in_both_modes(live_stack: LiveStack) ->
         wait_ready(filtering)
         urls = {f"CASCADE_GATEWAY_{n.upper()}_URL": live_stack.url(n) for n in SERVICE_STAGE}
         genv = {**env, **urls, "CASCADE_GATEWAY_FILTERING_URL": filtering.spec.url}
+        nowhere = f"http://127.0.0.1:{free_port()}"
         gateways = [
             start(service_spec("gateway", genv, "gateway-plugin"), live_stack.log_dir),
             start(service_spec("gateway", {**genv, "CASCADE_GATEWAY_MODE": "in_process"},
                                "gateway-plugin-in-process"), live_stack.log_dir),
+            start(service_spec("gateway", {**genv, "CASCADE_GATEWAY_FILTERING_IN_GATEWAY": "true",
+                                           "CASCADE_GATEWAY_FILTERING_URL": nowhere},
+                               "gateway-plugin-filtering-here"), live_stack.log_dir),
         ]  # fmt: skip
         for gw in gateways:
             wait_ready(gw)
+            checks = httpx.get(f"{gw.spec.url}/readyz", timeout=5).json()["checks"]
+            assert ("filtering" in checks) is (gw is gateways[0]), (gw.spec.label, checks)
             params = {"user_id": "1", "k": 20, "explain": "true"}
             body = whole(httpx.get(f"{gw.spec.url}/v1/recommendations", params=params))
             ids = [i["item_id"] for i in body["items"]]
