@@ -27,6 +27,7 @@ from typing import Any
 
 from deploy.local import infra
 from deploy.local.processes import free_port, start, stop, wait_ready
+from loadtests.machine_speed import reference_speed
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("bench")
@@ -90,7 +91,11 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(chatty).setLevel(logging.WARNING)
     report: dict[str, Any] = {
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            **reference_speed(),
+        },  # fmt: skip
         "results": {},
     }
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="cascade-bench-") as tmp:

@@ -58,6 +58,7 @@ from loadtests.load_generator import (  # noqa: E402
     send_one,
     sequential,
 )
+from loadtests.machine_speed import reference_speed  # noqa: E402
 from loadtests.serving_stack import serving_stack  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -495,7 +496,11 @@ def run(
     users = _users(max(int(rate * duration_s), 2000))
     data = Path(data_dir or REPO / "data") / "ml-100k"
     result: dict[str, Any] = {
-        "machine": {"cpus": os.cpu_count(), "load_avg_1m_at_start": round(os.getloadavg()[0], 2)}
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
+            **reference_speed(),
+        }  # fmt: skip
     }
     # Kept after the run (git-ignored): when a figure surprises, the services' logs say why.
     log_dir = REPO / ".run" / "bench" / "serving"
