@@ -516,6 +516,7 @@ def run(
     if ann_1m:
         result["ann_1m"] = ann_1m_recall()
     result["machine"]["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
+    result["machine"]["speed_at_end"] = reference_speed()  # the host's speed moves too
     _print(result)
     return result
 
