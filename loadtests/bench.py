@@ -94,8 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
-            **reference_speed(),
-        },  # fmt: skip
+            "speed": reference_speed(),
+        },
         "results": {},
     }
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="cascade-bench-") as tmp:

@@ -499,8 +499,8 @@ def run(
         "machine": {
             "cpus": os.cpu_count(),
             "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
-            **reference_speed(),
-        }  # fmt: skip
+            "speed_at_start": reference_speed(),
+        }
     }
     # Kept after the run (git-ignored): when a figure surprises, the services' logs say why.
     log_dir = REPO / ".run" / "bench" / "serving"

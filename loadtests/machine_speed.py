@@ -24,8 +24,6 @@ def _python_loop() -> None:
     total = 0
     for i in range(PY_LOOP_ITERATIONS):
         total += i
-    if total < 0:  # keeps the loop from being optimised away by a future interpreter
-        raise AssertionError(total)
 
 
 def _matmul(a: np.ndarray, b: np.ndarray) -> None:
